@@ -1,0 +1,150 @@
+// Python bindings of the packed network: construction from PyTorch-layout weights, the forward
+// pass (GIL released), and the reference oracle.
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "bindings/arrays.h"
+#include "bindings/bindings.h"
+#include "core/dispatch.h"
+#include "core/network.h"
+#include "reference/reference.h"
+
+namespace pyrnn::bindings {
+namespace {
+
+CellKind parse_kind(const std::string& kind) {
+  if (kind == "rnn_tanh") return CellKind::RnnTanh;
+  if (kind == "rnn_relu") return CellKind::RnnRelu;
+  if (kind == "lstm") return CellKind::Lstm;
+  if (kind == "gru") return CellKind::Gru;
+  throw std::invalid_argument("kind: expected 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" +
+                              kind + "'");
+}
+
+using OptionalArray = std::optional<FloatArray>;
+// (w_ih, w_hh, b_ih, b_hh, w_hr) per (layer, direction), layer-major.
+using WeightTuple = std::tuple<FloatArray, FloatArray, OptionalArray, OptionalArray, OptionalArray>;
+
+// Checks every weight's shape against the config and returns raw pointers into the arrays,
+// which the caller keeps alive.
+std::vector<RawLayerWeights> raw_weights(const NetworkConfig& config,
+                                         const std::vector<WeightTuple>& weights) {
+  config.validate();
+  const int D = config.directions();
+  if (static_cast<int>(weights.size()) != config.num_layers * D) {
+    throw std::invalid_argument("weights: expected " + std::to_string(config.num_layers * D) +
+                                " (layer, direction) entries, got " +
+                                std::to_string(weights.size()));
+  }
+  const py::ssize_t GH = static_cast<py::ssize_t>(config.gates()) * config.hidden_size;
+  std::vector<RawLayerWeights> raw;
+  for (std::size_t index = 0; index < weights.size(); ++index) {
+    const auto& [w_ih, w_hh, b_ih, b_hh, w_hr] = weights[index];
+    const int layer = static_cast<int>(index) / D;
+    require_shape(w_ih, {GH, config.layer_input_size(layer)}, "w_ih");
+    require_shape(w_hh, {GH, config.output_size()}, "w_hh");
+    if (b_ih) require_shape(*b_ih, {GH}, "b_ih");
+    if (b_hh) require_shape(*b_hh, {GH}, "b_hh");
+    if (config.proj_size > 0) {
+      if (!w_hr) throw std::invalid_argument("w_hr: required when proj_size > 0");
+      require_shape(*w_hr, {config.proj_size, config.hidden_size}, "w_hr");
+    }
+    raw.push_back({w_ih.data(), w_hh.data(), b_ih ? b_ih->data() : nullptr,
+                   b_hh ? b_hh->data() : nullptr, config.proj_size > 0 ? w_hr->data() : nullptr});
+  }
+  return raw;
+}
+
+NetworkConfig make_config(const std::string& kind, int input_size, int hidden_size, int num_layers,
+                          bool bidirectional, int proj_size) {
+  NetworkConfig config{parse_kind(kind), input_size,    hidden_size,
+                       num_layers,       bidirectional, proj_size};
+  config.validate();
+  return config;
+}
+
+const float* optional_state(const std::optional<FloatArray>& array,
+                            const std::vector<py::ssize_t>& shape, const char* name) {
+  if (!array) return nullptr;
+  require_shape(*array, shape, name);
+  return array->data();
+}
+
+void network_forward(const Network& network, const py::array& x, const py::array& out,
+                     const std::optional<FloatArray>& h0, const std::optional<FloatArray>& c0,
+                     FloatArray& hn, std::optional<FloatArray>& cn) {
+  const NetworkConfig& config = network.config();
+  const SequenceIn in = sequence_view<const float>(x, "x");
+  const SequenceOut dst = sequence_view<float>(out, "out");
+  const py::ssize_t LD = config.num_layers * config.directions(), N = in.rows;
+  if (in.features != config.input_size)
+    throw std::invalid_argument("x: expected " + std::to_string(config.input_size) +
+                                " features, got " + std::to_string(in.features));
+  if (dst.steps != in.steps || dst.rows != in.rows ||
+      dst.features != config.output_size() * config.directions())
+    throw std::invalid_argument("out: shape does not match x and the network");
+  const float* h0_data = optional_state(h0, {LD, N, config.output_size()}, "h0");
+  const float* c0_data = optional_state(c0, {LD, N, config.hidden_size}, "c0");
+  require_shape(hn, {LD, N, config.output_size()}, "hn");
+  float* cn_data = nullptr;
+  if (config.kind == CellKind::Lstm) {
+    if (!cn) throw std::invalid_argument("cn: required for an LSTM");
+    require_shape(*cn, {LD, N, config.hidden_size}, "cn");
+    cn_data = cn->mutable_data();
+  }
+  float* hn_data = hn.mutable_data();
+  const KernelTable& kernels = active_kernels();
+  py::gil_scoped_release release;
+  forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
+}
+
+py::tuple reference_forward(const std::string& kind, int input_size, int hidden_size,
+                            int num_layers, bool bidirectional, int proj_size,
+                            const std::vector<WeightTuple>& weights, const FloatArray& x,
+                            const std::optional<FloatArray>& h0,
+                            const std::optional<FloatArray>& c0) {
+  const NetworkConfig config =
+      make_config(kind, input_size, hidden_size, num_layers, bidirectional, proj_size);
+  const std::vector<RawLayerWeights> raw = raw_weights(config, weights);
+  if (x.ndim() != 3 || x.shape(2) != input_size)
+    throw std::invalid_argument("x: expected (T, N, " + std::to_string(input_size) + "), got " +
+                                shape_string(x));
+  const py::ssize_t T = x.shape(0), N = x.shape(1), LD = num_layers * config.directions();
+  const float* h0_data = optional_state(h0, {LD, N, config.output_size()}, "h0");
+  const float* c0_data = optional_state(c0, {LD, N, hidden_size}, "c0");
+  FloatArray out({T, N, static_cast<py::ssize_t>(config.output_size() * config.directions())});
+  FloatArray hn({LD, N, static_cast<py::ssize_t>(config.output_size())});
+  FloatArray cn({LD, N, static_cast<py::ssize_t>(hidden_size)});
+  {
+    py::gil_scoped_release release;
+    reference::forward(config, raw, static_cast<int>(T), static_cast<int>(N), x.data(), h0_data,
+                       c0_data, out.mutable_data(), hn.mutable_data(), cn.mutable_data());
+  }
+  return py::make_tuple(out, hn, cn);
+}
+
+}  // namespace
+
+void bind_network(py::module_& m) {
+  py::class_<Network, std::shared_ptr<Network>>(m, "Network",
+                                                "A packed, immutable recurrent network.")
+      .def(py::init([](const std::string& kind, int input_size, int hidden_size, int num_layers,
+                       bool bidirectional, int proj_size, const std::vector<WeightTuple>& weights) {
+             const NetworkConfig config =
+                 make_config(kind, input_size, hidden_size, num_layers, bidirectional, proj_size);
+             return std::make_shared<Network>(config, raw_weights(config, weights));
+           }),
+           py::arg("kind"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
+           py::arg("bidirectional"), py::arg("proj_size"), py::arg("weights"))
+      .def("forward", &network_forward, py::arg("x"), py::arg("out"), py::arg("h0"), py::arg("c0"),
+           py::arg("hn"), py::arg("cn"),
+           "Runs x (T, N, I) into out (T, N, D*P), hn (L*D, N, P) and, for LSTM, cn.");
+  m.def("reference_forward", &reference_forward, py::arg("kind"), py::arg("input_size"),
+        py::arg("hidden_size"), py::arg("num_layers"), py::arg("bidirectional"),
+        py::arg("proj_size"), py::arg("weights"), py::arg("x"), py::arg("h0") = py::none(),
+        py::arg("c0") = py::none(),
+        "The readable scalar oracle: returns (out, hn, cn) for contiguous x (T, N, I).");
+}
+
+}  // namespace pyrnn::bindings

@@ -1,0 +1,9 @@
+// One registration function per bound concept; module.cpp calls them all.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace pyrnn::bindings {
+void bind_network(pybind11::module_& m);
+void bind_dispatch(pybind11::module_& m);
+}  // namespace pyrnn::bindings

@@ -1,0 +1,8 @@
+// The pyrnn._core extension module.
+#include "bindings/bindings.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pyrnn's C++ core: packed recurrent networks and their kernels.";
+  pyrnn::bindings::bind_dispatch(m);
+  pyrnn::bindings::bind_network(m);
+}

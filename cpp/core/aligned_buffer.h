@@ -1,0 +1,66 @@
+// A zero-initialised, 64-byte aligned array of floats: the only owner of memory in the hot path.
+// Sizes are checked for overflow before allocating, so a lying size fails cleanly.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <utility>
+
+namespace pyrnn {
+
+// Multiplies sizes, throwing std::length_error on overflow (sizes come from user input).
+inline std::size_t checked_mul(std::size_t a, std::size_t b) {
+  if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) {
+    throw std::length_error("pyrnn: size computation overflows");
+  }
+  return a * b;
+}
+
+class AlignedBuffer {
+ public:
+  static constexpr std::size_t kAlignment = 64;  // one cache line, one AVX-512 vector
+
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t count) { resize(count); }
+  AlignedBuffer(const AlignedBuffer& other) : AlignedBuffer(other.size_) {
+    if (size_ != 0) std::memcpy(data_, other.data_, size_ * sizeof(float));
+  }
+  AlignedBuffer(AlignedBuffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  AlignedBuffer& operator=(AlignedBuffer other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    return *this;
+  }
+  ~AlignedBuffer() { std::free(data_); }
+
+  // Reallocates to `count` zeroed floats (previous contents are discarded).
+  void resize(std::size_t count) {
+    std::free(std::exchange(data_, nullptr));
+    size_ = 0;
+    if (count == 0) return;
+    std::size_t bytes = checked_mul(count, sizeof(float));
+    bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    data_ = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
+    if (data_ == nullptr) throw std::bad_alloc();
+    std::memset(data_, 0, bytes);
+    size_ = count;
+  }
+  void fill_zero() noexcept {
+    if (size_ != 0) std::memset(data_, 0, size_ * sizeof(float));
+  }
+
+  float* data() noexcept { return data_; }
+  const float* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  float* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace pyrnn

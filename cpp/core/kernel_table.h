@@ -1,0 +1,73 @@
+// The interface every ISA implements: a GEMM against packed panels and one fused recurrent step
+// per cell kind. Each ISA file (kernels/<isa>.cpp, namespace pyrnn::<isa>) fills one table.
+//
+// Shape contract (letters in core/dims.h; "padded" widths are multiples of kUnitBlock):
+//   gemm:  c[m, :] = bias + a[m, :K] x panels        a (M, K) lda; c (M, blocks*G*16) ldc
+//   step:  gates[n] = xp[n] + h_prev[n, :K] x w_hh   xp (N, blocks*G*16) ldxp, biases folded in
+//          then the cell update, writing h_next (N, padded H) ldh; LSTM also c (N, padded H) ldc
+//          in place. For GRU, rec_bias (padded H) is b_hn, added inside r * (W_hn h + b_hn).
+// Every kernel works on blocks [block_begin, block_end) only: the seam for splitting hidden
+// units across threads. Kernels never allocate and never throw.
+#pragma once
+
+#include <cstddef>
+
+#include "core/packed_panels.h"
+
+namespace pyrnn {
+
+struct GemmArgs {
+  const float* a;
+  std::ptrdiff_t lda;
+  int m;
+  const PackedPanels* w;
+  const float* bias;  // packed (blocks*G*16) or null
+  float* c;
+  std::ptrdiff_t ldc;
+  int block_begin;
+  int block_end;
+};
+
+struct StepArgs {
+  const PackedPanels* w_hh;
+  const float* xp;
+  std::ptrdiff_t ldxp;
+  const float* rec_bias;  // GRU only: packed b_hn (blocks*16)
+  const float* h_prev;
+  std::ptrdiff_t ldh_prev;
+  float* h_next;
+  std::ptrdiff_t ldh;
+  float* c;  // LSTM only
+  std::ptrdiff_t ldc;
+  int n;
+  int block_begin;
+  int block_end;
+};
+
+using GemmKernel = void (*)(const GemmArgs&) noexcept;
+using StepKernel = void (*)(const StepArgs&) noexcept;
+
+struct KernelTable {
+  const char* name;
+  GemmKernel gemm;
+  StepKernel rnn_tanh_step;
+  StepKernel rnn_relu_step;
+  StepKernel lstm_step;
+  StepKernel gru_step;
+
+  StepKernel step_for(CellKind kind) const noexcept {
+    switch (kind) {
+      case CellKind::RnnTanh:
+        return rnn_tanh_step;
+      case CellKind::RnnRelu:
+        return rnn_relu_step;
+      case CellKind::Lstm:
+        return lstm_step;
+      case CellKind::Gru:
+        return gru_step;
+    }
+    return nullptr;
+  }
+};
+
+}  // namespace pyrnn

@@ -1,0 +1,58 @@
+#include "core/network.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace pyrnn {
+
+void NetworkConfig::validate() const {
+  auto require = [](bool ok, const std::string& message) {
+    if (!ok) throw std::invalid_argument("pyrnn core: " + message);
+  };
+  require(input_size >= 1, "input_size must be >= 1, got " + std::to_string(input_size));
+  require(hidden_size >= 1, "hidden_size must be >= 1, got " + std::to_string(hidden_size));
+  require(num_layers >= 1, "num_layers must be >= 1, got " + std::to_string(num_layers));
+  require(proj_size >= 0 && proj_size < hidden_size,
+          "proj_size must be in [0, hidden_size), got " + std::to_string(proj_size));
+  require(proj_size == 0 || kind == CellKind::Lstm, "proj_size is only supported by LSTM");
+}
+
+Network::Network(const NetworkConfig& config, const std::vector<RawLayerWeights>& weights)
+    : config_(config) {
+  config_.validate();
+  const int expected = config_.num_layers * config_.directions();
+  if (static_cast<int>(weights.size()) != expected) {
+    throw std::invalid_argument("pyrnn core: expected " + std::to_string(expected) +
+                                " weight sets, got " + std::to_string(weights.size()));
+  }
+  const int gates = config_.gates(), hidden = config_.hidden_size;
+  layers_.reserve(weights.size());
+  for (int index = 0; index < expected; ++index) {
+    const RawLayerWeights& raw = weights[index];
+    if (raw.w_ih == nullptr || raw.w_hh == nullptr || (config_.proj_size > 0 && !raw.w_hr)) {
+      throw std::invalid_argument("pyrnn core: missing weight matrix for layer entry " +
+                                  std::to_string(index));
+    }
+    PackedLayer packed;
+    const int layer = index / config_.directions();
+    packed.w_ih = PackedPanels(raw.w_ih, gates, hidden, config_.layer_input_size(layer));
+    packed.w_hh = PackedPanels(raw.w_hh, gates, hidden, config_.output_size());
+    if (config_.kind == CellKind::Gru) {
+      // r and z take both biases up front; n keeps b_hn apart for r * (W_hn h + b_hn).
+      const int rz = 2 * hidden;
+      std::vector<float> folded(static_cast<std::size_t>(gates) * hidden, 0.0f);
+      for (int row = 0; row < gates * hidden; ++row) {
+        if (raw.b_ih) folded[row] += raw.b_ih[row];
+        if (raw.b_hh && row < rz) folded[row] += raw.b_hh[row];
+      }
+      packed.input_bias = pack_bias(folded.data(), nullptr, gates, hidden);
+      packed.recurrent_bias = pack_bias(raw.b_hh ? raw.b_hh + rz : nullptr, nullptr, 1, hidden);
+    } else {
+      packed.input_bias = pack_bias(raw.b_ih, raw.b_hh, gates, hidden);
+    }
+    if (config_.proj_size > 0) packed.w_hr = PackedPanels(raw.w_hr, 1, config_.proj_size, hidden);
+    layers_.push_back(std::move(packed));
+  }
+}
+
+}  // namespace pyrnn

@@ -1,0 +1,68 @@
+// An immutable, packed recurrent network: configuration plus per-(layer, direction) weights in
+// the kernels' layout. Built once from PyTorch-layout weights; shared read-only by any number of
+// forward calls and streams on any number of threads.
+#pragma once
+
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "core/dims.h"
+#include "core/packed_panels.h"
+
+namespace pyrnn {
+
+struct NetworkConfig {
+  CellKind kind = CellKind::Lstm;
+  int input_size = 0;
+  int hidden_size = 0;
+  int num_layers = 1;
+  bool bidirectional = false;
+  int proj_size = 0;  // LSTM only; 0 = no projection
+
+  int directions() const noexcept { return bidirectional ? 2 : 1; }
+  int gates() const noexcept { return gate_count(kind); }
+  // Features of h: P with a projection, else H.
+  int output_size() const noexcept { return proj_size > 0 ? proj_size : hidden_size; }
+  int layer_input_size(int layer) const noexcept {
+    return layer == 0 ? input_size : output_size() * directions();
+  }
+  // Throws std::invalid_argument if sizes are inconsistent (Python validates first).
+  void validate() const;
+};
+
+// Weights of one (layer, direction) in PyTorch layout: w_ih (G*H, I_l), w_hh (G*H, P),
+// b_ih and b_hh (G*H) or null when bias=False, w_hr (P, H) or null without projection.
+struct RawLayerWeights {
+  const float* w_ih = nullptr;
+  const float* w_hh = nullptr;
+  const float* b_ih = nullptr;
+  const float* b_hh = nullptr;
+  const float* w_hr = nullptr;
+};
+
+struct PackedLayer {
+  PackedPanels w_ih;
+  PackedPanels w_hh;
+  // Added to the input projection: b_ih + b_hh, except GRU's n gate, which gets b_in only.
+  AlignedBuffer input_bias;
+  // GRU only: b_hn, which PyTorch applies inside r * (W_hn h + b_hn).
+  AlignedBuffer recurrent_bias;
+  PackedPanels w_hr;  // LSTM projection (1 gate, P units, K = H); empty without projection
+};
+
+class Network {
+ public:
+  // `weights` holds num_layers * directions entries, layer-major then direction.
+  Network(const NetworkConfig& config, const std::vector<RawLayerWeights>& weights);
+
+  const NetworkConfig& config() const noexcept { return config_; }
+  const PackedLayer& layer(int layer, int direction) const noexcept {
+    return layers_[layer * config_.directions() + direction];
+  }
+
+ private:
+  NetworkConfig config_;
+  std::vector<PackedLayer> layers_;
+};
+
+}  // namespace pyrnn

@@ -1,0 +1,208 @@
+#include "core/sequence.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace pyrnn {
+
+LayerState::LayerState(const NetworkConfig& config, int rows)
+    : rows_(rows),
+      h_features_(config.output_size()),
+      c_features_(config.kind == CellKind::Lstm ? config.hidden_size : 0),
+      ld_h_(padded_units(config.output_size())),
+      ld_c_(padded_units(config.hidden_size)) {
+  const std::size_t h_floats = checked_mul(static_cast<std::size_t>(rows), ld_h_);
+  h_[0].resize(h_floats);
+  h_[1].resize(h_floats);
+  if (c_features_ > 0) c_.resize(checked_mul(static_cast<std::size_t>(rows), ld_c_));
+}
+
+void LayerState::reset() noexcept {
+  h_[0].fill_zero();
+  h_[1].fill_zero();
+  c_.fill_zero();
+}
+
+void LayerState::reset_row(int n) noexcept {
+  for (AlignedBuffer& h : h_) std::memset(h.data() + n * ld_h_, 0, ld_h_ * sizeof(float));
+  if (c_features_ > 0) std::memset(c_.data() + n * ld_c_, 0, ld_c_ * sizeof(float));
+}
+
+void LayerState::load(const float* h, const float* c) noexcept {
+  reset();
+  for (int n = 0; n < rows_; ++n) {
+    if (h != nullptr) std::memcpy(this->h() + n * ld_h_, h + n * h_features_, h_features_ * 4);
+    if (c != nullptr && c_features_ > 0)
+      std::memcpy(c_.data() + n * ld_c_, c + n * c_features_, c_features_ * 4);
+  }
+}
+
+void LayerState::store(float* h, float* c) const noexcept {
+  for (int n = 0; n < rows_; ++n) {
+    if (h != nullptr) std::memcpy(h + n * h_features_, this->h() + n * ld_h_, h_features_ * 4);
+    if (c != nullptr && c_features_ > 0)
+      std::memcpy(c + n * c_features_, c_.data() + n * ld_c_, c_features_ * 4);
+  }
+}
+
+int default_chunk_steps(int rows, int steps) noexcept {
+  constexpr int kTargetRows = 128;
+  const int chunk = (kTargetRows + rows - 1) / std::max(rows, 1);
+  return std::clamp(chunk, 1, std::max(steps, 1));
+}
+
+Workspace::Workspace(const NetworkConfig& config, int rows, int chunk_steps)
+    : rows_(rows),
+      chunk_steps_(chunk_steps),
+      layer_features_(config.output_size() * config.directions()) {
+  const std::size_t chunk_rows = checked_mul(static_cast<std::size_t>(chunk_steps), rows);
+  const int max_input = std::max(config.input_size, layer_features_);
+  const int projected_width = block_count(config.hidden_size) * config.gates() * kUnitBlock;
+  input_rows_.resize(checked_mul(chunk_rows, max_input));
+  projected_.resize(checked_mul(chunk_rows, projected_width));
+  if (config.proj_size > 0)
+    cell_output_.resize(
+        checked_mul(static_cast<std::size_t>(rows), padded_units(config.hidden_size)));
+  if (config.num_layers > 1 && !config.bidirectional) {
+    for (AlignedBuffer& buffer : layer_output_)
+      buffer.resize(checked_mul(chunk_rows, layer_features_));
+  }
+}
+
+SequenceOut Workspace::layer_output(int which, int steps) noexcept {
+  return {layer_output_[which].data(),
+          static_cast<std::ptrdiff_t>(rows_) * layer_features_,
+          layer_features_,
+          steps,
+          rows_,
+          layer_features_};
+}
+
+namespace {
+
+// Rows (t, n) of a chunk, in order t-major, as one matrix with a single row stride. Returns
+// false when the strides do not allow it (then the rows are copied into contiguous scratch).
+bool uniform_row_stride(const SequenceIn& in, std::ptrdiff_t* stride) {
+  if (in.rows == 1) {
+    *stride = in.step_stride;
+    return true;
+  }
+  if (in.steps == 1 || in.step_stride == in.rows * in.row_stride) {
+    *stride = in.row_stride;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
+               SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace) noexcept {
+  const NetworkConfig& config = network.config();
+  const PackedLayer& weights = network.layer(layer, direction);
+  const StepKernel step = kernels.step_for(config.kind);
+  const bool reverse = direction == 1;
+  const int rows = in.rows, features = in.features, h_out = config.output_size();
+  const int blocks = weights.w_hh.blocks();
+  const std::ptrdiff_t ld_projected = weights.w_ih.output_width();
+  const int chunk = workspace.chunk_steps();
+  const int chunks = (in.steps + chunk - 1) / chunk;
+
+  for (int index = 0; index < chunks; ++index) {
+    const int c = reverse ? chunks - 1 - index : index;
+    const int t0 = c * chunk, t1 = std::min(in.steps, t0 + chunk);
+    const SequenceIn part = in.time_slice(t0, t1);
+
+    // 1. The input projection of every step in the chunk: one GEMM.
+    const float* a = part.data;
+    std::ptrdiff_t lda = 0;
+    if (!uniform_row_stride(part, &lda)) {
+      float* packed = workspace.input_rows();
+      for (int t = 0; t < part.steps; ++t)
+        for (int n = 0; n < rows; ++n)
+          std::memcpy(packed + (t * rows + n) * features, part.row(t, n), features * 4);
+      a = packed;
+      lda = features;
+    }
+    kernels.gemm({a, lda, part.steps * rows, &weights.w_ih, weights.input_bias.data(),
+                  workspace.projected(), ld_projected, 0, blocks});
+
+    // 2. The recurrence: one fused kernel call per step (plus the projection GEMM for LSTM-P).
+    for (int s = 0; s < part.steps; ++s) {
+      const int t = reverse ? part.steps - 1 - s : s;
+      float* cell_out = config.proj_size > 0 ? workspace.cell_output() : state.h_next();
+      const std::ptrdiff_t ld_cell =
+          config.proj_size > 0 ? padded_units(config.hidden_size) : state.ld_h();
+      step({&weights.w_hh, workspace.projected() + t * rows * ld_projected, ld_projected,
+            weights.recurrent_bias.data(), state.h(), state.ld_h(), cell_out, ld_cell, state.c(),
+            state.ld_c(), rows, 0, blocks});
+      if (config.proj_size > 0) {
+        kernels.gemm({cell_out, ld_cell, rows, &weights.w_hr, nullptr, state.h_next(), state.ld_h(),
+                      0, weights.w_hr.blocks()});
+      }
+      state.advance();
+      for (int n = 0; n < rows; ++n)
+        std::memcpy(out.row(t0 + t, n), state.h() + n * state.ld_h(), h_out * 4);
+    }
+  }
+}
+
+void forward(const KernelTable& kernels, const Network& network, SequenceIn x, SequenceOut out,
+             const float* h0, const float* c0, float* hn, float* cn) {
+  const NetworkConfig& config = network.config();
+  const int layers = config.num_layers, dirs = config.directions();
+  const int rows = x.rows, h_out = config.output_size();
+  if (x.steps == 0 || rows == 0) return;
+  const std::size_t h_block = static_cast<std::size_t>(rows) * h_out;
+  const std::size_t c_block = static_cast<std::size_t>(rows) * config.hidden_size;
+
+  std::vector<LayerState> states;
+  states.reserve(layers * dirs);
+  for (int i = 0; i < layers * dirs; ++i) {
+    states.emplace_back(config, rows);
+    states.back().load(h0 ? h0 + i * h_block : nullptr, c0 ? c0 + i * c_block : nullptr);
+  }
+  Workspace workspace(config, rows, default_chunk_steps(rows, x.steps));
+
+  if (dirs == 1) {
+    // Layer after layer within each chunk: scratch stays one chunk deep however long T is.
+    const int chunk = workspace.chunk_steps();
+    for (int t0 = 0; t0 < x.steps; t0 += chunk) {
+      const int t1 = std::min(x.steps, t0 + chunk);
+      SequenceIn in = x.time_slice(t0, t1);
+      for (int l = 0; l < layers; ++l) {
+        const SequenceOut dst =
+            l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
+        run_layer(kernels, network, l, 0, in, dst, states[l], workspace);
+        in = dst;
+      }
+    }
+  } else {
+    // The backward direction needs the whole sequence of the layer below: full-length buffers.
+    const int features = h_out * dirs;
+    AlignedBuffer between[2];
+    const std::size_t seq_floats = checked_mul(checked_mul(x.steps, rows), features);
+    if (layers > 1) between[0].resize(seq_floats);
+    if (layers > 2) between[1].resize(seq_floats);
+    SequenceIn in = x;
+    for (int l = 0; l < layers; ++l) {
+      SequenceOut dst = out;
+      if (l < layers - 1) {
+        dst = {between[l % 2].data(),
+               static_cast<std::ptrdiff_t>(rows) * features,
+               features,
+               x.steps,
+               rows,
+               features};
+      }
+      for (int d = 0; d < dirs; ++d)
+        run_layer(kernels, network, l, d, in, dst.columns(d * h_out, h_out), states[l * dirs + d],
+                  workspace);
+      in = dst;
+    }
+  }
+  for (int i = 0; i < layers * dirs; ++i)
+    states[i].store(hn ? hn + i * h_block : nullptr, cn ? cn + i * c_block : nullptr);
+}
+
+}  // namespace pyrnn

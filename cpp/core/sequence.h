@@ -1,0 +1,111 @@
+// Running a packed network over time: views on (T, N, F) sequences, the recurrent state of one
+// (layer, direction), preallocated scratch, and the loops that drive the kernels.
+//
+// Per (layer, direction) and per chunk of steps, the input projection of all steps in the chunk
+// is one GEMM; then each step is one fused kernel call. Time is processed in chunks so scratch
+// memory is bounded by the chunk, never by T.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "core/kernel_table.h"
+#include "core/network.h"
+
+namespace pyrnn {
+
+// A (T, N, F) float sequence with arbitrary step and row strides (in floats) and unit feature
+// stride. `Float` is const for inputs.
+template <class Float>
+struct SequenceView {
+  Float* data = nullptr;
+  std::ptrdiff_t step_stride = 0;
+  std::ptrdiff_t row_stride = 0;
+  int steps = 0;
+  int rows = 0;
+  int features = 0;
+
+  Float* row(int t, int n) const noexcept { return data + t * step_stride + n * row_stride; }
+  SequenceView time_slice(int t0, int t1) const noexcept {
+    return {row(t0, 0), step_stride, row_stride, t1 - t0, rows, features};
+  }
+  SequenceView columns(int offset, int count) const noexcept {
+    return {data + offset, step_stride, row_stride, steps, rows, count};
+  }
+  operator SequenceView<const float>() const noexcept {
+    return {data, step_stride, row_stride, steps, rows, features};
+  }
+};
+using SequenceIn = SequenceView<const float>;
+using SequenceOut = SequenceView<float>;
+
+// The recurrent state of one (layer, direction) for N rows, in the kernels' padded layout:
+// h (N, padded P) double-buffered so a step reads one and writes the other; c (N, padded H).
+class LayerState {
+ public:
+  LayerState(const NetworkConfig& config, int rows);
+
+  int rows() const noexcept { return rows_; }
+  std::ptrdiff_t ld_h() const noexcept { return ld_h_; }
+  std::ptrdiff_t ld_c() const noexcept { return ld_c_; }
+  float* h() noexcept { return h_[current_].data(); }
+  const float* h() const noexcept { return h_[current_].data(); }
+  float* h_next() noexcept { return h_[1 - current_].data(); }
+  float* c() noexcept { return c_.data(); }
+  const float* c() const noexcept { return c_.data(); }
+  void advance() noexcept { current_ = 1 - current_; }
+
+  void reset() noexcept;
+  void reset_row(int n) noexcept;
+  // Copies between the padded state and compact (N, features) arrays with the given row stride.
+  void load(const float* h, const float* c) noexcept;
+  void store(float* h, float* c) const noexcept;
+
+ private:
+  int rows_;
+  int h_features_;
+  int c_features_;
+  std::ptrdiff_t ld_h_;
+  std::ptrdiff_t ld_c_;
+  AlignedBuffer h_[2];
+  AlignedBuffer c_;
+  int current_ = 0;
+};
+
+// Scratch for running `config` over N rows, `chunk_steps` steps at a time. Allocated once.
+class Workspace {
+ public:
+  Workspace(const NetworkConfig& config, int rows, int chunk_steps);
+
+  int chunk_steps() const noexcept { return chunk_steps_; }
+  float* input_rows() noexcept { return input_rows_.data(); }
+  float* projected() noexcept { return projected_.data(); }
+  float* cell_output() noexcept { return cell_output_.data(); }
+  // Ping-pong buffers holding one chunk of a layer's output for the next layer.
+  SequenceOut layer_output(int which, int steps) noexcept;
+
+ private:
+  int rows_;
+  int chunk_steps_;
+  int layer_features_;
+  AlignedBuffer input_rows_;   // (chunk*N, max layer input) when input rows are not uniform
+  AlignedBuffer projected_;    // (chunk*N, blocks*G*16): input projection of the chunk
+  AlignedBuffer cell_output_;  // (N, padded H): LSTM o*tanh(c) before the projection
+  AlignedBuffer layer_output_[2];
+};
+
+// Steps per chunk for N rows: enough GEMM rows to amortise reading W_ih, few enough to stay small.
+int default_chunk_steps(int rows, int steps) noexcept;
+
+// Runs one (layer, direction) over every step of `in` (backwards for direction 1), writing
+// H_out features per step into `out` and carrying `state` forward.
+void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
+               SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace) noexcept;
+
+// A whole forward pass. h0/c0 (may be null: zeros) and hn/cn are compact contiguous
+// (L*D, N, P) and (L*D, N, H) arrays; cn is ignored unless the cell is an LSTM.
+void forward(const KernelTable& kernels, const Network& network, SequenceIn x, SequenceOut out,
+             const float* h0, const float* c0, float* hn, float* cn);
+
+}  // namespace pyrnn

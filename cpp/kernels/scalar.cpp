@@ -1,0 +1,87 @@
+// Portable kernels in plain C++: the fallback on every CPU and the path any test can force with
+// PYRNN_ISA=scalar. Written for clarity, not speed; the SIMD files must agree with these.
+#include <cmath>
+
+#include "kernels/kernels.h"
+
+namespace pyrnn::scalar {
+namespace {
+
+constexpr int kMaxRowWidth = 4 * kUnitBlock;  // LSTM: 4 gates x one block
+
+inline float sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
+// NaN must propagate like torch.relu, so no std::max here.
+inline float relu(float x) noexcept { return x < 0.0f ? 0.0f : x; }
+
+// acc[col] = sum_k a[k] * panel[k][col] for every column of one panel.
+inline void panel_dot(const float* a, const float* panel, int k, int width, float* acc) noexcept {
+  for (int col = 0; col < width; ++col) acc[col] = 0.0f;
+  for (int kk = 0; kk < k; ++kk) {
+    const float x = a[kk];
+    const float* row = panel + static_cast<std::ptrdiff_t>(kk) * width;
+    for (int col = 0; col < width; ++col) acc[col] += x * row[col];
+  }
+}
+
+void gemm(const GemmArgs& g) noexcept {
+  const int width = g.w->row_width();
+  float acc[kMaxRowWidth];
+  for (int j = g.block_begin; j < g.block_end; ++j) {
+    const float* bias = g.bias != nullptr ? g.bias + j * width : nullptr;
+    for (int m = 0; m < g.m; ++m) {
+      panel_dot(g.a + m * g.lda, g.w->panel(j), g.w->k(), width, acc);
+      float* out = g.c + m * g.ldc + j * width;
+      for (int col = 0; col < width; ++col) out[col] = acc[col] + (bias ? bias[col] : 0.0f);
+    }
+  }
+}
+
+template <CellKind kKind>
+void step(const StepArgs& s) noexcept {
+  constexpr int kGates = gate_count(kKind);
+  constexpr int kWidth = kGates * kUnitBlock;
+  float acc[kWidth];
+  for (int j = s.block_begin; j < s.block_end; ++j) {
+    for (int n = 0; n < s.n; ++n) {
+      const float* h_prev = s.h_prev + n * s.ldh_prev;
+      panel_dot(h_prev, s.w_hh->panel(j), s.w_hh->k(), kWidth, acc);
+      const float* xp = s.xp + n * s.ldxp + j * kWidth;
+      float* h_next = s.h_next + n * s.ldh + j * kUnitBlock;
+      for (int u = 0; u < kUnitBlock; ++u) {
+        if constexpr (kKind == CellKind::Lstm) {
+          float* c = s.c + n * s.ldc + j * kUnitBlock + u;
+          const float i = sigmoid(xp[u] + acc[u]);
+          const float f = sigmoid(xp[kUnitBlock + u] + acc[kUnitBlock + u]);
+          const float g = std::tanh(xp[2 * kUnitBlock + u] + acc[2 * kUnitBlock + u]);
+          const float o = sigmoid(xp[3 * kUnitBlock + u] + acc[3 * kUnitBlock + u]);
+          *c = f * *c + i * g;
+          h_next[u] = o * std::tanh(*c);
+        } else if constexpr (kKind == CellKind::Gru) {
+          const float r = sigmoid(xp[u] + acc[u]);
+          const float z = sigmoid(xp[kUnitBlock + u] + acc[kUnitBlock + u]);
+          const float hn = acc[2 * kUnitBlock + u] + s.rec_bias[j * kUnitBlock + u];
+          const float cand = std::tanh(xp[2 * kUnitBlock + u] + r * hn);
+          h_next[u] = (1.0f - z) * cand + z * h_prev[j * kUnitBlock + u];
+        } else if constexpr (kKind == CellKind::RnnTanh) {
+          h_next[u] = std::tanh(xp[u] + acc[u]);
+        } else {
+          h_next[u] = relu(xp[u] + acc[u]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const KernelTable& kernel_table() noexcept {
+  static const KernelTable table{"scalar",
+                                 gemm,
+                                 step<CellKind::RnnTanh>,
+                                 step<CellKind::RnnRelu>,
+                                 step<CellKind::Lstm>,
+                                 step<CellKind::Gru>};
+  return table;
+}
+
+}  // namespace pyrnn::scalar

@@ -1,0 +1,34 @@
+"""pyrnn: exact, fast CPU inference for PyTorch-compatible RNN, LSTM and GRU networks.
+
+Importing pyrnn never imports torch or onnx; they are needed only to convert or compare.
+"""
+
+from __future__ import annotations
+
+from ._base import IncompatibleKeys, Module
+from .cells import GRUCell, LSTMCell, RNNCell
+from .convert import from_torch
+from .io import FormatError, load, save
+from .isa import active_isa, available_isas, cpu_info, set_isa
+from .modules import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "FormatError",
+    "GRUCell",
+    "IncompatibleKeys",
+    "LSTMCell",
+    "Module",
+    "RNNCell",
+    "active_isa",
+    "available_isas",
+    "cpu_info",
+    "from_torch",
+    "load",
+    "save",
+    "set_isa",
+]

@@ -1,0 +1,55 @@
+"""Turning user inputs (numpy arrays, torch tensors, anything with __array__ or the buffer
+protocol) into float32 arrays the core accepts, with errors that name the argument."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def as_float32(value: Any, name: str) -> np.ndarray:
+    """A float32 view of `value` when possible, else a float32 copy. Keeps strides (the core
+    reads strided sequences) but guarantees alignment and a unit-stride last axis."""
+    if not isinstance(value, np.ndarray):
+        if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without torch
+            value = value.detach().cpu()
+            if str(getattr(value, "dtype", "")) == "torch.bfloat16":  # numpy has no bfloat16
+                value = value.float()
+        try:
+            value = np.asarray(value)
+        except Exception as error:
+            raise TypeError(
+                f"{name}: expected an array of real floats, got {type(value).__name__} "
+                f"that numpy cannot read ({error})"
+            ) from None
+    if value.dtype.kind != "f":
+        raise TypeError(
+            f"{name}: expected a real floating dtype (float16, float32 or float64), "
+            f"got dtype {value.dtype}"
+        )
+    array = value.astype(_FLOAT32, copy=False)
+    last_stride_ok = array.ndim == 0 or array.shape[-1] <= 1 or array.strides[-1] == 4
+    if not array.flags.aligned or not last_stride_ok:
+        array = np.ascontiguousarray(array)
+    return array
+
+
+def as_state(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A C-contiguous float32 copy-or-view of a state array that must have exactly `shape`."""
+    array = as_float32(value, name)
+    if array.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def as_parameter(value: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A private, read-only, C-contiguous float32 copy of one weight, checked against `shape`."""
+    array = as_float32(value, f"state_dict[{key!r}]")
+    if array.shape != shape:
+        raise ValueError(f"state_dict[{key!r}]: expected shape {shape}, got {array.shape}")
+    array = np.array(array, dtype=_FLOAT32, order="C", copy=True)
+    array.flags.writeable = False
+    return array

@@ -1,0 +1,156 @@
+"""What every pyrnn module shares: a validated Spec, PyTorch-named weights held as read-only
+numpy arrays, and the packed C++ network built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_parameter
+from ._spec import Spec
+
+
+class IncompatibleKeys(NamedTuple):
+    """What load_state_dict(strict=False) skipped, as in torch.nn.Module."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+_CLASSES: dict[str, type[Module]] = {}
+
+
+def checked_parameters(
+    spec: Spec, state_dict: Mapping[str, Any], strict: bool, owner: object
+) -> tuple[dict[str, np.ndarray], IncompatibleKeys]:
+    """The weights of `state_dict` that `spec` has, as private float32 arrays, after checking
+    every shape (and, when strict, that the keys match exactly)."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"state_dict: expected a mapping of key -> array, got {type(state_dict).__name__}"
+        )
+    shapes = spec.parameter_shapes()
+    missing = [key for key in shapes if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in shapes]
+    if strict and (missing or unexpected):
+        found = [f"missing keys {missing}"] if missing else []
+        found += [f"unexpected keys {unexpected}"] if unexpected else []
+        raise ValueError(
+            f"state_dict: {' and '.join(found)} for {owner!r}; expected exactly {list(shapes)}"
+        )
+    parameters = {
+        key: as_parameter(state_dict[key], key, shape)
+        for key, shape in shapes.items()
+        if key in state_dict
+    }
+    return parameters, IncompatibleKeys(missing, unexpected)
+
+
+class Module:
+    """Base of the six module types. Subclasses set _kind and define __init__ and forward."""
+
+    _kind: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_kind" in cls.__dict__:
+            _CLASSES[cls._kind] = cls
+
+    _spec: Spec
+    _parameters: dict[str, np.ndarray]
+    _network: Any
+
+    def _setup(self, spec: Spec, seed: int | None) -> None:
+        self._spec = spec
+        # PyTorch's reset_parameters: every weight and bias uniform in +-1/sqrt(hidden_size).
+        bound = 1.0 / np.sqrt(spec.hidden_size)
+        rng = np.random.default_rng(seed)
+        parameters = {
+            key: rng.uniform(-bound, bound, size=shape).astype(np.float32)
+            for key, shape in spec.parameter_shapes().items()
+        }
+        self._install(parameters)
+
+    def _install(self, parameters: dict[str, np.ndarray]) -> None:
+        """Adopts checked parameters and packs them for the core (all or nothing)."""
+        for array in parameters.values():
+            array.flags.writeable = False
+        spec = self._spec
+        weights = [
+            tuple(
+                parameters[group[role][0]] if role in group else None
+                for role in ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
+            )
+            for group in spec.parameter_groups()
+        ]
+        network = _core.Network(
+            spec.core_kind,
+            spec.input_size,
+            spec.hidden_size,
+            spec.num_layers,
+            spec.bidirectional,
+            spec.proj_size,
+            weights,
+        )
+        self._parameters = parameters
+        self._network = network
+
+    # -- public API shared by all modules -----------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments and the module kind, as stored in pyrnn files."""
+        return self._spec.to_config()
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # weight_ih_l0 & co., read-only, as attributes like torch.nn modules have them.
+        parameters = self.__dict__.get("_parameters")
+        if parameters is not None and name in parameters:
+            return parameters[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """PyTorch key -> a fresh, writable float32 copy of the weight."""
+        return {key: array.copy() for key, array in self._parameters.items()}
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
+        """Loads weights by PyTorch key names. Shapes must always match; with strict=True the keys
+        must match exactly. Nothing changes unless every check passes."""
+        parameters, skipped = checked_parameters(self._spec, state_dict, strict, self)
+        self._install({**self._parameters, **parameters})
+        return skipped
+
+    @classmethod
+    def _from_state_dict(cls, spec: Spec, state_dict: Mapping[str, Any]) -> Module:
+        """A module of `spec` holding exactly `state_dict` (strict), without random init."""
+        module = _CLASSES[spec.kind].__new__(_CLASSES[spec.kind])
+        module._spec = spec
+        parameters, _ = checked_parameters(spec, state_dict, True, spec.kind)
+        module._install(parameters)
+        return module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        spec = self._spec
+        defaults = Spec(spec.kind, spec.input_size, spec.hidden_size)
+        extras = [
+            f"{key}={value!r}"
+            for key, value in spec.to_config().items()
+            if key not in ("kind", "input_size", "hidden_size") and getattr(defaults, key) != value
+        ]
+        return f"{type(self).__name__}({', '.join([str(spec.input_size), str(spec.hidden_size), *extras])})"
+
+    # -- pickling and copying: config + weights; the packed network is rebuilt -----------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "parameters": self._parameters}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._spec = Spec.from_config(state["config"])
+        parameters, _ = checked_parameters(self._spec, state["parameters"], True, self._spec.kind)
+        self._install(parameters)

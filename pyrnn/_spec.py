@@ -1,0 +1,167 @@
+"""What a module is: its kind and constructor arguments, and the PyTorch parameter names and
+shapes that follow from them. The one place that knows torch.nn's key naming."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+SEQUENCE_KINDS = ("rnn", "lstm", "gru")
+CELL_KINDS = ("rnn_cell", "lstm_cell", "gru_cell")
+KINDS = SEQUENCE_KINDS + CELL_KINDS
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_NONLINEARITIES = ("tanh", "relu")
+
+
+def _require_int(name: str, value: Any, minimum: int) -> int:
+    # operator.index accepts int and numpy integers but rejects floats; bool is refused too.
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got bool {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {number}")
+    return number
+
+
+def _require_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool | int) or (isinstance(value, int) and value not in (0, 1)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Constructor arguments of one module, validated. Cells use only the fields they accept."""
+
+    kind: str
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    nonlinearity: str = "tanh"
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+    bidirectional: bool = False
+    proj_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        set_ = object.__setattr__
+        set_(self, "input_size", _require_int("input_size", self.input_size, 1))
+        set_(self, "hidden_size", _require_int("hidden_size", self.hidden_size, 1))
+        set_(self, "num_layers", _require_int("num_layers", self.num_layers, 1))
+        set_(self, "proj_size", _require_int("proj_size", self.proj_size, 0))
+        for name in ("bias", "batch_first", "bidirectional"):
+            set_(self, name, _require_bool(name, getattr(self, name)))
+        if self.nonlinearity not in _NONLINEARITIES:
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {self.nonlinearity!r}")
+        if self.base_kind != "rnn" and self.nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity: only RNN and RNNCell take it, not {self.kind}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise TypeError(f"dropout: expected a float in [0, 1], got {self.dropout!r}")
+        if not 0.0 <= float(self.dropout) <= 1.0:
+            raise ValueError(f"dropout: expected a float in [0, 1], got {self.dropout}")
+        set_(self, "dropout", float(self.dropout))
+        if self.proj_size and self.kind != "lstm":
+            raise ValueError(f"proj_size: only LSTM supports a projection, not {self.kind}")
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"proj_size: expected 0 or less than hidden_size={self.hidden_size}, "
+                f"got {self.proj_size}"
+            )
+        if self.is_cell and (
+            self.num_layers != 1 or self.batch_first or self.bidirectional or self.dropout
+        ):
+            raise ValueError(
+                f"{self.kind} takes no num_layers, batch_first, dropout or bidirectional"
+            )
+
+    # -- derived facts ------------------------------------------------------------------------
+    @property
+    def is_cell(self) -> bool:
+        return self.kind in CELL_KINDS
+
+    @property
+    def base_kind(self) -> str:
+        """'rnn', 'lstm' or 'gru', for sequences and cells alike."""
+        return self.kind.removesuffix("_cell")
+
+    @property
+    def core_kind(self) -> str:
+        """The C++ core's cell kind: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'."""
+        if self.base_kind == "rnn":
+            return f"rnn_{self.nonlinearity}"
+        return self.base_kind
+
+    @property
+    def gates(self) -> int:
+        return _GATES[self.base_kind]
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Features of h: proj_size when projecting, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.output_size * self.directions
+
+    # -- parameters ---------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, tuple[str, tuple[int, ...]]]]:
+        """Per (layer, direction), layer-major: role -> (PyTorch key, shape). Roles are w_ih,
+        w_hh, b_ih, b_hh, w_hr; absent roles (no bias, no projection) are left out."""
+        gh = self.gates * self.hidden_size
+        groups = []
+        for layer in range(self.num_layers):
+            for direction in range(self.directions):
+                if self.is_cell:
+                    suffix = ""
+                else:
+                    suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                group = {
+                    "w_ih": (f"weight_ih{suffix}", (gh, self.layer_input_size(layer))),
+                    "w_hh": (f"weight_hh{suffix}", (gh, self.output_size)),
+                }
+                if self.bias:
+                    group["b_ih"] = (f"bias_ih{suffix}", (gh,))
+                    group["b_hh"] = (f"bias_hh{suffix}", (gh,))
+                if self.proj_size:
+                    group["w_hr"] = (f"weight_hr{suffix}", (self.proj_size, self.hidden_size))
+                groups.append(group)
+        return groups
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """PyTorch key -> shape, in torch.nn's order."""
+        return {key: shape for group in self.parameter_groups() for key, shape in group.values()}
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_config(self) -> dict[str, Any]:
+        """The constructor arguments this kind accepts, plus 'kind' (the file format's config)."""
+        config = asdict(self)
+        keep = {"kind", "input_size", "hidden_size", "bias"}
+        if self.base_kind == "rnn":
+            keep.add("nonlinearity")
+        if not self.is_cell:
+            keep |= {"num_layers", "batch_first", "dropout", "bidirectional"}
+        if self.kind == "lstm":
+            keep.add("proj_size")
+        return {key: value for key, value in config.items() if key in keep}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Spec:
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"config: unknown fields {unknown}; expected some of {sorted(known)}")
+        missing = [name for name in ("kind", "input_size", "hidden_size") if name not in config]
+        if missing:
+            raise ValueError(f"config: missing required fields {missing}")
+        return cls(**config)

@@ -1,0 +1,203 @@
+"""RNN, LSTM and GRU over whole sequences, with torch.nn's constructor, call and shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._arrays import as_float32, as_state
+from ._base import Module
+from ._spec import Spec
+
+__all__ = ["GRU", "LSTM", "RNN"]
+
+
+class _SequenceModule(Module):
+    def _run(
+        self, input: Any, h0: Any, c0: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        spec = self._spec
+        x = as_float32(input, "input")
+        layout = "(N, T, I)" if spec.batch_first else "(T, N, I)"
+        if x.ndim not in (2, 3):
+            raise ValueError(
+                f"input: expected a 2-D (T, I) unbatched or 3-D {layout} batched array, "
+                f"got shape {x.shape}"
+            )
+        batched = x.ndim == 3
+        if not batched:
+            x = x[:, None, :]
+        elif spec.batch_first:
+            x = x.transpose(1, 0, 2)
+        steps, rows, features = x.shape
+        if features != spec.input_size:
+            raise ValueError(
+                f"input: expected input_size={spec.input_size} features in the last axis, "
+                f"got {features} (shape {tuple(input.shape if hasattr(input, 'shape') else x.shape)})"
+            )
+        if steps == 0:
+            raise ValueError("input: expected a sequence of at least 1 time step, got 0")
+
+        layers = spec.num_layers * spec.directions
+        is_lstm = spec.base_kind == "lstm"
+        h_shape = (layers, rows, spec.output_size)
+        c_shape = (layers, rows, spec.hidden_size)
+        h0_array = self._state(h0, "h0", h_shape, batched)
+        c0_array = self._state(c0, "c0", c_shape, batched) if is_lstm else None
+
+        features_out = spec.output_size * spec.directions
+        if spec.batch_first:
+            out = np.empty((rows, steps, features_out), np.float32)
+            out_view = out.transpose(1, 0, 2)
+        else:
+            out = out_view = np.empty((steps, rows, features_out), np.float32)
+        hn = np.empty(h_shape, np.float32)
+        cn = np.empty(c_shape, np.float32) if is_lstm else None
+        if rows > 0:
+            self._network.forward(x, out_view, h0_array, c0_array, hn, cn)
+        if not batched:
+            out, hn = out[:, 0, :], hn[:, 0, :]
+            cn = cn[:, 0, :] if cn is not None else None
+        return out, hn, cn
+
+    @staticmethod
+    def _state(value: Any, name: str, shape: tuple[int, ...], batched: bool) -> np.ndarray | None:
+        if value is None:
+            return None
+        if batched:
+            return as_state(value, name, shape)
+        # Unbatched input takes (L*D, H) states, as in PyTorch.
+        return as_state(value, name, (shape[0], shape[2]))[:, None, :]
+
+
+class RNN(_SequenceModule):
+    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu.
+
+    ``out, h_n = rnn(x, h0=None)``; shapes and options as torch.nn.RNN. ``dropout`` is accepted
+    and ignored (inference). ``seed`` seeds the PyTorch-style uniform initialisation.
+    """
+
+    _kind = "rnn"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        spec = Spec(
+            "rnn",
+            input_size,
+            hidden_size,
+            num_layers,
+            nonlinearity,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+        )
+        self._setup(spec, seed)
+
+    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        out, hn, _ = self._run(input, hx, None)
+        return out, hn
+
+
+class GRU(_SequenceModule):
+    """Gated recurrent unit with torch.nn.GRU's gates (r, z, n) and semantics:
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
+
+    ``out, h_n = gru(x, h0=None)``.
+    """
+
+    _kind = "gru"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        spec = Spec(
+            "gru",
+            input_size,
+            hidden_size,
+            num_layers,
+            "tanh",
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+        )
+        self._setup(spec, seed)
+
+    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        out, hn, _ = self._run(input, hx, None)
+        return out, hn
+
+
+class LSTM(_SequenceModule):
+    """Long short-term memory with torch.nn.LSTM's gates (i, f, g, o) and optional projection
+    (``proj_size``: h has proj_size features, c keeps hidden_size).
+
+    ``out, (h_n, c_n) = lstm(x, None | (h0, c0))``.
+    """
+
+    _kind = "lstm"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        spec = Spec(
+            "lstm",
+            input_size,
+            hidden_size,
+            num_layers,
+            "tanh",
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+        )
+        self._setup(spec, seed)
+
+    def forward(
+        self, input: Any, hx: Any = None
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        h0, c0 = _split_lstm_state(hx, "hx")
+        out, hn, cn = self._run(input, h0, c0)
+        assert cn is not None
+        return out, (hn, cn)
+
+
+def _split_lstm_state(hx: Any, name: str) -> tuple[Any, Any]:
+    if hx is None:
+        return None, None
+    if not isinstance(hx, tuple | list) or len(hx) != 2:
+        raise TypeError(f"{name}: expected None or a pair (h, c), got {type(hx).__name__}")
+    return hx[0], hx[1]
