@@ -144,7 +144,8 @@ class Module:
             for key, value in spec.to_config().items()
             if key not in ("kind", "input_size", "hidden_size") and getattr(defaults, key) != value
         ]
-        return f"{type(self).__name__}({', '.join([str(spec.input_size), str(spec.hidden_size), *extras])})"
+        arguments = [str(spec.input_size), str(spec.hidden_size), *extras]
+        return f"{type(self).__name__}({', '.join(arguments)})"
 
     # -- pickling and copying: config + weights; the packed network is rebuilt -----------------
     def __getstate__(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ nor onnx is imported here, and no loader ever unpickles."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -141,7 +142,7 @@ def read_header(path: str) -> dict[str, Any]:
             continue
         spans.append((*_check_entry(path, key, entry, data_size), key))
     spans.sort()
-    for (_, end, key), (begin, _, next_key) in zip(spans, spans[1:], strict=False):
+    for (_, end, key), (begin, _, next_key) in itertools.pairwise(spans):
         if begin < end:
             raise FormatError(f"{path}: tensors {key!r} and {next_key!r} overlap")
     return header

@@ -34,7 +34,7 @@ class _SequenceModule(Module):
         if features != spec.input_size:
             raise ValueError(
                 f"input: expected input_size={spec.input_size} features in the last axis, "
-                f"got {features} (shape {tuple(input.shape if hasattr(input, 'shape') else x.shape)})"
+                f"got {features}"
             )
         if steps == 0:
             raise ValueError("input: expected a sequence of at least 1 time step, got 0")
