@@ -4,6 +4,7 @@ shapes that follow from them. The one place that knows torch.nn's key naming."""
 from __future__ import annotations
 
 import operator
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -12,6 +13,17 @@ CELL_KINDS = ("rnn_cell", "lstm_cell", "gru_cell")
 KINDS = SEQUENCE_KINDS + CELL_KINDS
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _NONLINEARITIES = ("tanh", "relu")
+# The C++ core indexes with int: every size and derived width must fit in 32 bits.
+_INT32_MAX = 2**31 - 1
+_UNIT_BLOCK = 16  # kUnitBlock in cpp/core/dims.h: hidden units are padded to multiples of it
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _require_int(name: str, value: Any, minimum: int) -> int:
@@ -80,6 +92,34 @@ class Spec:
             raise ValueError(
                 f"{self.kind} takes no num_layers, batch_first, dropout or bidirectional"
             )
+        self._check_resources()
+
+    def _check_resources(self) -> None:
+        # Computed with Python ints from the sizes alone, before anything is allocated (and
+        # without enumerating layers, so num_layers=10**12 is refused at once).
+        padded_h = -(-self.hidden_size // _UNIT_BLOCK) * _UNIT_BLOCK
+        widths = {
+            "input_size": self.input_size,
+            "gates * padded hidden_size": self.gates * padded_h,
+            "directions * padded output size": self.directions
+            * (-(-self.output_size // _UNIT_BLOCK) * _UNIT_BLOCK),
+            "num_layers * directions": self.num_layers * self.directions,
+        }
+        for name, value in widths.items():
+            if value > _INT32_MAX:
+                raise ValueError(
+                    f"{self.kind}: {name} = {value} exceeds the core's limit of 2**31-1; "
+                    "use smaller sizes"
+                )
+        needed = 8 * self.parameter_count  # float32 weights + their packed float32 copy
+        memory = physical_memory_bytes()
+        if memory is not None and needed > memory:
+            raise ValueError(
+                f"{self.kind}(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"num_layers={self.num_layers}, ...): its {self.parameter_count} weights need "
+                f"about {needed / 2**30:.1f} GiB, more than this machine's physical memory "
+                f"({memory / 2**30:.1f} GiB); nothing was allocated"
+            )
 
     # -- derived facts ------------------------------------------------------------------------
     @property
@@ -110,6 +150,16 @@ class Spec:
     def output_size(self) -> int:
         """Features of h: proj_size when projecting, else hidden_size."""
         return self.proj_size or self.hidden_size
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights and biases in total, by formula (no per-layer loop)."""
+        gh, out, dirs = self.gates * self.hidden_size, self.output_size, self.directions
+        per_direction = gh * out + (2 * gh if self.bias else 0)
+        per_direction += self.proj_size * self.hidden_size
+        first = gh * self.input_size
+        rest = gh * out * dirs * (self.num_layers - 1)
+        return dirs * (first + self.num_layers * per_direction) + dirs * rest
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.output_size * self.directions

@@ -1,0 +1,433 @@
+"""Writes the hostile-file corpus: malformed model files that pyrnn.load must refuse with
+FormatError. Seeded and deterministic; rerun after changing a case, never hand-edit the files:
+
+    python tests/hostile/make_corpus.py            # rewrites tests/hostile/corpus/
+    python tests/hostile/make_corpus.py --check    # exits 1 if the committed files differ
+
+Each case is (name, bytes, kind, expected message fragment). `kind` is passed to pyrnn.load
+(None for pyrnn files). MANIFEST.json records every case for tests/test_hostile_files.py.
+The files are built by hand here, not by pyrnn.save, so a bug in the writer cannot hide one in
+the reader; `valid_file()` is the base that every mutation starts from, and it must load."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "corpus"
+SEED = 20261125
+# The base module: RNN(input_size=2, hidden_size=3), float32.
+CONFIG = {
+    "batch_first": False,
+    "bias": True,
+    "bidirectional": False,
+    "dropout": 0.0,
+    "hidden_size": 3,
+    "input_size": 2,
+    "kind": "rnn",
+    "nonlinearity": "tanh",
+    "num_layers": 1,
+}
+SHAPES = {
+    "weight_ih_l0": (3, 2),
+    "weight_hh_l0": (3, 3),
+    "bias_ih_l0": (3,),
+    "bias_hh_l0": (3,),
+}
+
+
+def weights() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(SEED)
+    return {key: rng.uniform(-0.5, 0.5, shape).astype("<f4") for key, shape in SHAPES.items()}
+
+
+def raw_header(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":")).encode()
+
+
+def safetensors(header: bytes | str | dict[str, Any], data: bytes, pad: bool = True) -> bytes:
+    """A safetensors file: 8-byte little-endian header length, the header, the data."""
+    if isinstance(header, dict):
+        header = raw_header(header)
+    elif isinstance(header, str):
+        header = header.encode()
+    if pad:  # the format pads the header with spaces to a multiple of 8
+        header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def layout(
+    tensors: dict[str, np.ndarray], metadata: dict[str, str] | None
+) -> tuple[dict[str, Any], bytes]:
+    """The header dict and data bytes of `tensors`, laid out back to back in key order."""
+    header: dict[str, Any] = {}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    data = b""
+    dtypes = {"<f2": "F16", "<f4": "F32", "<f8": "F64"}
+    for key, array in tensors.items():
+        blob = np.ascontiguousarray(array).tobytes()
+        header[key] = {
+            "dtype": dtypes[array.dtype.str],
+            "shape": list(array.shape),
+            "data_offsets": [len(data), len(data) + len(blob)],
+        }
+        data += blob
+    return header, data
+
+
+def pyrnn_metadata(config: Any = None, **override: str) -> dict[str, str]:
+    metadata = {
+        "format": "pyrnn",
+        "version": "1",
+        "config": json.dumps(CONFIG if config is None else config, sort_keys=True),
+    }
+    metadata.update(override)
+    return {key: value for key, value in metadata.items() if value is not None}
+
+
+def valid_file() -> bytes:
+    header, data = layout(weights(), pyrnn_metadata())
+    return safetensors(header, data)
+
+
+def with_header(edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """The valid file with its header dict edited (data unchanged)."""
+    header, data = layout(weights(), pyrnn_metadata())
+    edit(header)
+    return safetensors(header, data)
+
+
+def with_config(**changes: Any) -> bytes:
+    config = {**CONFIG, **changes}
+    config = {key: value for key, value in config.items() if value is not ...}
+    header, data = layout(weights(), pyrnn_metadata(config))
+    return safetensors(header, data)
+
+
+def plain(tensors: dict[str, np.ndarray]) -> bytes:
+    header, data = layout(tensors, None)
+    return safetensors(header, data)
+
+
+def lstm_weights(hidden: int = 2, inputs: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(SEED + 1)
+    shapes = {
+        "weight_ih_l0": (4 * hidden, inputs),
+        "weight_hh_l0": (4 * hidden, hidden),
+        "bias_ih_l0": (4 * hidden,),
+        "bias_hh_l0": (4 * hidden,),
+    }
+    return {key: rng.uniform(-0.5, 0.5, shape).astype("<f4") for key, shape in shapes.items()}
+
+
+# -- .pt files -------------------------------------------------------------------------------
+class _Exploit:
+    """Unpickling this runs exec(): if a loader ever executes it, PYRNN_PWNED appears in
+    os.environ (harmless, and what the tests look for)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (exec, ("import os; os.environ['PYRNN_PWNED'] = '1'",))
+
+
+def torch_zip(obj: Any) -> bytes:
+    """obj saved in torch's zip format, by hand: a zip with archive/data.pkl (protocol 2) and
+    archive/version, as torch.save writes it (no tensors needed for these cases)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, payload in (
+            ("archive/data.pkl", pickle.dumps(obj, protocol=2)),
+            ("archive/byteorder", b"little"),
+            ("archive/version", b"3\n"),
+        ):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, payload)
+    return buffer.getvalue()
+
+
+def torch_save(obj: Any) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def torch_state(dtype: str = "float32") -> dict[str, Any]:
+    import torch
+
+    return {key: torch.from_numpy(value.astype(dtype)) for key, value in weights().items()}
+
+
+# -- the cases -------------------------------------------------------------------------------
+Case = tuple[str, bytes, "str | None", str]
+
+
+def cases() -> Iterator[Case]:
+    good = valid_file()
+    (length,) = struct.unpack("<Q", good[:8])
+
+    # Framing: length prefix and header bytes.
+    yield "empty", b"", None, "too short"
+    yield "short_prefix", good[:5], None, "too short"
+    yield "header_length_past_end", struct.pack("<Q", len(good)) + good[8:], None, "exceeds"
+    yield "header_length_2pow63", struct.pack("<Q", 2**63) + good[8:], None, "exceeds"
+    yield "header_length_max", b"\xff" * 8 + good[8:], None, "exceeds"
+    yield "header_length_zero", struct.pack("<Q", 0) + good[8:], None, "not valid JSON"
+    yield "header_not_utf8", safetensors(b'{"\xff\xfe": 1}', b""), None, "not valid JSON"
+    yield "header_not_json", safetensors("{not json at all}", b""), None, "not valid JSON"
+    yield "header_is_list", safetensors("[1, 2, 3]", b""), None, "must be a JSON object"
+    yield "header_is_string", safetensors('"weights"', b""), None, "must be a JSON object"
+    yield "header_is_null", safetensors("null", b""), None, "must be a JSON object"
+    yield "header_deeply_nested", safetensors("[" * 100_000 + "]" * 100_000, b""), None, "JSON"
+    yield "header_nan_offset", safetensors(
+        raw_header(layout(weights(), pyrnn_metadata())[0]).replace(b"[0,", b"[NaN,", 1),
+        layout(weights(), None)[1],
+    ), None, "NaN is not JSON"
+    text = raw_header(layout(weights(), pyrnn_metadata())[0])
+    first = text.index(b'"weight_ih_l0"')
+    entry_end = text.index(b"}", first) + 1
+    duplicated = text[:entry_end] + b"," + text[first:entry_end] + text[entry_end:]
+    yield "duplicate_tensor_key", safetensors(duplicated, layout(weights(), None)[1]), None, (
+        "duplicate key 'weight_ih_l0'"
+    )
+    meta_dup = text.replace(b'"format":"pyrnn",', b'"format":"pyrnn","format":"other",', 1)
+    yield "duplicate_metadata_key", safetensors(meta_dup, layout(weights(), None)[1]), None, (
+        "duplicate key 'format'"
+    )
+    dup_config = json.dumps(CONFIG, sort_keys=True)[:-1] + ', "hidden_size": 4}'
+    header, data = layout(weights(), pyrnn_metadata())
+    header["__metadata__"]["config"] = dup_config
+    yield "duplicate_config_key", safetensors(header, data), None, "duplicate key 'hidden_size'"
+
+    # Tensor entries.
+    def set_entry(key: str, field: str, value: Any) -> Callable[[dict[str, Any]], None]:
+        def edit(header: dict[str, Any]) -> None:
+            header[key][field] = value
+
+        return edit
+
+    def delete(key: str, field: str | None = None) -> Callable[[dict[str, Any]], None]:
+        def edit(header: dict[str, Any]) -> None:
+            if field is None:
+                del header[key]
+            else:
+                del header[key][field]
+
+        return edit
+
+    yield "metadata_not_object", with_header(
+        lambda h: h.__setitem__("__metadata__", ["pyrnn"])
+    ), None, "__metadata__ must map strings to strings"
+    yield "metadata_value_not_string", with_header(
+        lambda h: h["__metadata__"].__setitem__("version", 1)
+    ), None, "__metadata__ must map strings to strings"
+    yield "entry_not_object", with_header(
+        lambda h: h.__setitem__("bias_ih_l0", [0, 12])
+    ), None, "expected an object"
+    yield "entry_missing_dtype", with_header(delete("bias_ih_l0", "dtype")), None, (
+        "missing ['dtype']"
+    )
+    yield "entry_missing_offsets", with_header(delete("bias_ih_l0", "data_offsets")), None, (
+        "missing ['data_offsets']"
+    )
+    yield "entry_extra_field", with_header(set_entry("bias_ih_l0", "scale", 2)), None, (
+        "unknown ['scale']"
+    )
+    yield "dtype_I32", with_header(set_entry("bias_ih_l0", "dtype", "I32")), None, "got 'I32'"
+    yield "dtype_BOOL", with_header(set_entry("bias_ih_l0", "dtype", "BOOL")), None, "got 'BOOL'"
+    yield "dtype_BF16", with_header(set_entry("bias_ih_l0", "dtype", "BF16")), None, "got 'BF16'"
+    yield "dtype_not_string", with_header(set_entry("bias_ih_l0", "dtype", 7)), None, "got 7"
+    yield "shape_negative", with_header(set_entry("bias_ih_l0", "shape", [-3])), None, (
+        "non-negative ints"
+    )
+    yield "shape_float", with_header(set_entry("bias_ih_l0", "shape", [3.0])), None, (
+        "non-negative ints"
+    )
+    yield "shape_bool", with_header(set_entry("bias_ih_l0", "shape", [True, 3])), None, (
+        "non-negative ints"
+    )
+    yield "shape_not_list", with_header(set_entry("bias_ih_l0", "shape", 3)), None, (
+        "non-negative ints"
+    )
+    yield "shape_overflows_int64", with_header(
+        set_entry("bias_ih_l0", "shape", [2**40, 2**40])
+    ), None, "more than 2**63-1 elements"
+    yield "shape_huge_times_zero", with_header(
+        set_entry("bias_ih_l0", "shape", [0, 2**62, 4])
+    ), None, "more than 2**63-1 elements"
+    yield "shape_bytes_mismatch", with_header(set_entry("bias_ih_l0", "shape", [4])), None, (
+        "needs 16 bytes, data_offsets give 12"
+    )
+    bias_begin = layout(weights(), None)[0]["bias_ih_l0"]["data_offsets"][0]
+    yield "offsets_reversed", with_header(
+        set_entry("bias_ih_l0", "data_offsets", [bias_begin + 12, bias_begin])
+    ), None, "reversed, or past the end"
+    yield "offsets_past_end", with_header(
+        set_entry("bias_hh_l0", "data_offsets", [bias_begin + 12, bias_begin + 12 + 2**40])
+    ), None, "reversed, or past the end"
+    yield "offsets_negative", with_header(
+        set_entry("weight_ih_l0", "data_offsets", [-24, 0])
+    ), None, "reversed, or past the end"
+    yield "offsets_overlap", with_header(
+        set_entry("bias_ih_l0", "data_offsets", [bias_begin - 4, bias_begin + 8])
+    ), None, "overlap"
+    yield "offsets_three_values", with_header(
+        set_entry("bias_ih_l0", "data_offsets", [bias_begin, bias_begin + 12, 0])
+    ), None, "two ints"
+    yield "offsets_strings", with_header(
+        set_entry("bias_ih_l0", "data_offsets", ["0", "12"])
+    ), None, "two ints"
+    header, data = layout(weights(), pyrnn_metadata())
+    yield "offsets_gap", safetensors(
+        {**header, "bias_hh_l0": {**header["bias_hh_l0"], "data_offsets": [len(data), len(data) + 12]}},
+        data + b"\0" * 12,
+    ), None, "belong to no tensor"
+    yield "trailing_bytes", safetensors(header, data + b"hidden payload"), None, (
+        "trailing bytes belong to no tensor"
+    )
+
+    # Metadata and config.
+    yield "no_metadata_no_kind", plain(weights()), None, "no pyrnn metadata"
+    yield "version_2", with_header(
+        lambda h: h["__metadata__"].__setitem__("version", "2")
+    ), None, "version '2' is not supported"
+    yield "config_missing", with_header(lambda h: h["__metadata__"].pop("config")), None, (
+        "lacks 'config'"
+    )
+    header, data = layout(weights(), pyrnn_metadata())
+    header["__metadata__"]["config"] = "{kind: rnn}"
+    yield "config_not_json", safetensors(header, data), None, "'config' is not JSON"
+    header["__metadata__"]["config"] = '["rnn", 2, 3]'
+    yield "config_is_list", safetensors(header, data), None, "'config' must be a JSON object"
+    header["__metadata__"]["config"] = '{"kind": "rnn", "input_size": 2, "hidden_size": NaN}'
+    yield "config_nan", safetensors(header, data), None, "'config' is not JSON"
+    yield "config_size_string", with_config(hidden_size="3"), None, "hidden_size: expected an int"
+    yield "config_size_float", with_config(input_size=2.0), None, "input_size: expected an int"
+    yield "config_size_bool", with_config(num_layers=True), None, "num_layers: expected an int"
+    yield "config_size_negative", with_config(hidden_size=-3), None, "hidden_size: expected an int >= 1"
+    yield "config_size_zero", with_config(input_size=0), None, "input_size: expected an int >= 1"
+    yield "config_bias_string", with_config(bias="yes"), None, "bias: expected a bool"
+    yield "config_dropout_string", with_config(dropout="0.5"), None, "dropout: expected a float"
+    yield "config_unknown_kind", with_config(kind="transformer"), None, "kind: expected one of"
+    yield "config_kind_list", with_config(kind=["rnn"]), None, "kind: expected one of"
+    yield "config_unknown_field", with_config(attention=True), None, "unknown fields ['attention']"
+    yield "config_missing_field", with_config(hidden_size=...), None, "missing required fields"
+    yield "config_bad_nonlinearity", with_config(nonlinearity="sigmoid"), None, "nonlinearity"
+    yield "config_terabytes", with_config(hidden_size=10**9), None, "more than this machine"
+    yield "config_layers_10e12", with_config(num_layers=10**12), None, "exceeds the core's limit"
+    yield "config_larger_than_tensors", with_config(hidden_size=1000), None, (
+        "tensor 'weight_ih_l0' has shape (3, 2)"
+    )
+    yield "config_proj_on_rnn", with_config(proj_size=1), None, "only LSTM supports a projection"
+
+    # Tensors against the config.
+    yield "tensor_missing", with_header(delete("bias_hh_l0")), None, "trailing bytes"
+    tensors = weights()
+    del tensors["bias_hh_l0"]
+    header, data = layout(tensors, pyrnn_metadata())
+    yield "tensor_missing_consistent", safetensors(header, data), None, "missing ['bias_hh_l0']"
+    tensors = {**weights(), "weight_ih_l1": np.zeros((3, 3), "<f4")}
+    header, data = layout(tensors, pyrnn_metadata())
+    yield "tensor_extra", safetensors(header, data), None, "unexpected ['weight_ih_l1']"
+    tensors = {**weights(), "weight_hh_l0": np.zeros((3, 4), "<f4")}
+    header, data = layout(tensors, pyrnn_metadata())
+    yield "tensor_wrong_shape", safetensors(header, data), None, "'weight_hh_l0' has shape (3, 4)"
+    tensors = {**weights(), "bias_ih_l0": np.zeros((1, 3), "<f4")}
+    header, data = layout(tensors, pyrnn_metadata())
+    yield "tensor_wrong_rank", safetensors(header, data), None, "'bias_ih_l0' has shape (1, 3)"
+
+    # Plain state_dicts loaded by kind: sizes inferred from shapes.
+    lstm = lstm_weights()
+    yield "plain_rows_not_gates", plain({**lstm, "weight_ih_l0": np.zeros((7, 3), "<f4")}), (
+        "lstm"
+    ), "(4*hidden_size, input_size)"
+    yield "plain_w_ih_1d", plain({**lstm, "weight_ih_l0": np.zeros(8, "<f4")}), "lstm", (
+        "(4*hidden_size, input_size)"
+    )
+    yield "plain_w_ih_empty", plain({**lstm, "weight_ih_l0": np.zeros((0, 3), "<f4")}), "lstm", (
+        "(4*hidden_size, input_size)"
+    )
+    yield "plain_w_hr_scalar", plain({**lstm, "weight_hr_l0": np.zeros((), "<f4")}), "lstm", (
+        "'weight_hr_l0' has shape ()"
+    )
+    yield "plain_huge_layer_index", plain(
+        {**lstm, "weight_ih_l999999999": np.zeros((8, 2), "<f4")}
+    ), "lstm", "more than this machine"
+    yield "plain_missing_w_hh", plain(
+        {k: v for k, v in lstm.items() if k != "weight_hh_l0"}
+    ), "lstm", "missing ['weight_hh_l0']"
+    yield "plain_no_prefix_match", plain({"encoder." + k: v for k, v in lstm.items()}), (
+        "lstm"
+    ), "no 'weight_ih_l0' under the prefix"
+
+    # .pt files: read only through torch.load(weights_only=True).
+    yield "pickle_exec.pt", torch_zip({"weight_ih_l0": _Exploit()}), "rnn", "weights-only"
+    yield "pickle_exec_legacy.pt", pickle.dumps(_Exploit(), protocol=2), "rnn", "weights-only"
+    yield "pickle_exec_proto5.pt", pickle.dumps(_Exploit(), protocol=5), "rnn", "torch"
+    saved = torch_save(torch_state())
+    yield "pt_truncated.pt", saved[: len(saved) // 2], "rnn", "torch"
+    yield "pt_garbage.pt", bytes(range(256)) * 4, "rnn", "torch"
+    yield "pt_empty.pt", b"", "rnn", "torch"
+    yield "pt_list.pt", torch_save(list(torch_state().values())), "rnn", "flat state_dict"
+    yield "pt_nested.pt", torch_save({"state_dict": torch_state()}), "rnn", "expected a tensor"
+    yield "pt_int_tensor.pt", torch_save(
+        {**torch_state(), "bias_ih_l0": torch_state("float32")["bias_ih_l0"].int()}
+    ), "rnn", "dtype must be float16"
+    yield "pt_wrong_shape.pt", torch_save(
+        {**torch_state(), "weight_hh_l0": torch_state()["weight_hh_l0"][:, :2]}
+    ), "rnn", "'weight_hh_l0' has shape (3, 2)"
+
+
+def file_name(name: str) -> str:
+    return name if name.endswith(".pt") else name + ".safetensors"
+
+
+def build() -> dict[str, bytes]:
+    files: dict[str, bytes] = {"valid.safetensors": valid_file()}
+    manifest = {}
+    for name, payload, kind, expect in cases():
+        path = file_name(name)
+        if path in files:
+            raise SystemExit(f"duplicate case name {name}")
+        files[path] = payload
+        manifest[path] = {"kind": kind, "expect": expect}
+    files["MANIFEST.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    return files
+
+
+def main() -> int:
+    files = build()
+    if "--check" in sys.argv[1:]:
+        stale = [
+            name
+            for name, payload in files.items()
+            if not (CORPUS / name).is_file() or (CORPUS / name).read_bytes() != payload
+        ]
+        extra = sorted({p.name for p in CORPUS.iterdir()} - set(files)) if CORPUS.is_dir() else []
+        for name in stale + extra:
+            print(f"stale: {name}", file=sys.stderr)
+        return 1 if stale or extra else 0
+    CORPUS.mkdir(exist_ok=True)
+    for old in CORPUS.iterdir():
+        if old.name not in files:
+            old.unlink()
+    for name, payload in files.items():
+        (CORPUS / name).write_bytes(payload)
+    print(f"wrote {len(files) - 1} files to {os.path.relpath(CORPUS)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
