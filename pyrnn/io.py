@@ -17,7 +17,6 @@ IsADirectoryError, PermissionError): they are not about the file's content."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import re
@@ -255,8 +254,8 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
         raise FormatError(
-            f"{path}: tensor {key!r}: data_offsets {offsets!r:.80} outside the {data_size}-byte data "
-            "section (reversed, or past the end: truncated file?)"
+            f"{path}: tensor {key!r}: data_offsets {offsets!r:.80} outside the "
+            f"{data_size}-byte data section (reversed, or past the end: truncated file?)"
         )
     expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # exact, no overflow
     if expected != end - begin:
@@ -402,7 +401,9 @@ def _infer_spec(path: str, kind: str, shapes: dict[str, tuple[int, ...]], **fixe
         if kind == "lstm" and "weight_hr_l0" in shapes:
             w_hr = shapes["weight_hr_l0"]
             if len(w_hr) != 2:
-                raise FormatError(f"{path}: 'weight_hr_l0' has shape {w_hr}; expected (proj, hidden)")
+                raise FormatError(
+                    f"{path}: 'weight_hr_l0' has shape {w_hr}; expected (proj, hidden)"
+                )
             args["proj_size"] = w_hr[0]
     try:
         return Spec.from_config(args)

@@ -176,8 +176,6 @@ Case = tuple[str, bytes, "str | None", str]
 
 def cases() -> Iterator[Case]:
     good = valid_file()
-    (length,) = struct.unpack("<Q", good[:8])
-
     # Framing: length prefix and header bytes.
     yield "empty", b"", None, "too short"
     yield "short_prefix", good[:5], None, "too short"
@@ -191,20 +189,31 @@ def cases() -> Iterator[Case]:
     yield "header_is_string", safetensors('"weights"', b""), None, "must be a JSON object"
     yield "header_is_null", safetensors("null", b""), None, "must be a JSON object"
     yield "header_deeply_nested", safetensors("[" * 100_000 + "]" * 100_000, b""), None, "JSON"
-    yield "header_nan_offset", safetensors(
-        raw_header(layout(weights(), pyrnn_metadata())[0]).replace(b"[0,", b"[NaN,", 1),
-        layout(weights(), None)[1],
-    ), None, "NaN is not JSON"
+    yield (
+        "header_nan_offset",
+        safetensors(
+            raw_header(layout(weights(), pyrnn_metadata())[0]).replace(b"[0,", b"[NaN,", 1),
+            layout(weights(), None)[1],
+        ),
+        None,
+        "NaN is not JSON",
+    )
     text = raw_header(layout(weights(), pyrnn_metadata())[0])
     first = text.index(b'"weight_ih_l0"')
     entry_end = text.index(b"}", first) + 1
     duplicated = text[:entry_end] + b"," + text[first:entry_end] + text[entry_end:]
-    yield "duplicate_tensor_key", safetensors(duplicated, layout(weights(), None)[1]), None, (
-        "duplicate key 'weight_ih_l0'"
+    yield (
+        "duplicate_tensor_key",
+        safetensors(duplicated, layout(weights(), None)[1]),
+        None,
+        ("duplicate key 'weight_ih_l0'"),
     )
     meta_dup = text.replace(b'"format":"pyrnn",', b'"format":"pyrnn","format":"other",', 1)
-    yield "duplicate_metadata_key", safetensors(meta_dup, layout(weights(), None)[1]), None, (
-        "duplicate key 'format'"
+    yield (
+        "duplicate_metadata_key",
+        safetensors(meta_dup, layout(weights(), None)[1]),
+        None,
+        ("duplicate key 'format'"),
     )
     dup_config = json.dumps(CONFIG, sort_keys=True)[:-1] + ', "hidden_size": 4}'
     header, data = layout(weights(), pyrnn_metadata())
@@ -227,84 +236,160 @@ def cases() -> Iterator[Case]:
 
         return edit
 
-    yield "metadata_not_object", with_header(
-        lambda h: h.__setitem__("__metadata__", ["pyrnn"])
-    ), None, "__metadata__ must map strings to strings"
-    yield "metadata_value_not_string", with_header(
-        lambda h: h["__metadata__"].__setitem__("version", 1)
-    ), None, "__metadata__ must map strings to strings"
-    yield "entry_not_object", with_header(
-        lambda h: h.__setitem__("bias_ih_l0", [0, 12])
-    ), None, "expected an object"
-    yield "entry_missing_dtype", with_header(delete("bias_ih_l0", "dtype")), None, (
-        "missing ['dtype']"
+    yield (
+        "metadata_not_object",
+        with_header(lambda h: h.__setitem__("__metadata__", ["pyrnn"])),
+        None,
+        "__metadata__ must map strings to strings",
     )
-    yield "entry_missing_offsets", with_header(delete("bias_ih_l0", "data_offsets")), None, (
-        "missing ['data_offsets']"
+    yield (
+        "metadata_value_not_string",
+        with_header(lambda h: h["__metadata__"].__setitem__("version", 1)),
+        None,
+        "__metadata__ must map strings to strings",
     )
-    yield "entry_extra_field", with_header(set_entry("bias_ih_l0", "scale", 2)), None, (
-        "unknown ['scale']"
+    yield (
+        "entry_not_object",
+        with_header(lambda h: h.__setitem__("bias_ih_l0", [0, 12])),
+        None,
+        "expected an object",
+    )
+    yield (
+        "entry_missing_dtype",
+        with_header(delete("bias_ih_l0", "dtype")),
+        None,
+        ("missing ['dtype']"),
+    )
+    yield (
+        "entry_missing_offsets",
+        with_header(delete("bias_ih_l0", "data_offsets")),
+        None,
+        ("missing ['data_offsets']"),
+    )
+    yield (
+        "entry_extra_field",
+        with_header(set_entry("bias_ih_l0", "scale", 2)),
+        None,
+        ("unknown ['scale']"),
     )
     yield "dtype_I32", with_header(set_entry("bias_ih_l0", "dtype", "I32")), None, "got 'I32'"
     yield "dtype_BOOL", with_header(set_entry("bias_ih_l0", "dtype", "BOOL")), None, "got 'BOOL'"
     yield "dtype_BF16", with_header(set_entry("bias_ih_l0", "dtype", "BF16")), None, "got 'BF16'"
     yield "dtype_not_string", with_header(set_entry("bias_ih_l0", "dtype", 7)), None, "got 7"
-    yield "shape_negative", with_header(set_entry("bias_ih_l0", "shape", [-3])), None, (
-        "non-negative ints"
+    yield (
+        "shape_negative",
+        with_header(set_entry("bias_ih_l0", "shape", [-3])),
+        None,
+        ("non-negative ints"),
     )
-    yield "shape_float", with_header(set_entry("bias_ih_l0", "shape", [3.0])), None, (
-        "non-negative ints"
+    yield (
+        "shape_float",
+        with_header(set_entry("bias_ih_l0", "shape", [3.0])),
+        None,
+        ("non-negative ints"),
     )
-    yield "shape_bool", with_header(set_entry("bias_ih_l0", "shape", [True, 3])), None, (
-        "non-negative ints"
+    yield (
+        "shape_bool",
+        with_header(set_entry("bias_ih_l0", "shape", [True, 3])),
+        None,
+        ("non-negative ints"),
     )
-    yield "shape_not_list", with_header(set_entry("bias_ih_l0", "shape", 3)), None, (
-        "non-negative ints"
+    yield (
+        "shape_not_list",
+        with_header(set_entry("bias_ih_l0", "shape", 3)),
+        None,
+        ("non-negative ints"),
     )
-    yield "shape_overflows_int64", with_header(
-        set_entry("bias_ih_l0", "shape", [2**40, 2**40])
-    ), None, "more than 2**63-1 elements"
-    yield "shape_huge_times_zero", with_header(
-        set_entry("bias_ih_l0", "shape", [0, 2**62, 4])
-    ), None, "more than 2**63-1 elements"
-    yield "shape_bytes_mismatch", with_header(set_entry("bias_ih_l0", "shape", [4])), None, (
-        "needs 16 bytes, data_offsets give 12"
+    yield (
+        "shape_overflows_int64",
+        with_header(set_entry("bias_ih_l0", "shape", [2**40, 2**40])),
+        None,
+        "more than 2**63-1 elements",
+    )
+    yield (
+        "shape_huge_times_zero",
+        with_header(set_entry("bias_ih_l0", "shape", [0, 2**62, 4])),
+        None,
+        "more than 2**63-1 elements",
+    )
+    yield (
+        "shape_bytes_mismatch",
+        with_header(set_entry("bias_ih_l0", "shape", [4])),
+        None,
+        ("needs 16 bytes, data_offsets give 12"),
     )
     bias_begin = layout(weights(), None)[0]["bias_ih_l0"]["data_offsets"][0]
-    yield "offsets_reversed", with_header(
-        set_entry("bias_ih_l0", "data_offsets", [bias_begin + 12, bias_begin])
-    ), None, "reversed, or past the end"
-    yield "offsets_past_end", with_header(
-        set_entry("bias_hh_l0", "data_offsets", [bias_begin + 12, bias_begin + 12 + 2**40])
-    ), None, "reversed, or past the end"
-    yield "offsets_negative", with_header(
-        set_entry("weight_ih_l0", "data_offsets", [-24, 0])
-    ), None, "reversed, or past the end"
-    yield "offsets_overlap", with_header(
-        set_entry("bias_ih_l0", "data_offsets", [bias_begin - 4, bias_begin + 8])
-    ), None, "overlap"
-    yield "offsets_three_values", with_header(
-        set_entry("bias_ih_l0", "data_offsets", [bias_begin, bias_begin + 12, 0])
-    ), None, "two ints"
-    yield "offsets_strings", with_header(
-        set_entry("bias_ih_l0", "data_offsets", ["0", "12"])
-    ), None, "two ints"
+    yield (
+        "offsets_reversed",
+        with_header(set_entry("bias_ih_l0", "data_offsets", [bias_begin + 12, bias_begin])),
+        None,
+        "reversed, or past the end",
+    )
+    yield (
+        "offsets_past_end",
+        with_header(
+            set_entry("bias_hh_l0", "data_offsets", [bias_begin + 12, bias_begin + 12 + 2**40])
+        ),
+        None,
+        "reversed, or past the end",
+    )
+    yield (
+        "offsets_negative",
+        with_header(set_entry("weight_ih_l0", "data_offsets", [-24, 0])),
+        None,
+        "reversed, or past the end",
+    )
+    yield (
+        "offsets_overlap",
+        with_header(set_entry("bias_ih_l0", "data_offsets", [bias_begin - 4, bias_begin + 8])),
+        None,
+        "overlap",
+    )
+    yield (
+        "offsets_three_values",
+        with_header(set_entry("bias_ih_l0", "data_offsets", [bias_begin, bias_begin + 12, 0])),
+        None,
+        "two ints",
+    )
+    yield (
+        "offsets_strings",
+        with_header(set_entry("bias_ih_l0", "data_offsets", ["0", "12"])),
+        None,
+        "two ints",
+    )
     header, data = layout(weights(), pyrnn_metadata())
-    yield "offsets_gap", safetensors(
-        {**header, "bias_hh_l0": {**header["bias_hh_l0"], "data_offsets": [len(data), len(data) + 12]}},
-        data + b"\0" * 12,
-    ), None, "belong to no tensor"
-    yield "trailing_bytes", safetensors(header, data + b"hidden payload"), None, (
-        "trailing bytes belong to no tensor"
+    yield (
+        "offsets_gap",
+        safetensors(
+            {
+                **header,
+                "bias_hh_l0": {**header["bias_hh_l0"], "data_offsets": [len(data), len(data) + 12]},
+            },
+            data + b"\0" * 12,
+        ),
+        None,
+        "belong to no tensor",
+    )
+    yield (
+        "trailing_bytes",
+        safetensors(header, data + b"hidden payload"),
+        None,
+        ("trailing bytes belong to no tensor"),
     )
 
     # Metadata and config.
     yield "no_metadata_no_kind", plain(weights()), None, "no pyrnn metadata"
-    yield "version_2", with_header(
-        lambda h: h["__metadata__"].__setitem__("version", "2")
-    ), None, "version '2' is not supported"
-    yield "config_missing", with_header(lambda h: h["__metadata__"].pop("config")), None, (
-        "lacks 'config'"
+    yield (
+        "version_2",
+        with_header(lambda h: h["__metadata__"].__setitem__("version", "2")),
+        None,
+        "version '2' is not supported",
+    )
+    yield (
+        "config_missing",
+        with_header(lambda h: h["__metadata__"].pop("config")),
+        None,
+        ("lacks 'config'"),
     )
     header, data = layout(weights(), pyrnn_metadata())
     header["__metadata__"]["config"] = "{kind: rnn}"
@@ -316,7 +401,12 @@ def cases() -> Iterator[Case]:
     yield "config_size_string", with_config(hidden_size="3"), None, "hidden_size: expected an int"
     yield "config_size_float", with_config(input_size=2.0), None, "input_size: expected an int"
     yield "config_size_bool", with_config(num_layers=True), None, "num_layers: expected an int"
-    yield "config_size_negative", with_config(hidden_size=-3), None, "hidden_size: expected an int >= 1"
+    yield (
+        "config_size_negative",
+        with_config(hidden_size=-3),
+        None,
+        "hidden_size: expected an int >= 1",
+    )
     yield "config_size_zero", with_config(input_size=0), None, "input_size: expected an int >= 1"
     yield "config_bias_string", with_config(bias="yes"), None, "bias: expected a bool"
     yield "config_dropout_string", with_config(dropout="0.5"), None, "dropout: expected a float"
@@ -327,8 +417,11 @@ def cases() -> Iterator[Case]:
     yield "config_bad_nonlinearity", with_config(nonlinearity="sigmoid"), None, "nonlinearity"
     yield "config_terabytes", with_config(hidden_size=10**9), None, "more than this machine"
     yield "config_layers_10e12", with_config(num_layers=10**12), None, "exceeds the core's limit"
-    yield "config_larger_than_tensors", with_config(hidden_size=1000), None, (
-        "tensor 'weight_ih_l0' has shape (3, 2)"
+    yield (
+        "config_larger_than_tensors",
+        with_config(hidden_size=1000),
+        None,
+        ("tensor 'weight_ih_l0' has shape (3, 2)"),
     )
     yield "config_proj_on_rnn", with_config(proj_size=1), None, "only LSTM supports a projection"
 
@@ -350,27 +443,48 @@ def cases() -> Iterator[Case]:
 
     # Plain state_dicts loaded by kind: sizes inferred from shapes.
     lstm = lstm_weights()
-    yield "plain_rows_not_gates", plain({**lstm, "weight_ih_l0": np.zeros((7, 3), "<f4")}), (
-        "lstm"
-    ), "(4*hidden_size, input_size)"
-    yield "plain_w_ih_1d", plain({**lstm, "weight_ih_l0": np.zeros(8, "<f4")}), "lstm", (
-        "(4*hidden_size, input_size)"
+    yield (
+        "plain_rows_not_gates",
+        plain({**lstm, "weight_ih_l0": np.zeros((7, 3), "<f4")}),
+        ("lstm"),
+        "(4*hidden_size, input_size)",
     )
-    yield "plain_w_ih_empty", plain({**lstm, "weight_ih_l0": np.zeros((0, 3), "<f4")}), "lstm", (
-        "(4*hidden_size, input_size)"
+    yield (
+        "plain_w_ih_1d",
+        plain({**lstm, "weight_ih_l0": np.zeros(8, "<f4")}),
+        "lstm",
+        ("(4*hidden_size, input_size)"),
     )
-    yield "plain_w_hr_scalar", plain({**lstm, "weight_hr_l0": np.zeros((), "<f4")}), "lstm", (
-        "'weight_hr_l0' has shape ()"
+    yield (
+        "plain_w_ih_empty",
+        plain({**lstm, "weight_ih_l0": np.zeros((0, 3), "<f4")}),
+        "lstm",
+        ("(4*hidden_size, input_size)"),
     )
-    yield "plain_huge_layer_index", plain(
-        {**lstm, "weight_ih_l999999999": np.zeros((8, 2), "<f4")}
-    ), "lstm", "more than this machine"
-    yield "plain_missing_w_hh", plain(
-        {k: v for k, v in lstm.items() if k != "weight_hh_l0"}
-    ), "lstm", "missing ['weight_hh_l0']"
-    yield "plain_no_prefix_match", plain({"encoder." + k: v for k, v in lstm.items()}), (
-        "lstm"
-    ), "no 'weight_ih_l0' under the prefix"
+    yield (
+        "plain_w_hr_scalar",
+        plain({**lstm, "weight_hr_l0": np.zeros((), "<f4")}),
+        "lstm",
+        ("'weight_hr_l0' has shape ()"),
+    )
+    yield (
+        "plain_huge_layer_index",
+        plain({**lstm, "weight_ih_l999999999": np.zeros((8, 2), "<f4")}),
+        "lstm",
+        "more than this machine",
+    )
+    yield (
+        "plain_missing_w_hh",
+        plain({k: v for k, v in lstm.items() if k != "weight_hh_l0"}),
+        "lstm",
+        "missing ['weight_hh_l0']",
+    )
+    yield (
+        "plain_no_prefix_match",
+        plain({"encoder." + k: v for k, v in lstm.items()}),
+        ("lstm"),
+        "no 'weight_ih_l0' under the prefix",
+    )
 
     # .pt files: read only through torch.load(weights_only=True).
     yield "pickle_exec.pt", torch_zip({"weight_ih_l0": _Exploit()}), "rnn", "weights-only"
@@ -382,12 +496,18 @@ def cases() -> Iterator[Case]:
     yield "pt_empty.pt", b"", "rnn", "torch"
     yield "pt_list.pt", torch_save(list(torch_state().values())), "rnn", "flat state_dict"
     yield "pt_nested.pt", torch_save({"state_dict": torch_state()}), "rnn", "expected a tensor"
-    yield "pt_int_tensor.pt", torch_save(
-        {**torch_state(), "bias_ih_l0": torch_state("float32")["bias_ih_l0"].int()}
-    ), "rnn", "dtype must be float16"
-    yield "pt_wrong_shape.pt", torch_save(
-        {**torch_state(), "weight_hh_l0": torch_state()["weight_hh_l0"][:, :2]}
-    ), "rnn", "'weight_hh_l0' has shape (3, 2)"
+    yield (
+        "pt_int_tensor.pt",
+        torch_save({**torch_state(), "bias_ih_l0": torch_state("float32")["bias_ih_l0"].int()}),
+        "rnn",
+        "dtype must be float16",
+    )
+    yield (
+        "pt_wrong_shape.pt",
+        torch_save({**torch_state(), "weight_hh_l0": torch_state()["weight_hh_l0"][:, :2]}),
+        "rnn",
+        "'weight_hh_l0' has shape (3, 2)",
+    )
 
 
 def file_name(name: str) -> str:

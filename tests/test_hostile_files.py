@@ -1,0 +1,226 @@
+"""Hostile model files: every malformed file of the committed corpus (tests/hostile/corpus, made
+by tests/hostile/make_corpus.py), every truncation of a valid file, malicious pickles and absurd
+sizes are refused with a clear error, without running code or allocating by a lying size."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pickle
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyrnn
+
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+CORPUS = HOSTILE / "corpus"
+MANIFEST: dict[str, dict[str, Any]] = json.loads((CORPUS / "MANIFEST.json").read_text())
+# Loading a few-hundred-byte file may use a little memory; a lying size would need gigabytes.
+PEAK_LIMIT = 16 * 2**20
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("make_corpus", HOSTILE / "make_corpus.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_corpus", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_corpus = _generator()
+
+
+def _load_measured(path: Path, kind: str | None) -> tuple[BaseException | None, int]:
+    """Loads `path`, returning the exception raised (or None) and the peak traced allocation."""
+    tracemalloc.start()
+    try:
+        pyrnn.load(path, kind=kind)
+    except BaseException as error:
+        return error, tracemalloc.get_traced_memory()[1]
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return None, peak
+
+
+def test_corpus_is_what_the_generator_makes() -> None:
+    built = make_corpus.build()
+    committed = {path.name for path in CORPUS.iterdir()}
+    assert committed == set(built), "rerun tests/hostile/make_corpus.py"
+    for name, payload in built.items():
+        assert (CORPUS / name).read_bytes() == payload, f"{name} differs: rerun make_corpus.py"
+    assert len(MANIFEST) >= 30
+
+
+def test_the_base_file_loads() -> None:
+    module = pyrnn.load(CORPUS / "valid.safetensors")
+    assert isinstance(module, pyrnn.RNN)
+    assert module.config == make_corpus.CONFIG
+    for key, value in make_corpus.weights().items():
+        np.testing.assert_array_equal(getattr(module, key), value)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_imported_before_tracing() -> None:
+    # The first .pt load imports torch, whose import allocates far more than any load should.
+    pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_corpus_file_is_refused(name: str) -> None:
+    case = MANIFEST[name]
+    error, peak = _load_measured(CORPUS / name, case["kind"])
+    assert isinstance(error, pyrnn.FormatError), f"{name}: got {error!r}"
+    message = str(error)
+    assert case["expect"] in message, f"{name}: message does not name the problem: {message}"
+    assert str(CORPUS / name) in message, "the message names the file"
+    assert peak < PEAK_LIMIT, f"{name}: loading allocated {peak} bytes"
+    assert "PYRNN_PWNED" not in os.environ, f"{name}: a pickle ran code"
+
+
+def _truncations(payload: bytes, tmp_path: Path, suffix: str, kind: str | None) -> int:
+    path = tmp_path / f"cut{suffix}"
+    for size in range(len(payload)):
+        path.write_bytes(payload[:size])
+        with pytest.raises(pyrnn.FormatError):
+            pyrnn.load(path, kind=kind)
+    return len(payload)
+
+
+def test_every_truncation_of_a_pyrnn_file_is_refused(tmp_path: Path) -> None:
+    payload = make_corpus.valid_file()
+    assert _truncations(payload, tmp_path, ".safetensors", None) == len(payload)
+    (tmp_path / "whole.safetensors").write_bytes(payload)
+    pyrnn.load(tmp_path / "whole.safetensors")  # the untruncated file loads
+
+
+def test_every_truncation_of_a_pt_file_is_refused(tmp_path: Path) -> None:
+    payload = make_corpus.torch_save(make_corpus.torch_state())
+    assert _truncations(payload, tmp_path, ".pt", "rnn") == len(payload)
+    (tmp_path / "whole.pt").write_bytes(payload)
+    module = pyrnn.load(tmp_path / "whole.pt", kind="rnn")
+    for key, value in make_corpus.weights().items():
+        np.testing.assert_array_equal(getattr(module, key), value)
+
+
+class _MakesDirectory:
+    """Unpickling this creates a directory: the visible side effect of code execution."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (self.path,))
+
+
+@pytest.mark.parametrize("container", ["zip", "legacy"])
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, container: str) -> None:
+    marker = tmp_path / "pwned"
+    payload = {"weight_ih_l0": _MakesDirectory(marker)}
+    if container == "zip":
+        data = make_corpus.torch_zip(payload)
+    else:
+        data = pickle.dumps(payload, protocol=2)
+    path = tmp_path / "model.pt"
+    path.write_bytes(data)
+    with pytest.raises(pyrnn.FormatError, match="weights-only"):
+        pyrnn.load(path, kind="rnn")
+    assert not marker.exists(), "loading ran the pickle's code"
+    # The payload is live: a plain unpickler does run it (so the test above can fail).
+    if container == "legacy":
+        pickle.loads(data)
+    else:
+        import torch
+
+        torch.load(path, weights_only=False)
+    assert marker.is_dir()
+
+
+def test_pt_without_kind_asks_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(make_corpus.torch_save(make_corpus.torch_state()))
+    with pytest.raises(pyrnn.FormatError, match="pass kind='lstm'"):
+        pyrnn.load(path)
+
+
+def test_float16_and_float64_pt_files_load(tmp_path: Path) -> None:
+    for dtype in ("float16", "float64"):
+        path = tmp_path / f"{dtype}.pt"
+        path.write_bytes(make_corpus.torch_save(make_corpus.torch_state(dtype)))
+        module = pyrnn.load(path, kind="rnn")
+        expected = make_corpus.weights()["weight_hh_l0"].astype(dtype).astype(np.float32)
+        np.testing.assert_array_equal(module.weight_hh_l0, expected)
+
+
+# -- paths that are not files: the operating system's own errors, unchanged -----------------
+def test_missing_path_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        pyrnn.load(tmp_path / "absent.safetensors")
+    with pytest.raises(FileNotFoundError):
+        pyrnn.load(tmp_path / "absent.pt", kind="lstm")
+
+
+def test_directory_path_raises_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        pyrnn.load(tmp_path)
+    folder = tmp_path / "model.pt"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        pyrnn.load(folder, kind="rnn")
+
+
+# -- resource limits: refused from the sizes, before allocating -----------------------------
+@pytest.mark.parametrize(
+    ("factory", "fragment"),
+    [
+        (lambda: pyrnn.LSTM(10**6, 10**6), "more than this machine's physical memory"),
+        (lambda: pyrnn.GRU(8, 8, num_layers=10**9), "more than this machine's physical memory"),
+        (lambda: pyrnn.RNN(1, 1, num_layers=10**12), "num_layers * directions"),
+        (lambda: pyrnn.RNNCell(2**31, 1), "input_size = 2147483648 exceeds"),
+        (lambda: pyrnn.LSTMCell(1, 2**29), "gates * padded hidden_size"),
+        (lambda: pyrnn.LSTM(1, 2**40, proj_size=1), "gates * padded hidden_size"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_allocating(factory: Any, fragment: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=fragment.replace("*", r"\*")):
+            factory()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK_LIMIT
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"])
+def test_parameter_count_formula_matches_the_shapes(kind: str) -> None:
+    from pyrnn._spec import Spec
+
+    is_cell = kind.endswith("_cell")
+    for input_size, hidden, layers, bidirectional, bias, proj in [
+        (1, 1, 1, False, True, 0),
+        (3, 17, 2, True, False, 0),
+        (7, 9, 3, True, True, 4),
+        (65, 16, 1, False, True, 15),
+    ]:
+        spec = Spec(
+            kind,
+            input_size,
+            hidden,
+            1 if is_cell else layers,
+            "tanh",
+            bias,
+            False,
+            0.0,
+            False if is_cell else bidirectional,
+            proj if kind == "lstm" else 0,
+        )
+        shapes = spec.parameter_shapes().values()
+        assert spec.parameter_count == sum(int(np.prod(shape)) for shape in shapes)
