@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -63,6 +64,12 @@ SequenceView<Float> sequence_view(const py::array& array, const char* name) {
   }
   if (array.shape(2) > 1 && stride(2) != 1)
     throw std::invalid_argument(std::string(name) + ": the feature axis must be contiguous");
+  for (int axis = 0; axis < 3; ++axis) {
+    if (array.shape(axis) > std::numeric_limits<int>::max())
+      throw std::invalid_argument(std::string(name) + ": axis " + std::to_string(axis) + " has " +
+                                  std::to_string(array.shape(axis)) +
+                                  " entries, more than the core's limit of 2^31-1");
+  }
   Float* data;
   if constexpr (std::is_const_v<Float>) {
     data = static_cast<Float*>(array.data());

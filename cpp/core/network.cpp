@@ -1,5 +1,7 @@
 #include "core/network.h"
 
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -15,6 +17,21 @@ void NetworkConfig::validate() const {
   require(proj_size >= 0 && proj_size < hidden_size,
           "proj_size must be in [0, hidden_size), got " + std::to_string(proj_size));
   require(proj_size == 0 || kind == CellKind::Lstm, "proj_size is only supported by LSTM");
+  // The core indexes with int: every width derived from the sizes must fit, computed here in
+  // 64 bits so that a huge size is refused instead of wrapping (Python checks this first).
+  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+  const auto padded = [](std::int64_t units) {
+    return (units + kUnitBlock - 1) / kUnitBlock * kUnitBlock;
+  };
+  const std::int64_t gate_width = std::int64_t{gates()} * padded(hidden_size);
+  const std::int64_t layer_width = std::int64_t{directions()} * padded(output_size());
+  const std::int64_t entries = std::int64_t{num_layers} * directions();
+  require(gate_width <= kIntMax,
+          "gates * padded hidden_size = " + std::to_string(gate_width) + " exceeds 2^31-1");
+  require(layer_width <= kIntMax,
+          "directions * padded output size = " + std::to_string(layer_width) + " exceeds 2^31-1");
+  require(entries <= kIntMax,
+          "num_layers * directions = " + std::to_string(entries) + " exceeds 2^31-1");
 }
 
 Network::Network(const NetworkConfig& config, const std::vector<RawLayerWeights>& weights)

@@ -13,14 +13,17 @@ PackedPanels::PackedPanels(const float* weights, int gates, int units, int k)
         const int unit = j * kUnitBlock + u;
         if (unit >= units) break;  // padding stays zero
         const float* row = weights + (static_cast<std::size_t>(g) * units + unit) * k;
-        for (int kk = 0; kk < k; ++kk) panel[kk * row_width() + g * kUnitBlock + u] = row[kk];
+        // kk * row_width() in ptrdiff_t: k * 64 exceeds int for k > 2^25.
+        float* column = panel + g * kUnitBlock + u;
+        for (std::ptrdiff_t kk = 0; kk < k; ++kk) column[kk * row_width()] = row[kk];
       }
     }
   }
 }
 
 AlignedBuffer pack_bias(const float* bias, const float* extra, int gates, int units) {
-  AlignedBuffer packed(static_cast<std::size_t>(block_count(units)) * gates * kUnitBlock);
+  AlignedBuffer packed(
+      checked_mul(checked_mul(static_cast<std::size_t>(block_count(units)), gates), kUnitBlock));
   for (int g = 0; g < gates; ++g) {
     for (int unit = 0; unit < units; ++unit) {
       const int j = unit / kUnitBlock, u = unit % kUnitBlock;

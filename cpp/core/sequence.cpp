@@ -1,6 +1,7 @@
 #include "core/sequence.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 namespace pyrnn {
@@ -31,24 +32,29 @@ void LayerState::reset_row(int n) noexcept {
 void LayerState::load(const float* h, const float* c) noexcept {
   reset();
   for (int n = 0; n < rows_; ++n) {
-    if (h != nullptr) std::memcpy(this->h() + n * ld_h_, h + n * h_features_, h_features_ * 4);
+    const std::ptrdiff_t row = n;  // row * features can exceed int for large N * H
+    if (h != nullptr)
+      std::memcpy(this->h() + row * ld_h_, h + row * h_features_, h_features_ * sizeof(float));
     if (c != nullptr && c_features_ > 0)
-      std::memcpy(c_.data() + n * ld_c_, c + n * c_features_, c_features_ * 4);
+      std::memcpy(c_.data() + row * ld_c_, c + row * c_features_, c_features_ * sizeof(float));
   }
 }
 
 void LayerState::store(float* h, float* c) const noexcept {
   for (int n = 0; n < rows_; ++n) {
-    if (h != nullptr) std::memcpy(h + n * h_features_, this->h() + n * ld_h_, h_features_ * 4);
+    const std::ptrdiff_t row = n;
+    if (h != nullptr)
+      std::memcpy(h + row * h_features_, this->h() + row * ld_h_, h_features_ * sizeof(float));
     if (c != nullptr && c_features_ > 0)
-      std::memcpy(c + n * c_features_, c_.data() + n * ld_c_, c_features_ * 4);
+      std::memcpy(c + row * c_features_, c_.data() + row * ld_c_, c_features_ * sizeof(float));
   }
 }
 
 int default_chunk_steps(int rows, int steps) noexcept {
-  constexpr int kTargetRows = 128;
-  const int chunk = (kTargetRows + rows - 1) / std::max(rows, 1);
-  return std::clamp(chunk, 1, std::max(steps, 1));
+  constexpr std::int64_t kTargetRows = 128;
+  // In 64 bits: kTargetRows + rows would overflow int for rows near 2^31.
+  const std::int64_t chunk = (kTargetRows + rows - 1) / std::max(rows, 1);
+  return static_cast<int>(std::clamp<std::int64_t>(chunk, 1, std::max(steps, 1)));
 }
 
 Workspace::Workspace(const NetworkConfig& config, int rows, int chunk_steps)
@@ -120,7 +126,8 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       float* packed = workspace.input_rows();
       for (int t = 0; t < part.steps; ++t)
         for (int n = 0; n < rows; ++n)
-          std::memcpy(packed + (t * rows + n) * features, part.row(t, n), features * 4);
+          std::memcpy(packed + (static_cast<std::ptrdiff_t>(t) * rows + n) * features,
+                      part.row(t, n), features * sizeof(float));
       a = packed;
       lda = features;
     }
@@ -133,16 +140,17 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       float* cell_out = config.proj_size > 0 ? workspace.cell_output() : state.h_next();
       const std::ptrdiff_t ld_cell =
           config.proj_size > 0 ? padded_units(config.hidden_size) : state.ld_h();
-      step({&weights.w_hh, workspace.projected() + t * rows * ld_projected, ld_projected,
-            weights.recurrent_bias.data(), state.h(), state.ld_h(), cell_out, ld_cell, state.c(),
-            state.ld_c(), rows, 0, blocks});
+      step({&weights.w_hh,
+            workspace.projected() + static_cast<std::ptrdiff_t>(t) * rows * ld_projected,
+            ld_projected, weights.recurrent_bias.data(), state.h(), state.ld_h(), cell_out, ld_cell,
+            state.c(), state.ld_c(), rows, 0, blocks});
       if (config.proj_size > 0) {
         kernels.gemm({cell_out, ld_cell, rows, &weights.w_hr, nullptr, state.h_next(), state.ld_h(),
                       0, weights.w_hr.blocks()});
       }
       state.advance();
       for (int n = 0; n < rows; ++n)
-        std::memcpy(out.row(t0 + t, n), state.h() + n * state.ld_h(), h_out * 4);
+        std::memcpy(out.row(t0 + t, n), state.h() + n * state.ld_h(), h_out * sizeof(float));
     }
   }
 }

@@ -26,7 +26,9 @@ struct SequenceView {
   int rows = 0;
   int features = 0;
 
-  Float* row(int t, int n) const noexcept { return data + t * step_stride + n * row_stride; }
+  Float* row(int t, int n) const noexcept {
+    return data + static_cast<std::ptrdiff_t>(t) * step_stride + n * row_stride;
+  }
   SequenceView time_slice(int t0, int t1) const noexcept {
     return {row(t0, 0), step_stride, row_stride, t1 - t0, rows, features};
   }

@@ -13,7 +13,8 @@ std::vector<double> affine(const float* w, const float* bias, const float* v, in
   std::vector<double> y(rows, 0.0);
   for (int r = 0; r < rows; ++r) {
     double sum = bias ? bias[r] : 0.0;
-    for (int i = 0; i < k; ++i) sum += static_cast<double>(w[r * k + i]) * v[i];
+    const float* row = w + static_cast<std::size_t>(r) * k;  // r * k can exceed int
+    for (int i = 0; i < k; ++i) sum += static_cast<double>(row[i]) * v[i];
     y[r] = sum;
   }
   return y;

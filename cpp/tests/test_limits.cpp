@@ -1,0 +1,90 @@
+// Size arithmetic cannot overflow: checked_mul and AlignedBuffer refuse impossible sizes, and
+// NetworkConfig::validate refuses configs whose derived widths would not fit the core's int
+// indices; default_chunk_steps is defined for any row count.
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <new>
+#include <stdexcept>
+
+#include "check.h"
+#include "core/aligned_buffer.h"
+#include "core/network.h"
+#include "core/sequence.h"
+
+namespace {
+
+using pyrnn::CellKind;
+using pyrnn::NetworkConfig;
+
+template <class Exception, class Body>
+bool throws(Body body) {
+  try {
+    body();
+  } catch (const Exception&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+  return false;
+}
+
+bool valid(const NetworkConfig& config) {
+  return !throws<std::invalid_argument>([&] { config.validate(); });
+}
+
+void check_multiplication() {
+  constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max();
+  PYRNN_CHECK(pyrnn::checked_mul(0, kMax) == 0);
+  PYRNN_CHECK(pyrnn::checked_mul(kMax, 1) == kMax);
+  PYRNN_CHECK(pyrnn::checked_mul(std::size_t{1} << 31, std::size_t{1} << 31) == std::size_t{1}
+                                                                                    << 62);
+  PYRNN_CHECK(throws<std::length_error>([] { pyrnn::checked_mul(kMax / 2 + 1, 2); }));
+  PYRNN_CHECK(throws<std::length_error>(
+      [] { pyrnn::checked_mul(std::size_t{1} << 32, std::size_t{1} << 32); }));
+  // count * sizeof(float) overflows: refused before asking the allocator.
+  PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer buffer(kMax / 2); }));
+  pyrnn::AlignedBuffer empty(0);
+  PYRNN_CHECK(empty.size() == 0 && empty.data() == nullptr);
+}
+
+void check_config_limits() {
+  PYRNN_CHECK(valid({CellKind::Lstm, 7, 33, 2, true, 5}));
+  // gates * padded hidden: 4 * 2^29 = 2^31 does not fit; 4 * (2^29 - 16) does.
+  PYRNN_CHECK(!valid({CellKind::Lstm, 1, 1 << 29, 1, false, 0}));
+  PYRNN_CHECK(valid({CellKind::Lstm, 1, (1 << 29) - 16, 1, false, 0}));
+  // Padding INT_MAX hidden units to a multiple of 16 would wrap in int arithmetic.
+  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, INT_MAX, 1, false, 0}));
+  PYRNN_CHECK(!valid({CellKind::Gru, 1, INT_MAX - 3, 1, false, 0}));
+  // directions * padded output size.
+  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, INT_MAX - 20, 1, true, 0}));
+  // num_layers * directions.
+  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, 1, INT_MAX, true, 0}));
+  PYRNN_CHECK(valid({CellKind::RnnTanh, 1, 1, INT_MAX, false, 0}));
+  PYRNN_CHECK(!valid({CellKind::Lstm, 0, 4, 1, false, 0}));
+  PYRNN_CHECK(!valid({CellKind::Lstm, 4, 4, 1, false, 4}));
+  PYRNN_CHECK(!valid({CellKind::Gru, 4, 4, 1, false, 2}));
+}
+
+void check_chunking() {
+  PYRNN_CHECK(pyrnn::default_chunk_steps(INT_MAX, 5) == 1);
+  PYRNN_CHECK(pyrnn::default_chunk_steps(INT_MAX - 1, INT_MAX) == 1);
+  PYRNN_CHECK(pyrnn::default_chunk_steps(1, INT_MAX) == 128);
+  PYRNN_CHECK(pyrnn::default_chunk_steps(1, 3) == 3);
+  PYRNN_CHECK(pyrnn::default_chunk_steps(0, 0) == 1);
+}
+
+}  // namespace
+
+int main() {
+  check_multiplication();
+  check_config_limits();
+  check_chunking();
+  if (pyrnn::testing::failures() != 0) {
+    std::fprintf(stderr, "%d checks failed\n", pyrnn::testing::failures());
+    return 1;
+  }
+  std::printf("test_limits: all checks passed\n");
+  return 0;
+}
