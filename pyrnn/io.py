@@ -277,6 +277,7 @@ def _read_tensors(path: str, keys: list[str]) -> dict[str, np.ndarray]:
 
 
 _TORCH_DTYPES = ("torch.float16", "torch.float32", "torch.float64")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _read_torch(path: str) -> dict[str, np.ndarray]:
@@ -296,16 +297,19 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as error:
-        # UnpicklingError: a forbidden global or opcode; RuntimeError: not a torch zip archive;
-        # EOFError: truncated; the others: corrupt records.
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    except pickle.UnpicklingError as error:
+        # torch's text is long advice on loading unsafely; keep the line naming what was found.
+        lines = [line for line in str(error).splitlines() if "Unsupported" in line]
+        found = _ANSI.sub("", (lines or [str(error)])[0]).strip()
         raise FormatError(
-            f"{path}: not a weights-only torch file ({type(error).__name__}: {message:.300})"
+            f"{path}: refused by torch.load(weights_only=True): the pickle holds more than "
+            f"tensors, which pyrnn never unpickles ({found:.300})"
         ) from None
-    except Exception as error:  # torch raises many types on corrupt archives; none are ours
+    except Exception as error:
+        # RuntimeError: not a torch zip archive; EOFError: truncated; others on corrupt records.
+        message = _ANSI.sub("", str(error).split(". ")[0].strip()) or type(error).__name__
         raise FormatError(
-            f"{path}: cannot read as a torch file ({type(error).__name__}: {error!s:.300})"
+            f"{path}: cannot read as a torch file ({type(error).__name__}: {message:.300})"
         ) from None
     if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise FormatError(

@@ -487,9 +487,24 @@ def cases() -> Iterator[Case]:
     )
 
     # .pt files: read only through torch.load(weights_only=True).
-    yield "pickle_exec.pt", torch_zip({"weight_ih_l0": _Exploit()}), "rnn", "weights-only"
-    yield "pickle_exec_legacy.pt", pickle.dumps(_Exploit(), protocol=2), "rnn", "weights-only"
-    yield "pickle_exec_proto5.pt", pickle.dumps(_Exploit(), protocol=5), "rnn", "torch"
+    yield (
+        "pickle_exec.pt",
+        torch_zip({"weight_ih_l0": _Exploit()}),
+        "rnn",
+        "refused by torch.load(weights_only=True)",
+    )
+    yield (
+        "pickle_exec_legacy.pt",
+        pickle.dumps(_Exploit(), protocol=2),
+        "rnn",
+        "refused by torch.load(weights_only=True)",
+    )
+    yield (
+        "pickle_exec_proto5.pt",
+        pickle.dumps(_Exploit(), protocol=5),
+        "rnn",
+        "refused by torch.load",
+    )
     saved = torch_save(torch_state())
     yield "pt_truncated.pt", saved[: len(saved) // 2], "rnn", "torch"
     yield "pt_garbage.pt", bytes(range(256)) * 4, "rnn", "torch"
