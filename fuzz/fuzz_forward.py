@@ -1,0 +1,180 @@
+"""Fuzzes forward and cell steps: random module configs, inputs of random rank, shape, dtype and
+strides (negative, transposed, zero-stride broadcasts), NaN/inf values, and states that are
+None, right, wrong-shaped or not arrays at all. Only ValueError and TypeError may come out. When
+a call succeeds, the output shapes must be right and equal, bit for bit, the result for a
+contiguous copy of the same input (strides must never change the arithmetic).
+
+check_one() is also imported by tests/test_fuzz_crashers.py to replay saved crashers."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+
+KINDS = ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell")
+DTYPES = ("float32", "float32", "float64", "float16", "int32", "bool", "complex64", "object")
+ALLOWED = (ValueError, TypeError)
+
+
+class _Source:
+    """Deterministic choices from the fuzz input (atheris' FuzzedDataProvider when running
+    under atheris, a plain byte reader when replaying in pytest)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.position = 0
+
+    def byte(self) -> int:
+        if self.position >= len(self.data):
+            return 0
+        value = self.data[self.position]
+        self.position += 1
+        return value
+
+    def int(self, low: int, high: int) -> int:
+        return low + self.byte() % (high - low + 1)
+
+    def bool(self) -> bool:
+        return bool(self.byte() & 1)
+
+    def pick(self, options: tuple[Any, ...]) -> Any:
+        return options[self.byte() % len(options)]
+
+
+def _module(source: _Source) -> Any:
+    import pyrnn
+
+    kind = source.pick(KINDS)
+    input_size, hidden = source.int(1, 20), source.int(1, 20)
+    seed = source.byte()
+    if kind.endswith("_cell"):
+        cls = {"rnn_cell": pyrnn.RNNCell, "lstm_cell": pyrnn.LSTMCell, "gru_cell": pyrnn.GRUCell}
+        return cls[kind](input_size, hidden, bias=source.bool(), seed=seed)
+    options: dict[str, Any] = {
+        "num_layers": source.int(1, 3),
+        "bias": source.bool(),
+        "batch_first": source.bool(),
+        "bidirectional": source.bool(),
+        "seed": seed,
+    }
+    if kind == "lstm" and source.bool():
+        options["proj_size"] = source.int(0, hidden - 1)
+    cls = {"rnn": pyrnn.RNN, "lstm": pyrnn.LSTM, "gru": pyrnn.GRU}[kind]
+    return cls(input_size, hidden, **options)
+
+
+def _array(source: _Source, shape: tuple[int, ...]) -> Any:
+    """An array of about `shape` (sometimes deliberately wrong), with hostile dtype/strides."""
+    shape = tuple(d if source.byte() > 24 else source.int(0, 9) for d in shape)
+    if source.byte() < 16:  # wrong rank
+        shape = shape[:-1] if source.bool() else (*shape, source.int(1, 3))
+    dtype = source.pick(DTYPES)
+    rng = np.random.default_rng(source.byte())
+    values = np.asarray(rng.standard_normal(tuple(2 * d + 1 for d in shape)))
+    values = np.asarray(values * source.pick((0.1, 1.0, 1e3)))  # 0-d times float is a scalar
+    if source.byte() < 20 and values.size:
+        values.flat[source.byte() % values.size] = source.pick((np.nan, np.inf, -np.inf))
+    array = np.asarray(values.astype(dtype), dtype=dtype)
+    # Slice back to `shape` with steps of 1 or 2, forwards or backwards: arbitrary strides.
+    index = tuple(
+        slice(None, None, -1) if source.bool() else slice(0, 2 * d, 2) if d else slice(0, 0)
+        for d in shape
+    )
+    array = np.asarray(array[index], dtype=array.dtype)  # 0-d indexing returns a scalar
+    array = np.asarray(array[tuple(slice(0, d) for d in shape)], dtype=array.dtype)
+    if source.byte() < 24 and array.ndim >= 2:  # a transposed view of the transposed data
+        array = np.ascontiguousarray(np.swapaxes(array, 0, 1)).swapaxes(0, 1)
+    if source.byte() < 16 and array.ndim >= 1 and array.shape[0]:  # zero stride on axis 0
+        array = np.broadcast_to(array[:1], array.shape)
+    choice = source.byte()
+    if choice < 8:
+        return array.tolist()
+    if choice < 12:
+        return "not an array"
+    if choice < 14:
+        return None
+    return array
+
+
+def _expected_shapes(module: Any, x: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    config = module.config
+    kind, hidden = config["kind"], config["hidden_size"]
+    if kind.endswith("_cell"):
+        return ((*x.shape[:-1], hidden),)
+    directions = 2 if config["bidirectional"] else 1
+    out_size = config.get("proj_size") or hidden
+    layers = config["num_layers"] * directions
+    batched = x.ndim == 3
+    out = (*x.shape[:-1], out_size * directions)
+    h = (
+        (layers, x.shape[1 if not config["batch_first"] else 0], out_size)
+        if batched
+        else (
+            layers,
+            out_size,
+        )
+    )
+    return out, h
+
+
+def _flatten(result: Any) -> list[np.ndarray]:
+    if isinstance(result, tuple):
+        return [array for item in result for array in _flatten(item)]
+    return [result]
+
+
+def check_one(data: bytes) -> None:
+    # Casting NaN to int32 and the like warn; that is the harness making inputs, not a finding.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _check(data)
+
+
+def _check(data: bytes) -> None:
+    import pyrnn
+
+    source = _Source(data)
+    isas = pyrnn.available_isas()
+    pyrnn.set_isa(isas[source.byte() % len(isas)])
+    module = _module(source)
+    config = module.config
+    is_cell = config["kind"].endswith("_cell")
+    rank = source.int(1, 2) if is_cell else source.int(2, 3)
+    steps, rows = source.int(1, 9), source.int(0, 5)
+    shape = (rows, config["input_size"]) if is_cell else (steps, rows, config["input_size"])
+    if rank == (1 if is_cell else 2):
+        shape = shape[1:] if is_cell else (steps, config["input_size"])
+    x = _array(source, shape)
+    state: Any = None
+    if source.bool():
+        state = _array(source, (rows, config["hidden_size"]))
+        if config["kind"] in ("lstm", "lstm_cell") and source.bool():
+            state = (state, _array(source, (rows, config["hidden_size"])))
+    try:
+        result = module(x, state)
+    except ALLOWED:
+        return
+    array = np.asarray(x)
+    if config["kind"] != "lstm_cell" or not isinstance(result, tuple):
+        outputs = _flatten(result)
+        for output, shape_expected in zip(outputs, _expected_shapes(module, array), strict=False):
+            assert output.shape == shape_expected, (output.shape, shape_expected, config)
+    again = module(np.ascontiguousarray(array), state)
+    for first, second in zip(_flatten(result), _flatten(again), strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def main() -> None:
+    import atheris
+
+    with atheris.instrument_imports(include=["pyrnn"]):
+        import pyrnn  # noqa: F401
+    atheris.Setup(sys.argv, check_one)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs each atheris fuzzer for a bounded time, seeded with the hostile-file corpus; fails if one
+# finds a crash, leaving the input in tests/hostile/crashers/<fuzzer>-crash-<sha1> (commit it:
+# tests/test_fuzz_crashers.py replays every file there).
+# Usage: tools/run_fuzzers.sh            Env: PYRNN_FUZZ_SECONDS (default 60 per fuzzer),
+#        PYTHON (default python3; must have pyrnn installed and atheris importable).
+#
+# Coverage: atheris instruments the Python layer (pyrnn/*.py) for guidance. The C++ extension is
+# built normally (GCC; atheris' native coverage needs clang's -fsanitize=fuzzer-no-link), so the
+# core is exercised but not coverage-guided; tools/run_sanitized_tests.sh covers it with ASan.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3}"
+seconds="${PYRNN_FUZZ_SECONDS:-60}"
+work="${PYRNN_FUZZ_DIR:-$root/build/fuzz}"
+crashers="$root/tests/hostile/crashers"
+mkdir -p "$crashers"
+
+status=0
+for fuzzer in load forward; do
+  scratch="$work/$fuzzer-corpus"  # new inputs go to the first directory: never the seeds
+  mkdir -p "$scratch"
+  seeds=()
+  [ "$fuzzer" = load ] && seeds=("$root/tests/hostile/corpus")
+  echo "== fuzz_$fuzzer for ${seconds}s"
+  # cd /tmp: the source tree's pyrnn/ lacks the compiled extension and must not shadow it.
+  log="$work/$fuzzer.log"
+  rc=0
+  (cd /tmp && "$python" "$root/fuzz/fuzz_$fuzzer.py" \
+    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=8192 \
+    -print_final_stats=1 -artifact_prefix="$crashers/$fuzzer-" \
+    "$scratch" "${seeds[@]}") >"$log" 2>&1 || rc=$?
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|Uncaught|ERROR|Test unit written' "$log" || true
+  if [ "$rc" -ne 0 ] || ! grep -q 'stat::number_of_executed_units' "$log"; then
+    echo "fuzz_$fuzzer FAILED with status $rc (log: $log; any crasher is in $crashers)" >&2
+    status=1
+  fi
+done
+[ "$status" -eq 0 ] && echo "fuzzers: nothing found"
+exit "$status"
