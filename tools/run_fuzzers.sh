@@ -15,6 +15,12 @@ seconds="${PYRNN_FUZZ_SECONDS:-60}"
 work="${PYRNN_FUZZ_DIR:-$root/build/fuzz}"
 crashers="$root/tests/hostile/crashers"
 mkdir -p "$crashers"
+for module in atheris pyrnn; do
+  if ! (cd /tmp && "$python" -c "import $module") 2>/dev/null; then
+    echo "$module is not importable by $python (pip install atheris / pip install .)" >&2
+    exit 1
+  fi
+done
 
 status=0
 for fuzzer in load forward; do

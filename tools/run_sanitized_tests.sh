@@ -26,6 +26,15 @@ python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv --system-site-packages "$venv"
 fi
+# The test dependencies (pytest, hypothesis, torch, ...) come from the environment of $python,
+# which may itself be a venv: its site-packages is appended to the sanitized venv's path by a
+# .pth file. The sanitized venv's own pyrnn comes first on sys.path, so it is the one tested.
+parent_site=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+own_site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ "$parent_site" != "$own_site" ]; then
+  echo "$parent_site" >"$own_site/pyrnn_parent_env.pth"
+fi
+"$venv/bin/pip" install --quiet "scikit-build-core>=0.10" "pybind11>=2.12"  # no-op if present
 "$venv/bin/pip" install --quiet --no-build-isolation --force-reinstall --no-deps \
   -C cmake.define.PYRNN_SANITIZE_ADDRESS=ON \
   -C cmake.define.PYRNN_SANITIZE_UNDEFINED=ON \
