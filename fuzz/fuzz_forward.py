@@ -150,9 +150,18 @@ def _check(data: bytes) -> None:
     x = _array(source, shape)
     state: Any = None
     if source.bool():
-        state = _array(source, (rows, config["hidden_size"]))
-        if config["kind"] in ("lstm", "lstm_cell") and source.bool():
-            state = (state, _array(source, (rows, config["hidden_size"])))
+        hidden = config["hidden_size"]
+        if is_cell:
+            h_shape = c_shape = (rows, hidden) if rank == 2 else (hidden,)
+        else:
+            layers = config["num_layers"] * (2 if config["bidirectional"] else 1)
+            h_shape = (layers, rows, config.get("proj_size") or hidden)
+            c_shape = (layers, rows, hidden)
+            if rank == 2:
+                h_shape, c_shape = (h_shape[0], h_shape[2]), (c_shape[0], c_shape[2])
+        state = _array(source, h_shape)
+        if config["kind"] in ("lstm", "lstm_cell") and source.byte() > 24:
+            state = (state, _array(source, c_shape))
     try:
         result = module(x, state)
     except ALLOWED:
