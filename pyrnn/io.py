@@ -288,7 +288,13 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
         pass
     import pickle
 
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"{path}: reading .pt/.pth files needs torch (pip install torch), or save the "
+            "state_dict with safetensors instead"
+        ) from None
 
     try:
         with warnings.catch_warnings():

@@ -23,6 +23,12 @@ CORPUS = HOSTILE / "corpus"
 MANIFEST: dict[str, dict[str, Any]] = json.loads((CORPUS / "MANIFEST.json").read_text())
 # Loading a few-hundred-byte file may use a little memory; a lying size would need gigabytes.
 PEAK_LIMIT = 16 * 2**20
+# torch is optional for pyrnn: only .pt files need it (and the corpus generator, which writes some).
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is optional; .pt files need it")
+if HAVE_TORCH:
+    # Imported now: the first .pt load would import it, allocating far more than a load may.
+    import torch  # noqa: F401
 
 
 def _generator() -> Any:
@@ -50,6 +56,7 @@ def _load_measured(path: Path, kind: str | None) -> tuple[BaseException | None, 
     return None, peak
 
 
+@needs_torch
 def test_corpus_is_what_the_generator_makes() -> None:
     built = make_corpus.build()
     committed = {path.name for path in CORPUS.iterdir()}
@@ -67,13 +74,10 @@ def test_the_base_file_loads() -> None:
         np.testing.assert_array_equal(getattr(module, key), value)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _torch_imported_before_tracing() -> None:
-    # The first .pt load imports torch, whose import allocates far more than any load should.
-    pytest.importorskip("torch")
-
-
-@pytest.mark.parametrize("name", sorted(MANIFEST))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=[needs_torch] if name.endswith(".pt") else []) for name in MANIFEST],
+)
 def test_corpus_file_is_refused(name: str) -> None:
     case = MANIFEST[name]
     error, peak = _load_measured(CORPUS / name, case["kind"])
@@ -101,6 +105,7 @@ def test_every_truncation_of_a_pyrnn_file_is_refused(tmp_path: Path) -> None:
     pyrnn.load(tmp_path / "whole.safetensors")  # the untruncated file loads
 
 
+@needs_torch
 def test_every_truncation_of_a_pt_file_is_refused(tmp_path: Path) -> None:
     payload = make_corpus.torch_save(make_corpus.torch_state())
     assert _truncations(payload, tmp_path, ".pt", "rnn") == len(payload)
@@ -120,6 +125,7 @@ class _MakesDirectory:
         return (os.mkdir, (self.path,))
 
 
+@needs_torch
 @pytest.mark.parametrize("container", ["zip", "legacy"])
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, container: str) -> None:
     marker = tmp_path / "pwned"
@@ -143,6 +149,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, container: s
     assert marker.is_dir()
 
 
+@needs_torch
 def test_pt_without_kind_asks_for_it(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     path.write_bytes(make_corpus.torch_save(make_corpus.torch_state()))
@@ -150,6 +157,7 @@ def test_pt_without_kind_asks_for_it(tmp_path: Path) -> None:
         pyrnn.load(path)
 
 
+@needs_torch
 def test_float16_and_float64_pt_files_load(tmp_path: Path) -> None:
     for dtype in ("float16", "float64"):
         path = tmp_path / f"{dtype}.pt"
@@ -224,3 +232,13 @@ def test_parameter_count_formula_matches_the_shapes(kind: str) -> None:
         )
         shapes = spec.parameter_shapes().values()
         assert spec.parameter_count == sum(int(np.prod(shape)) for shape in shapes)
+
+
+def test_pt_without_torch_installed_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04 not read")
+    monkeypatch.setitem(sys.modules, "torch", None)  # what `import torch` sees when absent
+    with pytest.raises(ImportError, match=r"needs torch \(pip install torch\)"):
+        pyrnn.load(path, kind="rnn")

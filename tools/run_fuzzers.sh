@@ -8,6 +8,10 @@
 # Coverage: atheris instruments the Python layer (pyrnn/*.py) for guidance. The C++ extension is
 # built normally (GCC; atheris' native coverage needs clang's -fsanitize=fuzzer-no-link), so the
 # core is exercised but not coverage-guided; tools/run_sanitized_tests.sh covers it with ASan.
+# PYRNN_FUZZ_ASAN=1 runs the fuzzers on the ASan+UBSan build that tools/run_sanitized_tests.sh
+# leaves in build/asan-venv, with its runtime preloaded: memory errors in the core then abort
+# the run. Under GCC's preloaded ASan atheris loses its coverage feedback ("no interesting
+# inputs"), so that mode is a random-input memory check, not guided fuzzing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
@@ -15,6 +19,14 @@ seconds="${PYRNN_FUZZ_SECONDS:-60}"
 work="${PYRNN_FUZZ_DIR:-$root/build/fuzz}"
 crashers="$root/tests/hostile/crashers"
 mkdir -p "$crashers"
+if [ "${PYRNN_FUZZ_ASAN:-0}" = 1 ]; then
+  python="${PYRNN_SAN_VENV:-$root/build/asan-venv}/bin/python"
+  [ -x "$python" ] || { echo "no $python: run tools/run_sanitized_tests.sh first" >&2; exit 1; }
+  export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(readlink -f "$(gcc -print-file-name=libstdc++.so)")"
+  # A small quarantine keeps the RSS flat over 10^5 runs (the default grows past -rss_limit_mb).
+  export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:quarantine_size_mb=16"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+fi
 for module in atheris pyrnn; do
   if ! (cd /tmp && "$python" -c "import $module") 2>/dev/null; then
     echo "$module is not importable by $python (pip install atheris / pip install .)" >&2
