@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 _FLOAT32 = np.dtype(np.float32)
+_AXIS_LIMIT = 2**31 - 1
 
 
 def as_float32(value: Any, name: str) -> np.ndarray:
@@ -25,6 +26,13 @@ def as_float32(value: Any, name: str) -> np.ndarray:
                 f"{name}: expected an array of real floats, got {type(value).__name__} "
                 f"that numpy cannot read ({error})"
             ) from None
+    # Before any cast or copy: a zero-stride broadcast view can claim any shape for free, and
+    # the core indexes each axis with int, so longer axes are refused without allocating.
+    for axis, length in enumerate(value.shape):
+        if length > _AXIS_LIMIT:
+            raise ValueError(
+                f"{name}: axis {axis} has {length} entries, more than the limit of 2**31-1"
+            )
     if value.dtype.kind != "f":
         raise TypeError(
             f"{name}: expected a real floating dtype (float16, float32 or float64), "
@@ -39,6 +47,9 @@ def as_float32(value: Any, name: str) -> np.ndarray:
 
 def as_state(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """A C-contiguous float32 copy-or-view of a state array that must have exactly `shape`."""
+    claimed = getattr(value, "shape", None)  # checked before converting: no copy of a wrong one
+    if isinstance(claimed, tuple) and tuple(claimed) != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(claimed)}")
     array = as_float32(value, name)
     if array.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {array.shape}")

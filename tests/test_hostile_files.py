@@ -242,3 +242,37 @@ def test_pt_without_torch_installed_says_so(
     monkeypatch.setitem(sys.modules, "torch", None)  # what `import torch` sees when absent
     with pytest.raises(ImportError, match=r"needs torch \(pip install torch\)"):
         pyrnn.load(path, kind="rnn")
+
+
+# -- hostile arguments: zero-stride views claiming huge shapes cost nothing to make ----------
+def _huge(shape: tuple[int, ...], dtype: str = "float64") -> np.ndarray:
+    return np.broadcast_to(np.zeros((1,) * len(shape), dtype), shape)
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda: pyrnn.RNN(1, 1)(_huge((2**31 + 1, 1, 1))), "input: axis 0 has 2147483649"),
+        (lambda: pyrnn.GRU(1, 1)(_huge((2, 2**31, 1))), "input: axis 1 has 2147483648"),
+        (lambda: pyrnn.GRUCell(1, 1)(_huge((2**31, 1))), "input: axis 0 has 2147483648"),
+        # Wrong-shaped states are refused before being converted (a float64 -> float32 copy of
+        # this one would need 8 GB).
+        (
+            lambda: pyrnn.LSTM(1, 2)(np.zeros((1, 1, 1)), (_huge((1, 2**30, 2)), None)),
+            r"h0: expected shape \(1, 1, 2\), got \(1, 1073741824, 2\)",
+        ),
+        (
+            lambda: pyrnn.RNNCell(1, 2)(np.zeros((1, 1)), _huge((2**30, 2))),
+            r"hx: expected shape \(1, 2\), got \(1073741824, 2\)",
+        ),
+    ],
+)
+def test_huge_views_are_refused_without_copying(call: Any, fragment: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=fragment):
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK_LIMIT
