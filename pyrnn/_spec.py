@@ -111,7 +111,10 @@ class Spec:
                     f"{self.kind}: {name} = {value} exceeds the core's limit of 2**31-1; "
                     "use smaller sizes"
                 )
-        needed = 8 * self.parameter_count  # float32 weights + their packed float32 copy
+        # float32 weights + their packed float32 copy, plus ~1 KiB of bookkeeping per (layer,
+        # direction): array objects, dict entries, padded C++ buffers (which matters when
+        # num_layers is huge and sizes tiny).
+        needed = 8 * self.parameter_count + 1024 * self.num_layers * self.directions
         memory = physical_memory_bytes()
         if memory is not None and needed > memory:
             raise ValueError(
@@ -160,6 +163,12 @@ class Spec:
         first = gh * self.input_size
         rest = gh * out * dirs * (self.num_layers - 1)
         return dirs * (first + self.num_layers * per_direction) + dirs * rest
+
+    @property
+    def parameter_key_count(self) -> int:
+        """How many tensors parameter_shapes() lists, by formula (no per-layer loop)."""
+        per_direction = 2 + (2 if self.bias else 0) + (1 if self.proj_size else 0)
+        return self.num_layers * self.directions * per_direction
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.output_size * self.directions

@@ -340,6 +340,12 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
 def _check_shapes(path: str, spec: Spec, shapes: dict[str, tuple[int, ...]]) -> None:
     """Every expected key is present with its exact shape and nothing else is there, checked
     from the header alone so a lying config fails before any tensor is read."""
+    # Counted first: a config claiming 10**8 layers must not make us list 10**8 expected keys.
+    if spec.parameter_key_count > len(shapes) + 64:
+        raise FormatError(
+            f"{path}: {spec.kind} with config {spec.to_config()} has "
+            f"{spec.parameter_key_count} tensors, the file only {len(shapes)}"
+        )
     expected = spec.parameter_shapes()
     missing = [key for key in expected if key not in shapes]
     unexpected = [key for key in shapes if key not in expected]

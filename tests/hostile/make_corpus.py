@@ -417,6 +417,13 @@ def cases() -> Iterator[Case]:
     yield "config_bad_nonlinearity", with_config(nonlinearity="sigmoid"), None, "nonlinearity"
     yield "config_terabytes", with_config(hidden_size=10**9), None, "more than this machine"
     yield "config_layers_10e12", with_config(num_layers=10**12), None, "exceeds the core's limit"
+    # Fits in memory by the estimate, but would list 4 * 10**6 expected tensors: counted first.
+    yield (
+        "config_layers_10e6",
+        with_config(num_layers=10**6),
+        None,
+        ("has 4000000 tensors, the file only 4"),
+    )
     yield (
         "config_larger_than_tensors",
         with_config(hidden_size=1000),
