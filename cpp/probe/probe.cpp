@@ -33,10 +33,8 @@ std::vector<const ProbeLoops*> runnable_loops() {
 }
 
 const ProbeLoops& choose(const std::string& isa) {
+  if (const ProbeLoops* found = find_loops(isa)) return *found;
   const auto loops = runnable_loops();
-  if (isa.empty()) return *loops.back();
-  for (const ProbeLoops* entry : loops)
-    if (isa == entry->isa) return *entry;
   std::string known;
   for (const ProbeLoops* entry : loops)
     known += (known.empty() ? "" : ", ") + std::string(entry->isa);
@@ -74,6 +72,17 @@ double best_rate(double seconds, Work&& work) {
 }
 
 }  // namespace
+
+const ProbeLoops* find_loops(const std::string& isa) noexcept {
+  try {
+    const auto loops = runnable_loops();
+    if (isa.empty()) return loops.back();
+    for (const ProbeLoops* entry : loops)
+      if (isa == entry->isa) return entry;
+  } catch (...) {  // only bad_alloc of a 3-entry vector: treat as not found
+  }
+  return nullptr;
+}
 
 std::vector<std::string> probe_isas() {
   std::vector<std::string> names;

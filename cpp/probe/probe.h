@@ -37,6 +37,8 @@ const ProbeLoops& loops() noexcept;
 
 // ISAs whose probe loops this CPU can run, worst to best ("scalar" first).
 std::vector<std::string> probe_isas();
+// The loops of `isa` ("" = the best), or nullptr if unknown or not runnable on this CPU.
+const ProbeLoops* find_loops(const std::string& isa) noexcept;
 
 struct FmaPeak {
   double gflops;    // best rate over the trials, in 1e9 FLOP/s
