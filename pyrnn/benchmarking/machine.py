@@ -60,10 +60,22 @@ def measure_machine(seconds: float = 0.3) -> dict[str, Any]:
     }
 
 
-def lower_bound_us(flops: float, weight_bytes: int, machine: dict[str, Any]) -> dict[str, Any]:
+def weights_bandwidth(weight_bytes: int, seconds: float) -> float:
+    """GB/s of reading a buffer exactly as large as a workload's recurrent weights, again and
+    again (what every step does), rather than guessing it from the cache level sizes."""
+    return float(_core._probe_read_bandwidth(max(weight_bytes, 1), seconds)["gbytes_per_s"])
+
+
+def lower_bound_us(
+    flops: float,
+    weight_bytes: int,
+    machine: dict[str, Any],
+    bandwidth_gbytes_per_s: float | None = None,
+) -> dict[str, Any]:
     """A single-core lower bound on one step: the larger of the FLOPs at the FMA peak and the
-    recurrent weights read at the bandwidth of the smallest cache level holding them (they must
-    be read again every step; 3/4 of a level counts as fitting, the rest goes to other data)."""
+    recurrent weights read once (they must be read again every step) at
+    `bandwidth_gbytes_per_s`, by default the measured bandwidth of the smallest cache level
+    holding them (3/4 of a level counts as fitting; the rest goes to other data)."""
     caches = machine["caches"]
     if weight_bytes <= caches["L2"] * 3 // 4:
         level = "L2"
@@ -71,12 +83,16 @@ def lower_bound_us(flops: float, weight_bytes: int, machine: dict[str, Any]) -> 
         level = "L3"
     else:
         level = "DRAM"
+    if bandwidth_gbytes_per_s is None:
+        bandwidth_gbytes_per_s = machine["read_bandwidth"][level]["gbytes_per_s"]
     compute_us = flops / (machine["fma_peak_gflops"] * 1e3)
-    memory_us = weight_bytes / (machine["read_bandwidth"][level]["gbytes_per_s"] * 1e3)
+    memory_us = weight_bytes / (bandwidth_gbytes_per_s * 1e3)
     return {
         "us": max(compute_us, memory_us),
         "compute_us": compute_us,
         "memory_us": memory_us,
+        "weight_bytes": weight_bytes,
         "weights_level": level,
+        "weights_gbytes_per_s": bandwidth_gbytes_per_s,
         "limit": "compute" if compute_us >= memory_us else f"{level} bandwidth",
     }

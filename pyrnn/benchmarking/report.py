@@ -121,10 +121,14 @@ def format_comparison(report: dict[str, Any]) -> list[str]:
                     ]
                 )
     lines += _table(header, rows, {3, 4, 5, 6})
-    notes = [f"  {workload['name']}: {workload['description']}" for workload in report["workloads"]]
+    notes = [
+        f"  {w['name']}: {w['description']}; recurrent weights {_mib(w['bound']['weight_bytes'])} "
+        f"({w['bound']['weights_level']}) read at {w['bound']['weights_gbytes_per_s']:.1f} GB/s"
+        for w in report["workloads"]
+    ]
     lines += [
-        "Workloads (bound = max(FLOPs at FMA peak, recurrent weights at the bandwidth of "
-        "the cache level holding them), a lower bound for one core):",
+        "Workloads. bound = a lower bound for one core: max(FLOPs at the FMA peak, recurrent",
+        "weights read once at the bandwidth measured for a buffer of their size):",
         *notes,
     ]
     problems = [

@@ -21,7 +21,7 @@ from .. import __version__, isa
 from .._base import Module
 from ..io import load
 from .engines import Engine, Unavailable, sequence_engines
-from .machine import lower_bound_us, measure_machine
+from .machine import lower_bound_us, measure_machine, weights_bandwidth
 from .workloads import WORKLOADS, SequenceWorkload, flops_per_step, recurrent_weight_bytes
 
 # Every engine must match pyrnn's scalar path within |y - ref| <= ATOL + RTOL*|ref|. Engines sum
@@ -150,6 +150,9 @@ def run_sequence_workload(
     module = workload.module(options.seed)
     x = workload.inputs(steps, options.seed)
     flops = flops_per_step(module.config, workload.batch)
+    weight_bytes = recurrent_weight_bytes(module.config)
+    progress(f"{workload.name}: bandwidth of its {weight_bytes} bytes of recurrent weights")
+    bandwidth = weights_bandwidth(weight_bytes, options.effective_probe_seconds)
     progress(f"{workload.name}: scalar reference")
     reference = scalar_reference(module, x)
     results = []
@@ -168,7 +171,7 @@ def run_sequence_workload(
         "description": workload.describe(steps),
         "workload": {**asdict(workload), "steps": steps},
         "flops_per_step": flops,
-        "bound": lower_bound_us(flops, recurrent_weight_bytes(module.config), machine),
+        "bound": lower_bound_us(flops, weight_bytes, machine, bandwidth),
         "results": results,
     }
 
