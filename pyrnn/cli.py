@@ -44,6 +44,8 @@ def _positive_int(text: str) -> int:
 
 def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The top-level parser and its bench subparser (for bench's own error messages)."""
+    from .benchmarking.workloads import WORKLOADS
+
     parser = argparse.ArgumentParser(
         prog="pyrnn", description="pyrnn: exact, fast CPU inference for RNN, LSTM and GRU."
     )
@@ -53,9 +55,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     bench = commands.add_parser(
         "bench",
         help="time pyrnn (and with --compare, PyTorch and ONNX Runtime) against the hardware",
-        description="Measures this core's FMA peak and read bandwidth, times a model in "
-        "whole-sequence and step-by-step use, and with --compare runs the benchmark workloads "
-        "on pyrnn, PyTorch and ONNX Runtime in one run.",
+        description="Measures this core's FMA peak and read bandwidth, times a model in\n"
+        "whole-sequence and step-by-step use, and with --compare runs the benchmark\n"
+        "workloads on pyrnn, PyTorch and ONNX Runtime in one run.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,7 +71,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--workloads",
         metavar="A,B",
         type=_workload_list,
-        help="comparison workloads to run (implies --compare; default: all)",
+        help="comparison workloads to run, implies --compare (default: all of "
+        f"{', '.join(WORKLOADS)})",
     )
     bench.add_argument(
         "--repeats", type=_positive_int, help="timed runs per measurement (default 5, quick 2)"
