@@ -16,7 +16,12 @@ import pyrnn
 from pyrnn.benchmarking import WORKLOADS, BenchOptions
 from pyrnn.benchmarking.engines import Engine, Runner
 from pyrnn.benchmarking.machine import lower_bound_us
-from pyrnn.benchmarking.runner import load_default_model, run_engine, scalar_reference
+from pyrnn.benchmarking.runner import (
+    load_default_model,
+    run_engine,
+    scalar_reference,
+    time_interleaved,
+)
 from pyrnn.benchmarking.workloads import flops_per_step, recurrent_weight_bytes
 from pyrnn.cli import main
 
@@ -261,3 +266,35 @@ def test_an_engine_within_tolerance_is_timed_with_repeats():
     result = run_engine(engine, module, x, reference, 100.0, 1.0, BenchOptions(repeats=3))
     assert result["status"] == "ok" and len(result["times_s"]) == 3
     assert result["us_per_step"] == pytest.approx(result["median_s"] / 5 * 1e6)
+
+
+def test_engines_are_timed_round_robin_and_a_failing_one_is_isolated():
+    calls: list[str] = []
+
+    def runner(name: str, fail_on_call: int | None = None) -> Runner:
+        count = 0
+
+        def run():
+            nonlocal count
+            count += 1
+            calls.append(name)
+            if count == fail_on_call:
+                raise RuntimeError(f"{name} broke")
+
+        return Runner(run=run)
+
+    outcome = time_interleaved([runner("a"), runner("b", fail_on_call=3), runner("c")], 3, 1)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a"]  # rotated; b gone after failing
+    assert len(outcome[0]) == 3 and len(outcome[2]) == 3
+    assert outcome[1] == "RuntimeError: b broke"
+
+
+def test_an_engine_with_the_wrong_output_shape_is_a_mismatch():
+    module = pyrnn.GRU(3, 4, seed=0)
+    x = np.ones((5, 2, 3), np.float32)
+    reference = scalar_reference(module, x)
+    engine = Engine("short", "test", lambda m, x: Runner(run=lambda: reference[:-1]))
+    result = run_engine(engine, module, x, reference, 1.0, 1.0, BenchOptions(repeats=1))
+    assert result["status"] == "mismatch"
+    assert result["reason"] == "output shape (4, 2, 4), expected (5, 2, 4)"

@@ -71,7 +71,8 @@ def format_comparison(report: dict[str, Any]) -> list[str]:
     tolerance = report["tolerance"]
     timing = report["timing"]
     lines = [
-        f"Comparison (median of {timing['repeats']} runs after {timing['warmup']} warm-up).",
+        f"Comparison (median of {timing['repeats']} runs after {timing['warmup']} warm-up; "
+        "engines timed round-robin, one call each per round).",
         "Every output is checked against pyrnn's scalar path: "
         f"|err| <= {tolerance['atol']:g} + {tolerance['rtol']:g}*|ref|.",
         "% peak is of ONE core's FMA peak (default-thread engines may use every core).",

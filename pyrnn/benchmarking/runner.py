@@ -20,7 +20,7 @@ import numpy as np
 from .. import __version__, isa
 from .._base import Module
 from ..io import load
-from .engines import Engine, Unavailable, sequence_engines
+from .engines import Engine, Runner, Unavailable, sequence_engines
 from .machine import lower_bound_us, measure_machine, weights_bandwidth
 from .workloads import WORKLOADS, SequenceWorkload, flops_per_step, recurrent_weight_bytes
 
@@ -112,6 +112,99 @@ def _timing_summary(times: list[float], steps: int, flops: float, peak: float) -
     }
 
 
+def prepare_engine(
+    engine: Engine, module: Module, x: np.ndarray, reference: np.ndarray
+) -> tuple[dict[str, Any], Runner | None]:
+    """Prepares `engine` and checks its output against `reference`. The runner comes back only
+    when the output matches: the speed of a wrong result means nothing."""
+    result: dict[str, Any] = {"engine": engine.name, "library": engine.library}
+    try:
+        runner = engine.prepare(module, x)
+    except Unavailable as reason:
+        return {**result, "status": "unavailable", "reason": str(reason)}, None
+    result["threads"] = runner.threads
+    try:
+        with runner.context():
+            output = np.asarray(runner.run())
+    except Exception as error:  # an engine failing must not sink the rest of the comparison
+        return {**result, "status": "error", "reason": f"{type(error).__name__}: {error}"}, None
+    if output.shape != reference.shape:
+        reason = f"output shape {output.shape}, expected {reference.shape}"
+        return {**result, "status": "mismatch", "reason": reason}, None
+    error = np.abs(output - reference)
+    result["max_abs_err"] = float(error.max())
+    if bool(np.any(~(error <= ATOL + RTOL * np.abs(reference)))):  # NaN counts as a mismatch
+        reason = f"max |err| {result['max_abs_err']:.3g} vs pyrnn's scalar path"
+        return {**result, "status": "mismatch", "reason": reason}, None
+    return {**result, "status": "ok"}, runner
+
+
+def time_interleaved(runners: list[Runner], repeats: int, warmup: int) -> list[list[float] | str]:
+    """Seconds of `repeats` calls of each runner, after `warmup` untimed calls each. The calls
+    go round-robin (one per runner per round, the order rotated every round) so that load from
+    other processes on a shared machine falls on every engine alike instead of on whichever
+    happened to run during it. A runner that raises gets its error text instead of times."""
+    outcome: list[list[float] | str] = [[] for _ in runners]
+
+    def call(index: int, timed: bool) -> None:
+        if isinstance(outcome[index], str):
+            return
+        try:
+            with runners[index].context():
+                start = time.perf_counter()
+                runners[index].run()
+                elapsed = time.perf_counter() - start
+        except Exception as error:  # one engine failing must not sink the others
+            outcome[index] = f"{type(error).__name__}: {error}"
+            return
+        if timed:
+            outcome[index].append(elapsed)  # type: ignore[union-attr]
+
+    for index in range(len(runners)):
+        for _ in range(warmup):
+            call(index, timed=False)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for round_ in range(repeats):
+            for offset in range(len(runners)):
+                call((round_ + offset) % len(runners), timed=True)
+    finally:
+        if enabled:
+            gc.enable()
+    return outcome
+
+
+def run_engines(
+    engines: list[Engine],
+    module: Module,
+    x: np.ndarray,
+    reference: np.ndarray,
+    flops: float,
+    peak: float,
+    options: BenchOptions,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Every engine on one input: prepared and verified one by one, then timed together."""
+    prepared = []
+    for engine in engines:
+        if progress:
+            progress(f"preparing and verifying {engine.name}")
+        prepared.append(prepare_engine(engine, module, x, reference))
+    timed = [(result, runner) for result, runner in prepared if runner is not None]
+    if progress:
+        progress(f"timing {len(timed)} engines, interleaved")
+    outcomes = time_interleaved(
+        [runner for _, runner in timed], options.effective_repeats, options.warmup
+    )
+    for (result, _), outcome in zip(timed, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.update(status="error", reason=outcome)
+        else:
+            result.update(_timing_summary(outcome, x.shape[0], flops, peak))
+    return [result for result, _ in prepared]
+
+
 def run_engine(
     engine: Engine,
     module: Module,
@@ -121,26 +214,8 @@ def run_engine(
     peak: float,
     options: BenchOptions,
 ) -> dict[str, Any]:
-    """One engine on one workload: prepare, verify against `reference`, then time."""
-    result: dict[str, Any] = {"engine": engine.name, "library": engine.library}
-    try:
-        runner = engine.prepare(module, x)
-    except Unavailable as reason:
-        return {**result, "status": "unavailable", "reason": str(reason)}
-    result["threads"] = runner.threads
-    try:
-        with runner.context():
-            output = np.asarray(runner.run())
-            error = np.abs(output - reference)
-            result["max_abs_err"] = float(error.max())
-            if output.shape != reference.shape or bool(
-                np.any(~(error <= ATOL + RTOL * np.abs(reference)))
-            ):
-                return {**result, "status": "mismatch", "reason": "output differs from scalar"}
-            times = time_calls(runner.run, options.effective_repeats, options.warmup)
-    except Exception as error:  # an engine failing must not sink the rest of the comparison
-        return {**result, "status": "error", "reason": f"{type(error).__name__}: {error}"}
-    return {**result, "status": "ok", **_timing_summary(times, x.shape[0], flops, peak)}
+    """One engine on one input: prepare, verify against `reference`, then time."""
+    return run_engines([engine], module, x, reference, flops, peak, options)[0]
 
 
 def run_sequence_workload(
@@ -155,12 +230,16 @@ def run_sequence_workload(
     bandwidth = weights_bandwidth(weight_bytes, options.effective_probe_seconds)
     progress(f"{workload.name}: scalar reference")
     reference = scalar_reference(module, x)
-    results = []
-    for engine in sequence_engines():
-        progress(f"{workload.name}: {engine.name}")
-        results.append(
-            run_engine(engine, module, x, reference, flops, machine["fma_peak_gflops"], options)
-        )
+    results = run_engines(
+        sequence_engines(),
+        module,
+        x,
+        reference,
+        flops,
+        machine["fma_peak_gflops"],
+        options,
+        lambda message: progress(f"{workload.name}: {message}"),
+    )
     base = next((r for r in results if r["engine"] == "pyrnn" and r["status"] == "ok"), None)
     for result in results:
         if base is not None and result["status"] == "ok":
