@@ -298,3 +298,11 @@ def test_an_engine_with_the_wrong_output_shape_is_a_mismatch():
     result = run_engine(engine, module, x, reference, 1.0, 1.0, BenchOptions(repeats=1))
     assert result["status"] == "mismatch"
     assert result["reason"] == "output shape (4, 2, 4), expected (5, 2, 4)"
+
+
+def test_console_script_points_at_main():
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "pyrnn"]
+    assert script.value == "pyrnn.cli:main"
+    assert script.load() is main
