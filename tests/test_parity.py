@@ -1,0 +1,220 @@
+"""Parity of RNN (tanh, relu), LSTM and GRU with torch.nn float32, over a pairwise grid of every
+option, size and input form, under every ISA this machine runs (the `isa` fixture).
+
+Tolerance: max |pyrnn - torch| <= 1e-5 on outputs and final states. Both sides compute in
+float32 and differ only in summation order (a few ulp of values bounded by 1 for tanh/sigmoid
+outputs). RNN relu is unbounded, so a fixed absolute bound would not scale with the values:
+there we hold |pyrnn - torch| <= 1e-5 + 1e-5 * |torch|.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from covering import case_id, pairwise
+from helpers import assert_close, present
+
+import pyrnn
+
+pytestmark = [
+    pytest.mark.usefixtures("isa"),
+    # torch's own notice that its oneDNN path lacks projections; not about pyrnn.
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported:UserWarning"),
+]
+
+SIZES = (1, 3, 17, 64)
+X_FORMS = (
+    "f32",
+    "f64",
+    "f16",
+    "torch",
+    "torch_grad",
+    "strided_steps",  # first axis strided, features contiguous (read in place)
+    "strided_features",  # features strided (needs a copy)
+    "negstride",  # negative stride on the first axis
+    "transposed",  # the other batch layout's contiguous array, transposed into this one
+    "list",
+)
+_TORCH = {"rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM}
+_TORCH["gru"] = torch.nn.GRU
+_PYRNN = {"rnn_tanh": pyrnn.RNN, "rnn_relu": pyrnn.RNN, "lstm": pyrnn.LSTM, "gru": pyrnn.GRU}
+
+
+def _valid(case: dict[str, Any]) -> bool:
+    if case.get("proj_size", 0) and case["proj_size"] >= case["hidden_size"]:
+        return False
+    return case["batched"] or (case["x_form"] != "transposed" and case["batch"] == 1)
+
+
+def _grid() -> list[Any]:
+    params = []
+    for kind in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
+        factors: dict[str, Any] = {
+            "num_layers": (1, 2, 3),
+            "bidirectional": (False, True),
+            "batch_first": (False, True),
+            "bias": (False, True),
+            "batched": (False, True),
+            "input_size": SIZES,
+            "hidden_size": SIZES,
+            "steps": (1, 2, 7),
+            "batch": (1, 3),
+            "initial_state": (False, True),
+            "x_form": X_FORMS,
+            "direction": ("from_torch", "to_torch"),
+        }
+        if kind == "lstm":
+            factors["proj_size"] = (0, 1, 5)
+        for case in pairwise(factors, _valid, seed=len(params)):
+            params.append(pytest.param(kind, case, id=f"{kind}-{case_id(case)}"))
+    return params
+
+
+def arguments(kind: str, case: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments shared by torch.nn and pyrnn."""
+    args = {
+        key: case[key]
+        for key in ("input_size", "hidden_size", "num_layers", "bias", "batch_first")
+        if key in case
+    }
+    args["bidirectional"] = case.get("bidirectional", False)
+    if kind.startswith("rnn_"):
+        args["nonlinearity"] = kind.removeprefix("rnn_")
+    if case.get("proj_size"):
+        args["proj_size"] = case["proj_size"]
+    return args
+
+
+def make_pair(kind: str, args: dict[str, Any], direction: str, seed: int):
+    """A torch module and the equal pyrnn module, converted one way or the other."""
+    torch.manual_seed(seed)
+    reference = _TORCH[kind](**args)
+    if direction == "from_torch":
+        return reference, pyrnn.from_torch(reference)
+    module = _PYRNN[kind](**args, seed=seed)
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in module.state_dict().items()})
+    return reference, module
+
+
+def states_for(kind: str, args: dict[str, Any], case: dict[str, Any], rng):
+    layers = args.get("num_layers", 1) * (2 if args["bidirectional"] else 1)
+    batch = (case["batch"],) if case["batched"] else ()
+    h = rng.standard_normal((layers, *batch, args.get("proj_size") or args["hidden_size"]))
+    if kind != "lstm":
+        return h.astype(np.float32)
+    c = rng.standard_normal((layers, *batch, args["hidden_size"]))
+    return h.astype(np.float32), c.astype(np.float32)
+
+
+@pytest.mark.parametrize(("kind", "case"), _grid())
+def test_sequence_parity(kind: str, case: dict[str, Any]) -> None:
+    args = arguments(kind, case)
+    reference, module = make_pair(
+        kind, args, case["direction"], seed=zlib.crc32(repr(case).encode())
+    )
+    rng = np.random.default_rng(7)
+    shape = (case["steps"], case["input_size"])
+    if case["batched"]:
+        shape = (
+            (case["batch"], *shape) if case["batch_first"] else (shape[0], case["batch"], shape[1])
+        )
+    x = rng.standard_normal(shape).astype(np.float16).astype(np.float32)
+    given = present(x, case["x_form"])
+    hx = states_for(kind, args, case, rng) if case["initial_state"] else None
+    torch_hx = None
+    if hx is not None:
+        torch_hx = (
+            tuple(torch.from_numpy(s) for s in hx) if kind == "lstm" else torch.from_numpy(hx)
+        )
+
+    with torch.no_grad():
+        expected_out, expected_state = reference(torch.from_numpy(x), torch_hx)
+    out, state = module(given, hx)
+
+    relu = kind == "rnn_relu"
+    assert_close(out, expected_out, relu, "output")
+    if kind == "lstm":
+        assert isinstance(state, tuple) and len(state) == 2
+        assert_close(state[0], expected_state[0], relu, "h_n")
+        assert_close(state[1], expected_state[1], relu, "c_n")
+    else:
+        assert_close(state, expected_state, relu, "h_n")
+    if isinstance(given, np.ndarray):  # outputs are new arrays, never views of the input
+        assert not np.shares_memory(out, given)
+    for array in (out, *(state if kind == "lstm" else (state,))):
+        assert not any(np.shares_memory(array, w) for w in module.state_dict().values())
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("batched", [False, True])
+def test_outputs_are_fresh_per_call(kind: str, batched: bool) -> None:
+    """Two calls return distinct arrays (no shared output buffer a caller could see change)."""
+    args = arguments(kind, {"input_size": 3, "hidden_size": 5, "num_layers": 2})
+    module = _PYRNN[kind](**args, seed=1)
+    x = np.ones((4, 2, 3) if batched else (4, 3), np.float32)
+    out1, _ = module(x)
+    snapshot = out1.copy()
+    out2, _ = module(2 * x)
+    assert not np.shares_memory(out1, out2)
+    np.testing.assert_array_equal(out1, snapshot)
+    out1[...] = 0  # writable, and writing does not disturb the module
+    np.testing.assert_array_equal(module(x)[0], snapshot)
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_batch_of_zero_rows(kind: str, bidirectional: bool) -> None:
+    """N = 0 gives empty outputs of torch's shapes."""
+    args = arguments(kind, {"input_size": 3, "hidden_size": 4, "bidirectional": bidirectional})
+    reference, module = make_pair(kind, args, "from_torch", seed=0)
+    x = np.zeros((5, 0, 3), np.float32)
+    with torch.no_grad():
+        expected_out, expected_state = reference(torch.from_numpy(x))
+    out, state = module(x)
+    assert out.shape == tuple(expected_out.shape)
+    if kind == "lstm":
+        assert state[0].shape == tuple(expected_state[0].shape)
+        assert state[1].shape == tuple(expected_state[1].shape)
+    else:
+        assert state.shape == tuple(expected_state.shape)
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["input", "state"])
+def test_non_finite_values_propagate_like_torch(kind: str, value: float, where: str) -> None:
+    """NaN/Inf in x or h0 give NaN/Inf exactly where torch has them, finite values elsewhere."""
+    args = arguments(
+        kind, {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True}
+    )
+    reference, module = make_pair(kind, args, "from_torch", seed=3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    h0 = rng.standard_normal((4, 2, 4)).astype(np.float32)
+    c0 = rng.standard_normal((4, 2, 4)).astype(np.float32)
+    if where == "input":
+        x[2, 1, 0] = value
+    else:
+        h0[1, 0, 2] = value
+    hx = (h0, c0) if kind == "lstm" else h0
+    torch_hx = tuple(map(torch.from_numpy, hx)) if kind == "lstm" else torch.from_numpy(h0)
+    with torch.no_grad():
+        expected_out, expected_state = reference(torch.from_numpy(x), torch_hx)
+    out, state = module(x, hx)
+    pairs = [(out, expected_out)]
+    if kind == "lstm":
+        pairs += [(state[0], expected_state[0]), (state[1], expected_state[1])]
+    else:
+        pairs.append((state, expected_state))
+    for actual, expected in pairs:
+        expected_np = expected.numpy()
+        np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected_np))
+        np.testing.assert_array_equal(np.isposinf(actual), np.isposinf(expected_np))
+        np.testing.assert_array_equal(np.isneginf(actual), np.isneginf(expected_np))
+        finite = np.isfinite(expected_np)
+        error = np.abs(actual[finite] - expected_np[finite])
+        assert np.all(error <= 1e-5 + (1e-5 * np.abs(expected_np[finite]))), error.max()
