@@ -20,11 +20,7 @@ from helpers import assert_close, present
 
 import pyrnn
 
-pytestmark = [
-    pytest.mark.usefixtures("isa"),
-    # torch's own notice that its oneDNN path lacks projections; not about pyrnn.
-    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported:UserWarning"),
-]
+pytestmark = pytest.mark.usefixtures("isa")
 
 SIZES = (1, 3, 17, 64)
 X_FORMS = (
