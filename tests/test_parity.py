@@ -214,3 +214,85 @@ def test_non_finite_values_propagate_like_torch(kind: str, value: float, where: 
         finite = np.isfinite(expected_np)
         error = np.abs(actual[finite] - expected_np[finite])
         assert np.all(error <= 1e-5 + (1e-5 * np.abs(expected_np[finite]))), error.max()
+
+
+class _ArrayLike:
+    """Exposes only __array__ (neither numpy nor torch)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.array
+
+
+def _unaligned(x: np.ndarray) -> np.ndarray:
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    view = raw[1:].view(np.float32).reshape(x.shape)
+    view[...] = x
+    assert not view.flags.aligned
+    return view
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x.flags.writeable = False
+    return x
+
+
+OTHER_FORMS = {
+    "big-endian": lambda x: x.astype(">f4"),
+    "fortran-order": np.asfortranarray,
+    "read-only": _read_only,
+    "unaligned": _unaligned,
+    "memoryview": memoryview,
+    "__array__": _ArrayLike,
+    "tuple": lambda x: tuple(x.tolist()),
+    "torch-transposed": lambda x: torch.from_numpy(
+        np.ascontiguousarray(x.swapaxes(0, 1))
+    ).transpose(0, 1),
+    "torch-float64": lambda x: torch.from_numpy(x).double(),
+    "torch-float16": lambda x: torch.from_numpy(x).half(),
+    "torch-bfloat16": lambda x: torch.from_numpy(x).bfloat16(),
+}
+
+
+@pytest.mark.parametrize("form", list(OTHER_FORMS))
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_other_input_protocols(form: str, kind: str) -> None:
+    """Buffer protocol, __array__, odd memory layouts and torch dtypes: same result as the
+    float32 array. Inputs are bfloat16-representable, so every conversion is exact."""
+    args = arguments(kind, {"input_size": 3, "hidden_size": 4, "num_layers": 2})
+    module = _PYRNN[kind](**args, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    x = torch.from_numpy(x).bfloat16().float().numpy()  # exactly representable everywhere
+    h0 = np.zeros((2, 2, 4), np.float32)
+    state = (h0, h0) if kind == "lstm" else h0
+    expected_out, expected_state = module(x, state)
+    out, final = module(OTHER_FORMS[form](x), state)
+    np.testing.assert_array_equal(out, expected_out)
+    for a, b in zip(np.atleast_1d(final), np.atleast_1d(expected_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_states_as_torch_tensors_with_grad() -> None:
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(3, 4, num_layers=2, proj_size=2)
+    module = pyrnn.from_torch(reference)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    h0 = torch.randn(2, 2, 2, requires_grad=True)
+    c0 = torch.randn(2, 2, 4, requires_grad=True)
+    with torch.no_grad():
+        expected, (h, c) = reference(x, (h0, c0))
+    out, (hn, cn) = module(x, [h0, c0])  # a list pair is accepted like a tuple
+    for actual, wanted in ((out, expected), (hn, h), (cn, c)):
+        assert np.abs(actual - wanted.numpy()).max() <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_from_torch_of_a_non_float32_module(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    reference = torch.nn.GRU(3, 4, bidirectional=True).to(dtype)
+    module = pyrnn.from_torch(reference)
+    for key, value in reference.state_dict().items():
+        np.testing.assert_array_equal(module.state_dict()[key], value.float().numpy())
