@@ -296,3 +296,38 @@ def test_from_torch_of_a_non_float32_module(dtype: torch.dtype) -> None:
     module = pyrnn.from_torch(reference)
     for key, value in reference.state_dict().items():
         np.testing.assert_array_equal(module.state_dict()[key], value.float().numpy())
+
+
+# The core runs time in chunks of ceil(128 / N) steps (sequence.cpp: default_chunk_steps); the
+# grid above never crosses a chunk. These (N, T) pairs give 2+ chunks, the last one partial.
+CHUNKED = [(1, 130), (3, 50), (33, 9), (64, 5), (129, 3)]
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize(("batch", "steps"), CHUNKED, ids=[f"N{n}-T{t}" for n, t in CHUNKED])
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize(("num_layers", "bidirectional"), [(3, False), (2, True), (4, False)])
+def test_sequences_longer_than_a_chunk(
+    kind: str, batch: int, steps: int, num_layers: int, bidirectional: bool
+) -> None:
+    case = {"input_size": 9, "hidden_size": 17, "num_layers": num_layers}
+    case |= {"bidirectional": bidirectional, "proj_size": 5 if kind == "lstm" else 0}
+    args = arguments(kind, case)
+    reference, module = make_pair(kind, args, "from_torch", seed=batch * steps)
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((steps, batch, 9)).astype(np.float32)
+    states = states_for(kind, args, {"batched": True, "batch": batch}, rng)
+    torch_states = (
+        tuple(map(torch.from_numpy, states)) if kind == "lstm" else torch.from_numpy(states)
+    )
+    with torch.no_grad():
+        expected_out, expected_state = reference(torch.from_numpy(x), torch_states)
+    out, state = module(x, states)
+    relu = kind == "rnn_relu"
+    assert_close(out, expected_out, relu, "output")
+    for actual, expected in zip(
+        state if kind == "lstm" else (state,),
+        expected_state if kind == "lstm" else (expected_state,),
+        strict=True,
+    ):
+        assert_close(actual, expected, relu, "state")
