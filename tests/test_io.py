@@ -306,3 +306,14 @@ def test_pyrnn_file_ignores_kind_and_prefix_arguments(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     pyrnn.save(pyrnn.GRU(3, 4), path)
     assert pyrnn.load(path, kind="gru").config["kind"] == "gru"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_file_has_ordinary_permissions(tmp_path: Path) -> None:
+    """Like open() or torch.save: 0666 minus the umask (a private 0600 temp file renamed into
+    place would make models unreadable to other users, e.g. a serving account)."""
+    path = tmp_path / "m.safetensors"
+    pyrnn.save(pyrnn.GRU(2, 3), path)
+    reference = tmp_path / "reference.bin"
+    reference.write_bytes(b"")
+    assert path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
