@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# The reference needs no parallelism: one torch thread avoids spin-waiting against other
+# processes on a small CI machine (a first torch call took 0.1-3 s with 2 threads, 2 ms with 1).
+torch.set_num_threads(1)
+
 
 def present(x: np.ndarray, form: str) -> Any:
     """`x` (float32, exactly representable in float16) in one of the X_FORMS; same values."""

@@ -9,6 +9,7 @@ there we hold |pyrnn - torch| <= 1e-5 + 1e-5 * |torch|.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from typing import Any
 
@@ -46,26 +47,30 @@ def _valid(case: dict[str, Any]) -> bool:
     return case["batched"] or (case["x_form"] != "transposed" and case["batch"] == 1)
 
 
+def _factors(kind: str) -> dict[str, Any]:
+    factors: dict[str, Any] = {
+        "num_layers": (1, 2, 3),
+        "bidirectional": (False, True),
+        "batch_first": (False, True),
+        "bias": (False, True),
+        "batched": (False, True),
+        "input_size": SIZES,
+        "hidden_size": SIZES,
+        "steps": (1, 2, 7),
+        "batch": (1, 3),
+        "initial_state": (False, True),
+        "x_form": X_FORMS,
+        "direction": ("from_torch", "to_torch"),
+    }
+    if kind == "lstm":
+        factors["proj_size"] = (0, 1, 5)
+    return factors
+
+
 def _grid() -> list[Any]:
     params = []
     for kind in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
-        factors: dict[str, Any] = {
-            "num_layers": (1, 2, 3),
-            "bidirectional": (False, True),
-            "batch_first": (False, True),
-            "bias": (False, True),
-            "batched": (False, True),
-            "input_size": SIZES,
-            "hidden_size": SIZES,
-            "steps": (1, 2, 7),
-            "batch": (1, 3),
-            "initial_state": (False, True),
-            "x_form": X_FORMS,
-            "direction": ("from_torch", "to_torch"),
-        }
-        if kind == "lstm":
-            factors["proj_size"] = (0, 1, 5)
-        for case in pairwise(factors, _valid, seed=len(params)):
+        for case in pairwise(_factors(kind), _valid, seed=len(params)):
             params.append(pytest.param(kind, case, id=f"{kind}-{case_id(case)}"))
     return params
 
@@ -106,7 +111,22 @@ def states_for(kind: str, args: dict[str, Any], case: dict[str, Any], rng):
     return h.astype(np.float32), c.astype(np.float32)
 
 
-@pytest.mark.parametrize(("kind", "case"), _grid())
+GRID = _grid()
+
+
+def test_grid_meets_every_option_pair() -> None:
+    """Each module type meets every pair of option values that a valid case can hold."""
+    safe = {"batched": True, "x_form": "f32", "batch": 1, "proj_size": 0, "hidden_size": 64}
+    for kind in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
+        factors = _factors(kind)
+        cases = [p.values[1] for p in GRID if p.values[0] == kind]
+        for a, b in itertools.combinations(factors, 2):
+            for va, vb in itertools.product(factors[a], factors[b]):
+                if _valid({**safe, a: va, b: vb}):
+                    assert any(c[a] == va and c[b] == vb for c in cases), (kind, a, va, b, vb)
+
+
+@pytest.mark.parametrize(("kind", "case"), GRID)
 def test_sequence_parity(kind: str, case: dict[str, Any]) -> None:
     args = arguments(kind, case)
     reference, module = make_pair(
