@@ -18,6 +18,8 @@ import pytest
 import torch
 from covering import case_id, pairwise
 from helpers import assert_close, present
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pyrnn
 
@@ -351,3 +353,38 @@ def test_sequences_longer_than_a_chunk(
         strict=True,
     ):
         assert_close(actual, expected, relu, "state")
+
+
+@st.composite
+def _random_case(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    kind = draw(st.sampled_from(["rnn_tanh", "rnn_relu", "lstm", "gru"]))
+    hidden = draw(st.integers(1, 70))
+    case = {
+        "input_size": draw(st.integers(1, 70)),
+        "hidden_size": hidden,
+        "num_layers": draw(st.integers(1, 3)),
+        "bidirectional": draw(st.booleans()),
+        "batch_first": draw(st.booleans()),
+        "bias": draw(st.booleans()),
+        "batched": draw(st.booleans()),
+        "batch": draw(st.integers(1, 40)),
+        "steps": draw(st.integers(1, 20)),
+        "initial_state": draw(st.booleans()),
+        "x_form": draw(st.sampled_from(X_FORMS)),
+        "direction": draw(st.sampled_from(["from_torch", "to_torch"])),
+    }
+    if kind == "lstm":
+        case["proj_size"] = draw(st.integers(0, hidden - 1))
+    if not case["batched"]:
+        case["batch"] = 1
+        if case["x_form"] == "transposed":
+            case["x_form"] = "f32"
+    return kind, case
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(_random_case())
+def test_random_configurations(kind_and_case: tuple[str, dict[str, Any]]) -> None:
+    """Sizes anywhere in 1..70 (every SIMD remainder), batches to 40, under the active ISA;
+    derandomized so CI runs the same examples every time."""
+    test_sequence_parity(*kind_and_case)
