@@ -388,3 +388,23 @@ def test_random_configurations(kind_and_case: tuple[str, dict[str, Any]]) -> Non
     """Sizes anywhere in 1..70 (every SIMD remainder), batches to 40, under the active ISA;
     derandomized so CI runs the same examples every time."""
     test_sequence_parity(*kind_and_case)
+
+
+_CELLS = {"rnn_cell": pyrnn.RNNCell, "lstm_cell": pyrnn.LSTMCell, "gru_cell": pyrnn.GRUCell}
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru", *_CELLS])
+def test_inputs_and_states_are_not_modified(kind: str) -> None:
+    """The core reads x, h0 and c0 in place (no copy when already float32): it must not write."""
+    rng = np.random.default_rng(0)
+    if kind in _CELLS:
+        module = _CELLS[kind](3, 4, seed=0)
+        shapes = ((2, 3), (2, 4), (2, 4))
+    else:
+        module = _PYRNN[kind](**arguments(kind, {"input_size": 3, "hidden_size": 4}), seed=0)
+        shapes = ((5, 2, 3), (1, 2, 4), (1, 2, 4))
+    x, h, c = (rng.standard_normal(shape).astype(np.float32) for shape in shapes)
+    snapshot = [x.copy(), h.copy(), c.copy()]
+    module(x, (h, c) if "lstm" in kind else h)
+    for array, before in zip((x, h, c), snapshot, strict=True):
+        np.testing.assert_array_equal(array, before)
