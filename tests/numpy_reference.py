@@ -111,7 +111,9 @@ def sequence(
                 elif kind == "gru":
                     h = gru_cell(layer_input[t], h, params, suffix)
                 else:
-                    h = rnn_cell(layer_input[t], h, params, suffix, config.get("nonlinearity"))
+                    h = rnn_cell(
+                        layer_input[t], h, params, suffix, config.get("nonlinearity", "tanh")
+                    )
                 out[t] = h
             outputs.append(out)
             h_n[index], c_n[index] = h, c
