@@ -16,7 +16,7 @@ import numpy_reference
 import pytest
 import torch
 from covering import case_id, pairwise
-from helpers import assert_close, present
+from parity_helpers import assert_close, present
 
 import pyrnn
 

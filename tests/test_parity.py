@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 from covering import case_id, pairwise
-from helpers import assert_close, present
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from parity_helpers import assert_close, present
 
 import pyrnn
 
