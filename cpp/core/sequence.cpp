@@ -147,22 +147,6 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
   }
 }
 
-void run_unidirectional(const KernelTable& kernels, const Network& network, SequenceIn x,
-                        SequenceOut out, LayerState* states, Workspace& workspace) noexcept {
-  const int layers = network.config().num_layers;
-  const int chunk = workspace.chunk_steps();
-  for (int t0 = 0; t0 < x.steps; t0 += chunk) {
-    const int t1 = std::min(x.steps, t0 + chunk);
-    SequenceIn in = x.time_slice(t0, t1);
-    for (int l = 0; l < layers; ++l) {
-      const SequenceOut dst =
-          l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
-      run_layer(kernels, network, l, 0, in, dst, states[l], workspace);
-      in = dst;
-    }
-  }
-}
-
 void forward(const KernelTable& kernels, const Network& network, SequenceIn x, SequenceOut out,
              const float* h0, const float* c0, float* hn, float* cn) {
   const NetworkConfig& config = network.config();
@@ -208,6 +192,22 @@ void forward(const KernelTable& kernels, const Network& network, SequenceIn x, S
   }
   for (int i = 0; i < layers * dirs; ++i)
     states[i].store(hn ? hn + i * h_block : nullptr, cn ? cn + i * c_block : nullptr);
+}
+
+void run_unidirectional(const KernelTable& kernels, const Network& network, SequenceIn x,
+                        SequenceOut out, LayerState* states, Workspace& workspace) noexcept {
+  const int layers = network.config().num_layers;
+  const int chunk = workspace.chunk_steps();
+  for (int t0 = 0; t0 < x.steps; t0 += chunk) {
+    const int t1 = std::min(x.steps, t0 + chunk);
+    SequenceIn in = x.time_slice(t0, t1);
+    for (int l = 0; l < layers; ++l) {
+      const SequenceOut dst =
+          l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
+      run_layer(kernels, network, l, 0, in, dst, states[l], workspace);
+      in = dst;
+    }
+  }
 }
 
 }  // namespace pyrnn
