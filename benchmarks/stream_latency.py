@@ -220,7 +220,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     # Many streams, one call.
     results["batch"] = {}
-    for name, kind, input_size, hidden in WORKLOADS[:2]:
+    for name, kind, input_size, hidden in WORKLOADS:
         module = _module(kind, input_size, hidden)
         xs = rng.standard_normal((BATCH, input_size)).astype(np.float32)
         ys = np.empty((BATCH, hidden), np.float32)
@@ -274,6 +274,29 @@ def format_table(results: dict[str, Any]) -> str:
             f"{b['separate_us']:.2f} us -> {b['batch_streams_per_s'] / 1e6:.2f} vs "
             f"{b['separate_streams_per_s'] / 1e6:.2f} M stream-steps/s, {b['ratio']:.1f}x"
         )
+    lstm, goals = results["latency"]["LSTM 64"], []
+    if "missing" not in lstm["torch"]:
+        goals.append(
+            (
+                "LSTM 64 step(x, out=y) >= 20x faster than torch LSTMCell",
+                lstm["torch"]["us"] / lstm["pyrnn_out"]["us"] >= 20,
+            )
+        )
+    if "missing" not in lstm["onnxruntime"]:
+        goals.append(
+            (
+                "LSTM 64 step(x, out=y) >= 10x faster than ORT per step",
+                lstm["onnxruntime"]["us"] / lstm["pyrnn_out"]["us"] >= 10,
+            )
+        )
+    goals.append(("Python overhead of step(x, out=y) <= 1 us", o["overhead_us"] <= 1.0))
+    goals.append(
+        (
+            "LSTM 64 batch=64 >= 10x the throughput of 64 streams",
+            results["batch"]["LSTM 64"]["ratio"] >= 10,
+        )
+    )
+    lines += [f"goal {'met' if met else 'MISSED'}: {text}" for text, met in goals]
     return "\n".join(lines)
 
 

@@ -259,6 +259,24 @@ def test_streams_and_modules_pickle() -> None:
     np.testing.assert_array_equal(twin.stream(2).feed(x), module.stream(2).feed(x))
 
 
+@pytest.mark.parametrize("batch", [None, 3])
+def test_cell_stream_state_and_pickle(batch: int | None) -> None:
+    cell = pyrnn.LSTMCell(2, 5, seed=4)
+    rng = np.random.default_rng(5)
+    rows = () if batch is None else (batch,)
+    h, c = (rng.standard_normal((*rows, 5)).astype(np.float32) for _ in range(2))
+    stream = cell.stream(batch)
+    stream.state = (h, c)
+    np.testing.assert_array_equal(stream.state[0], h)
+    np.testing.assert_array_equal(stream.state[1], c)
+    x = rng.standard_normal((*rows, 2)).astype(np.float32)
+    expected_h, expected_c = cell(x, (h, c))
+    restored = pickle.loads(pickle.dumps(stream))
+    for s in (stream, restored):
+        assert_close(s.step(x), expected_h)
+        assert_close(s.state[1], expected_c)
+
+
 def test_stream_keeps_its_weights_when_the_module_is_reloaded() -> None:
     module = pyrnn.RNN(2, 3, seed=0)
     x = np.ones((4, 2), np.float32)
@@ -428,6 +446,8 @@ def test_one_stream_used_by_two_threads_fails_cleanly() -> None:
                     attempt()
             break
     worker.join()
+    # Reaching the refusal at all shows the GIL is released while the worker computes: with it
+    # held, this thread could not run until the feed had finished.
     assert refused and "stream is already in use by another thread" in refused[0]
     np.testing.assert_array_equal(outcome["out"], expected_out)
     np.testing.assert_array_equal(stream.state, expected_state.state)  # nothing corrupted
