@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -209,6 +210,10 @@ py::object stream_feed(StreamHandle& self, py::handle x_in, py::handle out) {
                                 ", got " + shape_string(x));
   }
   const py::ssize_t T = x.shape(layout.time_axis);
+  if (T > std::numeric_limits<int>::max())
+    throw std::invalid_argument("x: " + std::to_string(T) +
+                                " steps in one feed, more than the core's limit of 2^31-1; feed "
+                                "it in chunks");
   // As in step: the well-formed case is checked without building shapes or messages.
   const py::ssize_t N = self.rows();
   const bool out_ok = !out.is_none() && is_float32_array(out, kWritable) &&
