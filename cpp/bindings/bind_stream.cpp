@@ -321,12 +321,14 @@ PyCFunction as_pycfunction() {
   return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fastcall<method>));
 }
 
-PyMethodDef step_def = {"step", as_pycfunction<&stream_step>(), METH_FASTCALL | METH_KEYWORDS,
-                        "step(x, out=None)\n--\n\nOne step: x (I,) or (N, I) -> the top layer's "
-                        "output (P,) or (N, P), written into out when given."};
-PyMethodDef feed_def = {"feed", as_pycfunction<&stream_feed>(), METH_FASTCALL | METH_KEYWORDS,
-                        "feed(x, out=None)\n--\n\nT steps in one call: (T, I), (T, N, I) or, "
-                        "batch_first, (N, T, I) -> every step's output in the same layout."};
+PyMethodDef step_def = {
+    "step", as_pycfunction<&stream_step>(), METH_FASTCALL | METH_KEYWORDS,
+    "step($self, x, out=None)\n--\n\nOne step: x (I,) or (N, I) -> the top layer's "
+    "output (P,) or (N, P), written into out when given."};
+PyMethodDef feed_def = {
+    "feed", as_pycfunction<&stream_feed>(), METH_FASTCALL | METH_KEYWORDS,
+    "feed($self, x, out=None)\n--\n\nT steps in one call: (T, I), (T, N, I) or, "
+    "batch_first, (N, T, I) -> every step's output in the same layout."};
 
 void add_fast_method(py::handle cls, PyMethodDef* def) {
   PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
