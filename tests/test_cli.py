@@ -136,7 +136,10 @@ def test_missing_peers_are_reported_unavailable(tmp_path):
         (["bench", "--workloads", ","], "expected comma-separated workload names"),
         (["bench", "--repeats", "0"], "--repeats: expected a positive integer, got 0"),
         (["bench", "--repeats", "x"], "--repeats: expected a positive integer, got 'x'"),
-        (["bench", "--model", "/nonexistent/m.safetensors"], "--model: /nonexistent/m.safetensors"),
+        (
+            ["bench", "--model", "/nonexistent/m.safetensors"],
+            "--model: cannot read '/nonexistent/m.safetensors': No such file or directory",
+        ),
         ([], "the following arguments are required: COMMAND"),
     ],
 )
