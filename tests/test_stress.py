@@ -128,7 +128,7 @@ def test_two_threads_on_one_stream_never_corrupt_it() -> None:
     assert not other, other
     wins = len(outputs[0]) + len(outputs[1])
     assert wins + sum(refusals) == 2 * attempts
-    assert wins >= attempts  # at least one thread's calls run when nobody else is inside
+    assert wins > 0  # a call is refused only while another one is inside, which then wins
     # The threads did collide (step releases the GIL while computing, so the other thread runs
     # meanwhile): without refusals this test would show nothing.
     assert sum(refusals) > 0
