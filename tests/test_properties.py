@@ -1,7 +1,8 @@
 """Properties that must hold for every module configuration (hypothesis draws the configs and
 data): feeding a sequence in chunks or step by step, carrying the state, equals feeding it
-whole; a cell stepped by hand equals the one-layer sequence module; batch rows are independent;
-save/load is the identity; every ISA agrees with the double-precision reference oracle.
+whole, through forward() and through streams (feed in chunks, step); a cell stepped by hand
+equals the one-layer sequence module; batch rows are independent; save/load is the identity;
+every ISA agrees with the double-precision reference oracle.
 
 Tolerances, as atol + rtol*|ref|:
 - same kernels, different grouping of the same work (chunks, steps, permuted rows): 1e-6 +
@@ -226,3 +227,32 @@ def test_every_isa_agrees_with_the_reference(
         _close(final, (ref_h, ref_c), VS_ORACLE)
     else:
         _close(final, ref_h, VS_ORACLE)
+
+
+@PROPERTY
+@given(
+    module=sequence_modules(bidirectional=False),
+    steps=st.integers(1, 40),
+    batch=st.one_of(st.none(), st.integers(1, 4)),
+    cuts=st.lists(st.integers(1, 39), max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_stream_feeds_and_steps_equal_forward(
+    module: Any, steps: int, batch: int | None, cuts: list[int], seed: int
+) -> None:
+    rows = 1 if batch is None else batch
+    x = _data(seed, steps, rows, module.config["input_size"])
+    if batch is None:
+        whole, final = module(x[:, 0])
+    else:
+        whole, final = module(x)
+    xs = x[:, 0] if batch is None else x
+    bounds = sorted({0, steps, *(c for c in cuts if c < steps)})
+    fed = module.stream(batch=batch)
+    out = np.concatenate([fed.feed(xs[t0:t1]) for t0, t1 in itertools.pairwise(bounds)])
+    _close(out, whole, SAME_WORK)
+    _close(fed.state, final, SAME_WORK)
+    stepped = module.stream(batch=batch)
+    out = np.stack([stepped.step(xs[t]) for t in range(steps)])
+    _close(out, whole, SAME_WORK)
+    _close(stepped.state, final, SAME_WORK)
