@@ -1,8 +1,10 @@
-"""Fuzzes forward and cell steps: random module configs, inputs of random rank, shape, dtype and
-strides (negative, transposed, zero-stride broadcasts), NaN/inf values, and states that are
-None, right, wrong-shaped or not arrays at all. Only ValueError and TypeError may come out. When
-a call succeeds, the output shapes must be right and equal, bit for bit, the result for a
-contiguous copy of the same input (strides must never change the arithmetic).
+"""Fuzzes forward, cell steps and streams (step, feed, reset, state, step with out=): random
+module configs, inputs of random rank, shape, dtype and strides (negative, transposed, zero-stride
+broadcasts), NaN/inf values, and states that are None, right, wrong-shaped or not arrays at all.
+Only ValueError and TypeError may come out (IndexError too from Stream.reset of a missing row).
+When a call succeeds, the output shapes must be right and equal, bit for bit, the result for a
+contiguous copy of the same input (strides must never change the arithmetic); a stream call that
+fails must leave the stream's state unchanged.
 
 check_one() is also imported by tests/test_fuzz_crashers.py to replay saved crashers."""
 
@@ -162,6 +164,9 @@ def _check(data: bytes) -> None:
         state = _array(source, h_shape)
         if config["kind"] in ("lstm", "lstm_cell") and source.byte() > 24:
             state = (state, _array(source, c_shape))
+    if source.byte() < 96:
+        _check_stream(source, module)
+        return
     try:
         result = module(x, state)
     except ALLOWED:
@@ -174,6 +179,89 @@ def _check(data: bytes) -> None:
     again = module(np.ascontiguousarray(array), state)
     for first, second in zip(_flatten(result), _flatten(again), strict=True):
         np.testing.assert_array_equal(first, second)
+
+
+STREAM_ALLOWED = (ValueError, TypeError, IndexError)  # IndexError: reset() of a missing row
+
+
+def _same(first: Any, second: Any) -> None:
+    if isinstance(first, tuple):
+        for a, b in zip(first, second, strict=True):
+            _same(a, b)
+    else:
+        np.testing.assert_array_equal(first, second)
+
+
+def _check_stream(source: _Source, module: Any) -> None:
+    """A few random operations on a stream; each must either work exactly as on a twin stream
+    given contiguous copies, or fail with a clear error and leave the stream untouched."""
+    config = module.config
+    if config.get("bidirectional"):
+        try:
+            module.stream()
+        except ValueError:
+            return
+        raise AssertionError("a bidirectional module streamed")
+    batch = source.pick((None, 1, 2, 3))
+    stream, twin = module.stream(batch=batch), module.stream(batch=batch)
+    is_cell = config["kind"].endswith("_cell")
+    rows = () if batch is None else (batch,)
+    features = config["input_size"]
+    out_size = config.get("proj_size") or config["hidden_size"]
+    for _ in range(source.int(1, 4)):
+        op = source.byte() % 6
+        out: np.ndarray | None = None
+        value: Any
+        if op <= 1:
+            value = _array(source, (*rows, features))
+            action = "step"
+        elif op == 2:
+            steps = source.int(1, 6)
+            shape = (steps, *rows, features)
+            if config.get("batch_first") and batch is not None:
+                shape = (batch, steps, features)
+            value = _array(source, shape)
+            action = "feed"
+        elif op == 3:
+            value = source.pick((None, 0, -1, 1, 3, [0, 1], [5], "x", True, 2.0))
+            action = "reset"
+        elif op == 4:
+            h_shape = (*(() if is_cell else (config["num_layers"],)), *rows, out_size)
+            value = _array(source, h_shape)
+            if config["kind"] in ("lstm", "lstm_cell"):
+                c_shape = (*h_shape[:-1], config["hidden_size"])
+                value = (value, _array(source, c_shape)) if source.byte() > 24 else value
+            action = "state"
+        else:
+            value = _array(source, (*rows, features))
+            out = np.empty((*rows, out_size), np.float32)
+            action = "step_out"
+        copy = np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
+
+        def apply(
+            target: Any, argument: Any, action: str = action, out: np.ndarray | None = out
+        ) -> Any:
+            if action == "step":
+                return target.step(argument)
+            if action == "feed":
+                return target.feed(argument)
+            if action == "reset":
+                return target.reset(argument)
+            if action == "state":
+                target.state = argument
+                return None
+            result = target.step(argument, out=out)
+            return None if result is None else result.copy()
+
+        try:
+            result = apply(stream, value)
+        except STREAM_ALLOWED:
+            _same(stream.state, twin.state)  # a refused call changed nothing
+            continue
+        expected = apply(twin, copy)
+        if result is not None:
+            _same(result, expected)
+    _same(stream.state, twin.state)
 
 
 def main() -> None:
