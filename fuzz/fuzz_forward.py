@@ -91,6 +91,12 @@ def _array(source: _Source, shape: tuple[int, ...]) -> Any:
         array = np.ascontiguousarray(np.swapaxes(array, 0, 1)).swapaxes(0, 1)
     if source.byte() < 16 and array.ndim >= 1 and array.shape[0]:  # zero stride on axis 0
         array = np.broadcast_to(array[:1], array.shape)
+    if source.byte() < 24 and array.dtype.kind in "fiub" and array.itemsize > 1:
+        # The same values at an odd address: numpy allows misaligned arrays.
+        raw = np.zeros(array.nbytes + 1, np.uint8)
+        moved = raw[1:].view(array.dtype).reshape(array.shape)
+        moved[...] = array
+        array = moved
     choice = source.byte()
     if choice < 8:
         return array.tolist()

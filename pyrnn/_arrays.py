@@ -40,7 +40,12 @@ def as_float32(value: Any, name: str) -> np.ndarray:
         )
     array = value.astype(_FLOAT32, copy=False)
     last_stride_ok = array.ndim == 0 or array.shape[-1] <= 1 or array.strides[-1] == 4
-    if not array.flags.aligned or not last_stride_ok:
+    if not array.flags.aligned:
+        # A fresh buffer is aligned; np.ascontiguousarray would return a contiguous but
+        # misaligned array unchanged, and the kernels' float loads from it are undefined
+        # behaviour (UBSan: "load of misaligned address").
+        array = array.copy(order="C")
+    elif not last_stride_ok:
         array = np.ascontiguousarray(array)
     return array
 

@@ -278,3 +278,28 @@ def test_huge_views_are_refused_without_copying(call: Any, fragment: str) -> Non
     finally:
         tracemalloc.stop()
     assert peak < PEAK_LIMIT
+
+
+def _misaligned(array: np.ndarray) -> np.ndarray:
+    raw = np.zeros(array.nbytes + 1, np.uint8)
+    moved = raw[1:].view(array.dtype).reshape(array.shape)
+    moved[...] = array
+    assert not moved.flags.aligned and moved.flags.c_contiguous
+    return moved
+
+
+def test_misaligned_inputs_reach_the_core_aligned() -> None:
+    # Found by the UBSan run: a contiguous but misaligned float32 array went to the kernels as
+    # is (np.ascontiguousarray returns it unchanged), and their float loads were undefined
+    # behaviour. tools/run_sanitized_tests.sh fails on the load itself; here, the conversion.
+    from pyrnn._arrays import as_float32
+
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    assert as_float32(_misaligned(x), "x").flags.aligned
+    module = pyrnn.LSTM(3, 4, seed=0)
+    np.testing.assert_array_equal(module(_misaligned(x))[0], module(x)[0])
+    cell = pyrnn.GRUCell(3, 4, seed=0)
+    np.testing.assert_array_equal(cell(_misaligned(x[0])), cell(x[0]))
+    stream, twin = module.stream(batch=2), module.stream(batch=2)
+    np.testing.assert_array_equal(stream.step(_misaligned(x[0])), twin.step(x[0]))
+    np.testing.assert_array_equal(stream.feed(_misaligned(x)), twin.feed(x))
