@@ -303,3 +303,15 @@ def test_misaligned_inputs_reach_the_core_aligned() -> None:
     stream, twin = module.stream(batch=2), module.stream(batch=2)
     np.testing.assert_array_equal(stream.step(_misaligned(x[0])), twin.step(x[0]))
     np.testing.assert_array_equal(stream.feed(_misaligned(x)), twin.feed(x))
+
+
+def test_the_core_refuses_misaligned_arrays_itself() -> None:
+    # Defence in depth at the C++ boundary, for callers that skip pyrnn._arrays.
+    module = pyrnn.RNN(3, 4, seed=0)
+    x = _misaligned(np.zeros((2, 1, 3), np.float32))
+    out, hn = np.empty((2, 1, 4), np.float32), np.empty((1, 1, 4), np.float32)
+    with pytest.raises(ValueError, match="x: the array's data is not aligned"):
+        module._network.forward(x, out, None, None, hn, None)
+    h0 = _misaligned(np.zeros((1, 1, 4), np.float32))
+    with pytest.raises(ValueError, match="h0: the array's data is not aligned"):
+        module._network.forward(np.zeros((2, 1, 3), np.float32), out, h0, None, hn, None)

@@ -67,21 +67,33 @@ grep -q '__ubsan_handle' <<<"$symbols" || { echo "$core: not built with UBSan" >
 echo "sanitized extension: $core"
 
 log="$(mktemp /tmp/pyrnn-sanitized.XXXXXX.log)"
+# Reports go to files: pytest captures a test's stderr, and when the sanitizer aborts the
+# process the captured report would be lost with it.
+reports="$(mktemp -d /tmp/pyrnn-sanitizer-reports.XXXXXX)"
 status=0
 (
   cd /tmp  # never the source tree: its pyrnn/ lacks the compiled extension
   LD_PRELOAD="$asan_runtime $cxx_runtime" \
-  ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1" \
-  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+  ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:log_path=$reports/asan" \
+  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
   PYTHONFAULTHANDLER=1 \
     "$venv/bin/python" -m pytest "$root/tests" -q -p no:cacheprovider "$@"
 ) 2>&1 | tee "$log" || status=$?
-if grep -qE 'ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer' "$log"; then
+if [ -n "$(ls -A "$reports")" ]; then
+  for report in "$reports"/*; do
+    echo "== $report" >&2
+    head -40 "$report" >&2
+  done
+  echo "sanitizer reports found (in $reports; pytest log: $log)" >&2
+  status=1
+elif grep -qE 'ERROR: AddressSanitizer|runtime error:' "$log"; then
   echo "sanitizer reports found (log: $log)" >&2
   status=1
 fi
 if [ "$status" -eq 0 ]; then
   echo "sanitized test suite: clean"
-  rm -f "$log"
+  rm -rf "$log" "$reports"
+else
+  echo "sanitized test suite FAILED (status $status)" >&2
 fi
 exit "$status"

@@ -31,8 +31,19 @@ inline std::string shape_string(const std::vector<py::ssize_t>& shape) {
   return text + (shape.size() == 1 ? ",)" : ")");
 }
 
+// The kernels load floats directly: a misaligned array (numpy allows them) would be undefined
+// behaviour, so it is refused here (pyrnn._arrays.as_float32 copies such arrays first).
+inline void require_aligned(const py::array& array, const char* name) {
+  if (!(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+    throw std::invalid_argument(std::string(name) +
+                                ": the array's data is not aligned for float32; pass a copy "
+                                "(np.array(x)) instead of a view at an odd address");
+  }
+}
+
 inline void require_shape(const py::array& array, const std::vector<py::ssize_t>& shape,
                           const char* name) {
+  require_aligned(array, name);
   bool ok = array.ndim() == static_cast<py::ssize_t>(shape.size());
   for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = array.shape(i) == shape[i];
   if (!ok) {
@@ -53,6 +64,7 @@ inline void require_float32(const py::array& array, const char* name) {
 template <class Float>
 SequenceView<Float> sequence_view(const py::array& array, const char* name) {
   require_float32(array, name);
+  require_aligned(array, name);
   if (array.ndim() != 3) {
     throw std::invalid_argument(std::string(name) + ": expected a 3-D (T, N, F) array, got " +
                                 shape_string(array));
