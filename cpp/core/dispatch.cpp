@@ -103,6 +103,8 @@ const KernelTable& active_kernels() {
   return *table;
 }
 
+const KernelTable& kernels_for(const std::string& name) { return *pick(name); }
+
 void set_isa(const std::string& name) { g_active.store(pick(name), std::memory_order_release); }
 
 }  // namespace pyrnn
