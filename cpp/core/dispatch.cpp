@@ -57,7 +57,12 @@ const KernelTable* pick(const std::string& name) {
 
 const KernelTable* initial_table() {
   if (const char* forced = std::getenv("PYRNN_ISA"); forced != nullptr && *forced != '\0') {
-    return pick(forced);
+    try {
+      return pick(forced);
+    } catch (const std::invalid_argument& error) {
+      throw std::invalid_argument(std::string("PYRNN_ISA environment variable: ") + error.what() +
+                                  " (unset it to use the best available)");
+    }
   }
   return pick(available_isas().back());
 }

@@ -69,7 +69,8 @@ inline V tanh(V x) noexcept {
   // Large |x| (and NaN, which fails the comparison below): through e^{2|x|}.
   const V e = exp_approx(add(a, a));
   const V large = sub(broadcast(1.0f), div(broadcast(2.0f), add(broadcast(1.0f), e)));
-  return select(less(a, broadcast(0.625f)), small, copysign(large, x));
+  // copysign also keeps tanh(-0) = -0, which the polynomial rounds to +0.
+  return copysign(select(less(a, broadcast(0.625f)), small, large), x);
 }
 
 // NaN propagates (a NaN compares false), unlike max(0, x) on x86.
