@@ -44,9 +44,6 @@ inline Mask less(V a, V b) noexcept { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)
 inline V select(Mask m, V if_true, V if_false) noexcept {
   return {_mm256_blendv_ps(if_false.v, if_true.v, m)};
 }
-inline void prefetch(const void* p) noexcept {
-  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
-}
 
 // Tiles (rows x vectors per gate) sized for 16 registers: LSTM 3 x 4 gates x 1 = 12
 // accumulators, GRU 4 x 3 x 1 = 12, RNN 6 x 1 x 2 = 12, leaving room for the weight loads.

@@ -52,9 +52,6 @@ inline Mask less(V a, V b) noexcept { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_L
 inline V select(Mask m, V if_true, V if_false) noexcept {
   return {_mm512_mask_blend_ps(m, if_false.v, if_true.v)};
 }
-inline void prefetch(const void* p) noexcept {
-  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
-}
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates = 24 accumulators, GRU 8 x 3 = 24,
 // RNN 12 x 1 = 12 (the weight vector and the row broadcasts take the rest).

@@ -40,7 +40,6 @@ inline Mask less(V a, V b) noexcept { return vcltq_f32(a.v, b.v); }
 inline V select(Mask m, V if_true, V if_false) noexcept {
   return {vbslq_f32(m, if_true.v, if_false.v)};
 }
-inline void prefetch(const void* p) noexcept { __builtin_prefetch(p, 0, 3); }
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates x 1 = 24 accumulators, GRU 8 x 3 x 1 = 24,
 // RNN 6 x 1 x 4 = 24 (a whole block of 16 units).
