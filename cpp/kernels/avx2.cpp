@@ -2,6 +2,7 @@
 // alone is compiled with -mavx2 -mfma; dispatch only calls it when the CPU reports both.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -45,11 +46,12 @@ inline V select(Mask m, V if_true, V if_false) noexcept {
   return {_mm256_blendv_ps(if_false.v, if_true.v, m)};
 }
 
-// Tiles (rows x vectors per gate) sized for 16 registers: LSTM 3 x 4 gates x 1 = 12
+// Step tiles (rows x vectors per gate) sized for 16 registers: LSTM 3 x 4 gates x 1 = 12
 // accumulators, GRU 4 x 3 x 1 = 12, RNN 6 x 1 x 2 = 12, leaving room for the weight loads.
-constexpr int kTileRows4 = 3, kTileVecs4 = 1;
-constexpr int kTileRows3 = 4, kTileVecs3 = 1;
-constexpr int kTileRows1 = 6, kTileVecs1 = 2;
+// GEMM tiles: 3 rows x 4 contiguous vectors (two full cache lines per k), GRU 4 x 3, RNN 6 x 2.
+constexpr int kTileRows4 = 3, kTileVecs4 = 1, kGemmRows4 = 3, kGemmCols4 = 4;
+constexpr int kTileRows3 = 4, kTileVecs3 = 1, kGemmRows3 = 4, kGemmCols3 = 3;
+constexpr int kTileRows1 = 6, kTileVecs1 = 2, kGemmRows1 = 6, kGemmCols1 = 2;
 
 #include "kernels/simd-inl.h"
 

@@ -3,6 +3,7 @@
 // flags it implies); dispatch only calls it when the CPU and OS support AVX-512F.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -54,10 +55,11 @@ inline V select(Mask m, V if_true, V if_false) noexcept {
 }
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates = 24 accumulators, GRU 8 x 3 = 24,
-// RNN 12 x 1 = 12 (the weight vector and the row broadcasts take the rest).
-constexpr int kTileRows4 = 6, kTileVecs4 = 1;
-constexpr int kTileRows3 = 8, kTileVecs3 = 1;
-constexpr int kTileRows1 = 12, kTileVecs1 = 1;
+// RNN 12 x 1 = 12 (the weight vector and the row broadcasts take the rest). One vector per gate
+// is a whole block, so the GEMM tiles are the same (a whole panel row).
+constexpr int kTileRows4 = 6, kTileVecs4 = 1, kGemmRows4 = 6, kGemmCols4 = 4;
+constexpr int kTileRows3 = 8, kTileVecs3 = 1, kGemmRows3 = 8, kGemmCols3 = 3;
+constexpr int kTileRows1 = 12, kTileVecs1 = 1, kGemmRows1 = 12, kGemmCols1 = 1;
 
 #include "kernels/simd-inl.h"
 

@@ -2,6 +2,7 @@
 // q registers. Compiled only for aarch64 targets (no extra flags needed there).
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -42,10 +43,11 @@ inline V select(Mask m, V if_true, V if_false) noexcept {
 }
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates x 1 = 24 accumulators, GRU 8 x 3 x 1 = 24,
-// RNN 6 x 1 x 4 = 24 (a whole block of 16 units).
-constexpr int kTileRows4 = 6, kTileVecs4 = 1;
-constexpr int kTileRows3 = 8, kTileVecs3 = 1;
-constexpr int kTileRows1 = 6, kTileVecs1 = 4;
+// RNN 6 x 1 x 4 = 24 (a whole block of 16 units). GEMM: 6 rows x 4 contiguous vectors (one
+// cache line per k) for every kind.
+constexpr int kTileRows4 = 6, kTileVecs4 = 1, kGemmRows4 = 6, kGemmCols4 = 4;
+constexpr int kTileRows3 = 8, kTileVecs3 = 1, kGemmRows3 = 6, kGemmCols3 = 4;
+constexpr int kTileRows1 = 6, kTileVecs1 = 4, kGemmRows1 = 6, kGemmCols1 = 4;
 
 #include "kernels/simd-inl.h"
 

@@ -97,16 +97,16 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept { apply_array<
 // Micro-kernels.
 // ---------------------------------------------------------------------------------------------
 
-// acc[r][g*S + s] = sum_k a[r*lda + k] * panel[k][g*16 + (v0 + s)*L + lane], for R rows.
+// acc[r][g*S + s] = sum_k a[r*lda + k] * panel[k*width + g*16 + (v0 + s)*L + lane], R rows.
 // R*G*S accumulators live in registers; each k loads G*S weight vectors once for all R rows.
+// With G = 1 the tile is S contiguous vectors starting at vector v0 of a row.
 template <int R, int G, int S>
-inline void tile_dot(const float* a, std::ptrdiff_t lda, const float* panel, int k, int v0,
-                     V (&acc)[R][G * S]) noexcept {
-  constexpr int kWidth = G * kUnitBlock;
+inline void tile_dot(const float* a, std::ptrdiff_t lda, const float* panel, int k, int width,
+                     int v0, V (&acc)[R][G * S]) noexcept {
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < G * S; ++c) acc[r][c] = zero();
   const float* w = panel + v0 * kLanes;
-  for (int kk = 0; kk < k; ++kk, w += kWidth) {
+  for (int kk = 0; kk < k; ++kk, w += width) {
     V b[G * S];
     for (int g = 0; g < G; ++g)
       for (int s = 0; s < S; ++s) b[g * S + s] = load(w + g * kUnitBlock + s * kLanes);
@@ -253,46 +253,72 @@ inline void with_height(int height, Body&& body) noexcept {
 // Table entries.
 // ---------------------------------------------------------------------------------------------
 
-// Tile shape per gate count: TileRows<G>::value rows x (G gates x TileVecs<G>::value vectors),
-// chosen per ISA by the including file (kTileRows*, kTileVecs*).
+// Step tiles per gate count: kRows rows x (G gates x kVecs vectors), so a tile holds every gate
+// of kVecs*L units; GEMM tiles: kGemmRows rows x kGemmCols contiguous vectors of a panel row,
+// which reads whole cache lines (a gate-grouped AVX2 tile uses half of 4 lines per k, and
+// re-reading the other halves from L2 held the AVX2 GEMM at 74% of peak). Chosen per ISA by
+// the including file.
 template <int G>
 struct Tile;
 template <>
 struct Tile<1> {
   static constexpr int kRows = kTileRows1, kVecs = kTileVecs1;
+  static constexpr int kGemmRows = kGemmRows1, kGemmCols = kGemmCols1;
 };
 template <>
 struct Tile<3> {
   static constexpr int kRows = kTileRows3, kVecs = kTileVecs3;
+  static constexpr int kGemmRows = kGemmRows3, kGemmCols = kGemmCols3;
 };
 template <>
 struct Tile<4> {
   static constexpr int kRows = kTileRows4, kVecs = kTileVecs4;
+  static constexpr int kGemmRows = kGemmRows4, kGemmCols = kGemmCols4;
 };
+
+template <int G>
+void gemm_slice(const GemmArgs& g, int row0, int m) noexcept;
 
 // c = a x panels + bias for blocks [block_begin, block_end).
 template <int G>
 void gemm_g(const GemmArgs& g) noexcept {
-  constexpr int kRows = Tile<G>::kRows, kVecs = Tile<G>::kVecs, kWidth = G * kUnitBlock;
+  constexpr int kRows = Tile<G>::kGemmRows;
+  const int k = g.w->k();
+  // Rows of `a` are taken kSliceBytes at a time, so the slice stays in L2 while every panel
+  // passes over it: with 128 rows of K = 1024 (512 KiB) plus the output lines, the 1 MiB L2
+  // of Zen 4 thrashed and the GEMM ran at 56 GFLOP/s instead of 111 (64-row slices).
+  constexpr std::ptrdiff_t kSliceBytes = 256 * 1024;
+  const int slice_rows =
+      static_cast<int>(std::max<std::ptrdiff_t>(kRows, kSliceBytes / (4 * std::max(k, 1))));
+  for (int slice = 0; slice < g.m; slice += slice_rows) {
+    const int slice_m = std::min(slice_rows, g.m - slice);
+    gemm_slice<G>(g, slice, slice_m);
+  }
+}
+
+// gemm_g on rows [row0, row0 + m) of a and c.
+template <int G>
+void gemm_slice(const GemmArgs& g, int row0, int m) noexcept {
+  constexpr int kRows = Tile<G>::kGemmRows, kCols = Tile<G>::kGemmCols, kWidth = G * kUnitBlock;
+  static_assert(kWidth % (kCols * kLanes) == 0, "GEMM tile columns must divide a panel row");
   const int k = g.w->k();
   for (int j = g.block_begin; j < g.block_end; ++j) {
     const float* panel = g.w->panel(j);
-    for (int v0 = 0; v0 < kVecPerGate; v0 += kVecs) {
-      for_each_row_tile<kRows>(g.m, [&](int m0, int height) {
+    for (int v0 = 0; v0 < kWidth / kLanes; v0 += kCols) {
+      for_each_row_tile<kRows>(m, [&](int tile_row, int height) {
+        const int m0 = row0 + tile_row;
         with_height<kRows>(height, [&](auto rows) {
           constexpr int R = decltype(rows)::value;
-          V acc[R][G * kVecs];
-          tile_dot<R, G, kVecs>(g.a + m0 * g.lda, g.lda, panel, k, v0, acc);
+          V acc[R][kCols];
+          tile_dot<R, 1, kCols>(g.a + m0 * g.lda, g.lda, panel, k, kWidth, v0, acc);
+          const int col0 = j * kWidth + v0 * kLanes;
           for (int r = 0; r < R; ++r) {
-            float* out = g.c + (m0 + r) * g.ldc + j * kWidth + v0 * kLanes;
-            const float* bias = g.bias != nullptr ? g.bias + j * kWidth + v0 * kLanes : nullptr;
-            for (int gate = 0; gate < G; ++gate)
-              for (int v = 0; v < kVecs; ++v) {
-                const int col = gate * kUnitBlock + v * kLanes;
-                V value = acc[r][gate * kVecs + v];
-                if (bias != nullptr) value = add(value, load(bias + col));
-                store(out + col, value);
-              }
+            float* out = g.c + (m0 + r) * g.ldc + col0;
+            for (int c = 0; c < kCols; ++c) {
+              V value = acc[r][c];
+              if (g.bias != nullptr) value = add(value, load(g.bias + col0 + c * kLanes));
+              store(out + c * kLanes, value);
+            }
           }
         });
       });
@@ -337,7 +363,8 @@ void step(const StepArgs& s) noexcept {
         with_height<kRows>(height, [&](auto rows) {
           constexpr int R = decltype(rows)::value;
           V acc[R][G * kVecs];
-          tile_dot<R, G, kVecs>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, panel, k, v0, acc);
+          tile_dot<R, G, kVecs>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, panel, k, G * kUnitBlock,
+                                v0, acc);
           update_tile<kKind, R, kVecs>(s, j, n0, v0, acc);
         });
       });
