@@ -140,7 +140,7 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
                     state.c(),     state.ld_c(),
                     rows,          0,
                     blocks};
-      if (((t0 + t) & 1) == 0) {
+      if (!state.odd_step()) {
         step(args);
       } else {
         // Odd steps walk the blocks backwards, so each step starts on the panels the previous
