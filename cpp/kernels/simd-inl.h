@@ -340,6 +340,59 @@ void gemm(const GemmArgs& g) noexcept {
   }
 }
 
+// Batch > 1: register tiles of several rows x every gate of kVecs*L units, the cell update
+// right after the last K-slice. When a tile covers only part of a block (AVX2: half, NEON: a
+// quarter), each pass over the panel would use that part of every cache line it pulls from L2;
+// so K is taken kSliceK at a time, the panel slice (8 KiB for an LSTM) staying in L1 while every
+// tile and vector offset v0 passes over it, and partial sums of a group of rows wait on the
+// stack between slices. Measured on Zen 4, batch 64 LSTM 256: AVX2 step 68 -> 79 GFLOP/s; on
+// AVX-512 (whole-block tiles) slicing only cost time (102 -> 88), so it is off there.
+template <CellKind kKind>
+void step_batched(const StepArgs& s) noexcept {
+  constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock;
+  constexpr int kRows = Tile<G>::kRows, kVecs = Tile<G>::kVecs;
+  constexpr bool kSlice = kVecs * kLanes < kUnitBlock;
+  constexpr int kSliceK = 32, kSliceRows = 24;
+  alignas(64) float partial[kSlice ? kSliceRows * kWidth : 1];
+  const int k = s.w_hh->k();
+  const int slice_k = kSlice ? kSliceK : std::max(k, 1);
+  const int group_rows = kSlice ? kSliceRows : s.n;
+  for (int j = s.block_begin; j < s.block_end; ++j) {
+    const float* panel = s.w_hh->panel(j);
+    for (int g0 = 0; g0 < s.n; g0 += group_rows) {
+      const int group = std::min(group_rows, s.n - g0);
+      for (int k0 = 0; k0 < k || k0 == 0; k0 += slice_k) {
+        const int slice = std::min(slice_k, k - k0);
+        const bool first = k0 == 0, last = k0 + slice == k;
+        for (int v0 = 0; v0 < kVecPerGate; v0 += kVecs) {
+          for_each_row_tile<kRows>(group, [&](int r0, int height) {
+            with_height<kRows>(height, [&](auto rows) {
+              constexpr int R = decltype(rows)::value;
+              const int n0 = g0 + r0;
+              V acc[R][G * kVecs];
+              tile_dot<R, G, kVecs>(s.h_prev + n0 * s.ldh_prev + k0, s.ldh_prev,
+                                    panel + static_cast<std::ptrdiff_t>(k0) * kWidth, slice, kWidth,
+                                    v0, acc);
+              if constexpr (kSlice) {
+                for (int r = 0; r < R; ++r)
+                  for (int gate = 0; gate < G; ++gate)
+                    for (int v = 0; v < kVecs; ++v) {
+                      float* p =
+                          partial + (r0 + r) * kWidth + gate * kUnitBlock + (v0 + v) * kLanes;
+                      V& a = acc[r][gate * kVecs + v];
+                      if (!first) a = add(a, load(p));
+                      if (!last) store(p, a);
+                    }
+              }
+              if (last) update_tile<kKind, R, kVecs>(s, j, n0, v0, acc);
+            });
+          });
+        }
+      }
+    }
+  }
+}
+
 // One time step of one cell kind for blocks [block_begin, block_end).
 template <CellKind kKind>
 void step(const StepArgs& s) noexcept {
@@ -355,21 +408,7 @@ void step(const StepArgs& s) noexcept {
     }
     return;
   }
-  constexpr int kRows = Tile<G>::kRows, kVecs = Tile<G>::kVecs;
-  for (int j = s.block_begin; j < s.block_end; ++j) {
-    const float* panel = s.w_hh->panel(j);
-    for (int v0 = 0; v0 < kVecPerGate; v0 += kVecs) {
-      for_each_row_tile<kRows>(s.n, [&](int n0, int height) {
-        with_height<kRows>(height, [&](auto rows) {
-          constexpr int R = decltype(rows)::value;
-          V acc[R][G * kVecs];
-          tile_dot<R, G, kVecs>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, panel, k, G * kUnitBlock,
-                                v0, acc);
-          update_tile<kKind, R, kVecs>(s, j, n0, v0, acc);
-        });
-      });
-    }
-  }
+  step_batched<kKind>(s);
 }
 
 const KernelTable& make_table(const char* name) noexcept {
