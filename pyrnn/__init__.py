@@ -11,6 +11,7 @@ from .convert import from_torch
 from .io import FormatError, load, save
 from .isa import active_isa, available_isas, cpu_info, set_isa
 from .modules import GRU, LSTM, RNN
+from .stream import Stream
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "LSTMCell",
     "Module",
     "RNNCell",
+    "Stream",
     "active_isa",
     "available_isas",
     "cpu_info",

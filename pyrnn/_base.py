@@ -4,13 +4,16 @@ numpy arrays, and the packed C++ network built from them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from . import _core
 from ._arrays import as_parameter
 from ._spec import Spec
+
+if TYPE_CHECKING:
+    from .stream import Stream
 
 
 class IncompatibleKeys(NamedTuple):
@@ -132,6 +135,15 @@ class Module:
         parameters, _ = checked_parameters(spec, state_dict, True, spec.kind)
         module._install(parameters)
         return module
+
+    def stream(self, batch: int | None = None) -> Stream:
+        """A stream carrying this module's state across calls: ``step`` one time step or
+        ``feed`` a chunk at a time (see pyrnn.Stream). ``batch=None`` takes unbatched inputs;
+        ``batch=N`` advances N independent sequences per call. Bidirectional modules cannot
+        stream (ValueError)."""
+        from .stream import Stream
+
+        return Stream(self, batch)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)  # type: ignore[attr-defined]

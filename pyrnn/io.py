@@ -10,8 +10,8 @@ import itertools
 import json
 import os
 import re
+import secrets
 import struct
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,11 @@ def save(module: Module, path: str | os.PathLike[str]) -> None:
     payload = serialize(module.state_dict(), metadata=metadata)
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+    # Not tempfile.mkstemp: its files are mode 0600, and the rename would keep that. Mode 0666
+    # filtered by the umask gives the permissions open() and torch.save give (0644 usually).
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
     )
     try:
         with os.fdopen(fd, "wb") as file:

@@ -47,7 +47,7 @@ class _SequenceModule(Module):
         c0_array = self._state(c0, "c0", c_shape, batched) if is_lstm else None
 
         features_out = spec.output_size * spec.directions
-        if spec.batch_first:
+        if spec.batch_first and batched:  # unbatched (T, I) input ignores batch_first, as torch
             out = np.empty((rows, steps, features_out), np.float32)
             out_view = out.transpose(1, 0, 2)
         else:

@@ -6,4 +6,6 @@ PYBIND11_MODULE(_core, m) {
   pyrnn::bindings::bind_dispatch(m);
   pyrnn::bindings::bind_network(m);
   pyrnn::bindings::bind_testing(m);
+  pyrnn::bindings::bind_probe(m);
+  pyrnn::bindings::bind_stream(m);
 }

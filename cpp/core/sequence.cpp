@@ -133,12 +133,10 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       float* cell_out = config.proj_size > 0 ? workspace.cell_output() : state.h_next();
       const std::ptrdiff_t ld_cell =
           config.proj_size > 0 ? padded_units(config.hidden_size) : state.ld_h();
-      StepArgs args{&weights.w_hh, workspace.projected() + t * rows * ld_projected,
-                    ld_projected,  weights.recurrent_bias.data(),
-                    state.h(),     state.ld_h(),
-                    cell_out,      ld_cell,
-                    state.c(),     state.ld_c(),
-                    rows,          0,
+      const float* xp = workspace.projected() + t * rows * ld_projected;
+      StepArgs args{&weights.w_hh, xp,           ld_projected, weights.recurrent_bias.data(),
+                    state.h(),     state.ld_h(), cell_out,     ld_cell,
+                    state.c(),     state.ld_c(), rows,         0,
                     blocks};
       if (!state.odd_step()) {
         step(args);
@@ -181,18 +179,7 @@ void forward(const KernelTable& kernels, const Network& network, SequenceIn x, S
   Workspace workspace(config, rows, default_chunk_steps(rows, x.steps));
 
   if (dirs == 1) {
-    // Layer after layer within each chunk: scratch stays one chunk deep however long T is.
-    const int chunk = workspace.chunk_steps();
-    for (int t0 = 0; t0 < x.steps; t0 += chunk) {
-      const int t1 = std::min(x.steps, t0 + chunk);
-      SequenceIn in = x.time_slice(t0, t1);
-      for (int l = 0; l < layers; ++l) {
-        const SequenceOut dst =
-            l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
-        run_layer(kernels, network, l, 0, in, dst, states[l], workspace);
-        in = dst;
-      }
-    }
+    run_unidirectional(kernels, network, x, out, states.data(), workspace);
   } else {
     // The backward direction needs the whole sequence of the layer below: full-length buffers.
     const int features = h_out * dirs;
@@ -219,6 +206,22 @@ void forward(const KernelTable& kernels, const Network& network, SequenceIn x, S
   }
   for (int i = 0; i < layers * dirs; ++i)
     states[i].store(hn ? hn + i * h_block : nullptr, cn ? cn + i * c_block : nullptr);
+}
+
+void run_unidirectional(const KernelTable& kernels, const Network& network, SequenceIn x,
+                        SequenceOut out, LayerState* states, Workspace& workspace) noexcept {
+  const int layers = network.config().num_layers;
+  const int chunk = workspace.chunk_steps();
+  for (int t0 = 0; t0 < x.steps; t0 += chunk) {
+    const int t1 = std::min(x.steps, t0 + chunk);
+    SequenceIn in = x.time_slice(t0, t1);
+    for (int l = 0; l < layers; ++l) {
+      const SequenceOut dst =
+          l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
+      run_layer(kernels, network, l, 0, in, dst, states[l], workspace);
+      in = dst;
+    }
+  }
 }
 
 }  // namespace pyrnn

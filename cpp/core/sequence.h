@@ -105,6 +105,12 @@ int default_chunk_steps(int rows, int steps) noexcept;
 void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
                SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace) noexcept;
 
+// One unidirectional network over every step of `x`, chunk by chunk and layer after layer within
+// each chunk, so scratch stays one chunk deep however long T is. `states` holds num_layers
+// entries carried forward. Shared by forward() and Stream::feed/step; allocates nothing.
+void run_unidirectional(const KernelTable& kernels, const Network& network, SequenceIn x,
+                        SequenceOut out, LayerState* states, Workspace& workspace) noexcept;
+
 // A whole forward pass. h0/c0 (may be null: zeros) and hn/cn are compact contiguous
 // (L*D, N, P) and (L*D, N, H) arrays; cn is ignored unless the cell is an LSTM.
 void forward(const KernelTable& kernels, const Network& network, SequenceIn x, SequenceOut out,

@@ -1,0 +1,100 @@
+#include "core/stream.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace pyrnn {
+namespace {
+
+// Feeds are processed this many GEMM rows at a time (as forward() does): enough to amortise
+// reading W_ih, small enough that the scratch of a stream stays a few KB per row.
+int stream_chunk_steps(int rows) { return default_chunk_steps(rows, 1 << 30); }
+
+const NetworkConfig& checked_config(const std::shared_ptr<const Network>& network, int rows) {
+  if (!network) throw std::invalid_argument("network: expected a network, got null");
+  if (network->config().bidirectional)
+    throw std::invalid_argument(
+        "network: a stream needs a unidirectional network; a bidirectional one reads the "
+        "sequence backwards, which needs every future step before the first output");
+  if (rows < 1)
+    throw std::invalid_argument("rows: expected at least 1, got " + std::to_string(rows));
+  return network->config();
+}
+
+std::vector<LayerState> make_states(const NetworkConfig& config, int rows) {
+  std::vector<LayerState> states;
+  states.reserve(config.num_layers);
+  for (int l = 0; l < config.num_layers; ++l) states.emplace_back(config, rows);
+  return states;
+}
+
+}  // namespace
+
+Stream::Exclusive::Exclusive(const Stream& stream) : flag_(stream.in_use_) {
+  if (flag_.exchange(true, std::memory_order_acquire))
+    throw std::runtime_error(
+        "stream is already in use by another thread; use one stream per thread (clone() forks "
+        "one) or serialise the calls");
+}
+
+Stream::Stream(std::shared_ptr<const Network> network, int rows)
+    : network_(std::move(network)),
+      rows_(rows),
+      states_(make_states(checked_config(network_, rows), rows)),
+      workspace_(network_->config(), rows, stream_chunk_steps(rows)) {}
+
+std::vector<LayerState> Stream::copy_states(const Stream& other) {
+  const Exclusive exclusive(other);
+  return other.states_;
+}
+
+Stream::Stream(const Stream& other)
+    : network_(other.network_),
+      rows_(other.rows_),
+      states_(copy_states(other)),
+      workspace_(network_->config(), rows_, other.workspace_.chunk_steps()) {}
+
+void Stream::step(const KernelTable& kernels, const float* x, std::ptrdiff_t ldx, float* out,
+                  std::ptrdiff_t ldout) {
+  const int input = config().input_size, output = config().output_size();
+  feed(kernels, SequenceIn{x, ldx * rows_, ldx, 1, rows_, input},
+       SequenceOut{out, ldout * rows_, ldout, 1, rows_, output});
+}
+
+void Stream::feed(const KernelTable& kernels, SequenceIn x, SequenceOut out) {
+  const Exclusive exclusive(*this);
+  run_unidirectional(kernels, *network_, x, out, states_.data(), workspace_);
+}
+
+void Stream::reset() {
+  const Exclusive exclusive(*this);
+  for (LayerState& state : states_) state.reset();
+}
+
+void Stream::reset_row(int n) {
+  if (n < 0 || n >= rows_)
+    throw std::out_of_range("rows: expected indices in [0, " + std::to_string(rows_) + "), got " +
+                            std::to_string(n));
+  const Exclusive exclusive(*this);
+  for (LayerState& state : states_) state.reset_row(n);
+}
+
+void Stream::get_state(float* h, float* c) const {
+  const Exclusive exclusive(*this);
+  const std::size_t h_block = static_cast<std::size_t>(rows_) * config().output_size();
+  const std::size_t c_block = static_cast<std::size_t>(rows_) * config().hidden_size;
+  const bool lstm = config().kind == CellKind::Lstm;
+  for (std::size_t l = 0; l < states_.size(); ++l)
+    states_[l].store(h + l * h_block, lstm && c ? c + l * c_block : nullptr);
+}
+
+void Stream::set_state(const float* h, const float* c) {
+  const Exclusive exclusive(*this);
+  const std::size_t h_block = static_cast<std::size_t>(rows_) * config().output_size();
+  const std::size_t c_block = static_cast<std::size_t>(rows_) * config().hidden_size;
+  const bool lstm = config().kind == CellKind::Lstm;
+  for (std::size_t l = 0; l < states_.size(); ++l)
+    states_[l].load(h + l * h_block, lstm && c ? c + l * c_block : nullptr);
+}
+
+}  // namespace pyrnn

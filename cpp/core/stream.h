@@ -1,0 +1,71 @@
+// A stateful stream over a unidirectional network: the recurrent state of every layer for N
+// independent rows, advanced one step (step) or a chunk of steps (feed) at a time, with all
+// scratch preallocated so step and feed never allocate.
+//
+// Shapes: x (N, I) per step or (T, N, I) per chunk, out (N, P) or (T, N, P); state h (L, N, P)
+// and, for LSTM, c (L, N, H) in PyTorch's h_n / c_n layout (compact, contiguous).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "core/kernel_table.h"
+#include "core/network.h"
+#include "core/sequence.h"
+
+namespace pyrnn {
+
+class Stream {
+ public:
+  // Throws std::invalid_argument for a bidirectional network (a backward pass needs the future)
+  // or rows < 1. The network is shared read-only: any number of streams may use it at once.
+  Stream(std::shared_ptr<const Network> network, int rows);
+  // A fork: same network, a copy of `other`'s state, its own scratch.
+  Stream(const Stream& other);
+  Stream& operator=(const Stream&) = delete;
+
+  const NetworkConfig& config() const noexcept { return network_->config(); }
+  const std::shared_ptr<const Network>& network() const noexcept { return network_; }
+  int rows() const noexcept { return rows_; }
+  int chunk_steps() const noexcept { return workspace_.chunk_steps(); }
+
+  // One step: x (N, I) rows `ldx` floats apart -> out (N, P) rows `ldout` floats apart.
+  void step(const KernelTable& kernels, const float* x, std::ptrdiff_t ldx, float* out,
+            std::ptrdiff_t ldout);
+  // x.steps steps (x.rows must equal rows()), the input projection hoisted per chunk.
+  void feed(const KernelTable& kernels, SequenceIn x, SequenceOut out);
+
+  void reset();
+  // Throws std::out_of_range unless 0 <= n < rows().
+  void reset_row(int n);
+  // h (L, N, P), c (L, N, H); c is ignored (may be null) unless the cell is an LSTM.
+  void get_state(float* h, float* c) const;
+  void set_state(const float* h, const float* c);
+
+  // Every public method holds the stream exclusively while it runs; a second thread calling in
+  // meanwhile gets std::runtime_error instead of corrupting the state. Scoped guard, public so
+  // callers (the bindings) can hold it across a longer operation.
+  class Exclusive {
+   public:
+    explicit Exclusive(const Stream& stream);
+    ~Exclusive() { flag_.store(false, std::memory_order_release); }
+    Exclusive(const Exclusive&) = delete;
+    Exclusive& operator=(const Exclusive&) = delete;
+
+   private:
+    std::atomic<bool>& flag_;
+  };
+
+ private:
+  static std::vector<LayerState> copy_states(const Stream& other);
+
+  std::shared_ptr<const Network> network_;
+  int rows_;
+  std::vector<LayerState> states_;  // one per layer
+  Workspace workspace_;
+  mutable std::atomic<bool> in_use_{false};
+};
+
+}  // namespace pyrnn

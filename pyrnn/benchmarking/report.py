@@ -1,0 +1,206 @@
+"""Turning `run_bench`'s dict into the printed tables, the JSON file and the PNG bar chart."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB" if size >= 1 << 20 else f"{size / (1 << 10):g} KiB"
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(header), line(["-" * width for width in widths]), *map(line, rows)]
+
+
+def format_machine(report: dict[str, Any]) -> list[str]:
+    machine, info = report["machine"], report["cpu_info"]
+    features = ", ".join(name for name, present in info["features"].items() if present)
+    peaks = ", ".join(f"{isa} {value:.1f}" for isa, value in machine["fma_peak_by_isa"].items())
+    lines = [
+        f"pyrnn {report['versions']['pyrnn']}: kernels '{info['active']}' "
+        f"(available: {', '.join(info['available'])}; CPU features: {features or 'none'})",
+        f"Machine, one core: FMA peak {machine['fma_peak_gflops']:.1f} GFLOP/s "
+        f"({machine['fma_peak_isa']}; per ISA: {peaks})",
+    ]
+    bandwidth = ", ".join(
+        f"{level} ({_mib(entry['bytes'])}) {entry['gbytes_per_s']:.1f} GB/s"
+        for level, entry in machine["read_bandwidth"].items()
+    )
+    lines.append(f"  read bandwidth: {bandwidth}")
+    return lines
+
+
+def format_model(report: dict[str, Any]) -> list[str]:
+    model = report["model"]
+    config = model["config"]
+    shape = f"{config['kind']} I={config['input_size']} H={config['hidden_size']}"
+    if "num_layers" in config:
+        shape += f" layers={config['num_layers']}"
+    lines = [
+        f"Model {os.path.basename(model['path'])} ({shape}), batch 1, T={model['steps']}, "
+        f"{model['flops_per_step'] / 1e6:.3f} MFLOP/step:"
+    ]
+    names = {"sequence": "whole sequence", "step": "step by step (a call per step)"}
+    rows = [
+        [
+            names[mode],
+            f"{entry['us_per_step']:.2f}",
+            f"{entry['gflops']:.2f}",
+            f"{entry['pct_peak']:.1f}",
+        ]
+        for mode, entry in model["modes"].items()
+    ]
+    lines += _table(["mode", "us/step", "GFLOP/s", "% peak"], rows, {1, 2, 3})
+    return lines
+
+
+def format_comparison(report: dict[str, Any]) -> list[str]:
+    if not report["workloads"]:
+        return []
+    tolerance = report["tolerance"]
+    timing = report["timing"]
+    lines = [
+        f"Comparison (median of {timing['repeats']} runs after {timing['warmup']} warm-up; "
+        "engines timed round-robin, one call each per round).",
+        "Every output is checked against pyrnn's scalar path: "
+        f"|err| <= {tolerance['atol']:g} + {tolerance['rtol']:g}*|ref|.",
+        "% peak is of ONE core's FMA peak (default-thread engines may use every core).",
+        "x pyrnn = engine time / pyrnn time: > 1 means pyrnn is faster.",
+    ]
+    header = ["workload", "engine", "threads", "us/step", "GFLOP/s", "% peak", "x pyrnn", "max err"]
+    rows = []
+    for workload in report["workloads"]:
+        bound = workload["bound"]
+        rows.append(
+            [
+                workload["name"],
+                "bound",
+                "1",
+                f"{bound['us']:.2f}",
+                f"{workload['flops_per_step'] / (bound['us'] * 1e3):.1f}",
+                "",
+                "",
+                bound["limit"],
+            ]
+        )
+        for result in workload["results"]:
+            if result["status"] == "ok":
+                rows.append(
+                    [
+                        "",
+                        result["engine"],
+                        result["threads"],
+                        f"{result['us_per_step']:.2f}",
+                        f"{result['gflops']:.1f}",
+                        f"{result['pct_peak']:.1f}",
+                        f"{result['ratio_vs_pyrnn']:.2f}" if "ratio_vs_pyrnn" in result else "-",
+                        f"{result['max_abs_err']:.1e}",
+                    ]
+                )
+            else:
+                rows.append(
+                    [
+                        "",
+                        result["engine"],
+                        result.get("threads", "-"),
+                        result["status"],
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+    lines += _table(header, rows, {3, 4, 5, 6})
+    notes = [
+        f"  {w['name']}: {w['description']}; recurrent weights {_mib(w['bound']['weight_bytes'])} "
+        f"({w['bound']['weights_level']}) read at {w['bound']['weights_gbytes_per_s']:.1f} GB/s"
+        for w in report["workloads"]
+    ]
+    lines += [
+        "Workloads. bound = a lower bound for one core: max(FLOPs at the FMA peak, recurrent",
+        "weights read once at the bandwidth measured for a buffer of their size):",
+        *notes,
+    ]
+    problems = [
+        f"  {workload['name']} / {result['engine']}: {result['status']}: {result['reason']}"
+        for workload in report["workloads"]
+        for result in workload["results"]
+        if result["status"] != "ok"
+    ]
+    if problems:
+        lines += ["Not timed:", *problems]
+    return lines
+
+
+def format_report(report: dict[str, Any]) -> str:
+    sections = [format_machine(report), format_model(report), format_comparison(report)]
+    return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
+
+
+def write_json(report: dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(report, file, indent=2)
+        file.write("\n")
+
+
+def write_png(report: dict[str, Any], path: str) -> bool:
+    """A bar chart of us/step per engine, one panel per workload (and the model's modes).
+    Returns False, writing nothing, when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels: list[tuple[str, list[str], list[float], float | None]] = []
+    model = report["model"]
+    panels.append(
+        (
+            f"model {os.path.basename(model['path'])}",
+            list(model["modes"]),
+            [entry["us_per_step"] for entry in model["modes"].values()],
+            None,
+        )
+    )
+    for workload in report["workloads"]:
+        ok = [r for r in workload["results"] if r["status"] == "ok"]
+        panels.append(
+            (
+                workload["name"],
+                [f"{r['engine']}" for r in ok],
+                [r["us_per_step"] for r in ok],
+                workload["bound"]["us"],
+            )
+        )
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 1.2 + 1.6 * len(panels)), squeeze=False)
+    for axis, (title, labels, values, bound) in zip(axes[:, 0], panels, strict=True):
+        colors = ["tab:orange" if label == "pyrnn" else "tab:blue" for label in labels]
+        axis.barh(labels, values, color=colors)
+        axis.invert_yaxis()
+        if bound is not None:
+            axis.axvline(bound, color="black", linestyle="--", linewidth=1, label="bound")
+            axis.legend(loc="lower right", fontsize=7)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("us per step (lower is better)", fontsize=8)
+        axis.tick_params(labelsize=8)
+    figure.suptitle(
+        f"pyrnn {report['versions']['pyrnn']} ({report['cpu_info']['active']}), "
+        f"FMA peak {report['machine']['fma_peak_gflops']:.0f} GFLOP/s",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True

@@ -1,0 +1,348 @@
+"""Runs `pyrnn bench`: machine probes, the bundled (or given) model in whole-sequence and
+step-by-step use, and, with compare, every selected workload on every engine. Each engine's
+output is checked against pyrnn's scalar path before it is timed; times are medians over
+repeats after a warm-up. Returns one JSON-ready dict; report.py formats it."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, isa
+from .._base import Module
+from ..io import load
+from .engines import Engine, Runner, Unavailable, sequence_engines
+from .machine import lower_bound_us, measure_machine, weights_bandwidth
+from .workloads import WORKLOADS, SequenceWorkload, flops_per_step, recurrent_weight_bytes
+
+# Every engine must match pyrnn's scalar path within |y - ref| <= ATOL + RTOL*|ref|. Engines sum
+# in different orders (blocked GEMMs, SIMD lanes, MKL) and the differences compound over up to
+# 1000 recurrent steps; observed gaps are ~1e-6, while a real mistake (a swapped gate, a missing
+# bias) is off by 1e-2 or more, so 1e-4 separates the two with room on both sides.
+ATOL = 1e-4
+RTOL = 1e-4
+
+DEFAULT_MODEL_STEPS = 1000
+QUICK_STEP_DIVISOR = 10
+
+
+@dataclass
+class BenchOptions:
+    model: str | None = None  # None: the bundled default model
+    compare: bool = False
+    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
+    repeats: int | None = None  # None: 5, or 2 with quick
+    warmup: int = 1
+    quick: bool = False
+    probe_seconds: float | None = None  # None: 0.3, or 0.05 with quick
+    seed: int = 0
+
+    @property
+    def effective_repeats(self) -> int:
+        return self.repeats if self.repeats is not None else (2 if self.quick else 5)
+
+    @property
+    def effective_probe_seconds(self) -> float:
+        if self.probe_seconds is not None:
+            return self.probe_seconds
+        return 0.05 if self.quick else 0.3
+
+    def steps(self, steps: int) -> int:
+        return max(10, steps // QUICK_STEP_DIVISOR) if self.quick else steps
+
+
+Progress = Callable[[str], None]
+
+
+def load_default_model() -> tuple[Module, str]:
+    """The bundled speech-style LSTM (see tools/make_default_model.py) and its path."""
+    resource = resources.files("pyrnn").joinpath("models/default.safetensors")
+    with resources.as_file(resource) as path:
+        return load(path), str(path)
+
+
+def time_calls(run: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
+    """Seconds of each of `repeats` calls of run() after `warmup` untimed calls (gc paused)."""
+    for _ in range(warmup):
+        run()
+    times = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    finally:
+        if enabled:
+            gc.enable()
+    return times
+
+
+def scalar_reference(module: Module, x: np.ndarray) -> np.ndarray:
+    """module(x)'s output computed by pyrnn's scalar kernels (the active ISA is restored)."""
+    previous = isa.active_isa()
+    isa.set_isa("scalar")
+    try:
+        return np.asarray(module(x)[0])
+    finally:
+        isa.set_isa(previous)
+
+
+def _timing_summary(times: list[float], steps: int, flops: float, peak: float) -> dict[str, Any]:
+    median = float(np.median(times))
+    us = median / steps * 1e6
+    gflops = flops / (us * 1e3)
+    return {
+        "median_s": median,
+        "min_s": float(min(times)),
+        "times_s": times,
+        "us_per_step": us,
+        "gflops": gflops,
+        "pct_peak": 100.0 * gflops / peak,
+    }
+
+
+def prepare_engine(
+    engine: Engine, module: Module, x: np.ndarray, reference: np.ndarray
+) -> tuple[dict[str, Any], Runner | None]:
+    """Prepares `engine` and checks its output against `reference`. The runner comes back only
+    when the output matches: the speed of a wrong result means nothing."""
+    result: dict[str, Any] = {"engine": engine.name, "library": engine.library}
+    try:
+        runner = engine.prepare(module, x)
+    except Unavailable as reason:
+        return {**result, "status": "unavailable", "reason": str(reason)}, None
+    result["threads"] = runner.threads
+    try:
+        with runner.context():
+            output = np.asarray(runner.run())
+    except Exception as error:  # an engine failing must not sink the rest of the comparison
+        return {**result, "status": "error", "reason": f"{type(error).__name__}: {error}"}, None
+    if output.shape != reference.shape:
+        reason = f"output shape {output.shape}, expected {reference.shape}"
+        return {**result, "status": "mismatch", "reason": reason}, None
+    error = np.abs(output - reference)
+    result["max_abs_err"] = float(error.max())
+    if bool(np.any(~(error <= ATOL + RTOL * np.abs(reference)))):  # NaN counts as a mismatch
+        reason = f"max |err| {result['max_abs_err']:.3g} vs pyrnn's scalar path"
+        return {**result, "status": "mismatch", "reason": reason}, None
+    return {**result, "status": "ok"}, runner
+
+
+def time_interleaved(runners: list[Runner], repeats: int, warmup: int) -> list[list[float] | str]:
+    """Seconds of `repeats` calls of each runner, after `warmup` untimed calls each. The calls
+    go round-robin (one per runner per round, the order rotated every round) so that load from
+    other processes on a shared machine falls on every engine alike instead of on whichever
+    happened to run during it. A runner that raises gets its error text instead of times."""
+    outcome: list[list[float] | str] = [[] for _ in runners]
+
+    def call(index: int, timed: bool) -> None:
+        if isinstance(outcome[index], str):
+            return
+        try:
+            with runners[index].context():
+                start = time.perf_counter()
+                runners[index].run()
+                elapsed = time.perf_counter() - start
+        except Exception as error:  # one engine failing must not sink the others
+            outcome[index] = f"{type(error).__name__}: {error}"
+            return
+        if timed:
+            outcome[index].append(elapsed)  # type: ignore[union-attr]
+
+    for index in range(len(runners)):
+        for _ in range(warmup):
+            call(index, timed=False)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for round_ in range(repeats):
+            for offset in range(len(runners)):
+                call((round_ + offset) % len(runners), timed=True)
+    finally:
+        if enabled:
+            gc.enable()
+    return outcome
+
+
+def run_engines(
+    engines: list[Engine],
+    module: Module,
+    x: np.ndarray,
+    reference: np.ndarray,
+    flops: float,
+    peak: float,
+    options: BenchOptions,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Every engine on one input: prepared and verified one by one, then timed together."""
+    prepared = []
+    for engine in engines:
+        if progress:
+            progress(f"preparing and verifying {engine.name}")
+        prepared.append(prepare_engine(engine, module, x, reference))
+    timed = [(result, runner) for result, runner in prepared if runner is not None]
+    if progress:
+        progress(f"timing {len(timed)} engines, interleaved")
+    outcomes = time_interleaved(
+        [runner for _, runner in timed], options.effective_repeats, options.warmup
+    )
+    for (result, _), outcome in zip(timed, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.update(status="error", reason=outcome)
+        else:
+            result.update(_timing_summary(outcome, x.shape[0], flops, peak))
+    return [result for result, _ in prepared]
+
+
+def run_engine(
+    engine: Engine,
+    module: Module,
+    x: np.ndarray,
+    reference: np.ndarray,
+    flops: float,
+    peak: float,
+    options: BenchOptions,
+) -> dict[str, Any]:
+    """One engine on one input: prepare, verify against `reference`, then time."""
+    return run_engines([engine], module, x, reference, flops, peak, options)[0]
+
+
+def run_sequence_workload(
+    workload: SequenceWorkload, machine: dict[str, Any], options: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    steps = options.steps(workload.steps)
+    module = workload.module(options.seed)
+    x = workload.inputs(steps, options.seed)
+    flops = flops_per_step(module.config, workload.batch)
+    weight_bytes = recurrent_weight_bytes(module.config)
+    progress(f"{workload.name}: bandwidth of its {weight_bytes} bytes of recurrent weights")
+    bandwidth = weights_bandwidth(weight_bytes, options.effective_probe_seconds)
+    progress(f"{workload.name}: scalar reference")
+    reference = scalar_reference(module, x)
+    results = run_engines(
+        sequence_engines(),
+        module,
+        x,
+        reference,
+        flops,
+        machine["fma_peak_gflops"],
+        options,
+        lambda message: progress(f"{workload.name}: {message}"),
+    )
+    base = next((r for r in results if r["engine"] == "pyrnn" and r["status"] == "ok"), None)
+    for result in results:
+        if base is not None and result["status"] == "ok":
+            result["ratio_vs_pyrnn"] = result["us_per_step"] / base["us_per_step"]
+    return {
+        "name": workload.name,
+        "category": workload.category,
+        "description": workload.describe(steps),
+        "workload": {**asdict(workload), "steps": steps},
+        "flops_per_step": flops,
+        "bound": lower_bound_us(flops, weight_bytes, machine, bandwidth),
+        "results": results,
+    }
+
+
+# Streaming workloads (streaming issue) register their runner here under their category.
+RUNNERS: dict[str, Callable[[Any, dict[str, Any], BenchOptions, Progress], dict[str, Any]]] = {
+    "sequence": run_sequence_workload,
+}
+
+
+def run_model(
+    module: Module, path: str, machine: dict[str, Any], options: BenchOptions
+) -> dict[str, Any]:
+    """The given model with batch 1: whole-sequence forward, and step by step (a module call per
+    step carrying the state, as a cell would be used; the streaming API will replace it)."""
+    config = module.config
+    steps = options.steps(DEFAULT_MODEL_STEPS)
+    rng = np.random.default_rng(options.seed)
+    x = rng.standard_normal((steps, 1, config["input_size"]), dtype=np.float32)
+    peak = machine["fma_peak_gflops"]
+    is_cell = config["kind"].endswith("_cell")
+    flops_config = {**config, "kind": config["kind"].removesuffix("_cell")}
+    flops = flops_per_step(flops_config, 1)
+    modes: dict[str, Any] = {}
+    if not is_cell:
+        times = time_calls(lambda: module(x), options.effective_repeats, options.warmup)
+        modes["sequence"] = _timing_summary(times, steps, flops, peak)
+
+    def step_by_step() -> None:
+        state = None
+        if is_cell:
+            for t in range(steps):
+                state = module(x[t], state)
+        else:
+            for t in range(steps):
+                _, state = module(x[t : t + 1], state)
+
+    times = time_calls(step_by_step, options.effective_repeats, options.warmup)
+    modes["step"] = _timing_summary(times, steps, flops, peak)
+    return {
+        "path": path,
+        "config": config,
+        "steps": steps,
+        "batch": 1,
+        "flops_per_step": flops,
+        "modes": modes,
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"pyrnn": __version__, "numpy": np.__version__}
+    for name in ("torch", "onnxruntime", "onnx"):
+        module = sys.modules.get(name)
+        versions[name] = getattr(module, "__version__", None) if module else None
+    return versions
+
+
+def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[str, Any]:
+    """Everything `pyrnn bench` measures, as one JSON-ready dict."""
+    progress = progress or (lambda message: None)
+    unknown = [name for name in options.workloads if name not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"workloads: unknown {unknown}; expected some of {', '.join(WORKLOADS)}")
+    # Loaded before the probes run, so a bad --model fails fast.
+    if options.model is None:
+        module, path = load_default_model()
+    else:
+        module, path = load(options.model), options.model
+
+    progress("measuring the machine")
+    machine = measure_machine(options.effective_probe_seconds)
+    progress("timing the model")
+    report: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        },
+        "cpu_info": isa.cpu_info(),
+        "options": asdict(options),
+        "timing": {"repeats": options.effective_repeats, "warmup": options.warmup},
+        "tolerance": {"atol": ATOL, "rtol": RTOL, "reference": "pyrnn scalar path"},
+        "machine": machine,
+        "model": run_model(module, path, machine, options),
+        "workloads": [],
+    }
+    if options.compare:
+        for name in options.workloads:
+            workload = WORKLOADS[name]
+            report["workloads"].append(
+                RUNNERS[workload.category](workload, machine, options, progress)
+            )
+    report["versions"] = _versions()
+    return report

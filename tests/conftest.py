@@ -1,0 +1,26 @@
+"""Shared fixtures: `isa` runs a test once per instruction set this build and CPU support."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pyrnn
+
+# Helper modules of the test suite (numpy_reference.py, ...) import as top-level modules even
+# under --import-mode=importlib.
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(params=pyrnn.available_isas())
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Forces one ISA's kernels for the test and restores the previous choice afterwards."""
+    previous = pyrnn.active_isa()
+    pyrnn.set_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        pyrnn.set_isa(previous)

@@ -1,0 +1,267 @@
+"""Every bad input gets a clear exception: ValueError/TypeError (pyrnn.FormatError, a ValueError,
+for files) whose message names the argument or key, what was expected and what was given.
+Each `match` below checks all three parts of the message."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+import pyrnn
+
+LSTM2 = pyrnn.LSTM(3, 4, num_layers=2, seed=0)  # h0/c0: (2, N, 4)
+GRU = pyrnn.GRU(3, 4, batch_first=True, seed=0)
+RNN_CELL = pyrnn.RNNCell(3, 4, seed=0)
+LSTM_CELL = pyrnn.LSTMCell(3, 4, seed=0)
+X = np.zeros((5, 2, 3), np.float32)
+H = np.zeros((2, 2, 4), np.float32)
+
+_FLOAT_DTYPES = r"expected a real floating dtype \(float16, float32 or float64\), got dtype "
+
+CALL_CASES = [
+    # -- wrong rank
+    ("rank 1 sequence", lambda: LSTM2(np.zeros(3)), ValueError, r"input: expected a 2-D \(T, I\) unbatched or 3-D \(T, N, I\) batched array, got shape \(3,\)"),
+    ("rank 4 sequence", lambda: GRU(np.zeros((1, 2, 3, 3))), ValueError, r"input: expected .*3-D \(N, T, I\) batched array, got shape \(1, 2, 3, 3\)"),
+    ("rank 0 sequence", lambda: LSTM2(np.float32(1)), ValueError, r"input: expected a 2-D .* got shape \(\)"),
+    ("rank 3 cell", lambda: RNN_CELL(np.zeros((1, 2, 3))), ValueError, r"input: expected a 1-D \(I,\) unbatched or 2-D \(N, I\) batched array, got shape \(1, 2, 3\)"),
+    ("rank 0 cell", lambda: LSTM_CELL(np.float32(1)), ValueError, r"input: expected a 1-D .* got shape \(\)"),
+    # -- wrong feature size
+    ("features", lambda: LSTM2(np.zeros((5, 2, 4))), ValueError, r"input: expected input_size=3 features in the last axis, got 4"),
+    ("features unbatched", lambda: GRU(np.zeros((5, 1))), ValueError, r"input: expected input_size=3 .* got 1"),
+    ("features cell", lambda: RNN_CELL(np.zeros((2, 17))), ValueError, r"input: expected input_size=3 .* got 17"),
+    # -- states: mismatched batch, wrong rank, wrong size
+    ("h0 batch", lambda: LSTM2(X, (np.zeros((2, 3, 4)), H)), ValueError, r"h0: expected shape \(2, 2, 4\), got \(2, 3, 4\)"),
+    ("c0 batch", lambda: LSTM2(X, (H, np.zeros((2, 1, 4)))), ValueError, r"c0: expected shape \(2, 2, 4\), got \(2, 1, 4\)"),
+    ("h0 layers", lambda: LSTM2(X, (np.zeros((1, 2, 4)), H)), ValueError, r"h0: expected shape \(2, 2, 4\), got \(1, 2, 4\)"),
+    ("h0 hidden", lambda: GRU(np.zeros((2, 5, 3)), np.zeros((1, 2, 5))), ValueError, r"h0: expected shape \(1, 2, 4\), got \(1, 2, 5\)"),
+    ("h0 3-D for unbatched", lambda: GRU(np.zeros((5, 3)), np.zeros((1, 1, 4))), ValueError, r"h0: expected shape \(1, 4\), got \(1, 1, 4\)"),
+    ("h0 2-D for batched", lambda: GRU(np.zeros((2, 5, 3)), np.zeros((1, 4))), ValueError, r"h0: expected shape \(1, 2, 4\), got \(1, 4\)"),
+    ("lstm hx not a pair", lambda: LSTM2(X, H), TypeError, r"hx: expected None or a pair \(h, c\), got ndarray"),
+    ("lstm hx triple", lambda: LSTM2(X, (H, H, H)), TypeError, r"hx: expected None or a pair \(h, c\), got tuple"),
+    ("cell hx batch", lambda: RNN_CELL(np.zeros((2, 3)), np.zeros((3, 4))), ValueError, r"hx: expected shape \(2, 4\), got \(3, 4\)"),
+    ("cell hx rank", lambda: RNN_CELL(np.zeros(3), np.zeros((1, 4))), ValueError, r"hx: expected shape \(4,\), got \(1, 4\)"),
+    ("lstm cell c batch", lambda: LSTM_CELL(np.zeros((2, 3)), (np.zeros((2, 4)), np.zeros((1, 4)))), ValueError, r"hx\[1\]: expected shape \(2, 4\), got \(1, 4\)"),
+    ("lstm cell hx not a pair", lambda: LSTM_CELL(np.zeros((2, 3)), np.zeros((2, 4))), TypeError, r"hx: expected None or a pair \(h, c\), got ndarray"),
+    # -- wrong dtype: input, states
+    ("complex", lambda: LSTM2(X.astype(np.complex64)), TypeError, r"input: " + _FLOAT_DTYPES + "complex64"),
+    ("object", lambda: LSTM2(X.astype(object)), TypeError, r"input: " + _FLOAT_DTYPES + "object"),
+    ("string", lambda: LSTM2(np.full((5, 2, 3), "a")), TypeError, r"input: " + _FLOAT_DTYPES + "<U1"),
+    ("int", lambda: LSTM2(X.astype(np.int64)), TypeError, r"input: " + _FLOAT_DTYPES + "int64"),
+    ("bool", lambda: RNN_CELL(np.zeros(3, bool)), TypeError, r"input: " + _FLOAT_DTYPES + "bool"),
+    ("None input", lambda: GRU(None), TypeError, r"input: " + _FLOAT_DTYPES + "object"),
+    ("int list", lambda: GRU([[[1, 2, 3]]]), TypeError, r"input: " + _FLOAT_DTYPES + "int64"),
+    ("ragged list", lambda: GRU([[[1.0, 2.0, 3.0]], [[1.0]]]), TypeError, r"input: expected an array of real floats, got list that numpy cannot read"),
+    ("torch complex", lambda: LSTM2(torch.zeros(5, 2, 3, dtype=torch.complex64)), TypeError, r"input: " + _FLOAT_DTYPES + "complex64"),
+    ("torch int", lambda: LSTM2(torch.zeros(5, 2, 3, dtype=torch.int32)), TypeError, r"input: " + _FLOAT_DTYPES + "int32"),
+    ("complex h0", lambda: LSTM2(X, (H.astype(complex), H)), TypeError, r"h0: " + _FLOAT_DTYPES + "complex128"),
+    ("string c0", lambda: LSTM2(X, (H, np.full((2, 2, 4), "x"))), TypeError, r"c0: " + _FLOAT_DTYPES + "<U1"),
+    ("int cell hx", lambda: RNN_CELL(np.zeros(3), np.zeros(4, int)), TypeError, r"hx: " + _FLOAT_DTYPES + "int64"),
+    # -- T = 0
+    ("T=0", lambda: LSTM2(np.zeros((0, 2, 3))), ValueError, r"input: expected a sequence of at least 1 time step, got 0"),
+    ("T=0 batch_first", lambda: GRU(np.zeros((2, 0, 3))), ValueError, r"input: expected a sequence of at least 1 time step, got 0"),
+    ("T=0 unbatched", lambda: GRU(np.zeros((0, 3))), ValueError, r"input: expected a sequence of at least 1 time step, got 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [pytest.param(call, error, message, id=name) for name, call, error, message in CALL_CASES],
+)
+def test_bad_call(call: Callable[[], Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message) as info:
+        call()
+    assert type(info.value) is error  # exactly ValueError/TypeError, not a subclass
+
+
+CONSTRUCTOR_CASES = [
+    ("negative input_size", lambda: pyrnn.LSTM(-1, 4), ValueError, r"input_size: expected an int >= 1, got -1"),
+    ("zero hidden_size", lambda: pyrnn.GRU(3, 0), ValueError, r"hidden_size: expected an int >= 1, got 0"),
+    ("zero num_layers", lambda: pyrnn.RNN(3, 4, num_layers=0), ValueError, r"num_layers: expected an int >= 1, got 0"),
+    ("negative cell size", lambda: pyrnn.GRUCell(3, -2), ValueError, r"hidden_size: expected an int >= 1, got -2"),
+    ("proj_size = hidden", lambda: pyrnn.LSTM(3, 4, proj_size=4), ValueError, r"proj_size: expected 0 or less than hidden_size=4, got 4"),
+    ("proj_size > hidden", lambda: pyrnn.LSTM(3, 4, proj_size=9), ValueError, r"proj_size: expected 0 or less than hidden_size=4, got 9"),
+    ("negative proj_size", lambda: pyrnn.LSTM(3, 4, proj_size=-1), ValueError, r"proj_size: expected an int >= 0, got -1"),
+    ("nonlinearity typo", lambda: pyrnn.RNN(3, 4, nonlinearity="tahn"), ValueError, r"nonlinearity: expected 'tanh' or 'relu', got 'tahn'"),
+    ("nonlinearity case", lambda: pyrnn.RNNCell(3, 4, nonlinearity="ReLU"), ValueError, r"nonlinearity: expected 'tanh' or 'relu', got 'ReLU'"),
+    ("bool input_size", lambda: pyrnn.LSTM(True, 4), TypeError, r"input_size: expected an int, got bool True"),
+    ("float input_size", lambda: pyrnn.LSTM(3.0, 4), TypeError, r"input_size: expected an int, got float 3.0"),
+    ("float hidden_size", lambda: pyrnn.RNNCell(3, 4.5), TypeError, r"hidden_size: expected an int, got float 4.5"),
+    ("float num_layers", lambda: pyrnn.GRU(3, 4, num_layers=2.0), TypeError, r"num_layers: expected an int, got float 2.0"),
+    ("str hidden_size", lambda: pyrnn.LSTMCell(3, "4"), TypeError, r"hidden_size: expected an int, got str '4'"),
+    ("float proj_size", lambda: pyrnn.LSTM(3, 4, proj_size=1.0), TypeError, r"proj_size: expected an int, got float 1.0"),
+    ("dropout > 1", lambda: pyrnn.LSTM(3, 4, dropout=1.5), ValueError, r"dropout: expected a float in \[0, 1\], got 1.5"),
+    ("dropout str", lambda: pyrnn.GRU(3, 4, dropout="0.1"), TypeError, r"dropout: expected a float in \[0, 1\], got '0.1'"),
+    ("bidirectional str", lambda: pyrnn.GRU(3, 4, bidirectional="yes"), TypeError, r"bidirectional: expected a bool, got str 'yes'"),
+    ("bias 2", lambda: pyrnn.RNN(3, 4, bias=2), TypeError, r"bias: expected a bool, got int 2"),
+    ("batch_first None", lambda: pyrnn.LSTM(3, 4, batch_first=None), TypeError, r"batch_first: expected a bool, got NoneType None"),
+    ("from_torch Linear", lambda: pyrnn.from_torch(torch.nn.Linear(3, 4)), TypeError, r"module: expected torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell, got torch.nn.modules.linear.Linear"),
+    ("from_torch Sequential", lambda: pyrnn.from_torch(torch.nn.Sequential(torch.nn.LSTM(3, 4))), TypeError, r"module: expected torch.nn.RNN, .* got torch.nn.modules.container.Sequential"),
+    ("from_torch array", lambda: pyrnn.from_torch(np.zeros(3)), TypeError, r"module: expected torch.nn.RNN, .* got numpy.ndarray"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [pytest.param(c, e, m, id=name) for name, c, e, m in CONSTRUCTOR_CASES],
+)
+def test_bad_constructor_or_conversion(
+    call: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_positional_arguments_follow_torch() -> None:
+    """torch.nn.RNN's fourth positional argument is nonlinearity; LSTM's is bias."""
+    assert pyrnn.RNN(3, 4, 2, "relu").config["nonlinearity"] == "relu"
+    assert pyrnn.LSTM(3, 4, 2, False).config["bias"] is False
+    assert pyrnn.RNNCell(3, 4, False, "relu").config == {
+        "kind": "rnn_cell",
+        "input_size": 3,
+        "hidden_size": 4,
+        "bias": False,
+        "nonlinearity": "relu",
+    }
+
+
+# -- state_dict keys ------------------------------------------------------------------------
+def _lstm_weights(**changes: Any) -> dict[str, Any]:
+    weights: dict[str, Any] = pyrnn.LSTM(3, 4, seed=1).state_dict()
+    for key, value in changes.items():
+        if value is None:
+            del weights[key]
+        else:
+            weights[key] = value
+    return weights
+
+
+STATE_DICT_CASES = [
+    ("missing key", _lstm_weights(bias_hh_l0=None), True, ValueError, r"state_dict: missing keys \['bias_hh_l0'\] for LSTM\(3, 4\); expected exactly \['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'\]"),
+    ("extra key", _lstm_weights(weight_hr_l0=np.zeros((2, 4))), True, ValueError, r"state_dict: unexpected keys \['weight_hr_l0'\] for LSTM\(3, 4\); expected exactly \['weight_ih_l0'"),
+    ("missing and extra", _lstm_weights(weight_ih_l0=None, weight_ih_l1=np.zeros((16, 4))), True, ValueError, r"missing keys \['weight_ih_l0'\] and unexpected keys \['weight_ih_l1'\]"),
+    ("mis-shaped", _lstm_weights(weight_ih_l0=np.zeros((16, 4))), True, ValueError, r"state_dict\['weight_ih_l0'\]: expected shape \(16, 3\), got \(16, 4\)"),
+    ("mis-shaped bias", _lstm_weights(bias_ih_l0=np.zeros((16, 1))), False, ValueError, r"state_dict\['bias_ih_l0'\]: expected shape \(16,\), got \(16, 1\)"),
+    ("transposed weight", _lstm_weights(weight_hh_l0=np.zeros((4, 16))), False, ValueError, r"state_dict\['weight_hh_l0'\]: expected shape \(16, 4\), got \(4, 16\)"),
+    ("complex weight", _lstm_weights(weight_ih_l0=np.zeros((16, 3), complex)), True, TypeError, r"state_dict\['weight_ih_l0'\]: " + _FLOAT_DTYPES + "complex128"),
+    ("int weight", _lstm_weights(bias_hh_l0=np.zeros(16, int)), True, TypeError, r"state_dict\['bias_hh_l0'\]: " + _FLOAT_DTYPES + "int64"),
+    ("None weight", _lstm_weights(weight_hh_l0=np.array(None)), True, TypeError, r"state_dict\['weight_hh_l0'\]: " + _FLOAT_DTYPES + "object"),
+    ("not a mapping", [("weight_ih_l0", np.zeros((16, 3)))], True, TypeError, r"state_dict: expected a mapping of key -> array, got list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("state_dict", "strict", "error", "message"),
+    [pytest.param(*case[1:], id=case[0]) for case in STATE_DICT_CASES],
+)
+def test_bad_state_dict(
+    state_dict: Any, strict: bool, error: type[Exception], message: str
+) -> None:
+    module = pyrnn.LSTM(3, 4, seed=0)
+    before = module.state_dict()
+    with pytest.raises(error, match=message):
+        module.load_state_dict(state_dict, strict=strict)
+    for key, value in module.state_dict().items():  # all or nothing
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_cell_state_dict_key_names() -> None:
+    with pytest.raises(ValueError, match=r"missing keys \['weight_ih', 'weight_hh', 'bias_ih', "):
+        pyrnn.GRUCell(3, 4).load_state_dict(pyrnn.GRU(3, 4).state_dict())
+
+
+# -- files ------------------------------------------------------------------------------------
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _with_header(path: Path, header: bytes, data: bytes = b"") -> Path:
+    return _write(path, struct.pack("<Q", len(header)) + header + data)
+
+
+def _with_metadata(path: Path, metadata: dict[str, str] | None, **shape_changes: Any) -> Path:
+    weights = _lstm_weights(**shape_changes)
+    save_file({k: np.asarray(v, np.float32) for k, v in weights.items()}, path, metadata)
+    return path
+
+
+def _config(**config: Any) -> dict[str, str]:
+    full = {"kind": "lstm", "input_size": 3, "hidden_size": 4, **config}
+    return {"format": "pyrnn", "version": "1", "config": json.dumps(full)}
+
+
+def _all(*parts: str) -> str:
+    """A pattern matching text that contains every part, in any order: for messages whose
+    wording may change while naming the same key, expected and actual values."""
+    return "".join(f"(?=.*{part})" for part in parts)
+
+
+FILE_CASES = [
+    ("text file", lambda p: _write(p, b"hello, this is not a model"), {}, r"header length \d+ exceeds the file \(26 bytes\) .*not a safetensors file or truncated"),
+    ("empty file", lambda p: _write(p, b""), {}, r"0 bytes is too short for a safetensors header"),
+    ("7 bytes", lambda p: _write(p, b"\x01" * 7), {}, r"7 bytes is too short for a safetensors header"),
+    ("header not JSON", lambda p: _with_header(p, b'{"a": 1'), {}, r"header is not valid JSON"),
+    ("header not UTF-8", lambda p: _with_header(p, b"\xff\xfe{}"), {}, r"header is not valid JSON"),
+    ("header a list", lambda p: _with_header(p, b"[1, 2]"), {}, r"header must be a JSON object, got list"),
+    ("metadata not strings", lambda p: _with_header(p, b'{"__metadata__": {"format": 1}}'), {}, r"__metadata__ must map strings to strings"),
+    ("bad dtype", lambda p: _with_header(p, b'{"w": {"dtype": "I8", "shape": [1], "data_offsets": [0, 1]}}', b"\0"), {}, r"tensor 'w': dtype must be one of \['F16', 'F32', 'F64'\], got 'I8'"),
+    ("truncated data", lambda p: _with_header(p, b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', b"\0" * 8), {}, r"tensor 'w': data_offsets \[0, 16\] outside the 8-byte data section"),
+    ("size mismatch", lambda p: _with_header(p, b'{"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}', b"\0" * 16), {}, r"tensor 'w': shape \[3\] of F32 needs 12 bytes, data_offsets give 16"),
+    ("negative shape", lambda p: _with_header(p, b'{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}'), {}, _all(r"tensor 'w'", "non-negative ints", r"got \[-1\]")),
+    ("overlap", lambda p: _with_header(p, b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}', b"\0" * 12), {}, r"tensors 'a' and 'b' overlap"),
+    ("no metadata, no kind", lambda p: _with_metadata(p, None), {}, r"no pyrnn metadata \(format=None\); to load a plain PyTorch state_dict pass kind='lstm'"),
+    ("foreign format, no kind", lambda p: _with_metadata(p, {"format": "pt"}), {}, r"no pyrnn metadata \(format='pt'\)"),
+    ("no version", lambda p: _with_metadata(p, {"format": "pyrnn", "config": "{}"}), {}, r"pyrnn format version None is not supported \(expected '1'\)"),
+    ("future version", lambda p: _with_metadata(p, {**_config(), "version": "2"}), {}, r"pyrnn format version '2' is not supported \(expected '1'\); upgrade pyrnn"),
+    ("no config", lambda p: _with_metadata(p, {"format": "pyrnn", "version": "1"}), {}, r"pyrnn metadata lacks 'config'"),
+    ("config not JSON", lambda p: _with_metadata(p, {**_config(), "config": "{kind: lstm"}), {}, r"metadata 'config' is not JSON"),
+    ("config a list", lambda p: _with_metadata(p, {**_config(), "config": "[1]"}), {}, r"metadata 'config' must be a JSON object, got \[1\]"),
+    ("config lacks hidden_size", lambda p: _with_metadata(p, {**_config(), "config": '{"kind": "lstm", "input_size": 3}'}), {}, r"invalid config: config: missing required fields \['hidden_size'\]"),
+    ("config unknown field", lambda p: _with_metadata(p, _config(colour="red")), {}, r"invalid config: config: unknown fields \['colour'\]; expected some of \["),
+    ("config bad kind", lambda p: _with_metadata(p, _config(kind="transformer")), {}, r"invalid config: kind: expected one of rnn, lstm, gru, rnn_cell, lstm_cell, gru_cell, got 'transformer'"),
+    ("config negative size", lambda p: _with_metadata(p, _config(hidden_size=-4)), {}, r"invalid config: hidden_size: expected an int >= 1, got -4"),
+    ("config float size", lambda p: _with_metadata(p, _config(input_size=3.5)), {}, r"invalid config: input_size: expected an int, got float 3.5"),
+    ("config bool size", lambda p: _with_metadata(p, _config(input_size=True)), {}, r"invalid config: input_size: expected an int, got bool True"),
+    ("config vs weights", lambda p: _with_metadata(p, _config(hidden_size=5)), {}, _all("'weight_ih_l0'", r"\(20, 3\)", r"\(16, 3\)")),
+    ("config more layers", lambda p: _with_metadata(p, _config(num_layers=2)), {}, _all("missing", r"'weight_ih_l1', 'weight_hh_l1', 'bias_ih_l1', 'bias_hh_l1'")),
+    ("file extra key", lambda p: _with_metadata(p, _config(), extra=np.zeros(2)), {}, _all("unexpected", r"\['extra'\]")),
+    ("prefix matches nothing", lambda p: _with_metadata(p, None), {"kind": "lstm", "prefix": "enc."}, r"no tensor key starts with prefix 'enc.'; keys begin \['bias_hh_l0'"),
+    ("kind does not fit", lambda p: _with_metadata(p, None), {"kind": "gru"}, r"'weight_ih_l0' has shape \(16, 3\); a gru needs \(3\*hidden_size, input_size\)"),
+    ("sequence weights as cell", lambda p: _with_metadata(p, None), {"kind": "lstm_cell"}, r"no 'weight_ih' under the prefix; found \['bias_hh_l0'"),
+    ("lstm weights as rnn", lambda p: _with_metadata(p, None), {"kind": "rnn"}, _all("'weight_hh_l0'", r"\(16, 16\)", r"\(16, 4\)")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "message"),
+    [pytest.param(make, options, message, id=name) for name, make, options, message in FILE_CASES],
+)
+def test_bad_file(tmp_path: Path, make, options: dict[str, Any], message: str) -> None:
+    path = make(tmp_path / "model.safetensors")
+    with pytest.raises(pyrnn.FormatError, match=re.escape(str(path)) + ": .*" + message):
+        pyrnn.load(path, **options)
+
+
+def test_format_error_is_a_value_error() -> None:
+    assert issubclass(pyrnn.FormatError, ValueError)
+
+
+def test_unknown_kind_is_a_value_error(tmp_path: Path) -> None:
+    path = _with_metadata(tmp_path / "plain.safetensors", None)
+    with pytest.raises(ValueError, match=r"kind: expected one of rnn, lstm, .* got 'lstmm'"):
+        pyrnn.load(path, kind="lstmm")
+
+
+def test_save_refuses_non_modules(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"module: expected a pyrnn module, got Linear"):
+        pyrnn.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,132 @@
+"""`import pyrnn`, pyrnn.load (pyrnn files and plain state_dicts by prefix), running and saving
+all work in a process where importing torch, onnx or onnxruntime fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file as torch_save_file
+
+import pyrnn
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+    BLOCKED = ("torch", "onnx", "onnxruntime")
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"{name} is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    for name in BLOCKED:
+        sys.modules[name] = None  # `import torch` now raises ImportError
+    """
+)
+
+
+def _run(script: str, cwd: Path) -> str:
+    """Runs `script` after the blocker in a fresh interpreter; returns its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKER + textwrap.dedent(script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_blocker_blocks(tmp_path: Path) -> None:
+    """The harness itself can fail: torch really cannot be imported under the blocker."""
+    out = _run(
+        """
+        for name in ("torch", "onnx", "onnxruntime", "torch.nn"):
+            try:
+                __import__(name)
+            except ImportError:
+                print("blocked", name)
+        """,
+        tmp_path,
+    )
+    assert out.split("\n")[:4] == [
+        "blocked torch",
+        "blocked onnx",
+        "blocked onnxruntime",
+        "blocked torch.nn",
+    ]
+
+
+def test_import_load_run_save_without_torch(tmp_path: Path) -> None:
+    module = pyrnn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, seed=0)
+    pyrnn.save(module, tmp_path / "model.safetensors")
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    expected_out, (expected_h, _) = module(x)
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(3, 4, num_layers=2)
+    state = {f"encoder.rnn.{k}": v for k, v in gru.state_dict().items()}
+    state["head.weight"] = torch.zeros(2, 4)
+    torch_save_file(state, tmp_path / "plain.safetensors")
+    with torch.no_grad():
+        expected_gru, _ = gru(torch.from_numpy(x))
+
+    _run(
+        """
+        import sys
+        import numpy as np
+        import pyrnn
+
+        x = np.load("x.npy")
+        model = pyrnn.load("model.safetensors")
+        out, (h, c) = model(x)
+        np.save("out.npy", out)
+        np.save("h.npy", h)
+        gru = pyrnn.load("plain.safetensors", kind="gru", prefix="encoder.rnn.")
+        np.save("gru.npy", gru(x)[0])
+        pyrnn.save(gru, "gru.safetensors")
+        assert type(pyrnn.load("gru.safetensors")).__name__ == "GRU"
+        try:
+            pyrnn.from_torch(object())
+        except ImportError:
+            pass
+        else:
+            raise AssertionError("from_torch ran without torch")
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] in
+                        ("torch", "onnx", "onnxruntime") and sys.modules[name] is not None)
+        assert not loaded, loaded
+        """,
+        tmp_path,
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected_out)
+    np.testing.assert_array_equal(np.load(tmp_path / "h.npy"), expected_h)
+    assert np.abs(np.load(tmp_path / "gru.npy") - expected_gru.numpy()).max() <= 1e-5
+
+
+def test_import_pyrnn_does_not_import_torch(tmp_path: Path) -> None:
+    """Without the blocker too: a plain `import pyrnn` leaves torch and onnx unimported."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pyrnn; pyrnn.cpu_info(); "
+            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
