@@ -16,8 +16,12 @@ function(pyrnn_add_kernels target)
   if(PYRNN_ARCH_X86_64 AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     target_sources(${target} PRIVATE ${dir}/avx2.cpp ${dir}/avx512.cpp)
     # Only these two files see the ISA flags: dispatch.cpp and everything else stay baseline.
-    set_source_files_properties(${dir}/avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
-    set(avx512_options -mavx512f -mavx2 -mfma)
+    # They are optimised even in Debug builds: at -O0 the inline helpers they call from shared
+    # headers (PackedPanels::k() ...) would be emitted as ISA-compiled weak copies that the
+    # linker may pick for baseline code (the isa_objects test checks none are left).
+    set(avx2_options -mavx2 -mfma $<$<CONFIG:Debug>:-O2>)
+    set_source_files_properties(${dir}/avx2.cpp PROPERTIES COMPILE_OPTIONS "${avx2_options}")
+    set(avx512_options -mavx512f -mavx2 -mfma $<$<CONFIG:Debug>:-O2>)
     if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
       # GCC 12's own avx512fintrin.h trips -Wmaybe-uninitialized (GCC PR 105593, fixed in 13).
       list(APPEND avx512_options -Wno-maybe-uninitialized)

@@ -2,7 +2,6 @@
 // alone is compiled with -mavx2 -mfma; dispatch only calls it when the CPU reports both.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 

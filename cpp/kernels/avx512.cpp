@@ -3,7 +3,6 @@
 // flags it implies); dispatch only calls it when the CPU and OS support AVX-512F.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 

@@ -2,7 +2,6 @@
 // q registers. Compiled only for aarch64 targets (no extra flags needed there).
 #include <arm_neon.h>
 
-#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 

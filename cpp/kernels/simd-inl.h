@@ -18,6 +18,17 @@
 constexpr int kLanes = V::kLanes;
 constexpr int kVecPerGate = kUnitBlock / kLanes;
 
+// Local min/max rather than std::min/max: an unoptimised build would emit std::min<int> from
+// this ISA-compiled file as a weak symbol the linker might pick for baseline code.
+template <class T>
+constexpr T smaller(T a, T b) noexcept {
+  return b < a ? b : a;
+}
+template <class T>
+constexpr T larger(T a, T b) noexcept {
+  return a < b ? b : a;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Activations. Polynomial coefficients were fitted for this file (weighted least squares with
 // Lawson iterations, numpy float64) and rounded to float. Errors measured against float64 over
@@ -293,9 +304,9 @@ void gemm_g(const GemmArgs& g) noexcept {
   // of Zen 4 thrashed and the GEMM ran at 56 GFLOP/s instead of 111 (64-row slices).
   constexpr std::ptrdiff_t kSliceBytes = 256 * 1024;
   const int slice_rows =
-      static_cast<int>(std::max<std::ptrdiff_t>(kRows, kSliceBytes / (4 * std::max(k, 1))));
+      static_cast<int>(larger<std::ptrdiff_t>(kRows, kSliceBytes / (4 * larger(k, 1))));
   for (int slice = 0; slice < g.m; slice += slice_rows) {
-    const int slice_m = std::min(slice_rows, g.m - slice);
+    const int slice_m = smaller(slice_rows, g.m - slice);
     gemm_slice<G>(g, slice, slice_m);
   }
 }
@@ -359,14 +370,14 @@ void step_batched(const StepArgs& s) noexcept {
   constexpr int kSliceK = 32, kSliceRows = 24;
   alignas(64) float partial[kSlice ? kSliceRows * kWidth : 1];
   const int k = s.w_hh->k();
-  const int slice_k = kSlice ? kSliceK : std::max(k, 1);
+  const int slice_k = kSlice ? kSliceK : larger(k, 1);
   const int group_rows = kSlice ? kSliceRows : s.n;
   for (int j = s.block_begin; j < s.block_end; ++j) {
     const float* panel = s.w_hh->panel(j);
     for (int g0 = 0; g0 < s.n; g0 += group_rows) {
-      const int group = std::min(group_rows, s.n - g0);
+      const int group = smaller(group_rows, s.n - g0);
       for (int k0 = 0; k0 < k || k0 == 0; k0 += slice_k) {
-        const int slice = std::min(slice_k, k - k0);
+        const int slice = smaller(slice_k, k - k0);
         const bool first = k0 == 0, last = k0 + slice == k;
         for (int v0 = 0; v0 < kVecPerGate; v0 += kVecs) {
           for_each_row_tile<kRows>(group, [&](int r0, int height) {
