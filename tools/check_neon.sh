@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-compiles the core and its C++ tests for AArch64 (so the NEON kernels are built with the
-# real compiler), and runs test_forward under qemu-aarch64 when it is installed, which checks
-# the NEON path against the reference oracle. Needs g++-aarch64-linux-gnu (Debian/Ubuntu:
+# real compiler), and runs every C++ test (test_*) under qemu-aarch64 when it is installed, which
+# checks the NEON kernels against the scalar ones and the reference oracle. Needs g++-aarch64-linux-gnu (Debian/Ubuntu:
 # apt-get install g++-aarch64-linux-gnu qemu-user).
 #   tools/check_neon.sh [build-dir]      (default /tmp/pyrnn-aarch64)
 set -euo pipefail
