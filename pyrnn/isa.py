@@ -7,6 +7,10 @@ from typing import Any
 
 from . import _core
 
+# Choose the kernels now, so that a bad PYRNN_ISA fails at import with a message naming the
+# choices rather than at the first forward call.
+_core.active_isa()
+
 
 def available_isas() -> list[str]:
     """ISAs compiled into this build and runnable on this CPU, worst to best ('scalar' first)."""

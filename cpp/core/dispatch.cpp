@@ -57,7 +57,12 @@ const KernelTable* pick(const std::string& name) {
 
 const KernelTable* initial_table() {
   if (const char* forced = std::getenv("PYRNN_ISA"); forced != nullptr && *forced != '\0') {
-    return pick(forced);
+    try {
+      return pick(forced);
+    } catch (const std::invalid_argument& error) {
+      throw std::invalid_argument(std::string("PYRNN_ISA environment variable: ") + error.what() +
+                                  " (unset it to use the best available)");
+    }
   }
   return pick(available_isas().back());
 }
@@ -102,6 +107,8 @@ const KernelTable& active_kernels() {
   }
   return *table;
 }
+
+const KernelTable& kernels_for(const std::string& name) { return *pick(name); }
 
 void set_isa(const std::string& name) { g_active.store(pick(name), std::memory_order_release); }
 

@@ -26,6 +26,9 @@ std::vector<std::string> compiled_isas();
 
 // The table in use. The first call picks it (PYRNN_ISA if set, else the best available).
 const KernelTable& active_kernels();
+// The table of one ISA without making it active (tests compare ISAs side by side); throws
+// like set_isa.
+const KernelTable& kernels_for(const std::string& name);
 // Forces an ISA; throws std::invalid_argument naming the choices if it is unknown or unsupported.
 void set_isa(const std::string& name);
 

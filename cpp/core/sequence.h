@@ -57,6 +57,8 @@ class LayerState {
   float* c() noexcept { return c_.data(); }
   const float* c() const noexcept { return c_.data(); }
   void advance() noexcept { current_ = 1 - current_; }
+  // Flips at every step, across calls too (streams run one step per call).
+  bool odd_step() const noexcept { return current_ == 1; }
 
   void reset() noexcept;
   void reset_row(int n) noexcept;

@@ -72,6 +72,13 @@ void step(const StepArgs& s) noexcept {
   }
 }
 
+void sigmoid_array(const float* x, float* y, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
+}
+void tanh_array(const float* x, float* y, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+
 }  // namespace
 
 const KernelTable& kernel_table() noexcept {
@@ -80,7 +87,9 @@ const KernelTable& kernel_table() noexcept {
                                  step<CellKind::RnnTanh>,
                                  step<CellKind::RnnRelu>,
                                  step<CellKind::Lstm>,
-                                 step<CellKind::Gru>};
+                                 step<CellKind::Gru>,
+                                 sigmoid_array,
+                                 tanh_array};
   return table;
 }
 

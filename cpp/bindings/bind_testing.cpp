@@ -1,0 +1,34 @@
+// Test-only hooks into the kernels (underscore names, not public API): lets the Python tests
+// measure each ISA's vectorised activations against float64 numpy over the whole float range.
+#include "bindings/arrays.h"
+#include "bindings/bindings.h"
+#include "core/dispatch.h"
+
+namespace pyrnn::bindings {
+
+void bind_testing(py::module_& m) {
+  m.def(
+      "_activation",
+      [](const std::string& isa, const std::string& name, const FloatArray& x) {
+        const KernelTable& table = kernels_for(isa);
+        ActivationKernel kernel = nullptr;
+        if (name == "sigmoid") kernel = table.sigmoid;
+        if (name == "tanh") kernel = table.tanh;
+        if (kernel == nullptr)
+          throw std::invalid_argument("name: expected 'sigmoid' or 'tanh', got '" + name + "'");
+        const py::buffer_info in = x.request();
+        FloatArray y(in.shape);
+        const float* src = x.data();
+        float* dst = y.mutable_data();
+        const auto n = static_cast<std::size_t>(x.size());
+        {
+          py::gil_scoped_release release;
+          kernel(src, dst, n);
+        }
+        return y;
+      },
+      py::arg("isa"), py::arg("name"), py::arg("x"),
+      "Test hook: the vectorised activation `name` of kernel table `isa` applied to x.");
+}
+
+}  // namespace pyrnn::bindings

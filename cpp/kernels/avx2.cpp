@@ -1,0 +1,61 @@
+// AVX2 + FMA kernels (x86-64, Haswell and later): 8-lane vectors, 16 ymm registers. This file
+// alone is compiled with -mavx2 -mfma; dispatch only calls it when the CPU reports both.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <type_traits>
+
+#include "kernels/kernels.h"
+
+namespace pyrnn::avx2 {
+namespace {
+
+struct V {
+  static constexpr int kLanes = 8;
+  __m256 v;
+};
+using Mask = __m256;
+
+inline V load(const float* p) noexcept { return {_mm256_loadu_ps(p)}; }
+inline void store(float* p, V x) noexcept { _mm256_storeu_ps(p, x.v); }
+inline V broadcast(float x) noexcept { return {_mm256_set1_ps(x)}; }
+inline V zero() noexcept { return {_mm256_setzero_ps()}; }
+inline V add(V a, V b) noexcept { return {_mm256_add_ps(a.v, b.v)}; }
+inline V sub(V a, V b) noexcept { return {_mm256_sub_ps(a.v, b.v)}; }
+inline V mul(V a, V b) noexcept { return {_mm256_mul_ps(a.v, b.v)}; }
+inline V div(V a, V b) noexcept { return {_mm256_div_ps(a.v, b.v)}; }
+inline V fma(V a, V b, V c) noexcept { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+inline V abs(V x) noexcept { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x.v)}; }
+inline V copysign(V magnitude, V sign) noexcept {
+  const __m256 bit = _mm256_set1_ps(-0.0f);
+  return {_mm256_or_ps(_mm256_andnot_ps(bit, magnitude.v), _mm256_and_ps(bit, sign.v))};
+}
+// maxps/minps return their second operand when either is NaN: x goes second to keep NaN.
+inline V clamp(V x, V lo, V hi) noexcept { return {_mm256_min_ps(hi.v, _mm256_max_ps(lo.v, x.v))}; }
+inline V round_nearest(V x) noexcept {
+  return {_mm256_round_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline V pow2(V n) noexcept {
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
+  return {_mm256_castsi256_ps(bits)};
+}
+inline Mask less(V a, V b) noexcept { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
+inline V select(Mask m, V if_true, V if_false) noexcept {
+  return {_mm256_blendv_ps(if_false.v, if_true.v, m)};
+}
+
+// Step tiles (rows x vectors per gate) sized for 16 registers: LSTM 3 x 4 gates x 1 = 12
+// accumulators, GRU 4 x 3 x 1 = 12, RNN 6 x 1 x 2 = 12, leaving room for the weight loads.
+// GEMM tiles: 3 rows x 4 contiguous vectors (two full cache lines per k), GRU 4 x 3, RNN 6 x 2.
+constexpr int kTileRows4 = 3, kTileVecs4 = 1, kGemmRows4 = 3, kGemmCols4 = 4;
+constexpr int kTileRows3 = 4, kTileVecs3 = 1, kGemmRows3 = 4, kGemmCols3 = 3;
+constexpr int kTileRows1 = 6, kTileVecs1 = 2, kGemmRows1 = 6, kGemmCols1 = 2;
+
+#include "kernels/simd-inl.h"
+
+}  // namespace
+
+const KernelTable& kernel_table() noexcept { return make_table("avx2"); }
+
+}  // namespace pyrnn::avx2

@@ -1,0 +1,69 @@
+// AVX-512F kernels (x86-64, Skylake-X / Zen 4 and later): 16-lane vectors, one per block of
+// hidden units, 32 zmm registers. This file alone is compiled with -mavx512f (plus the AVX2/FMA
+// flags it implies); dispatch only calls it when the CPU and OS support AVX-512F.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <type_traits>
+
+#include "kernels/kernels.h"
+
+namespace pyrnn::avx512 {
+namespace {
+
+struct V {
+  static constexpr int kLanes = 16;
+  __m512 v;
+};
+using Mask = __mmask16;
+
+inline V load(const float* p) noexcept { return {_mm512_loadu_ps(p)}; }
+inline void store(float* p, V x) noexcept { _mm512_storeu_ps(p, x.v); }
+inline V broadcast(float x) noexcept { return {_mm512_set1_ps(x)}; }
+inline V zero() noexcept { return {_mm512_setzero_ps()}; }
+inline V add(V a, V b) noexcept { return {_mm512_add_ps(a.v, b.v)}; }
+inline V sub(V a, V b) noexcept { return {_mm512_sub_ps(a.v, b.v)}; }
+inline V mul(V a, V b) noexcept { return {_mm512_mul_ps(a.v, b.v)}; }
+inline V div(V a, V b) noexcept { return {_mm512_div_ps(a.v, b.v)}; }
+inline V fma(V a, V b, V c) noexcept { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+// Sign-bit logic in the integer domain: AVX-512F alone has no float and/or (that is AVX-512DQ).
+inline V abs(V x) noexcept {
+  return {_mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(x.v), _mm512_set1_epi32(0x7fffffff)))};
+}
+inline V copysign(V magnitude, V sign) noexcept {
+  const __m512i magnitude_bits =
+      _mm512_and_si512(_mm512_castps_si512(magnitude.v), _mm512_set1_epi32(0x7fffffff));
+  const __m512i sign_bit = _mm512_and_si512(_mm512_castps_si512(sign.v),
+                                            _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+  return {_mm512_castsi512_ps(_mm512_or_si512(magnitude_bits, sign_bit))};
+}
+// vmaxps/vminps return their second operand when either is NaN: x goes second to keep NaN.
+inline V clamp(V x, V lo, V hi) noexcept { return {_mm512_min_ps(hi.v, _mm512_max_ps(lo.v, x.v))}; }
+inline V round_nearest(V x) noexcept {
+  return {_mm512_roundscale_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline V pow2(V n) noexcept {
+  const __m512i bits =
+      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23);
+  return {_mm512_castsi512_ps(bits)};
+}
+inline Mask less(V a, V b) noexcept { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
+inline V select(Mask m, V if_true, V if_false) noexcept {
+  return {_mm512_mask_blend_ps(m, if_false.v, if_true.v)};
+}
+
+// Tiles sized for 32 registers: LSTM 6 rows x 4 gates = 24 accumulators, GRU 8 x 3 = 24,
+// RNN 12 x 1 = 12 (the weight vector and the row broadcasts take the rest). One vector per gate
+// is a whole block, so the GEMM tiles are the same (a whole panel row).
+constexpr int kTileRows4 = 6, kTileVecs4 = 1, kGemmRows4 = 6, kGemmCols4 = 4;
+constexpr int kTileRows3 = 8, kTileVecs3 = 1, kGemmRows3 = 8, kGemmCols3 = 3;
+constexpr int kTileRows1 = 12, kTileVecs1 = 1, kGemmRows1 = 12, kGemmCols1 = 1;
+
+#include "kernels/simd-inl.h"
+
+}  // namespace
+
+const KernelTable& kernel_table() noexcept { return make_table("avx512"); }
+
+}  // namespace pyrnn::avx512

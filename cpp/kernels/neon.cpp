@@ -1,0 +1,57 @@
+// ARM NEON (Advanced SIMD) kernels for AArch64, where NEON is mandatory: 4-lane vectors, 32
+// q registers. Compiled only for aarch64 targets (no extra flags needed there).
+#include <arm_neon.h>
+
+#include <cstddef>
+#include <type_traits>
+
+#include "kernels/kernels.h"
+
+namespace pyrnn::neon {
+namespace {
+
+struct V {
+  static constexpr int kLanes = 4;
+  float32x4_t v;
+};
+using Mask = uint32x4_t;
+
+inline V load(const float* p) noexcept { return {vld1q_f32(p)}; }
+inline void store(float* p, V x) noexcept { vst1q_f32(p, x.v); }
+inline V broadcast(float x) noexcept { return {vdupq_n_f32(x)}; }
+inline V zero() noexcept { return {vdupq_n_f32(0.0f)}; }
+inline V add(V a, V b) noexcept { return {vaddq_f32(a.v, b.v)}; }
+inline V sub(V a, V b) noexcept { return {vsubq_f32(a.v, b.v)}; }
+inline V mul(V a, V b) noexcept { return {vmulq_f32(a.v, b.v)}; }
+inline V div(V a, V b) noexcept { return {vdivq_f32(a.v, b.v)}; }
+inline V fma(V a, V b, V c) noexcept { return {vfmaq_f32(c.v, a.v, b.v)}; }
+inline V abs(V x) noexcept { return {vabsq_f32(x.v)}; }
+inline V copysign(V magnitude, V sign) noexcept {
+  return {vbslq_f32(vdupq_n_u32(0x80000000u), sign.v, magnitude.v)};
+}
+// FMAX/FMIN return NaN when either operand is NaN, so clamping keeps NaN.
+inline V clamp(V x, V lo, V hi) noexcept { return {vminq_f32(hi.v, vmaxq_f32(lo.v, x.v))}; }
+inline V round_nearest(V x) noexcept { return {vrndnq_f32(x.v)}; }
+inline V pow2(V n) noexcept {
+  const int32x4_t bits = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n.v), vdupq_n_s32(127)), 23);
+  return {vreinterpretq_f32_s32(bits)};
+}
+inline Mask less(V a, V b) noexcept { return vcltq_f32(a.v, b.v); }
+inline V select(Mask m, V if_true, V if_false) noexcept {
+  return {vbslq_f32(m, if_true.v, if_false.v)};
+}
+
+// Tiles sized for 32 registers: LSTM 6 rows x 4 gates x 1 = 24 accumulators, GRU 8 x 3 x 1 = 24,
+// RNN 6 x 1 x 4 = 24 (a whole block of 16 units). GEMM: 6 rows x 4 contiguous vectors (one
+// cache line per k) for every kind.
+constexpr int kTileRows4 = 6, kTileVecs4 = 1, kGemmRows4 = 6, kGemmCols4 = 4;
+constexpr int kTileRows3 = 8, kTileVecs3 = 1, kGemmRows3 = 6, kGemmCols3 = 4;
+constexpr int kTileRows1 = 6, kTileVecs1 = 4, kGemmRows1 = 6, kGemmCols1 = 4;
+
+#include "kernels/simd-inl.h"
+
+}  // namespace
+
+const KernelTable& kernel_table() noexcept { return make_table("neon"); }
+
+}  // namespace pyrnn::neon
