@@ -54,7 +54,7 @@ class _CellModule(Module):
 
 
 class RNNCell(_CellModule):
-    """One Elman RNN step: h' = act(W_ih x + b_ih + W_hh h + b_hh). ``h1 = cell(x, h=None)``."""
+    """One Elman RNN step: h' = act(W_ih x + b_ih + W_hh h + b_hh). ``h1 = cell(x, hx=None)``."""
 
     _kind = "rnn_cell"
 
@@ -76,7 +76,7 @@ class RNNCell(_CellModule):
 
 
 class GRUCell(_CellModule):
-    """One GRU step, as torch.nn.GRUCell. ``h1 = cell(x, h=None)``."""
+    """One GRU step, as torch.nn.GRUCell. ``h1 = cell(x, hx=None)``."""
 
     _kind = "gru_cell"
 
@@ -90,7 +90,7 @@ class GRUCell(_CellModule):
 
 
 class LSTMCell(_CellModule):
-    """One LSTM step, as torch.nn.LSTMCell. ``h1, c1 = cell(x, None | (h, c))``."""
+    """One LSTM step, as torch.nn.LSTMCell. ``h1, c1 = cell(x, hx=None | (h, c))``."""
 
     _kind = "lstm_cell"
 
