@@ -136,7 +136,7 @@ class Spec:
                     suffix = ""
                 else:
                     suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                group = {
+                group: dict[str, tuple[str, tuple[int, ...]]] = {
                     "w_ih": (f"weight_ih{suffix}", (gh, self.layer_input_size(layer))),
                     "w_hh": (f"weight_hh{suffix}", (gh, self.output_size)),
                 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -74,6 +74,9 @@ class RNNCell(_CellModule):
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:
         return self._step(input, hx, None)[0]
 
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
+
 
 class GRUCell(_CellModule):
     """One GRU step, as torch.nn.GRUCell. ``h1 = cell(x, hx=None)``."""
@@ -87,6 +90,9 @@ class GRUCell(_CellModule):
 
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:
         return self._step(input, hx, None)[0]
+
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
 
 
 class LSTMCell(_CellModule):
@@ -104,3 +110,6 @@ class LSTMCell(_CellModule):
         h1, c1 = self._step(input, h, c)
         assert c1 is not None
         return h1, c1
+
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward

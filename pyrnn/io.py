@@ -25,7 +25,11 @@ FORMAT_NAME = "pyrnn"
 FORMAT_VERSION = "1"
 # A header larger than this is refused before reading it (safetensors itself caps at 100 MB).
 MAX_HEADER_BYTES = 100_000_000
-_DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+}
 
 
 class FormatError(ValueError):

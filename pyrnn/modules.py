@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -112,6 +112,9 @@ class RNN(_SequenceModule):
         out, hn, _ = self._run(input, hx, None)
         return out, hn
 
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
+
 
 class GRU(_SequenceModule):
     """Gated recurrent unit with torch.nn.GRU's gates (r, z, n) and semantics:
@@ -150,6 +153,9 @@ class GRU(_SequenceModule):
     def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]:
         out, hn, _ = self._run(input, hx, None)
         return out, hn
+
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
 
 
 class LSTM(_SequenceModule):
@@ -195,6 +201,9 @@ class LSTM(_SequenceModule):
         out, hn, cn = self._run(input, h0, c0, ("hx[0]", "hx[1]"))
         assert cn is not None
         return out, (hn, cn)
+
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
 
 
 def _split_lstm_state(hx: Any, name: str) -> tuple[Any, Any]:

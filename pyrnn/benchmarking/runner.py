@@ -121,14 +121,14 @@ def prepare_engine(
     result: dict[str, Any] = {"engine": engine.name, "library": engine.library}
     try:
         runner = engine.prepare(module, x)
-    except Unavailable as reason:
-        return {**result, "status": "unavailable", "reason": str(reason)}, None
+    except Unavailable as unavailable:
+        return {**result, "status": "unavailable", "reason": str(unavailable)}, None
     result["threads"] = runner.threads
     try:
         with runner.context():
             output = np.asarray(runner.run())
-    except Exception as error:  # an engine failing must not sink the rest of the comparison
-        return {**result, "status": "error", "reason": f"{type(error).__name__}: {error}"}, None
+    except Exception as failure:  # an engine failing must not sink the rest of the comparison
+        return {**result, "status": "error", "reason": f"{type(failure).__name__}: {failure}"}, None
     if output.shape != reference.shape:
         reason = f"output shape {output.shape}, expected {reference.shape}"
         return {**result, "status": "mismatch", "reason": reason}, None

@@ -325,10 +325,10 @@ def _prepared(
     try:
         runner = engine.prepare(module, x)
         output = runner.check()
-    except Unavailable as reason:
-        return {**result, "status": "unavailable", "reason": str(reason)}, None
-    except Exception as error:  # an engine failing must not sink the rest of the comparison
-        return {**result, "status": "error", "reason": f"{type(error).__name__}: {error}"}, None
+    except Unavailable as unavailable:
+        return {**result, "status": "unavailable", "reason": str(unavailable)}, None
+    except Exception as failure:  # an engine failing must not sink the rest of the comparison
+        return {**result, "status": "error", "reason": f"{type(failure).__name__}: {failure}"}, None
     result.update(threads=runner.threads, call=runner.call)
     status, result["max_abs_err"], reason = _verify(output, reference)
     if status != "ok":
