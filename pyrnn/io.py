@@ -25,11 +25,7 @@ FORMAT_NAME = "pyrnn"
 FORMAT_VERSION = "1"
 # A header larger than this is refused before reading it (safetensors itself caps at 100 MB).
 MAX_HEADER_BYTES = 100_000_000
-_DTYPES: dict[str, np.dtype[Any]] = {
-    "F16": np.dtype("<f2"),
-    "F32": np.dtype("<f4"),
-    "F64": np.dtype("<f8"),
-}
+_DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 
 
 class FormatError(ValueError):
@@ -179,7 +175,8 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
             f"{path}: tensor {key!r}: data_offsets {offsets} outside the {data_size}-byte data "
             "section (reversed, or past the end: truncated file?)"
         )
-    expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # exact, no overflow
+    # Exact, no overflow. (mypy joins the three dtypes of _DTYPES to object, hence the ignore.)
+    expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # type: ignore[attr-defined]
     if expected != end - begin:
         raise FormatError(
             f"{path}: tensor {key!r}: shape {shape} of {dtype} needs {expected} bytes, "
