@@ -306,15 +306,29 @@ def test_lower_bound_picks_the_cache_level_holding_the_weights():
 
 
 def test_scalar_reference_restores_the_active_isa():
-    best = pyrnn.available_isas()[-1]
+    previous, best = pyrnn.active_isa(), pyrnn.available_isas()[-1]
     pyrnn.set_isa(best)
     module = pyrnn.GRU(3, 4, seed=0)
     x = np.ones((2, 1, 3), np.float32)
     try:
         np.testing.assert_array_equal(scalar_reference(module, x), _scalar_output(module, x))
         assert pyrnn.active_isa() == best
+        np.testing.assert_array_equal(scalar_stream_reference(module, x[0, 0]), _stream(module, x))
+        assert pyrnn.active_isa() == best
     finally:
-        pyrnn.set_isa(best)
+        pyrnn.set_isa(previous)  # PYRNN_ISA may have chosen another ISA for the whole run
+
+
+def _stream(module, x):
+    previous = pyrnn.active_isa()
+    pyrnn.set_isa("scalar")
+    try:
+        stream = module.stream()
+        for _ in range(3):
+            y = stream.step(x[0, 0])
+        return y
+    finally:
+        pyrnn.set_isa(previous)
 
 
 def _scalar_output(module, x):
