@@ -48,7 +48,9 @@ def test_mypy_strict_passes_on_the_sources(mypy_cache):
 
 
 _USER_CODE = """
-    from typing import Any, assert_type
+    from typing import Any
+
+    from typing_extensions import assert_type  # typing has it from 3.11 only
 
     import numpy as np
     import numpy.typing as npt
