@@ -16,14 +16,16 @@ import pytest
 
 from pyrnn.benchmarking.engines import Unavailable, sequence_engines
 from pyrnn.benchmarking.runner import ATOL, RTOL, scalar_reference
-from pyrnn.benchmarking.workloads import WORKLOADS, flops_per_step
+from pyrnn.benchmarking.workloads import WORKLOADS, SequenceWorkload, flops_per_step
 
 ENGINES = {engine.name: engine for engine in sequence_engines()}
+# The stream workloads have their own cases, in test_bench_stream.py.
+SEQUENCES = {name: w for name, w in WORKLOADS.items() if isinstance(w, SequenceWorkload)}
 
 
-@pytest.fixture(scope="module", params=list(WORKLOADS))
+@pytest.fixture(scope="module", params=list(SEQUENCES))
 def case(request: pytest.FixtureRequest):
-    workload = WORKLOADS[request.param]
+    workload = SEQUENCES[request.param]
     module = workload.module(seed=0)
     x = workload.inputs(workload.steps, seed=0)
     return workload, module, x, scalar_reference(module, x)

@@ -1,79 +1,71 @@
 """pytest-benchmark cases for streaming (issue 4): one step from Python on pyrnn streams, torch
 cells and onnxruntime, and a batch=64 stream against 64 separate ones. The same engines and
-workloads as benchmarks/stream_latency.py, which prints the summary table.
+workloads as the streaming part of `pyrnn bench --compare` (pyrnn/benchmarking/streaming.py),
+which prints the summary table with the goals.
 
     pytest benchmarks/test_bench_stream.py --benchmark-only
-    pytest benchmarks/test_bench_stream.py --benchmark-only -k "LSTM-64"
+    pytest benchmarks/test_bench_stream.py --benchmark-only -k "stream-lstm-64"
 
-Every engine's first step is checked against pyrnn's before it is timed. An engine whose library
-is missing is skipped with the reason.
+Every engine's output is checked against pyrnn's scalar path before it is timed. An engine whose
+library is missing is skipped with the reason.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-import pyrnn
-
-_spec = importlib.util.spec_from_file_location(
-    "stream_latency", Path(__file__).with_name("stream_latency.py")
+from pyrnn.benchmarking.engines import Unavailable
+from pyrnn.benchmarking.streaming import (
+    ATOL,
+    RTOL,
+    scalar_stream_reference,
+    step_engines,
 )
-assert _spec is not None and _spec.loader is not None
-stream_latency = importlib.util.module_from_spec(_spec)
-sys.modules["stream_latency"] = stream_latency  # dataclasses look their module up there
-_spec.loader.exec_module(stream_latency)
+from pyrnn.benchmarking.workloads import WORKLOADS, StreamWorkload
 
-ENGINES = {
-    "pyrnn": lambda module, x: stream_latency.pyrnn_engine(module, x, False),
-    "pyrnn-out": lambda module, x: stream_latency.pyrnn_engine(module, x, True),
-    "torch": stream_latency.torch_engine,
-    "onnxruntime": stream_latency.onnxruntime_engine,
+ENGINES = {engine.name: engine for engine in step_engines() if engine.name != "pyrnn-c++"}
+LATENCY = {
+    name: w
+    for name, w in WORKLOADS.items()
+    if isinstance(w, StreamWorkload) and w.measure == "latency"
 }
-WORKLOADS = {name.replace(" ", "-"): spec for name, *spec in stream_latency.WORKLOADS}
 
 
-def as_function(namespace: dict[str, Any], stmt: str) -> Any:
+def as_function(runner: Any) -> Any:
     """The engine's statement as a zero-argument function (one Python frame for every engine)."""
-    namespace.setdefault("state", namespace.get("initial"))
-    exec(f"def _call():\n    global state\n    {stmt}", namespace)
+    namespace = runner.namespace
+    exec(runner.setup, namespace)
+    exec(f"def _call():\n    global state\n    {runner.statement}", namespace)
     return namespace["_call"]
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
-@pytest.mark.parametrize("workload", list(WORKLOADS))
+@pytest.mark.parametrize("workload", list(LATENCY))
 def test_step_latency(benchmark: Any, workload: str, engine: str) -> None:
-    kind, input_size, hidden = WORKLOADS[workload]
-    module = {"lstm": pyrnn.LSTM, "gru": pyrnn.GRU}[kind](input_size, hidden, seed=0)
-    x = np.random.default_rng(0).standard_normal(input_size).astype(np.float32)
+    module = LATENCY[workload].module(seed=0)
+    x = np.random.default_rng(0).standard_normal(module.config["input_size"], np.float32)
     try:
-        namespace, stmt, first = ENGINES[engine](module, x)
-    except ImportError as error:
-        pytest.skip(f"{engine} is not installed: {error}")
-    reference = module.stream().step(x)
-    np.testing.assert_allclose(first, reference, atol=stream_latency.ATOL, rtol=stream_latency.RTOL)
-    call = as_function(namespace, stmt)
+        runner = ENGINES[engine].prepare(module, x)
+    except Unavailable as reason:
+        pytest.skip(f"{engine}: {reason}")
+    reference = scalar_stream_reference(module, x)
+    np.testing.assert_allclose(runner.check(), reference, atol=ATOL, rtol=RTOL)
+    call = as_function(runner)
     benchmark.group = f"step {workload}"
-    if engine == "torch":
-        with namespace["torch"].inference_mode():
-            benchmark(call)
-    else:
+    with runner.context():
         benchmark(call)
 
 
 @pytest.mark.parametrize("layout", ["batch=64", "64 streams"])
-@pytest.mark.parametrize("workload", ["LSTM-64", "GRU-64"])
+@pytest.mark.parametrize("workload", list(LATENCY))
 def test_many_streams(benchmark: Any, workload: str, layout: str) -> None:
-    kind, input_size, hidden = WORKLOADS[workload]
-    module = {"lstm": pyrnn.LSTM, "gru": pyrnn.GRU}[kind](input_size, hidden, seed=0)
-    batch = stream_latency.BATCH
-    xs = np.random.default_rng(0).standard_normal((batch, input_size)).astype(np.float32)
-    ys = np.empty((batch, hidden), np.float32)
+    module = LATENCY[workload].module(seed=0)
+    batch = LATENCY[workload].batch
+    xs = np.random.default_rng(0).standard_normal((batch, module.config["input_size"]), np.float32)
+    ys = np.empty((batch, module.config["hidden_size"]), np.float32)
     benchmark.group = f"{batch} streams {workload}"
     if layout == "batch=64":
         step = module.stream(batch=batch).step
@@ -87,8 +79,8 @@ def test_many_streams(benchmark: Any, workload: str, layout: str) -> None:
             for step, x, y in pairs:
                 step(x, out=y)
 
-    call()  # the first step from zero state equals one step of forward()
-    reference = module(xs[None])[0][0]
-    np.testing.assert_allclose(ys, reference, atol=stream_latency.ATOL, rtol=stream_latency.RTOL)
+    call()  # the first step from zero state
+    np.testing.assert_allclose(ys, scalar_stream_reference(module, xs, 1), atol=ATOL, rtol=RTOL)
     benchmark(call)
-    benchmark.extra_info["stream_steps_per_s"] = batch / benchmark.stats.stats.median
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["stream_steps_per_s"] = batch / benchmark.stats.stats.median

@@ -38,7 +38,7 @@ def as_float32(value: Any, name: str) -> np.ndarray:
             f"{name}: expected a real floating dtype (float16, float32 or float64), "
             f"got dtype {value.dtype}"
         )
-    array = value.astype(_FLOAT32, copy=False)
+    array: np.ndarray = value.astype(_FLOAT32, copy=False)
     last_stride_ok = array.ndim == 0 or array.shape[-1] <= 1 or array.strides[-1] == 4
     if not array.flags.aligned:
         # A fresh buffer is aligned; np.ascontiguousarray would return a contiguous but

@@ -82,10 +82,17 @@ class Module:
         for array in parameters.values():
             array.flags.writeable = False
         spec = self._spec
+
+        def weight(group: dict[str, tuple[str, tuple[int, ...]]], role: str) -> np.ndarray | None:
+            return parameters[group[role][0]] if role in group else None
+
         weights = [
-            tuple(
-                parameters[group[role][0]] if role in group else None
-                for role in ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
+            (
+                parameters[group["w_ih"][0]],
+                parameters[group["w_hh"][0]],
+                weight(group, "b_ih"),
+                weight(group, "b_hh"),
+                weight(group, "w_hr"),
             )
             for group in spec.parameter_groups()
         ]
@@ -109,7 +116,7 @@ class Module:
 
     def __getattr__(self, name: str) -> np.ndarray:
         # weight_ih_l0 & co., read-only, as attributes like torch.nn modules have them.
-        parameters = self.__dict__.get("_parameters")
+        parameters: dict[str, np.ndarray] | None = self.__dict__.get("_parameters")
         if parameters is not None and name in parameters:
             return parameters[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -145,8 +152,12 @@ class Module:
 
         return Stream(self, batch)
 
+    def forward(self, input: Any, hx: Any = None) -> Any:
+        """Overridden by each module type (torch.nn's call and shapes)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
+        return self.forward(*args, **kwargs)
 
     def __repr__(self) -> str:
         spec = self._spec

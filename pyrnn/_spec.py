@@ -3,10 +3,13 @@ shapes that follow from them. The one place that knows torch.nn's key naming."""
 
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+import numpy as np
 
 SEQUENCE_KINDS = ("rnn", "lstm", "gru")
 CELL_KINDS = ("rnn_cell", "lstm_cell", "gru_cell")
@@ -40,9 +43,20 @@ def _require_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _require_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool | int) or (isinstance(value, int) and value not in (0, 1)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
+    # numpy.bool_ (a flag read from an array or a .npz config) is not a Python bool subclass.
+    if isinstance(value, bool | np.bool_) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+
+
+def _require_fraction(name: str, value: Any) -> float:
+    # Any real number (numpy.float32 included, as torch takes) but not a bool.
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a float in [0, 1], got {value!r}")
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name}: expected a float in [0, 1], got {value}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -74,11 +88,7 @@ class Spec:
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.base_kind != "rnn" and self.nonlinearity != "tanh":
             raise ValueError(f"nonlinearity: only RNN and RNNCell take it, not {self.kind}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
-            raise TypeError(f"dropout: expected a float in [0, 1], got {self.dropout!r}")
-        if not 0.0 <= float(self.dropout) <= 1.0:
-            raise ValueError(f"dropout: expected a float in [0, 1], got {self.dropout}")
-        set_(self, "dropout", float(self.dropout))
+        set_(self, "dropout", _require_fraction("dropout", self.dropout))
         if self.proj_size and self.kind != "lstm":
             raise ValueError(f"proj_size: only LSTM supports a projection, not {self.kind}")
         if self.proj_size >= self.hidden_size:
@@ -185,7 +195,7 @@ class Spec:
                     suffix = ""
                 else:
                     suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                group = {
+                group: dict[str, tuple[str, tuple[int, ...]]] = {
                     "w_ih": (f"weight_ih{suffix}", (gh, self.layer_input_size(layer))),
                     "w_hh": (f"weight_hh{suffix}", (gh, self.output_size)),
                 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class _CellModule(Module):
 
 
 class RNNCell(_CellModule):
-    """One Elman RNN step: h' = act(W_ih x + b_ih + W_hh h + b_hh). ``h1 = cell(x, h=None)``."""
+    """One Elman RNN step: h' = act(W_ih x + b_ih + W_hh h + b_hh). ``h1 = cell(x, hx=None)``."""
 
     _kind = "rnn_cell"
 
@@ -74,9 +74,12 @@ class RNNCell(_CellModule):
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:
         return self._step(input, hx, None)[0]
 
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
+
 
 class GRUCell(_CellModule):
-    """One GRU step, as torch.nn.GRUCell. ``h1 = cell(x, h=None)``."""
+    """One GRU step, as torch.nn.GRUCell. ``h1 = cell(x, hx=None)``."""
 
     _kind = "gru_cell"
 
@@ -88,9 +91,12 @@ class GRUCell(_CellModule):
     def forward(self, input: Any, hx: Any = None) -> np.ndarray:
         return self._step(input, hx, None)[0]
 
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
+
 
 class LSTMCell(_CellModule):
-    """One LSTM step, as torch.nn.LSTMCell. ``h1, c1 = cell(x, None | (h, c))``."""
+    """One LSTM step, as torch.nn.LSTMCell. ``h1, c1 = cell(x, hx=None | (h, c))``."""
 
     _kind = "lstm_cell"
 
@@ -104,3 +110,6 @@ class LSTMCell(_CellModule):
         h1, c1 = self._step(input, h, c)
         assert c1 is not None
         return h1, c1
+
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward

@@ -12,9 +12,10 @@ from . import __version__, isa
 
 _EPILOG = """\
 examples:
-  pyrnn bench                         the bundled model, whole-sequence and step by step
+  pyrnn bench                         the bundled model, whole sequence and streamed
   pyrnn bench --compare --json r.json every workload against PyTorch and ONNX Runtime
   pyrnn bench --quick --workloads seq-lstm-256,seq-gru-256
+  pyrnn bench --workloads stream-lstm-64,stream-overhead   streaming latency and its goals
 """
 
 
@@ -56,8 +57,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "bench",
         help="time pyrnn (and with --compare, PyTorch and ONNX Runtime) against the hardware",
         description="Measures this core's FMA peak and read bandwidth, times a model in\n"
-        "whole-sequence and step-by-step use, and with --compare runs the benchmark\n"
-        "workloads on pyrnn, PyTorch and ONNX Runtime in one run.",
+        "whole-sequence use and streamed one step per call (s.step(x, out=y)), and with\n"
+        "--compare runs the benchmark workloads (whole sequences and streaming) on pyrnn,\n"
+        "PyTorch and ONNX Runtime in one run.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -20,15 +20,15 @@ def from_torch(module: Any) -> Module:
     nn = torch.nn
     converted: Module
     if isinstance(module, nn.RNN | nn.LSTM | nn.GRU):
-        common = dict(
-            input_size=module.input_size,
-            hidden_size=module.hidden_size,
-            num_layers=module.num_layers,
-            bias=module.bias,
-            batch_first=module.batch_first,
-            dropout=float(module.dropout),
-            bidirectional=module.bidirectional,
-        )
+        common: dict[str, Any] = {
+            "input_size": module.input_size,
+            "hidden_size": module.hidden_size,
+            "num_layers": module.num_layers,
+            "bias": module.bias,
+            "batch_first": module.batch_first,
+            "dropout": float(module.dropout),
+            "bidirectional": module.bidirectional,
+        }
         if isinstance(module, nn.LSTM):
             converted = LSTM(**common, proj_size=module.proj_size)
         elif isinstance(module, nn.GRU):

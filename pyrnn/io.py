@@ -260,7 +260,8 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
             f"{path}: tensor {key!r}: data_offsets {offsets!r:.80} outside the "
             f"{data_size}-byte data section (reversed, or past the end: truncated file?)"
         )
-    expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # exact, no overflow
+    # Exact, no overflow. (mypy joins the three dtypes of _DTYPES to object, hence the ignore.)
+    expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # type: ignore[attr-defined]
     if expected != end - begin:
         raise FormatError(
             f"{path}: tensor {key!r}: shape {shape!r:.80} of {dtype} needs {expected} bytes, "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,8 +15,10 @@ __all__ = ["GRU", "LSTM", "RNN"]
 
 class _SequenceModule(Module):
     def _run(
-        self, input: Any, h0: Any, c0: Any
+        self, input: Any, h0: Any, c0: Any, names: tuple[str, str] = ("hx", "")
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """`names` are what errors call h0 and c0: the caller's own argument (RNN/GRU ``hx``,
+        LSTM ``hx[0]`` and ``hx[1]``), as cells and torch.nn name them."""
         spec = self._spec
         x = as_float32(input, "input")
         layout = "(N, T, I)" if spec.batch_first else "(T, N, I)"
@@ -43,8 +45,8 @@ class _SequenceModule(Module):
         is_lstm = spec.base_kind == "lstm"
         h_shape = (layers, rows, spec.output_size)
         c_shape = (layers, rows, spec.hidden_size)
-        h0_array = self._state(h0, "h0", h_shape, batched)
-        c0_array = self._state(c0, "c0", c_shape, batched) if is_lstm else None
+        h0_array = self._state(h0, names[0], h_shape, batched)
+        c0_array = self._state(c0, names[1], c_shape, batched) if is_lstm else None
 
         features_out = spec.output_size * spec.directions
         if spec.batch_first and batched:  # unbatched (T, I) input ignores batch_first, as torch
@@ -74,7 +76,7 @@ class _SequenceModule(Module):
 class RNN(_SequenceModule):
     """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu.
 
-    ``out, h_n = rnn(x, h0=None)``; shapes and options as torch.nn.RNN. ``dropout`` is accepted
+    ``out, h_n = rnn(x, hx=None)``; shapes and options as torch.nn.RNN. ``dropout`` is accepted
     and ignored (inference). ``seed`` seeds the PyTorch-style uniform initialisation.
     """
 
@@ -110,12 +112,15 @@ class RNN(_SequenceModule):
         out, hn, _ = self._run(input, hx, None)
         return out, hn
 
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
+
 
 class GRU(_SequenceModule):
     """Gated recurrent unit with torch.nn.GRU's gates (r, z, n) and semantics:
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
 
-    ``out, h_n = gru(x, h0=None)``.
+    ``out, h_n = gru(x, hx=None)``.
     """
 
     _kind = "gru"
@@ -149,12 +154,15 @@ class GRU(_SequenceModule):
         out, hn, _ = self._run(input, hx, None)
         return out, hn
 
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
+
 
 class LSTM(_SequenceModule):
     """Long short-term memory with torch.nn.LSTM's gates (i, f, g, o) and optional projection
     (``proj_size``: h has proj_size features, c keeps hidden_size).
 
-    ``out, (h_n, c_n) = lstm(x, None | (h0, c0))``.
+    ``out, (h_n, c_n) = lstm(x, hx=None | (h0, c0))``.
     """
 
     _kind = "lstm"
@@ -190,9 +198,12 @@ class LSTM(_SequenceModule):
         self, input: Any, hx: Any = None
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         h0, c0 = _split_lstm_state(hx, "hx")
-        out, hn, cn = self._run(input, h0, c0)
+        out, hn, cn = self._run(input, h0, c0, ("hx[0]", "hx[1]"))
         assert cn is not None
         return out, (hn, cn)
+
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
 
 
 def _split_lstm_state(hx: Any, name: str) -> tuple[Any, Any]:

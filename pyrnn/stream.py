@@ -45,12 +45,6 @@ class Stream(_core.Stream):
     own). A stream keeps the weights it was made with even if the module is reloaded later.
     """
 
-    if TYPE_CHECKING:  # implemented in C++ (_core.Stream); declared here for type checkers
-
-        def step(self, x: Any, out: np.ndarray | None = None) -> np.ndarray: ...
-
-        def feed(self, x: Any, out: np.ndarray | None = None) -> np.ndarray: ...
-
     def __init__(self, module: Module, batch: int | None = None) -> None:
         spec = module._spec
         if spec.bidirectional:
@@ -108,7 +102,7 @@ class Stream(_core.Stream):
         if isinstance(rows, bool):
             raise TypeError(f"rows: expected an int or a sequence of ints, got bool {rows!r}")
         try:
-            indices = [operator.index(rows)]
+            indices = [operator.index(rows)]  # type: ignore[arg-type]  # iterables fall through
         except TypeError:
             try:
                 indices = [operator.index(row) for row in rows]  # type: ignore[union-attr]

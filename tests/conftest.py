@@ -15,6 +15,15 @@ import pyrnn
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+@pytest.fixture(autouse=True)
+def _restore_isa() -> Iterator[None]:
+    """A test that forces an ISA cannot leak it into later tests: under PYRNN_ISA=scalar the
+    in-process results must stay those of the ISA the run asked for (subprocesses inherit it)."""
+    previous = pyrnn.active_isa()
+    yield
+    pyrnn.set_isa(previous)
+
+
 @pytest.fixture(params=pyrnn.available_isas())
 def isa(request: pytest.FixtureRequest) -> Iterator[str]:
     """Forces one ISA's kernels for the test and restores the previous choice afterwards."""

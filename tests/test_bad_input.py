@@ -18,7 +18,7 @@ from safetensors.numpy import save_file
 
 import pyrnn
 
-LSTM2 = pyrnn.LSTM(3, 4, num_layers=2, seed=0)  # h0/c0: (2, N, 4)
+LSTM2 = pyrnn.LSTM(3, 4, num_layers=2, seed=0)  # hx = (h0, c0), each (2, N, 4)
 GRU = pyrnn.GRU(3, 4, batch_first=True, seed=0)
 RNN_CELL = pyrnn.RNNCell(3, 4, seed=0)
 LSTM_CELL = pyrnn.LSTMCell(3, 4, seed=0)
@@ -39,12 +39,13 @@ CALL_CASES = [
     ("features unbatched", lambda: GRU(np.zeros((5, 1))), ValueError, r"input: expected input_size=3 .* got 1"),
     ("features cell", lambda: RNN_CELL(np.zeros((2, 17))), ValueError, r"input: expected input_size=3 .* got 17"),
     # -- states: mismatched batch, wrong rank, wrong size
-    ("h0 batch", lambda: LSTM2(X, (np.zeros((2, 3, 4)), H)), ValueError, r"h0: expected shape \(2, 2, 4\), got \(2, 3, 4\)"),
-    ("c0 batch", lambda: LSTM2(X, (H, np.zeros((2, 1, 4)))), ValueError, r"c0: expected shape \(2, 2, 4\), got \(2, 1, 4\)"),
-    ("h0 layers", lambda: LSTM2(X, (np.zeros((1, 2, 4)), H)), ValueError, r"h0: expected shape \(2, 2, 4\), got \(1, 2, 4\)"),
-    ("h0 hidden", lambda: GRU(np.zeros((2, 5, 3)), np.zeros((1, 2, 5))), ValueError, r"h0: expected shape \(1, 2, 4\), got \(1, 2, 5\)"),
-    ("h0 3-D for unbatched", lambda: GRU(np.zeros((5, 3)), np.zeros((1, 1, 4))), ValueError, r"h0: expected shape \(1, 4\), got \(1, 1, 4\)"),
-    ("h0 2-D for batched", lambda: GRU(np.zeros((2, 5, 3)), np.zeros((1, 4))), ValueError, r"h0: expected shape \(1, 2, 4\), got \(1, 4\)"),
+    ("lstm hx[0] batch", lambda: LSTM2(X, (np.zeros((2, 3, 4)), H)), ValueError, r"hx\[0\]: expected shape \(2, 2, 4\), got \(2, 3, 4\)"),
+    ("lstm hx[1] batch", lambda: LSTM2(X, (H, np.zeros((2, 1, 4)))), ValueError, r"hx\[1\]: expected shape \(2, 2, 4\), got \(2, 1, 4\)"),
+    ("lstm hx[0] layers", lambda: LSTM2(X, (np.zeros((1, 2, 4)), H)), ValueError, r"hx\[0\]: expected shape \(2, 2, 4\), got \(1, 2, 4\)"),
+    ("gru hx hidden", lambda: GRU(np.zeros((2, 5, 3)), np.zeros((1, 2, 5))), ValueError, r"hx: expected shape \(1, 2, 4\), got \(1, 2, 5\)"),
+    ("gru hx 3-D for unbatched", lambda: GRU(np.zeros((5, 3)), np.zeros((1, 1, 4))), ValueError, r"hx: expected shape \(1, 4\), got \(1, 1, 4\)"),
+    ("gru hx 2-D for batched", lambda: GRU(np.zeros((2, 5, 3)), np.zeros((1, 4))), ValueError, r"hx: expected shape \(1, 2, 4\), got \(1, 4\)"),
+    ("rnn hx batch", lambda: pyrnn.RNN(3, 4)(X, np.zeros((1, 3, 4))), ValueError, r"hx: expected shape \(1, 2, 4\), got \(1, 3, 4\)"),
     ("lstm hx not a pair", lambda: LSTM2(X, H), TypeError, r"hx: expected None or a pair \(h, c\), got ndarray"),
     ("lstm hx triple", lambda: LSTM2(X, (H, H, H)), TypeError, r"hx: expected None or a pair \(h, c\), got tuple"),
     ("cell hx batch", lambda: RNN_CELL(np.zeros((2, 3)), np.zeros((3, 4))), ValueError, r"hx: expected shape \(2, 4\), got \(3, 4\)"),
@@ -62,8 +63,8 @@ CALL_CASES = [
     ("ragged list", lambda: GRU([[[1.0, 2.0, 3.0]], [[1.0]]]), TypeError, r"input: expected an array of real floats, got list that numpy cannot read"),
     ("torch complex", lambda: LSTM2(torch.zeros(5, 2, 3, dtype=torch.complex64)), TypeError, r"input: " + _FLOAT_DTYPES + "complex64"),
     ("torch int", lambda: LSTM2(torch.zeros(5, 2, 3, dtype=torch.int32)), TypeError, r"input: " + _FLOAT_DTYPES + "int32"),
-    ("complex h0", lambda: LSTM2(X, (H.astype(complex), H)), TypeError, r"h0: " + _FLOAT_DTYPES + "complex128"),
-    ("string c0", lambda: LSTM2(X, (H, np.full((2, 2, 4), "x"))), TypeError, r"c0: " + _FLOAT_DTYPES + "<U1"),
+    ("complex lstm hx[0]", lambda: LSTM2(X, (H.astype(complex), H)), TypeError, r"hx\[0\]: " + _FLOAT_DTYPES + "complex128"),
+    ("string lstm hx[1]", lambda: LSTM2(X, (H, np.full((2, 2, 4), "x"))), TypeError, r"hx\[1\]: " + _FLOAT_DTYPES + "<U1"),
     ("int cell hx", lambda: RNN_CELL(np.zeros(3), np.zeros(4, int)), TypeError, r"hx: " + _FLOAT_DTYPES + "int64"),
     # -- T = 0
     ("T=0", lambda: LSTM2(np.zeros((0, 2, 3))), ValueError, r"input: expected a sequence of at least 1 time step, got 0"),
@@ -100,9 +101,13 @@ CONSTRUCTOR_CASES = [
     ("float proj_size", lambda: pyrnn.LSTM(3, 4, proj_size=1.0), TypeError, r"proj_size: expected an int, got float 1.0"),
     ("dropout > 1", lambda: pyrnn.LSTM(3, 4, dropout=1.5), ValueError, r"dropout: expected a float in \[0, 1\], got 1.5"),
     ("dropout str", lambda: pyrnn.GRU(3, 4, dropout="0.1"), TypeError, r"dropout: expected a float in \[0, 1\], got '0.1'"),
+    ("dropout bool", lambda: pyrnn.GRU(3, 4, dropout=np.True_), TypeError, r"dropout: expected a float in \[0, 1\], got np.True_"),
+    ("dropout NaN", lambda: pyrnn.GRU(3, 4, dropout=np.float32("nan")), ValueError, r"dropout: expected a float in \[0, 1\], got nan"),
     ("bidirectional str", lambda: pyrnn.GRU(3, 4, bidirectional="yes"), TypeError, r"bidirectional: expected a bool, got str 'yes'"),
     ("bias 2", lambda: pyrnn.RNN(3, 4, bias=2), TypeError, r"bias: expected a bool, got int 2"),
     ("batch_first None", lambda: pyrnn.LSTM(3, 4, batch_first=None), TypeError, r"batch_first: expected a bool, got NoneType None"),
+    ("bias numpy int 2", lambda: pyrnn.GRUCell(3, 4, bias=np.int64(2)), TypeError, r"bias: expected a bool, got int64 np.int64\(2\)"),
+    ("bias bool array", lambda: pyrnn.LSTM(3, 4, bias=np.array([True])), TypeError, r"bias: expected a bool, got ndarray array\(\[ True\]\)"),
     ("from_torch Linear", lambda: pyrnn.from_torch(torch.nn.Linear(3, 4)), TypeError, r"module: expected torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell, got torch.nn.modules.linear.Linear"),
     ("from_torch Sequential", lambda: pyrnn.from_torch(torch.nn.Sequential(torch.nn.LSTM(3, 4))), TypeError, r"module: expected torch.nn.RNN, .* got torch.nn.modules.container.Sequential"),
     ("from_torch array", lambda: pyrnn.from_torch(np.zeros(3)), TypeError, r"module: expected torch.nn.RNN, .* got numpy.ndarray"),
@@ -131,6 +136,49 @@ def test_positional_arguments_follow_torch() -> None:
         "bias": False,
         "nonlinearity": "relu",
     }
+
+
+def test_numpy_scalars_are_accepted_for_bool_and_float_arguments() -> None:
+    """Flags and rates read from arrays or .npz configs arrive as numpy.bool_ / numpy floats;
+    they mean what the Python values mean, and the config stores Python types (JSON-ready)."""
+    lstm = pyrnn.LSTM(
+        3, 4, bias=np.False_, batch_first=np.True_, bidirectional=np.True_, dropout=np.float32(0.25)
+    )
+    config = lstm.config
+    assert (config["bias"], config["batch_first"], config["bidirectional"]) == (False, True, True)
+    assert type(config["bias"]) is bool and type(config["dropout"]) is float
+    assert config["dropout"] == 0.25
+    assert "bias_ih_l0" not in lstm.state_dict()
+    assert lstm(np.zeros((2, 5, 3), np.float32))[0].shape == (2, 5, 8)  # batch_first, 2 directions
+    assert pyrnn.GRUCell(3, 4, bias=np.True_).config["bias"] is True
+    assert pyrnn.RNN(3, 4, bias=np.bool_(False)).config == pyrnn.RNN(3, 4, bias=False).config
+
+
+def test_state_errors_name_the_argument_the_caller_passed() -> None:
+    """Modules and cells take their initial state as ``hx`` (LSTMs: the pair ``hx`` = (h, c)),
+    streams as ``s.state``; a wrong state is reported under that name."""
+    x_seq, x_cell, wrong = np.zeros((2, 1, 3)), np.zeros((1, 3)), np.zeros((9, 9))
+    cases: list[tuple[Callable[[], Any], str]] = [
+        (lambda: pyrnn.RNN(3, 4)(x_seq, wrong), "hx"),
+        (lambda: pyrnn.GRU(3, 4)(x_seq, wrong), "hx"),
+        (lambda: pyrnn.LSTM(3, 4)(x_seq, (wrong, np.zeros((1, 1, 4)))), "hx[0]"),
+        (lambda: pyrnn.LSTM(3, 4)(x_seq, (np.zeros((1, 1, 4)), wrong)), "hx[1]"),
+        (lambda: pyrnn.RNNCell(3, 4)(x_cell, wrong), "hx"),
+        (lambda: pyrnn.GRUCell(3, 4)(x_cell, wrong), "hx"),
+        (lambda: pyrnn.LSTMCell(3, 4)(x_cell, (wrong, np.zeros((1, 4)))), "hx[0]"),
+        (lambda: pyrnn.LSTMCell(3, 4)(x_cell, (np.zeros((1, 4)), wrong)), "hx[1]"),
+    ]
+    for call, name in cases:
+        with pytest.raises(ValueError, match=rf"^{re.escape(name)}: expected shape \("):
+            call()
+    gru_stream, lstm_stream = pyrnn.GRU(3, 4).stream(), pyrnn.LSTM(3, 4).stream()
+    for stream, value, name in [
+        (gru_stream, wrong, "state"),
+        (lstm_stream, (wrong, np.zeros((1, 4))), "state[0]"),
+        (lstm_stream, (np.zeros((1, 4)), wrong), "state[1]"),
+    ]:
+        with pytest.raises(ValueError, match=rf"^{re.escape(name)}: expected shape \("):
+            stream.state = value
 
 
 # -- state_dict keys ------------------------------------------------------------------------

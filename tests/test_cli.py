@@ -22,11 +22,26 @@ from pyrnn.benchmarking.runner import (
     scalar_reference,
     time_interleaved,
 )
-from pyrnn.benchmarking.workloads import flops_per_step, recurrent_weight_bytes
+from pyrnn.benchmarking.streaming import (
+    StepEngine,
+    StepRunner,
+    run_stream_workload,
+    scalar_stream_reference,
+    step_engines,
+    time_round_robin,
+)
+from pyrnn.benchmarking.workloads import (
+    Goal,
+    SequenceWorkload,
+    StreamWorkload,
+    flops_per_step,
+    recurrent_weight_bytes,
+)
 from pyrnn.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINES = ["pyrnn", "torch-1t", "torch", "ort-1t", "ort"]
+STEP_ENGINES = ["pyrnn", "pyrnn-out", "pyrnn-c++", "torch-1t", "ort-1t"]
 
 
 def run_cli(args: list[str], cwd: Path, code: str | None = None) -> subprocess.CompletedProcess:
@@ -63,8 +78,8 @@ def test_bench_quick_prints_hardware_and_model_table(tmp_path):
     assert "default.safetensors (lstm I=40 H=128 layers=2)" in out
     header = next(line for line in out.splitlines() if line.startswith("mode"))
     assert header.split() == ["mode", "us/step", "GFLOP/s", "%", "peak"]
-    assert "whole sequence" in out and "step by step" in out
-    assert "Comparison" not in out  # only with --compare
+    assert "whole sequence" in out and "stream step, s.step(x, out=y)" in out
+    assert "Comparison" not in out and "Streaming" not in out  # only with --compare
 
 
 def test_bench_compare_json_and_png(tmp_path):
@@ -98,6 +113,62 @@ def test_bench_compare_json_and_png(tmp_path):
     assert chart_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _check_goals(workload: dict) -> None:
+    for goal in workload["goals"]:
+        at_most = goal["metric"].endswith("_us")
+        met = goal["value"] <= goal["target"] if at_most else goal["value"] >= goal["target"]
+        assert goal["status"] == ("met" if met else "missed"), goal
+
+
+def test_bench_compare_streaming_table_json_and_png(tmp_path):
+    report_path, chart_path = tmp_path / "r.json", tmp_path / "r.png"
+    args = ["bench", "--quick", "--repeats", "1", "--workloads", "stream-lstm-64,stream-overhead"]
+    result = run_cli([*args, "--json", str(report_path), "--png", str(chart_path)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Streaming: one step per call from Python" in out
+    assert "Comparison (" not in out  # no sequence workload was asked for
+    header = next(line for line in out.splitlines() if line.startswith("workload"))
+    assert header.split() == [
+        "workload", "engine", "threads", "us/step", "x", "out=", "max", "err", "call"
+    ]  # fmt: skip
+    assert "LSTM 64: batch=64 step" in out and "M stream-steps/s" in out
+    assert "Python overhead of s.step(x, out=y), 1-unit LSTM:" in out
+
+    report = json.loads(report_path.read_text())
+    lstm, overhead = report["workloads"]
+    assert lstm["name"] == "stream-lstm-64" and lstm["category"] == "stream"
+    results = {r["engine"]: r for r in lstm["results"]}
+    assert list(results) == STEP_ENGINES
+    for name, entry in results.items():
+        assert entry["status"] == "ok", (name, entry)
+        assert entry["max_abs_err"] <= 1e-5 + 1e-4  # within the check's atol + rtol*|ref|, |ref|<1
+        assert len(entry["times_us"]) == 1 and entry["us_per_step"] == entry["times_us"][0]
+        assert entry["ratio_vs_pyrnn_out"] == pytest.approx(
+            entry["us_per_step"] / results["pyrnn-out"]["us_per_step"]
+        )
+    assert results["torch-1t"]["call"] == "LSTMCell, inference_mode"
+    batch = lstm["batch"]
+    assert batch["status"] == "ok" and batch["rows"] == 64
+    assert batch["ratio"] == pytest.approx(batch["separate_us"] / batch["batch_us"])
+    assert batch["batch_stream_steps_per_s"] == pytest.approx(64 / batch["batch_us"] * 1e6)
+    assert [g["metric"] for g in lstm["goals"]] == ["x torch-1t", "x ort-1t", "x batch"]
+    assert lstm["goals"][0]["value"] == results["torch-1t"]["ratio_vs_pyrnn_out"]
+    assert lstm["goals"][2]["value"] == batch["ratio"]
+    assert lstm["overhead"] is None
+
+    assert [r["engine"] for r in overhead["results"]] == ["pyrnn-out", "pyrnn-c++"]
+    measured = overhead["overhead"]
+    assert measured["overhead_us"] == pytest.approx(measured["step_us"] - measured["cpp_us"])
+    ((goal),) = overhead["goals"]
+    assert goal["metric"] == "overhead_us" and goal["value"] == measured["overhead_us"]
+    for workload in (lstm, overhead):
+        _check_goals(workload)
+        for goal in workload["goals"]:
+            assert f"goal {goal['status']}: {goal['goal']} (measured " in out
+    assert chart_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # Runs `pyrnn bench` with torch and onnxruntime made unimportable.
 _WITHOUT_PEERS = """
 import sys
@@ -124,6 +195,24 @@ def test_missing_peers_are_reported_unavailable(tmp_path):
         assert statuses[name]["status"] == "unavailable"
         assert "not installed" in statuses[name]["reason"]
     assert "unavailable" in result.stdout and "Not timed:" in result.stdout
+
+
+def test_missing_peers_leave_their_stream_goals_unmeasured(tmp_path):
+    report_path = tmp_path / "r.json"
+    args = ["bench", "--quick", "--repeats", "1", "--workloads", "stream-lstm-64"]
+    result = run_cli([*args, "--json", str(report_path)], tmp_path, code=_WITHOUT_PEERS)
+    assert result.returncode == 0, result.stderr
+    (workload,) = json.loads(report_path.read_text())["workloads"]
+    statuses = {r["engine"]: r for r in workload["results"]}
+    for name in ("pyrnn", "pyrnn-out", "pyrnn-c++"):
+        assert statuses[name]["status"] == "ok"
+    for name in ("torch-1t", "ort-1t"):
+        assert statuses[name]["status"] == "unavailable"
+        assert "not installed" in statuses[name]["reason"]
+    goals = {goal["metric"]: goal for goal in workload["goals"]}
+    assert goals["x torch-1t"]["status"] == goals["x ort-1t"]["status"] == "not measured"
+    assert goals["x batch"]["status"] in ("met", "missed")  # pyrnn alone measures this one
+    assert "goal not measured: LSTM 64 s.step(x, out=y) >= 20x faster" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -164,7 +253,7 @@ def test_bench_runs_a_given_cell_model_step_by_step(tmp_path):
     pyrnn.save(pyrnn.GRUCell(3, 5, seed=0), path)
     result = run_cli(["bench", "--quick", "--model", str(path)], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "step by step" in result.stdout and "whole sequence" not in result.stdout
+    assert "stream step" in result.stdout and "whole sequence" not in result.stdout
 
 
 # -- the machinery ----------------------------------------------------------------------------
@@ -220,15 +309,29 @@ def test_lower_bound_picks_the_cache_level_holding_the_weights():
 
 
 def test_scalar_reference_restores_the_active_isa():
-    best = pyrnn.available_isas()[-1]
+    previous, best = pyrnn.active_isa(), pyrnn.available_isas()[-1]
     pyrnn.set_isa(best)
     module = pyrnn.GRU(3, 4, seed=0)
     x = np.ones((2, 1, 3), np.float32)
     try:
         np.testing.assert_array_equal(scalar_reference(module, x), _scalar_output(module, x))
         assert pyrnn.active_isa() == best
+        np.testing.assert_array_equal(scalar_stream_reference(module, x[0, 0]), _stream(module, x))
+        assert pyrnn.active_isa() == best
     finally:
-        pyrnn.set_isa(best)
+        pyrnn.set_isa(previous)  # PYRNN_ISA may have chosen another ISA for the whole run
+
+
+def _stream(module, x):
+    previous = pyrnn.active_isa()
+    pyrnn.set_isa("scalar")
+    try:
+        stream = module.stream()
+        for _ in range(3):
+            y = stream.step(x[0, 0])
+        return y
+    finally:
+        pyrnn.set_isa(previous)
 
 
 def _scalar_output(module, x):
@@ -301,6 +404,116 @@ def test_an_engine_with_the_wrong_output_shape_is_a_mismatch():
     result = run_engine(engine, module, x, reference, 1.0, 1.0, BenchOptions(repeats=1))
     assert result["status"] == "mismatch"
     assert result["reason"] == "output shape (4, 2, 4), expected (5, 2, 4)"
+
+
+# -- the streaming machinery ---------------------------------------------------------------
+def test_stream_workloads_are_registered_with_the_issue_goals():
+    streams = {n: w for n, w in WORKLOADS.items() if isinstance(w, StreamWorkload)}
+    assert list(streams) == [
+        "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-overhead"
+    ]  # fmt: skip
+    assert all(isinstance(w, SequenceWorkload | StreamWorkload) for w in WORKLOADS.values())
+    lstm = streams["stream-lstm-64"]
+    assert (lstm.kind, lstm.input_size, lstm.hidden_size, lstm.batch) == ("lstm", 64, 64, 64)
+    assert [(g.metric, g.target) for g in lstm.goals] == [
+        ("x torch-1t", 20.0), ("x ort-1t", 10.0), ("x batch", 10.0)
+    ]  # fmt: skip
+    assert (streams["stream-lstm-1x32"].input_size, streams["stream-lstm-1x32"].hidden_size) == (
+        1,
+        32,
+    )
+    assert streams["stream-gru-64"].kind == "gru"
+    assert [(g.metric, g.target) for g in streams["stream-overhead"].goals] == [
+        ("overhead_us", 1.0)
+    ]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_peer_step_engines_compute_what_pyrnn_computes(kind, bias):
+    # Three steps carrying the state, with an odd size: a gate order or bias layout mistake in
+    # the torch cell or the one-node ONNX graph shows here (ATOL/RTOL as in the benchmark).
+    module = {"lstm": pyrnn.LSTM, "gru": pyrnn.GRU}[kind](5, 7, bias=bias, seed=1)
+    x = np.random.default_rng(2).standard_normal(5, np.float32)
+    reference = scalar_stream_reference(module, x)
+    for engine in step_engines():
+        np.testing.assert_allclose(
+            engine.prepare(module, x).check(), reference, atol=1e-5, rtol=1e-4, err_msg=engine.name
+        )
+    np.testing.assert_allclose(
+        scalar_stream_reference(module, x, 1), module(x[None])[0][0], atol=1e-6
+    )
+
+
+def _tiny_workload(**overrides) -> StreamWorkload:
+    fields = {"name": "t", "label": "tiny", "kind": "lstm", "input_size": 3, "hidden_size": 4}
+    return StreamWorkload(**{**fields, "batch": 5, **overrides})
+
+
+def test_a_stream_engine_with_wrong_output_is_reported_not_timed(monkeypatch):
+    calls = []
+
+    def broken(module, x):
+        def check():
+            return scalar_stream_reference(module, x) + 1e-3  # 10x the tolerance
+
+        return StepRunner(check=check, loop=lambda number: calls.append(number) or 1e-6)
+
+    engines = [*step_engines()[:2], StepEngine("broken", "test", broken)]
+    monkeypatch.setattr("pyrnn.benchmarking.streaming.step_engines", lambda: engines)
+    goals = (Goal("x broken", 1.0, "broken engine >= 1x"), Goal("x batch", 1e9, "batch >= 1e9x"))
+    report = run_stream_workload(
+        _tiny_workload(goals=goals), {}, BenchOptions(quick=True, repeats=1), lambda m: None
+    )
+    results = {r["engine"]: r for r in report["results"]}
+    assert results["broken"]["status"] == "mismatch"
+    assert results["broken"]["max_abs_err"] == pytest.approx(1e-3, rel=1e-3)
+    assert calls == []  # checked, never timed
+    assert results["pyrnn-out"]["status"] == "ok"
+    assert report["batch"]["status"] == "ok" and report["batch"]["rows"] == 5
+    assert report["goals"][0]["status"] == "not measured"
+    assert report["goals"][1]["status"] == "missed"  # no machine makes a batch 1e9x faster
+    assert report["goals"][1]["value"] == report["batch"]["ratio"]
+
+
+def test_stream_runners_are_timed_round_robin_and_a_failing_one_is_isolated():
+    calls: list[tuple[str, int]] = []
+
+    def runner(name: str, fail_on_loop: int | None = None) -> StepRunner:
+        loops = 0
+
+        def loop(number: int) -> float:
+            nonlocal loops
+            loops += 1
+            calls.append((name, number))
+            if loops == fail_on_loop:
+                raise RuntimeError(f"{name} broke")
+            return 0.02 * number  # 20 ms per step: calibration stops at 1 step
+
+        return StepRunner(check=lambda: np.zeros(1), loop=loop)
+
+    runners = [runner("a"), runner("b", fail_on_loop=3), runner("c")]
+    outcome = time_round_robin(runners, budget=0.3, repeats=3)
+    assert calls[:3] == [("a", 1), ("b", 1), ("c", 1)]  # calibration
+    timed = [name for name, _ in calls[3:]]
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a"]  # rotated; b gone after failing
+    assert all(number == 5 for _, number in calls[3:])  # 0.1 s loops of 20 ms steps
+    assert outcome[0] == outcome[2] == [0.02, 0.02, 0.02]
+    assert outcome[1] == "RuntimeError: b broke"
+
+
+def test_run_model_streams_the_steps_and_skips_what_a_module_cannot_do():
+    from pyrnn.benchmarking.runner import run_model
+
+    machine = {"fma_peak_gflops": 100.0}
+    options = BenchOptions(quick=True, repeats=1)
+    lstm = run_model(pyrnn.LSTM(3, 4, num_layers=2, seed=0), "m", machine, options)
+    assert set(lstm["modes"]) == {"sequence", "step"}
+    bidirectional = run_model(pyrnn.GRU(3, 4, bidirectional=True, seed=0), "m", machine, options)
+    assert set(bidirectional["modes"]) == {"sequence"}  # a backward pass cannot stream
+    cell = run_model(pyrnn.RNNCell(3, 4, seed=0), "m", machine, options)
+    assert set(cell["modes"]) == {"step"}
+    assert cell["flops_per_step"] == 2 * 4 * (3 + 4)
 
 
 def test_console_script_points_at_main():

@@ -86,7 +86,8 @@ def _torch_engine(threads: int | None) -> Callable[[Module, np.ndarray], Runner]
 
         def run() -> np.ndarray:
             with torch.inference_mode():  # cheap when already inside; makes run() safe alone
-                return network(tensor)[0].numpy()
+                output: np.ndarray = network(tensor)[0].numpy()
+                return output
 
         return Runner(run=run, context=context, threads=str(count))
 

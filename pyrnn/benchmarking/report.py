@@ -51,7 +51,7 @@ def format_model(report: dict[str, Any]) -> list[str]:
         f"Model {os.path.basename(model['path'])} ({shape}), batch 1, T={model['steps']}, "
         f"{model['flops_per_step'] / 1e6:.3f} MFLOP/step:"
     ]
-    names = {"sequence": "whole sequence", "step": "step by step (a call per step)"}
+    names = {"sequence": "whole sequence", "step": "stream step, s.step(x, out=y)"}
     rows = [
         [
             names[mode],
@@ -65,8 +65,17 @@ def format_model(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sequence_workloads(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [w for w in report["workloads"] if w.get("category", "sequence") == "sequence"]
+
+
+def _stream_workloads(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [w for w in report["workloads"] if w.get("category") == "stream"]
+
+
 def format_comparison(report: dict[str, Any]) -> list[str]:
-    if not report["workloads"]:
+    workloads = _sequence_workloads(report)
+    if not workloads:
         return []
     tolerance = report["tolerance"]
     timing = report["timing"]
@@ -80,7 +89,7 @@ def format_comparison(report: dict[str, Any]) -> list[str]:
     ]
     header = ["workload", "engine", "threads", "us/step", "GFLOP/s", "% peak", "x pyrnn", "max err"]
     rows = []
-    for workload in report["workloads"]:
+    for workload in workloads:
         bound = workload["bound"]
         rows.append(
             [
@@ -125,7 +134,7 @@ def format_comparison(report: dict[str, Any]) -> list[str]:
     notes = [
         f"  {w['name']}: {w['description']}; recurrent weights {_mib(w['bound']['weight_bytes'])} "
         f"({w['bound']['weights_level']}) read at {w['bound']['weights_gbytes_per_s']:.1f} GB/s"
-        for w in report["workloads"]
+        for w in workloads
     ]
     lines += [
         "Workloads. bound = a lower bound for one core: max(FLOPs at the FMA peak, recurrent",
@@ -134,7 +143,89 @@ def format_comparison(report: dict[str, Any]) -> list[str]:
     ]
     problems = [
         f"  {workload['name']} / {result['engine']}: {result['status']}: {result['reason']}"
-        for workload in report["workloads"]
+        for workload in workloads
+        for result in workload["results"]
+        if result["status"] != "ok"
+    ]
+    if problems:
+        lines += ["Not timed:", *problems]
+    return lines
+
+
+def format_streaming(report: dict[str, Any]) -> list[str]:
+    """The streaming table: per-step latency from Python, many streams in one call, the Python
+    overhead of a step, and each goal of the streaming issue met or missed."""
+    workloads = _stream_workloads(report)
+    if not workloads:
+        return []
+    first = workloads[0]
+    tolerance, timing = first["tolerance"], first["timing"]
+    lines = [
+        "Streaming: one step per call from Python, batch 1 (best of "
+        f"{timing['loops']} loops of ~{timing['seconds_per_engine'] / timing['loops']:.2g} s "
+        "per engine, engines alternating).",
+        f"Every engine's output after {tolerance['steps_checked']} steps is checked against "
+        f"pyrnn's scalar path: |err| <= {tolerance['atol']:g} + {tolerance['rtol']:g}*|ref|.",
+        "x out= = engine time / s.step(x, out=y) time: > 1 means pyrnn is faster.",
+    ]
+    header = ["workload", "engine", "threads", "us/step", "x out=", "max err", "call"]
+    rows = []
+    for workload in workloads:
+        name = workload["name"]
+        for result in workload["results"]:
+            if result["status"] == "ok":
+                ratio = result.get("ratio_vs_pyrnn_out")
+                rows.append(
+                    [
+                        name,
+                        result["engine"],
+                        result["threads"],
+                        f"{result['us_per_step']:.3f}",
+                        "-" if ratio is None else f"{ratio:.2f}",
+                        f"{result['max_abs_err']:.1e}",
+                        result["call"],
+                    ]
+                )
+            else:
+                rows.append([name, result["engine"], result.get("threads", "-"), result["status"]])
+                rows[-1] += ["", "", ""]
+            name = ""
+    lines += _table(header, rows, {3, 4})
+    for workload in workloads:
+        batch = workload.get("batch")
+        if batch:
+            if batch["status"] == "ok":
+                lines.append(
+                    f"{workload['label']}: batch={batch['rows']} step {batch['batch_us']:.2f} us "
+                    f"vs {batch['rows']} separate streams {batch['separate_us']:.2f} us -> "
+                    f"{batch['batch_stream_steps_per_s'] / 1e6:.2f} vs "
+                    f"{batch['separate_stream_steps_per_s'] / 1e6:.2f} M stream-steps/s, "
+                    f"{batch['ratio']:.1f}x"
+                )
+            else:
+                lines.append(
+                    f"{workload['label']}: batch={batch['rows']}: {batch['status']}: "
+                    f"{batch['reason']}"
+                )
+        overhead = workload.get("overhead")
+        if overhead:
+            lines.append(
+                f"Python overhead of s.step(x, out=y), {workload['label']}: "
+                f"{overhead['overhead_us']:.3f} us ({overhead['step_us']:.3f} us from Python - "
+                f"{overhead['cpp_us']:.3f} us in the C++ loop)"
+            )
+    goals = [goal for workload in workloads for goal in workload["goals"]]
+    for goal in goals:
+        if goal["value"] is None:
+            lines.append(f"goal not measured: {goal['goal']}")
+        else:
+            unit = " us" if goal["metric"].endswith("_us") else "x"
+            lines.append(
+                f"goal {goal['status']}: {goal['goal']} (measured {goal['value']:.2f}{unit})"
+            )
+    problems = [
+        f"  {workload['name']} / {result['engine']}: {result['status']}: {result['reason']}"
+        for workload in workloads
         for result in workload["results"]
         if result["status"] != "ok"
     ]
@@ -144,7 +235,12 @@ def format_comparison(report: dict[str, Any]) -> list[str]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    sections = [format_machine(report), format_model(report), format_comparison(report)]
+    sections = [
+        format_machine(report),
+        format_model(report),
+        format_comparison(report),
+        format_streaming(report),
+    ]
     return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
 
 
@@ -155,7 +251,8 @@ def write_json(report: dict[str, Any], path: str) -> None:
 
 
 def write_png(report: dict[str, Any], path: str) -> bool:
-    """A bar chart of us/step per engine, one panel per workload (and the model's modes).
+    """A bar chart of us/step per engine, one panel per workload (and the model's modes); stream
+    panels add a batch stream's and separate streams' time per stream-step.
     Returns False, writing nothing, when matplotlib is not installed."""
     try:
         import matplotlib
@@ -174,7 +271,7 @@ def write_png(report: dict[str, Any], path: str) -> bool:
             None,
         )
     )
-    for workload in report["workloads"]:
+    for workload in _sequence_workloads(report):
         ok = [r for r in workload["results"] if r["status"] == "ok"]
         panels.append(
             (
@@ -184,9 +281,22 @@ def write_png(report: dict[str, Any], path: str) -> bool:
                 workload["bound"]["us"],
             )
         )
-    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 1.2 + 1.6 * len(panels)), squeeze=False)
+    for workload in _stream_workloads(report):
+        ok = [r for r in workload["results"] if r["status"] == "ok"]
+        labels, values = [r["engine"] for r in ok], [r["us_per_step"] for r in ok]
+        batch = workload.get("batch")
+        if batch and batch["status"] == "ok":
+            rows = batch["rows"]
+            labels += [f"batch={rows}, per row", f"{rows} streams, per stream"]
+            values += [batch["batch_us"] / rows, batch["separate_us"] / rows]
+        met = sum(goal["status"] == "met" for goal in workload["goals"])
+        goals = f", goals met {met}/{len(workload['goals'])}" if workload["goals"] else ""
+        panels.append((f"{workload['name']} ({workload['label']}{goals})", labels, values, None))
+    height = 1.2 + 1.6 * len(panels)
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7, height), squeeze=False)
     for axis, (title, labels, values, bound) in zip(axes[:, 0], panels, strict=True):
-        colors = ["tab:orange" if label == "pyrnn" else "tab:blue" for label in labels]
+        peer = ("torch", "ort")  # every other bar is pyrnn's
+        colors = ["tab:blue" if label.startswith(peer) else "tab:orange" for label in labels]
         axis.barh(labels, values, color=colors)
         axis.invert_yaxis()
         if bound is not None:
@@ -200,7 +310,7 @@ def write_png(report: dict[str, Any], path: str) -> bool:
         f"FMA peak {report['machine']['fma_peak_gflops']:.0f} GFLOP/s",
         fontsize=10,
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # 0.4 in. on top for the suptitle
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return True

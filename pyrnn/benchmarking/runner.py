@@ -1,5 +1,5 @@
-"""Runs `pyrnn bench`: machine probes, the bundled (or given) model in whole-sequence and
-step-by-step use, and, with compare, every selected workload on every engine. Each engine's
+"""Runs `pyrnn bench`: machine probes, the bundled (or given) model in whole-sequence use and
+streamed step by step, and, with compare, every selected workload on every engine. Each engine's
 output is checked against pyrnn's scalar path before it is timed; times are medians over
 repeats after a warm-up. Returns one JSON-ready dict; report.py formats it."""
 
@@ -22,6 +22,7 @@ from .._base import Module
 from ..io import load
 from .engines import Engine, Runner, Unavailable, sequence_engines
 from .machine import lower_bound_us, measure_machine, weights_bandwidth
+from .streaming import run_stream_workload
 from .workloads import WORKLOADS, SequenceWorkload, flops_per_step, recurrent_weight_bytes
 
 # Every engine must match pyrnn's scalar path within |y - ref| <= ATOL + RTOL*|ref|. Engines sum
@@ -120,14 +121,14 @@ def prepare_engine(
     result: dict[str, Any] = {"engine": engine.name, "library": engine.library}
     try:
         runner = engine.prepare(module, x)
-    except Unavailable as reason:
-        return {**result, "status": "unavailable", "reason": str(reason)}, None
+    except Unavailable as unavailable:
+        return {**result, "status": "unavailable", "reason": str(unavailable)}, None
     result["threads"] = runner.threads
     try:
         with runner.context():
             output = np.asarray(runner.run())
-    except Exception as error:  # an engine failing must not sink the rest of the comparison
-        return {**result, "status": "error", "reason": f"{type(error).__name__}: {error}"}, None
+    except Exception as failure:  # an engine failing must not sink the rest of the comparison
+        return {**result, "status": "error", "reason": f"{type(failure).__name__}: {failure}"}, None
     if output.shape != reference.shape:
         reason = f"output shape {output.shape}, expected {reference.shape}"
         return {**result, "status": "mismatch", "reason": reason}, None
@@ -255,41 +256,44 @@ def run_sequence_workload(
     }
 
 
-# Streaming workloads (streaming issue) register their runner here under their category.
+# The runner of each workload category (workloads.py).
 RUNNERS: dict[str, Callable[[Any, dict[str, Any], BenchOptions, Progress], dict[str, Any]]] = {
     "sequence": run_sequence_workload,
+    "stream": run_stream_workload,
 }
 
 
 def run_model(
     module: Module, path: str, machine: dict[str, Any], options: BenchOptions
 ) -> dict[str, Any]:
-    """The given model with batch 1: whole-sequence forward, and step by step (a module call per
-    step carrying the state, as a cell would be used; the streaming API will replace it)."""
+    """The given model with batch 1: a whole-sequence forward, and the same steps streamed one
+    call at a time (``s.step(x, out=y)`` on ``module.stream()``, as a real-time caller would).
+    A bidirectional model cannot stream, a cell has no sequence: each gets the mode it has."""
     config = module.config
+    spec = module._spec
     steps = options.steps(DEFAULT_MODEL_STEPS)
     rng = np.random.default_rng(options.seed)
     x = rng.standard_normal((steps, 1, config["input_size"]), dtype=np.float32)
     peak = machine["fma_peak_gflops"]
-    is_cell = config["kind"].endswith("_cell")
-    flops_config = {**config, "kind": config["kind"].removesuffix("_cell")}
+    flops_config = {**config, "kind": spec.base_kind}
     flops = flops_per_step(flops_config, 1)
     modes: dict[str, Any] = {}
-    if not is_cell:
+    if not spec.is_cell:
         times = time_calls(lambda: module(x), options.effective_repeats, options.warmup)
         modes["sequence"] = _timing_summary(times, steps, flops, peak)
+    if not spec.bidirectional:
+        stream = module.stream()
+        step = stream.step
+        rows = list(x[:, 0, :])  # views made before timing: the loop does nothing but step
+        y = np.empty(spec.output_size, np.float32)
 
-    def step_by_step() -> None:
-        state = None
-        if is_cell:
-            for t in range(steps):
-                state = module(x[t], state)
-        else:
-            for t in range(steps):
-                _, state = module(x[t : t + 1], state)
+        def streamed() -> None:
+            stream.reset()
+            for row in rows:
+                step(row, out=y)
 
-    times = time_calls(step_by_step, options.effective_repeats, options.warmup)
-    modes["step"] = _timing_summary(times, steps, flops, peak)
+        times = time_calls(streamed, options.effective_repeats, options.warmup)
+        modes["step"] = _timing_summary(times, steps, flops, peak)
     return {
         "path": path,
         "config": config,

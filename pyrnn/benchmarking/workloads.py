@@ -1,15 +1,14 @@
 """What the comparison times, and the arithmetic that turns a time into GFLOP/s and a bound.
 
-Workloads are registered by category: "sequence" (whole-sequence forward, this file) now; the
-streaming workloads of the streaming issue (per-step latency of LSTM/GRU 64 and an audio-sized
-LSTM 1->32, step with and without out=) are to be added as another dataclass with category
-"stream" plus a runner registered in runner.RUNNERS, without touching the sequence ones.
+Workloads are registered by category, each category with its runner in runner.RUNNERS:
+"sequence" (one whole-sequence forward, timed on every engine) and "stream" (one step per call
+from Python, timed on pyrnn streams, torch cells and per-step ONNX Runtime runs; streaming.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -65,7 +64,72 @@ class SequenceWorkload:
         )
 
 
-WORKLOADS: dict[str, SequenceWorkload] = {
+@dataclass(frozen=True)
+class Goal:
+    """A target of the streaming issue: `metric` of the workload's result must reach `target`.
+    Metrics: "x torch-1t" / "x ort-1t" (that engine's step time over s.step(x, out=y)'s),
+    "x batch" (throughput of one batch stream over as many separate ones), "overhead_us"
+    (at most `target`)."""
+
+    metric: str
+    target: float
+    text: str
+
+
+@dataclass(frozen=True)
+class StreamWorkload:
+    """Steps of a fresh seeded unidirectional 1-layer module fed one at a time from Python.
+
+    measure="latency": batch-1 step time of every engine, and a `batch`-row stream against
+    `batch` separate streams. measure="overhead": the Python cost of s.step(x, out=y), the step
+    timed from Python minus the same steps in a C++ loop (on a tiny model, so that arithmetic
+    does not hide it)."""
+
+    category: ClassVar[str] = "stream"
+
+    name: str
+    label: str  # the row name of the streaming issue's table, e.g. "LSTM 64"
+    kind: str  # "lstm" or "gru"
+    input_size: int
+    hidden_size: int
+    batch: int = 64
+    measure: Literal["latency", "overhead"] = "latency"
+    goals: tuple[Goal, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": 1,
+            "bidirectional": False,
+        }
+
+    def module(self, seed: int = 0) -> Module:
+        config = self.config()
+        cls = _CLASSES[config.pop("kind")]
+        return cls(**config, seed=seed)  # type: ignore[call-arg]
+
+    def describe(self, steps: int | None = None) -> str:
+        shape = f"{self.kind.upper()} I={self.input_size} H={self.hidden_size}"
+        if self.measure == "overhead":
+            return f"{shape}: Python overhead of s.step(x, out=y)"
+        return (
+            f"{shape}: one step per call, batch 1; and batch={self.batch} vs {self.batch} streams"
+        )
+
+
+# The speed goals of the streaming issue, measured on the models it names.
+_LSTM_64_GOALS = (
+    Goal("x torch-1t", 20.0, "LSTM 64 s.step(x, out=y) >= 20x faster than torch LSTMCell (1t)"),
+    Goal("x ort-1t", 10.0, "LSTM 64 s.step(x, out=y) >= 10x faster than ORT per-step run (1t)"),
+    Goal("x batch", 10.0, "LSTM 64 batch=64 stream >= 10x the throughput of 64 streams"),
+)
+_OVERHEAD_GOALS = (Goal("overhead_us", 1.0, "Python overhead of s.step(x, out=y) <= 1 us"),)
+
+Workload = SequenceWorkload | StreamWorkload
+
+WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         SequenceWorkload("seq-lstm-256", "lstm", 256, 256, batch=1, steps=1000),
@@ -74,6 +138,18 @@ WORKLOADS: dict[str, SequenceWorkload] = {
         SequenceWorkload("batch-lstm-256", "lstm", 256, 256, batch=64, steps=100),
         SequenceWorkload(
             "stack-bilstm", "lstm", 64, 128, batch=8, steps=500, num_layers=2, bidirectional=True
+        ),
+        StreamWorkload("stream-lstm-64", "LSTM 64", "lstm", 64, 64, goals=_LSTM_64_GOALS),
+        StreamWorkload("stream-gru-64", "GRU 64", "gru", 64, 64),
+        StreamWorkload("stream-lstm-1x32", "LSTM I=1 H=32", "lstm", 1, 32),
+        StreamWorkload(
+            "stream-overhead",
+            "1-unit LSTM",
+            "lstm",
+            1,
+            1,
+            measure="overhead",
+            goals=_OVERHEAD_GOALS,
         ),
     )
 }

@@ -1,0 +1,100 @@
+# Type stubs of pyrnn's C++ extension (cpp/bindings/*.cpp): the packed network, the C++ half of
+# pyrnn.Stream, ISA dispatch, the scalar oracle, and the underscore hooks used by tests and by
+# `pyrnn bench`. Shapes: T steps, N rows, I input, H hidden, P output (proj_size or H), L layers,
+# D directions. Arrays taken as float32 are converted by pybind11 when they are not already.
+
+from collections.abc import Sequence
+from typing import Any, TypeAlias, overload
+
+import numpy as np
+import numpy.typing as npt
+
+_Float32Array: TypeAlias = npt.NDArray[np.float32]
+_Float32Like: TypeAlias = npt.ArrayLike
+# (w_ih, w_hh, b_ih, b_hh, w_hr) of one (layer, direction), in PyTorch's layouts.
+_LayerWeights: TypeAlias = tuple[
+    _Float32Like, _Float32Like, _Float32Like | None, _Float32Like | None, _Float32Like | None
+]
+
+class Network:
+    """A packed, immutable recurrent network."""
+
+    def __init__(
+        self,
+        kind: str,  # "rnn_tanh", "rnn_relu", "lstm" or "gru"
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bidirectional: bool,
+        proj_size: int,
+        weights: Sequence[_LayerWeights],  # L*D entries, layer-major
+    ) -> None: ...
+    def forward(
+        self,
+        x: np.ndarray,  # (T, N, I) float32, unit stride on the last axis
+        out: np.ndarray,  # (T, N, D*P) float32, written
+        h0: _Float32Like | None,  # (L*D, N, P)
+        c0: _Float32Like | None,  # (L*D, N, H), LSTM only
+        hn: _Float32Array,  # (L*D, N, P), written
+        cn: _Float32Array | None,  # (L*D, N, H), written, required for LSTM
+    ) -> None: ...
+
+class Stream:
+    """The C++ half of pyrnn.Stream: state of every layer for N rows."""
+
+    @overload
+    def __init__(self, network: Network, rows: int, batched: bool, batch_first: bool) -> None: ...
+    @overload
+    def __init__(self, other: Stream) -> None: ...
+    def step(self, x: Any, out: np.ndarray | None = None) -> _Float32Array:
+        """One step: x (I,) or (N, I) -> the top layer's output (P,) or (N, P)."""
+    def feed(self, x: Any, out: np.ndarray | None = None) -> _Float32Array:
+        """T steps: (T, I), (T, N, I) or, batch_first, (N, T, I) -> outputs in that layout."""
+    @property
+    def rows(self) -> int: ...
+    @property
+    def batched(self) -> bool: ...
+    @property
+    def batch_first(self) -> bool: ...
+    @property
+    def chunk_steps(self) -> int: ...
+    def _reset(self) -> None: ...
+    def _reset_row(self, row: int, /) -> None: ...
+    def _get_state(self) -> tuple[_Float32Array, _Float32Array | None]:
+        """(h (L, N, P), c (L, N, H) or None)."""
+    def _set_state(self, h: _Float32Like, c: _Float32Like | None) -> None: ...
+    def _time_steps(self, x: np.ndarray, out: np.ndarray, count: int) -> float:
+        """Benchmark hook: seconds per step of `count` steps run back to back in C++."""
+
+# -- ISA dispatch -----------------------------------------------------------------------------
+def available_isas() -> list[str]: ...
+def compiled_isas() -> list[str]: ...
+def active_isa() -> str: ...
+def set_isa(name: str) -> None: ...
+def cpu_features() -> dict[str, bool]: ...
+
+# -- the scalar oracle ------------------------------------------------------------------------
+def reference_forward(
+    kind: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    bidirectional: bool,
+    proj_size: int,
+    weights: Sequence[_LayerWeights],
+    x: _Float32Like,  # (T, N, I)
+    h0: _Float32Like | None = None,
+    c0: _Float32Like | None = None,
+) -> tuple[_Float32Array, _Float32Array, _Float32Array]:
+    """(out (T, N, D*P), hn (L*D, N, P), cn (L*D, N, H)); cn is meaningless unless LSTM."""
+
+# -- test and benchmark hooks (private) -------------------------------------------------------
+def _activation(isa: str, name: str, x: _Float32Like) -> _Float32Array:
+    """The vectorised activation `name` ("sigmoid" or "tanh") of kernel table `isa`."""
+
+def _probe_isas() -> list[str]: ...
+def _probe_fma_peak(seconds: float, isa: str = "") -> dict[str, Any]:
+    """{"gflops": float, "isa": str}"""
+
+def _probe_read_bandwidth(bytes: int, seconds: float, isa: str = "") -> dict[str, Any]:
+    """{"gbytes_per_s": float, "bytes": int, "isa": str}"""
