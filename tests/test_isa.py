@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 import sys
 from collections.abc import Iterator
 
@@ -24,8 +25,15 @@ def _run(code: str, isa: str | None) -> subprocess.CompletedProcess[str]:
     env.pop("PYRNN_ISA", None)
     if isa is not None:
         env["PYRNN_ISA"] = isa
+    # cwd: the tests folder, so the source tree's pyrnn/ (without _core) cannot shadow the
+    # installed package when the suite runs from the repository root.
     return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
