@@ -15,6 +15,15 @@
 // panel[k][g*16 + u]; a tile covers R rows of the left operand and, for each gate g, S vectors
 // starting at unit v0*L of the block, so one tile holds every gate of L*S units.
 
+// Forced inlining for the activations and the cell updates: GCC -O3 kept exp_approx, tanh and
+// CellUpdate::apply as calls (5 per LSTM vector), which serialised the otherwise independent gate
+// activations of a batch-1 step; inlined, their dependency chains overlap.
+#if defined(__GNUC__)
+#define PYRNN_SIMD_INLINE inline __attribute__((always_inline))
+#else
+#define PYRNN_SIMD_INLINE inline
+#endif
+
 constexpr int kLanes = V::kLanes;
 constexpr int kVecPerGate = kUnitBlock / kLanes;
 
@@ -49,7 +58,7 @@ constexpr T larger(T a, T b) noexcept {
 
 // e^x for x <= 88.3 (larger x return +inf); below -88 the result is 0 or a tiny float, which is
 // all sigmoid and tanh need (they only ever add 1 to it).
-inline V exp_approx(V x) noexcept {
+PYRNN_SIMD_INLINE V exp_approx(V x) noexcept {
   const V t = clamp(x, broadcast(-88.0f), broadcast(88.3f));  // keeps NaN: n <= 127 below
   const V n = round_nearest(mul(t, broadcast(1.44269504f)));
   // r = t - n*ln2 in two parts so r is exact to float precision for every n.
@@ -65,12 +74,12 @@ inline V exp_approx(V x) noexcept {
   return select(less(broadcast(88.3f), x), broadcast(__builtin_inff()), result);
 }
 
-inline V sigmoid(V x) noexcept {
+PYRNN_SIMD_INLINE V sigmoid(V x) noexcept {
   const V one = broadcast(1.0f);
   return div(one, add(one, exp_approx(sub(zero(), x))));
 }
 
-inline V tanh(V x) noexcept {
+PYRNN_SIMD_INLINE V tanh(V x) noexcept {
   const V a = abs(x);
   // Small |x|: odd polynomial, exact for denormals and signed zeros.
   const V s = mul(x, x);
@@ -88,7 +97,7 @@ inline V tanh(V x) noexcept {
 }
 
 // NaN propagates (a NaN compares false), unlike max(0, x) on x86.
-inline V relu(V x) noexcept { return select(less(x, zero()), zero(), x); }
+PYRNN_SIMD_INLINE V relu(V x) noexcept { return select(less(x, zero()), zero(), x); }
 
 // Applies an activation to n floats (any n): the test hook behind _core._activation.
 template <V (*kFunction)(V)>
@@ -139,7 +148,8 @@ inline void tile_dot(const float* a, std::ptrdiff_t lda, const float* panel, int
 // prefetch: the panels are one sequential stream the hardware prefetcher follows; prefetching
 // 512-2048 bytes ahead measured no different (LSTM/GRU H=256 on Zen 4, ~100 GB/s either way).
 template <int G, int kSets>
-inline void row_dot(const float* a, const float* panel, int k, V (&acc)[G * kVecPerGate]) noexcept {
+PYRNN_SIMD_INLINE void row_dot(const float* a, const float* panel, int k,
+                               V (&acc)[G * kVecPerGate]) noexcept {
   constexpr int kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
   V part[kSets][kCols];
   for (int p = 0; p < kSets; ++p)
@@ -176,8 +186,8 @@ template <>
 struct CellUpdate<CellKind::Lstm> {
   static constexpr int kGates = 4;
   // c is updated in place; h written.
-  static void apply(const V* pre, const float* xp, const float*, const float*, float* c,
-                    float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float*, const float*,
+                                      float* c, float* h) noexcept {
     const V i = sigmoid(add(pre[0], load(xp)));
     const V f = sigmoid(add(pre[1], load(xp + kUnitBlock)));
     const V g = tanh(add(pre[2], load(xp + 2 * kUnitBlock)));
@@ -192,8 +202,8 @@ template <>
 struct CellUpdate<CellKind::Gru> {
   static constexpr int kGates = 3;
   // rec_bias: b_hn of these units; h_prev: their previous state.
-  static void apply(const V* pre, const float* xp, const float* rec_bias, const float* h_prev,
-                    float*, float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float* rec_bias,
+                                      const float* h_prev, float*, float* h) noexcept {
     const V r = sigmoid(add(pre[0], load(xp)));
     const V z = sigmoid(add(pre[1], load(xp + kUnitBlock)));
     const V n = tanh(fma(r, add(pre[2], load(rec_bias)), load(xp + 2 * kUnitBlock)));
@@ -204,8 +214,8 @@ struct CellUpdate<CellKind::Gru> {
 template <>
 struct CellUpdate<CellKind::RnnTanh> {
   static constexpr int kGates = 1;
-  static void apply(const V* pre, const float* xp, const float*, const float*, float*,
-                    float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float*, const float*,
+                                      float*, float* h) noexcept {
     store(h, tanh(add(pre[0], load(xp))));
   }
 };
@@ -213,8 +223,8 @@ struct CellUpdate<CellKind::RnnTanh> {
 template <>
 struct CellUpdate<CellKind::RnnRelu> {
   static constexpr int kGates = 1;
-  static void apply(const V* pre, const float* xp, const float*, const float*, float*,
-                    float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float*, const float*,
+                                      float*, float* h) noexcept {
     store(h, relu(add(pre[0], load(xp))));
   }
 };
@@ -512,3 +522,5 @@ const KernelTable& make_table(const char* name) noexcept {
                                  input_step<CellKind::Gru>};
   return table;
 }
+
+#undef PYRNN_SIMD_INLINE
