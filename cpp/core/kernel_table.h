@@ -78,6 +78,19 @@ struct KernelTable {
   InputStepKernel rnn_relu_input_step;
   InputStepKernel lstm_input_step;
   InputStepKernel gru_input_step;
+  // When a one-step chunk of N rows runs input_step instead of gemm + step: N <= fused_rows, or
+  // one block's W_ih and W_hh panels together fit in fused_panel_bytes. Measured per ISA: a batched
+  // input_step re-reads both panels for every row tile, which costs more than the GEMM's reads
+  // once the panels leave L1 or a tile covers only part of each cache line (AVX2, NEON).
+  int fused_rows;
+  std::size_t fused_panel_bytes;
+
+  bool use_input_step(int rows, const PackedPanels& w_ih, const PackedPanels& w_hh) const noexcept {
+    if (rows <= fused_rows) return true;
+    const std::size_t panel_floats =
+        static_cast<std::size_t>(w_ih.k() + w_hh.k()) * static_cast<std::size_t>(w_hh.row_width());
+    return panel_floats * sizeof(float) <= fused_panel_bytes;
+  }
 
   StepKernel step_for(CellKind kind) const noexcept {
     switch (kind) {

@@ -115,8 +115,9 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
     const SequenceIn part = in.time_slice(t0, t1);
 
     // 1. The input projection of every step in the chunk: one GEMM. A chunk of one step (a
-    // stream step) skips it: the fused kernel projects x block by block inside the step.
-    const bool fused = part.steps == 1;
+    // stream step) skips it when the ISA measured it faster: the fused kernel projects x block
+    // by block inside the step.
+    const bool fused = part.steps == 1 && kernels.use_input_step(rows, weights.w_ih, weights.w_hh);
     const float* a = part.data;
     std::ptrdiff_t lda = 0;
     if (!uniform_row_stride(part, &lda)) {

@@ -70,6 +70,12 @@ constexpr int kTileRows4 = 6, kTileVecs4 = 1, kGemmRows4 = 6, kGemmCols4 = 4;
 constexpr int kTileRows3 = 8, kTileVecs3 = 1, kGemmRows3 = 8, kGemmCols3 = 3;
 constexpr int kTileRows1 = 12, kTileVecs1 = 1, kGemmRows1 = 12, kGemmCols1 = 1;
 
+// Fused one-step kernel (KernelTable::use_input_step): whole-block tiles; measured (Zen 4,
+// LSTM stream step) faster up to 16 rows at H = 256 (b4 61 -> 41 us, b16 H=128 73 -> 61) and at
+// 64 rows while a block's two panels fit L1 (H = 64: 32 KiB), slower at 64 rows of H = 128.
+constexpr int kFusedRows = 16;
+constexpr std::size_t kFusedPanelBytes = 32 * 1024;
+
 #include "kernels/simd-inl.h"
 
 }  // namespace

@@ -103,6 +103,7 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept {
 
 }  // namespace
 
+// fused_rows: the scalar kernels go row by row either way, so the fused step is never slower.
 const KernelTable& kernel_table() noexcept {
   static const KernelTable table{"scalar",
                                  gemm,
@@ -115,7 +116,9 @@ const KernelTable& kernel_table() noexcept {
                                  input_step<CellKind::RnnTanh>,
                                  input_step<CellKind::RnnRelu>,
                                  input_step<CellKind::Lstm>,
-                                 input_step<CellKind::Gru>};
+                                 input_step<CellKind::Gru>,
+                                 1 << 30,
+                                 0};
   return table;
 }
 
