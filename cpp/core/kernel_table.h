@@ -6,6 +6,10 @@
 //   step:  gates[n] = xp[n] + h_prev[n, :K] x w_hh   xp (N, blocks*G*16) ldxp, biases folded in
 //          then the cell update, writing h_next (N, padded H) ldh; LSTM also c (N, padded H) ldc
 //          in place. For GRU, rec_bias (padded H) is b_hn, added inside r * (W_hn h + b_hn).
+//   input_step: one step with the input projection fused in (no projected buffer): for each
+//          block, x[n, :I] x w_ih and h_prev[n] x w_hh in one pass while the block's panels are
+//          hot, the cell update in registers. step.xp is the packed input bias (blocks*G*16),
+//          the same for every row (step.ldxp is ignored). Equals gemm (m = N) + step.
 // Every kernel works on blocks [block_begin, block_end) only: the seam for splitting hidden
 // units across threads. Kernels never allocate and never throw.
 #pragma once
@@ -44,8 +48,20 @@ struct StepArgs {
   int block_end;
 };
 
+struct InputStepArgs {
+  StepArgs step;  // step.xp: packed input bias (b_ih + b_hh, GRU n gate b_in only)
+  const PackedPanels* w_ih;
+  const float* x;  // (N, I) rows ldx apart
+  std::ptrdiff_t ldx;
+  // Walk the blocks last to first (and, batch 1, each block's W_hh panel before its W_ih one):
+  // alternated every step, so each step starts on the panels the previous one left in L1/L2.
+  // Results do not depend on it.
+  bool descending = false;
+};
+
 using GemmKernel = void (*)(const GemmArgs&) noexcept;
 using StepKernel = void (*)(const StepArgs&) noexcept;
+using InputStepKernel = void (*)(const InputStepArgs&) noexcept;
 // y[i] = f(x[i]) for n floats with the ISA's vectorised activation (tests measure its error).
 using ActivationKernel = void (*)(const float* x, float* y, std::size_t n) noexcept;
 
@@ -58,6 +74,23 @@ struct KernelTable {
   StepKernel gru_step;
   ActivationKernel sigmoid;
   ActivationKernel tanh;
+  InputStepKernel rnn_tanh_input_step;
+  InputStepKernel rnn_relu_input_step;
+  InputStepKernel lstm_input_step;
+  InputStepKernel gru_input_step;
+  // When a one-step chunk of N rows runs input_step instead of gemm + step: N <= fused_rows, or
+  // one block's W_ih and W_hh panels together fit in fused_panel_bytes. Measured per ISA: a batched
+  // input_step re-reads both panels for every row tile, which costs more than the GEMM's reads
+  // once the panels leave L1 or a tile covers only part of each cache line (AVX2, NEON).
+  int fused_rows;
+  std::size_t fused_panel_bytes;
+
+  bool use_input_step(int rows, const PackedPanels& w_ih, const PackedPanels& w_hh) const noexcept {
+    if (rows <= fused_rows) return true;
+    const std::size_t panel_floats =
+        static_cast<std::size_t>(w_ih.k() + w_hh.k()) * static_cast<std::size_t>(w_hh.row_width());
+    return panel_floats * sizeof(float) <= fused_panel_bytes;
+  }
 
   StepKernel step_for(CellKind kind) const noexcept {
     switch (kind) {
@@ -69,6 +102,19 @@ struct KernelTable {
         return lstm_step;
       case CellKind::Gru:
         return gru_step;
+    }
+    return nullptr;
+  }
+  InputStepKernel input_step_for(CellKind kind) const noexcept {
+    switch (kind) {
+      case CellKind::RnnTanh:
+        return rnn_tanh_input_step;
+      case CellKind::RnnRelu:
+        return rnn_relu_input_step;
+      case CellKind::Lstm:
+        return lstm_input_step;
+      case CellKind::Gru:
+        return gru_input_step;
     }
     return nullptr;
   }

@@ -107,6 +107,7 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
   const NetworkConfig& config = network.config();
   const PackedLayer& weights = network.layer(layer, direction);
   const StepKernel step = kernels.step_for(config.kind);
+  const InputStepKernel input_step = kernels.input_step_for(config.kind);
   const bool reverse = direction == 1;
   const int rows = in.rows, features = in.features, h_out = config.output_size();
   const int blocks = weights.w_hh.blocks();
@@ -119,7 +120,10 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
     const int t0 = c * chunk, t1 = std::min(in.steps, t0 + chunk);
     const SequenceIn part = in.time_slice(t0, t1);
 
-    // 1. The input projection of every step in the chunk: one GEMM.
+    // 1. The input projection of every step in the chunk: one GEMM. A chunk of one step (a
+    // stream step) skips it when the ISA measured it faster: the fused kernel projects x block
+    // by block inside the step.
+    const bool fused = part.steps == 1 && kernels.use_input_step(rows, weights.w_ih, weights.w_hh);
     const float* a = part.data;
     std::ptrdiff_t lda = 0;
     if (!uniform_row_stride(part, &lda)) {
@@ -131,8 +135,9 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       a = packed;
       lda = features;
     }
-    kernels.gemm({a, lda, part.steps * rows, &weights.w_ih, weights.input_bias.data(),
-                  workspace.projected(), ld_projected, 0, blocks});
+    if (!fused)
+      kernels.gemm({a, lda, part.steps * rows, &weights.w_ih, weights.input_bias.data(),
+                    workspace.projected(), ld_projected, 0, blocks});
 
     // 2. The recurrence: one fused kernel call per step (plus the projection GEMM for LSTM-P).
     for (int s = 0; s < part.steps; ++s) {
@@ -140,22 +145,31 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       float* cell_out = config.proj_size > 0 ? workspace.cell_output() : state.h_next();
       const std::ptrdiff_t ld_cell =
           config.proj_size > 0 ? padded_units(config.hidden_size) : state.ld_h();
+      // Fused: xp is the input bias, shared by every row.
       const float* xp =
-          workspace.projected() + static_cast<std::ptrdiff_t>(t) * rows * ld_projected;
-      StepArgs args{&weights.w_hh, xp,           ld_projected, weights.recurrent_bias.data(),
-                    state.h(),     state.ld_h(), cell_out,     ld_cell,
-                    state.c(),     state.ld_c(), rows,         0,
-                    blocks};
-      if (!state.odd_step()) {
-        step(args);
+          fused ? weights.input_bias.data()
+                : workspace.projected() + static_cast<std::ptrdiff_t>(t) * rows * ld_projected;
+      InputStepArgs args{
+          {&weights.w_hh, xp, ld_projected, weights.recurrent_bias.data(), state.h(), state.ld_h(),
+           cell_out, ld_cell, state.c(), state.ld_c(), rows, 0, blocks},
+          &weights.w_ih,
+          a,
+          lda};
+      if (fused) {
+        // The kernel walks the blocks itself, backwards on odd steps (see below and
+        // InputStepArgs::descending): one call per step.
+        args.descending = state.odd_step();
+        input_step(args);
+      } else if (!state.odd_step()) {
+        step(args.step);
       } else {
         // Odd steps walk the blocks backwards, so each step starts on the panels the previous
         // one left in L2 instead of on the ones it evicted first: with W_hh (1 MiB for
         // LSTM 256) about the size of L2, batch-1 steps measured 12.0 -> 10.6 us on Zen 4.
         for (int j = blocks - 1; j >= 0; --j) {
-          args.block_begin = j;
-          args.block_end = j + 1;
-          step(args);
+          args.step.block_begin = j;
+          args.step.block_end = j + 1;
+          step(args.step);
         }
       }
       if (config.proj_size > 0) {

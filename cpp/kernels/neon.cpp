@@ -48,6 +48,11 @@ constexpr int kTileRows4 = 6, kTileVecs4 = 1, kGemmRows4 = 6, kGemmCols4 = 4;
 constexpr int kTileRows3 = 8, kTileVecs3 = 1, kGemmRows3 = 6, kGemmCols3 = 4;
 constexpr int kTileRows1 = 6, kTileVecs1 = 4, kGemmRows1 = 6, kGemmCols1 = 4;
 
+// Fused one-step kernel only for one row: as on AVX2, a batched tile covers part of a block
+// (a quarter for LSTM/GRU), so it would re-read every panel line per tile.
+constexpr int kFusedRows = 1;
+constexpr std::size_t kFusedPanelBytes = 0;
+
 #include "kernels/simd-inl.h"
 
 }  // namespace

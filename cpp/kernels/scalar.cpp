@@ -36,38 +36,60 @@ void gemm(const GemmArgs& g) noexcept {
   }
 }
 
+// The cell update of row n, block j, from the recurrent sums `acc` (G*16) and the input
+// projection `xp` of that row and block (biases folded in).
+template <CellKind kKind>
+void update_block(const StepArgs& s, int j, int n, const float* acc, const float* xp) noexcept {
+  const float* h_prev = s.h_prev + n * s.ldh_prev;
+  float* h_next = s.h_next + n * s.ldh + j * kUnitBlock;
+  for (int u = 0; u < kUnitBlock; ++u) {
+    if constexpr (kKind == CellKind::Lstm) {
+      float* c = s.c + n * s.ldc + j * kUnitBlock + u;
+      const float i = sigmoid(xp[u] + acc[u]);
+      const float f = sigmoid(xp[kUnitBlock + u] + acc[kUnitBlock + u]);
+      const float g = std::tanh(xp[2 * kUnitBlock + u] + acc[2 * kUnitBlock + u]);
+      const float o = sigmoid(xp[3 * kUnitBlock + u] + acc[3 * kUnitBlock + u]);
+      *c = f * *c + i * g;
+      h_next[u] = o * std::tanh(*c);
+    } else if constexpr (kKind == CellKind::Gru) {
+      const float r = sigmoid(xp[u] + acc[u]);
+      const float z = sigmoid(xp[kUnitBlock + u] + acc[kUnitBlock + u]);
+      const float hn = acc[2 * kUnitBlock + u] + s.rec_bias[j * kUnitBlock + u];
+      const float cand = std::tanh(xp[2 * kUnitBlock + u] + r * hn);
+      h_next[u] = (1.0f - z) * cand + z * h_prev[j * kUnitBlock + u];
+    } else if constexpr (kKind == CellKind::RnnTanh) {
+      h_next[u] = std::tanh(xp[u] + acc[u]);
+    } else {
+      h_next[u] = relu(xp[u] + acc[u]);
+    }
+  }
+}
+
 template <CellKind kKind>
 void step(const StepArgs& s) noexcept {
-  constexpr int kGates = gate_count(kKind);
-  constexpr int kWidth = kGates * kUnitBlock;
+  constexpr int kWidth = gate_count(kKind) * kUnitBlock;
   float acc[kWidth];
   for (int j = s.block_begin; j < s.block_end; ++j) {
     for (int n = 0; n < s.n; ++n) {
-      const float* h_prev = s.h_prev + n * s.ldh_prev;
-      panel_dot(h_prev, s.w_hh->panel(j), s.w_hh->k(), kWidth, acc);
-      const float* xp = s.xp + n * s.ldxp + j * kWidth;
-      float* h_next = s.h_next + n * s.ldh + j * kUnitBlock;
-      for (int u = 0; u < kUnitBlock; ++u) {
-        if constexpr (kKind == CellKind::Lstm) {
-          float* c = s.c + n * s.ldc + j * kUnitBlock + u;
-          const float i = sigmoid(xp[u] + acc[u]);
-          const float f = sigmoid(xp[kUnitBlock + u] + acc[kUnitBlock + u]);
-          const float g = std::tanh(xp[2 * kUnitBlock + u] + acc[2 * kUnitBlock + u]);
-          const float o = sigmoid(xp[3 * kUnitBlock + u] + acc[3 * kUnitBlock + u]);
-          *c = f * *c + i * g;
-          h_next[u] = o * std::tanh(*c);
-        } else if constexpr (kKind == CellKind::Gru) {
-          const float r = sigmoid(xp[u] + acc[u]);
-          const float z = sigmoid(xp[kUnitBlock + u] + acc[kUnitBlock + u]);
-          const float hn = acc[2 * kUnitBlock + u] + s.rec_bias[j * kUnitBlock + u];
-          const float cand = std::tanh(xp[2 * kUnitBlock + u] + r * hn);
-          h_next[u] = (1.0f - z) * cand + z * h_prev[j * kUnitBlock + u];
-        } else if constexpr (kKind == CellKind::RnnTanh) {
-          h_next[u] = std::tanh(xp[u] + acc[u]);
-        } else {
-          h_next[u] = relu(xp[u] + acc[u]);
-        }
-      }
+      panel_dot(s.h_prev + n * s.ldh_prev, s.w_hh->panel(j), s.w_hh->k(), kWidth, acc);
+      update_block<kKind>(s, j, n, acc, s.xp + n * s.ldxp + j * kWidth);
+    }
+  }
+}
+
+// step with the input projection of the row computed right before it, block by block.
+template <CellKind kKind>
+void input_step(const InputStepArgs& f) noexcept {
+  constexpr int kWidth = gate_count(kKind) * kUnitBlock;
+  const StepArgs& s = f.step;
+  float acc[kWidth], xp[kWidth];
+  for (int j = s.block_begin; j < s.block_end; ++j) {
+    const float* bias = s.xp + j * kWidth;
+    for (int n = 0; n < s.n; ++n) {
+      panel_dot(f.x + n * f.ldx, f.w_ih->panel(j), f.w_ih->k(), kWidth, xp);
+      for (int col = 0; col < kWidth; ++col) xp[col] += bias[col];
+      panel_dot(s.h_prev + n * s.ldh_prev, s.w_hh->panel(j), s.w_hh->k(), kWidth, acc);
+      update_block<kKind>(s, j, n, acc, xp);
     }
   }
 }
@@ -81,6 +103,7 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept {
 
 }  // namespace
 
+// fused_rows: the scalar kernels go row by row either way, so the fused step is never slower.
 const KernelTable& kernel_table() noexcept {
   static const KernelTable table{"scalar",
                                  gemm,
@@ -89,7 +112,13 @@ const KernelTable& kernel_table() noexcept {
                                  step<CellKind::Lstm>,
                                  step<CellKind::Gru>,
                                  sigmoid_array,
-                                 tanh_array};
+                                 tanh_array,
+                                 input_step<CellKind::RnnTanh>,
+                                 input_step<CellKind::RnnRelu>,
+                                 input_step<CellKind::Lstm>,
+                                 input_step<CellKind::Gru>,
+                                 1 << 30,
+                                 0};
   return table;
 }
 

@@ -15,6 +15,15 @@
 // panel[k][g*16 + u]; a tile covers R rows of the left operand and, for each gate g, S vectors
 // starting at unit v0*L of the block, so one tile holds every gate of L*S units.
 
+// Forced inlining for the activations and the cell updates: GCC -O3 kept exp_approx, tanh and
+// CellUpdate::apply as calls (5 per LSTM vector), which serialised the otherwise independent gate
+// activations of a batch-1 step; inlined, their dependency chains overlap.
+#if defined(__GNUC__)
+#define PYRNN_SIMD_INLINE inline __attribute__((always_inline))
+#else
+#define PYRNN_SIMD_INLINE inline
+#endif
+
 constexpr int kLanes = V::kLanes;
 constexpr int kVecPerGate = kUnitBlock / kLanes;
 
@@ -49,7 +58,7 @@ constexpr T larger(T a, T b) noexcept {
 
 // e^x for x <= 88.3 (larger x return +inf); below -88 the result is 0 or a tiny float, which is
 // all sigmoid and tanh need (they only ever add 1 to it).
-inline V exp_approx(V x) noexcept {
+PYRNN_SIMD_INLINE V exp_approx(V x) noexcept {
   const V t = clamp(x, broadcast(-88.0f), broadcast(88.3f));  // keeps NaN: n <= 127 below
   const V n = round_nearest(mul(t, broadcast(1.44269504f)));
   // r = t - n*ln2 in two parts so r is exact to float precision for every n.
@@ -65,12 +74,12 @@ inline V exp_approx(V x) noexcept {
   return select(less(broadcast(88.3f), x), broadcast(__builtin_inff()), result);
 }
 
-inline V sigmoid(V x) noexcept {
+PYRNN_SIMD_INLINE V sigmoid(V x) noexcept {
   const V one = broadcast(1.0f);
   return div(one, add(one, exp_approx(sub(zero(), x))));
 }
 
-inline V tanh(V x) noexcept {
+PYRNN_SIMD_INLINE V tanh(V x) noexcept {
   const V a = abs(x);
   // Small |x|: odd polynomial, exact for denormals and signed zeros.
   const V s = mul(x, x);
@@ -88,7 +97,7 @@ inline V tanh(V x) noexcept {
 }
 
 // NaN propagates (a NaN compares false), unlike max(0, x) on x86.
-inline V relu(V x) noexcept { return select(less(x, zero()), zero(), x); }
+PYRNN_SIMD_INLINE V relu(V x) noexcept { return select(less(x, zero()), zero(), x); }
 
 // Applies an activation to n floats (any n): the test hook behind _core._activation.
 template <V (*kFunction)(V)>
@@ -113,12 +122,14 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept { apply_array<
 
 // acc[r][g*S + s] = sum_k a[r*lda + k] * panel[k*width + g*16 + (v0 + s)*L + lane], R rows.
 // R*G*S accumulators live in registers; each k loads G*S weight vectors once for all R rows.
-// With G = 1 the tile is S contiguous vectors starting at vector v0 of a row.
-template <int R, int G, int S>
+// With G = 1 the tile is S contiguous vectors starting at vector v0 of a row. kAccumulate adds to
+// acc instead (a fused step sums x W_ih and h W_hh in the same registers).
+template <int R, int G, int S, bool kAccumulate = false>
 inline void tile_dot(const float* a, std::ptrdiff_t lda, const float* panel, int k, int width,
                      int v0, V (&acc)[R][G * S]) noexcept {
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < G * S; ++c) acc[r][c] = zero();
+  if constexpr (!kAccumulate)
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < G * S; ++c) acc[r][c] = zero();
   const float* w = panel + v0 * kLanes;
   for (int kk = 0; kk < k; ++kk, w += width) {
     V b[G * S];
@@ -137,7 +148,8 @@ inline void tile_dot(const float* a, std::ptrdiff_t lda, const float* panel, int
 // prefetch: the panels are one sequential stream the hardware prefetcher follows; prefetching
 // 512-2048 bytes ahead measured no different (LSTM/GRU H=256 on Zen 4, ~100 GB/s either way).
 template <int G, int kSets>
-inline void row_dot(const float* a, const float* panel, int k, V (&acc)[G * kVecPerGate]) noexcept {
+PYRNN_SIMD_INLINE void row_dot(const float* a, const float* panel, int k,
+                               V (&acc)[G * kVecPerGate]) noexcept {
   constexpr int kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
   V part[kSets][kCols];
   for (int p = 0; p < kSets; ++p)
@@ -174,8 +186,8 @@ template <>
 struct CellUpdate<CellKind::Lstm> {
   static constexpr int kGates = 4;
   // c is updated in place; h written.
-  static void apply(const V* pre, const float* xp, const float*, const float*, float* c,
-                    float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float*, const float*,
+                                      float* c, float* h) noexcept {
     const V i = sigmoid(add(pre[0], load(xp)));
     const V f = sigmoid(add(pre[1], load(xp + kUnitBlock)));
     const V g = tanh(add(pre[2], load(xp + 2 * kUnitBlock)));
@@ -190,8 +202,8 @@ template <>
 struct CellUpdate<CellKind::Gru> {
   static constexpr int kGates = 3;
   // rec_bias: b_hn of these units; h_prev: their previous state.
-  static void apply(const V* pre, const float* xp, const float* rec_bias, const float* h_prev,
-                    float*, float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float* rec_bias,
+                                      const float* h_prev, float*, float* h) noexcept {
     const V r = sigmoid(add(pre[0], load(xp)));
     const V z = sigmoid(add(pre[1], load(xp + kUnitBlock)));
     const V n = tanh(fma(r, add(pre[2], load(rec_bias)), load(xp + 2 * kUnitBlock)));
@@ -202,8 +214,8 @@ struct CellUpdate<CellKind::Gru> {
 template <>
 struct CellUpdate<CellKind::RnnTanh> {
   static constexpr int kGates = 1;
-  static void apply(const V* pre, const float* xp, const float*, const float*, float*,
-                    float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float*, const float*,
+                                      float*, float* h) noexcept {
     store(h, tanh(add(pre[0], load(xp))));
   }
 };
@@ -211,17 +223,19 @@ struct CellUpdate<CellKind::RnnTanh> {
 template <>
 struct CellUpdate<CellKind::RnnRelu> {
   static constexpr int kGates = 1;
-  static void apply(const V* pre, const float* xp, const float*, const float*, float*,
-                    float* h) noexcept {
+  PYRNN_SIMD_INLINE static void apply(const V* pre, const float* xp, const float*, const float*,
+                                      float*, float* h) noexcept {
     store(h, relu(add(pre[0], load(xp))));
   }
 };
 
-// Runs the cell update of R rows x (S vectors of every gate) from a tile's accumulators.
+// Runs the cell update of R rows x (S vectors of every gate) from a tile's accumulators. `xp`
+// points at the input projection of row n0, block j (column 0), rows `ldxp` floats apart.
 template <CellKind kKind, int R, int S>
 inline void update_tile(const StepArgs& s, int j, int n0, int v0,
-                        const V (&acc)[R][gate_count(kKind) * S]) noexcept {
-  constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock;
+                        const V (&acc)[R][gate_count(kKind) * S], const float* xp,
+                        std::ptrdiff_t ldxp) noexcept {
+  constexpr int G = gate_count(kKind);
   for (int r = 0; r < R; ++r) {
     const int n = n0 + r;
     for (int v = 0; v < S; ++v) {
@@ -229,7 +243,7 @@ inline void update_tile(const StepArgs& s, int j, int n0, int v0,
       V pre[G];
       for (int g = 0; g < G; ++g) pre[g] = acc[r][g * S + v];
       CellUpdate<kKind>::apply(
-          pre, s.xp + n * s.ldxp + j * kWidth + (v0 + v) * kLanes,
+          pre, xp + r * ldxp + (v0 + v) * kLanes,
           s.rec_bias != nullptr ? s.rec_bias + unit : nullptr, s.h_prev + n * s.ldh_prev + unit,
           s.c != nullptr ? s.c + n * s.ldc + unit : nullptr, s.h_next + n * s.ldh + unit);
     }
@@ -399,7 +413,9 @@ void step_batched(const StepArgs& s) noexcept {
                       if (!last) store(p, a);
                     }
               }
-              if (last) update_tile<kKind, R, kVecs>(s, j, n0, v0, acc);
+              if (last)
+                update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, s.xp + n0 * s.ldxp + j * kWidth,
+                                             s.ldxp);
             });
           });
         }
@@ -419,11 +435,85 @@ void step(const StepArgs& s) noexcept {
     for (int j = s.block_begin; j < s.block_end; ++j) {
       V acc[1][kCols];
       row_dot<G, kSets>(s.h_prev, s.w_hh->panel(j), k, acc[0]);
-      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc);
+      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, s.xp + j * G * kUnitBlock, 0);
     }
     return;
   }
   step_batched<kKind>(s);
+}
+
+// One step with the input projection fused in (see InputStepArgs): per block, the x rows against
+// the W_ih panel and the h rows against the W_hh panel, the gates never leaving registers (a
+// GRU's input part of the n gate, which r must not scale, waits in a tile buffer on the stack).
+// Saves the m = N GEMM call, the projected buffer's write and read, and a second pass over the
+// blocks: for a batch-1 LSTM 64 stream step about half the time went to the separate GEMM.
+template <CellKind kKind>
+void input_step(const InputStepArgs& f) noexcept {
+  constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
+  const StepArgs& s = f.step;
+  const int k_in = f.w_ih->k(), k_rec = s.w_hh->k();
+  if (s.n == 1) {
+    constexpr int kSets = kCols >= 8 ? 1 : (8 + kCols - 1) / kCols;
+    const int blocks = s.block_end - s.block_begin;
+    for (int b = 0; b < blocks; ++b) {
+      const int j = f.descending ? s.block_end - 1 - b : s.block_begin + b;
+      // The input part goes to the stack as soon as it is summed: held in registers through the
+      // recurrent pass it made an AVX2 LSTM (8 + 8 accumulators in 16 registers) spill.
+      alignas(64) float xp[kWidth];
+      const auto input_part = [&] {
+        V in[kCols];
+        row_dot<G, kSets>(f.x, f.w_ih->panel(j), k_in, in);
+        const float* bias = s.xp + j * kWidth;
+        for (int c = 0; c < kCols; ++c) store(xp + c * kLanes, add(in[c], load(bias + c * kLanes)));
+      };
+      V acc[1][kCols];
+      if (f.descending) {
+        alignas(64) float held[kWidth];
+        row_dot<G, kSets>(s.h_prev, s.w_hh->panel(j), k_rec, acc[0]);
+        for (int c = 0; c < kCols; ++c) store(held + c * kLanes, acc[0][c]);
+        input_part();
+        for (int c = 0; c < kCols; ++c) acc[0][c] = load(held + c * kLanes);
+      } else {
+        input_part();
+        row_dot<G, kSets>(s.h_prev, s.w_hh->panel(j), k_rec, acc[0]);
+      }
+      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, xp, 0);
+    }
+    return;
+  }
+  constexpr int kRows = Tile<G>::kRows, kVecs = Tile<G>::kVecs;
+  const int blocks = s.block_end - s.block_begin;
+  for (int b = 0; b < blocks; ++b) {
+    const int j = f.descending ? s.block_end - 1 - b : s.block_begin + b;
+    const float* w_ih = f.w_ih->panel(j);
+    const float* w_hh = s.w_hh->panel(j);
+    const float* bias = s.xp + j * kWidth;
+    for (int v0 = 0; v0 < kVecPerGate; v0 += kVecs) {
+      for_each_row_tile<kRows>(s.n, [&](int n0, int height) {
+        with_height<kRows>(height, [&](auto rows) {
+          constexpr int R = decltype(rows)::value;
+          V acc[R][G * kVecs];
+          tile_dot<R, G, kVecs>(f.x + n0 * f.ldx, f.ldx, w_ih, k_in, kWidth, v0, acc);
+          if constexpr (kKind == CellKind::Gru) {
+            alignas(64) float xp[R * kWidth];
+            for (int r = 0; r < R; ++r)
+              for (int gate = 0; gate < G; ++gate)
+                for (int v = 0; v < kVecs; ++v) {
+                  const int col = gate * kUnitBlock + (v0 + v) * kLanes;
+                  store(xp + r * kWidth + col, add(acc[r][gate * kVecs + v], load(bias + col)));
+                }
+            tile_dot<R, G, kVecs>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec, kWidth, v0,
+                                  acc);
+            update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, xp, kWidth);
+          } else {
+            tile_dot<R, G, kVecs, true>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec, kWidth,
+                                        v0, acc);
+            update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, bias, 0);
+          }
+        });
+      });
+    }
+  }
 }
 
 const KernelTable& make_table(const char* name) noexcept {
@@ -434,6 +524,14 @@ const KernelTable& make_table(const char* name) noexcept {
                                  step<CellKind::Lstm>,
                                  step<CellKind::Gru>,
                                  sigmoid_array,
-                                 tanh_array};
+                                 tanh_array,
+                                 input_step<CellKind::RnnTanh>,
+                                 input_step<CellKind::RnnRelu>,
+                                 input_step<CellKind::Lstm>,
+                                 input_step<CellKind::Gru>,
+                                 kFusedRows,
+                                 kFusedPanelBytes};
   return table;
 }
+
+#undef PYRNN_SIMD_INLINE

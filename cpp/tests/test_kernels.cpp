@@ -109,6 +109,88 @@ void check_step(const KernelTable& table, CellKind kind, int n, int h, int k) {
   }
 }
 
+// A fused input step: StepCase's recurrent part plus x (N, I), W_ih and the packed input bias.
+struct InputStepCase : StepCase {
+  int i;
+  PackedPanels w_ih;
+  AlignedBuffer x, bias;
+  std::ptrdiff_t ldx;
+
+  InputStepCase(CellKind kind_, int n_, int h_, int k_, int i_)
+      : StepCase(kind_, n_, h_, k_), i(i_) {
+    const int g = pyrnn::gate_count(kind);
+    std::vector<float> raw(std::size_t(g) * h * i), raw_bias(std::size_t(g) * h);
+    fill(raw.data(), raw.size(), 1.0f / std::sqrt(float(i)));
+    fill(raw_bias.data(), raw_bias.size(), 0.5f);
+    w_ih = PackedPanels(raw.data(), g, h, i);
+    bias = pyrnn::pack_bias(raw_bias.data(), nullptr, g, h);
+    ldx = i + 5;
+    x.resize(std::size_t(n) * ldx);
+    fill(x.data(), x.size(), 1.0f);
+  }
+
+  void run_fused(const KernelTable& table, const std::vector<std::pair<int, int>>& ranges,
+                 bool descending, std::vector<float>* h_out, std::vector<float>* c_out) const {
+    h_out->assign(h_next.size(), kSentinel);
+    c_out->assign(c.data(), c.data() + c.size());
+    for (auto [b0, b1] : ranges) {
+      pyrnn::InputStepArgs args{{&w, bias.data(), 0, rec_bias.data(), h_prev.data(), ldh_prev,
+                                 h_out->data(), ldh, c_out->data(), ldc, n, b0, b1},
+                                &w_ih,
+                                x.data(),
+                                ldx};
+      args.descending = descending;
+      table.input_step_for(kind)(args);
+    }
+  }
+
+  // The unfused reference: the scalar GEMM into xp, then the scalar step.
+  void run_unfused(std::vector<float>* h_out, std::vector<float>* c_out) {
+    const KernelTable& scalar = pyrnn::kernels_for("scalar");
+    scalar.gemm({x.data(), ldx, n, &w_ih, bias.data(), xp.data(), ldxp, 0, w.blocks()});
+    run(scalar, {{0, w.blocks()}}, h_out, c_out);
+  }
+};
+
+void check_input_step(const KernelTable& table, CellKind kind, int n, int h, int k, int i) {
+  InputStepCase sc(kind, n, h, k, i);
+  const int blocks = pyrnn::block_count(h);
+  std::vector<float> ref_h, ref_c, h_all, c_all, h_split, c_split;
+  sc.run_unfused(&ref_h, &ref_c);
+  sc.run_fused(table, {{0, blocks}}, false, &h_all, &c_all);
+  // Same tolerance as check_step: only the summation order and the activations differ.
+  for (int r = 0; r < n; ++r)
+    for (int u = 0; u < h; ++u) {
+      PYRNN_CHECK_CLOSE(h_all[r * sc.ldh + u], ref_h[r * sc.ldh + u], 2e-6, 2e-6);
+      if (kind == CellKind::Lstm)
+        PYRNN_CHECK_CLOSE(c_all[r * sc.ldc + u], ref_c[r * sc.ldc + u], 2e-6, 2e-6);
+    }
+  // Descending block order and blocks one at a time, last first, give the same bits.
+  sc.run_fused(table, {{0, blocks}}, true, &h_split, &c_split);
+  PYRNN_CHECK(std::memcmp(h_split.data(), h_all.data(), h_all.size() * 4) == 0);
+  PYRNN_CHECK(std::memcmp(c_split.data(), c_all.data(), c_all.size() * 4) == 0);
+  std::vector<std::pair<int, int>> singles;
+  for (int b = blocks - 1; b >= 0; --b) singles.push_back({b, b + 1});
+  sc.run_fused(table, singles, false, &h_split, &c_split);
+  PYRNN_CHECK(std::memcmp(h_split.data(), h_all.data(), h_all.size() * 4) == 0);
+  PYRNN_CHECK(std::memcmp(c_split.data(), c_all.data(), c_all.size() * 4) == 0);
+  // A partial range writes its blocks and nothing else.
+  if (blocks >= 3) {
+    const std::vector<std::pair<int, int>> part = {{1, blocks - 1}};
+    sc.run_fused(table, part, true, &h_split, &c_split);
+    for (int r = 0; r < n; ++r)
+      for (int u = 0; u < static_cast<int>(sc.ldh); ++u) {
+        const std::size_t idx = std::size_t(r) * sc.ldh + u;
+        if (in_ranges(u, part)) {
+          PYRNN_CHECK(h_split[idx] == h_all[idx]);
+        } else {
+          PYRNN_CHECK(h_split[idx] == kSentinel);
+          PYRNN_CHECK(c_split[idx] == sc.c.data()[idx]);
+        }
+      }
+  }
+}
+
 void check_gemm(const KernelTable& table, int gates, int m, int h, int k) {
   std::vector<float> raw(std::size_t(gates) * h * k), bias(std::size_t(gates) * h);
   fill(raw.data(), raw.size(), 1.0f);
@@ -158,6 +240,11 @@ int main() {
             if (kind == CellKind::Gru && k != 1) continue;
             check_step(table, kind, n, h, kind == CellKind::Gru ? h : k);
           }
+    for (CellKind kind : kinds)
+      for (int n : {1, 2, 3, 7, 13, 64})
+        for (int h : {1, 17, 33, 65})
+          for (int i : {1, 3, 16, 33, 80})
+            check_input_step(table, kind, n, h, kind == CellKind::Gru ? h : (h * 7) % 40 + 1, i);
     for (int gates : {1, 3, 4})
       for (int m : {1, 2, 5, 7, 13, 64, 129})
         for (int h : {1, 17, 40})
