@@ -310,7 +310,8 @@ int main() {
   // Valgrind swaps in its own malloc for ours (its memcheck run is about memory errors, not this
   // count) and ASan owns malloc: there the count is known to be blind, and says so.
   const char* preload = std::getenv("LD_PRELOAD");
-  const bool under_valgrind = preload != nullptr && std::strstr(preload, "vgpreload") != nullptr;
+  [[maybe_unused]] const bool under_valgrind =
+      preload != nullptr && std::strstr(preload, "vgpreload") != nullptr;
 #if defined(__SANITIZE_ADDRESS__)
   const bool blind = true;
 #else
