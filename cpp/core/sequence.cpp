@@ -188,7 +188,8 @@ void forward(const KernelTable& kernels, const Network& network, SequenceIn x, S
   const NetworkConfig& config = network.config();
   const int layers = config.num_layers, dirs = config.directions();
   const int rows = x.rows, h_out = config.output_size();
-  if (x.steps == 0 || rows == 0) return;
+  // No rows: hn and cn are empty. No steps: the loops below run zero times and hn/cn get h0/c0.
+  if (rows == 0) return;
   const std::size_t h_block = static_cast<std::size_t>(rows) * h_out;
   const std::size_t c_block = static_cast<std::size_t>(rows) * config.hidden_size;
 

@@ -1,5 +1,6 @@
 #include "reference/reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -103,7 +104,7 @@ void forward(const NetworkConfig& config, const std::vector<RawLayerWeights>& we
     }
     layer_in.swap(layer_out);
   }
-  std::memcpy(out, layer_in.data(), layer_in.size() * sizeof(float));
+  std::copy(layer_in.begin(), layer_in.end(), out);  // not memcpy: out may be null when T = 0
 }
 
 }  // namespace pyrnn::reference

@@ -90,6 +90,8 @@ int main() {
         for (bool bidirectional : {false, true}) {
           run_case({kind, 5, hidden, 2, bidirectional, 0, 7, 3}, isa);
           run_case({kind, 1, hidden, 1, bidirectional, 0, 1, 1}, isa);
+          // No steps: hn and cn must still be written (they equal h0 and c0).
+          run_case({kind, 5, hidden, 2, bidirectional, 0, 0, 3}, isa);
         }
       }
     }
