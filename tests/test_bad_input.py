@@ -313,3 +313,47 @@ def test_save_refuses_non_modules(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"module: expected a pyrnn module, got Linear"):
         pyrnn.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
     assert not list(tmp_path.iterdir())
+
+
+def _read_only(shape: tuple[int, ...]) -> np.ndarray:
+    array = np.zeros(shape, np.float32)
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize(
+    ("name", "hn", "cn", "message"),
+    [
+        ("hn float64", np.zeros((2, 2, 4)), None, r"hn: expected dtype float32, got float64"),
+        ("cn float64", None, np.zeros((2, 2, 4)), r"cn: expected dtype float32, got float64"),
+        (
+            "hn Fortran order",
+            np.zeros((2, 2, 4), np.float32, order="F"),
+            None,
+            r"hn: expected a C-contiguous array",
+        ),
+        (
+            "cn read-only",
+            None,
+            _read_only((2, 2, 4)),
+            r"cn: is read-only",
+        ),
+    ],
+)
+def test_core_forward_refuses_state_outputs_it_would_have_to_copy(
+    name: str, hn: np.ndarray | None, cn: np.ndarray | None, message: str
+) -> None:
+    # The private core call writes hn/cn in place; a converted copy would silently drop them.
+    hn = np.full((2, 2, 4), np.nan, np.float32) if hn is None else hn
+    cn = np.full((2, 2, 4), np.nan, np.float32) if cn is None else cn
+    out = np.empty((5, 2, 4), np.float32)
+    with pytest.raises(ValueError, match=message):
+        LSTM2._network.forward(X, out, None, None, hn, cn)
+
+
+def test_core_forward_writes_the_state_outputs_it_is_given() -> None:
+    hn, cn = np.full((2, 2, 4), np.nan, np.float32), np.full((2, 2, 4), np.nan, np.float32)
+    LSTM2._network.forward(X, np.empty((5, 2, 4), np.float32), None, None, hn, cn)
+    _, (ref_h, ref_c) = LSTM2(X)
+    np.testing.assert_array_equal(hn, ref_h)
+    np.testing.assert_array_equal(cn, ref_c)

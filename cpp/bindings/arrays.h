@@ -59,6 +59,18 @@ inline void require_float32(const py::array& array, const char* name) {
   }
 }
 
+// An output the caller allocated: float32, exactly `shape`, C-contiguous and writable. Never
+// converted (as a FloatArray argument would be): writing into a copy would lose the result.
+inline float* output_data(const py::array& array, const std::vector<py::ssize_t>& shape,
+                          const char* name) {
+  require_float32(array, name);
+  require_shape(array, shape, name);
+  if (!(array.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(name) + ": expected a C-contiguous array");
+  if (!array.writeable()) throw std::invalid_argument(std::string(name) + ": is read-only");
+  return static_cast<float*>(const_cast<py::array&>(array).mutable_data());
+}
+
 // A (T, N, F) float32 array with any step/row strides (multiples of 4 bytes) and unit feature
 // stride, viewed without copying.
 template <class Float>

@@ -73,7 +73,7 @@ const float* optional_state(const std::optional<FloatArray>& array,
 
 void network_forward(const Network& network, const py::array& x, const py::array& out,
                      const std::optional<FloatArray>& h0, const std::optional<FloatArray>& c0,
-                     FloatArray& hn, std::optional<FloatArray>& cn) {
+                     const py::array& hn, const std::optional<py::array>& cn) {
   const NetworkConfig& config = network.config();
   const SequenceIn in = sequence_view<const float>(x, "x");
   const SequenceOut dst = sequence_view<float>(out, "out");
@@ -86,14 +86,12 @@ void network_forward(const Network& network, const py::array& x, const py::array
     throw std::invalid_argument("out: shape does not match x and the network");
   const float* h0_data = optional_state(h0, {LD, N, config.output_size()}, "h0");
   const float* c0_data = optional_state(c0, {LD, N, config.hidden_size}, "c0");
-  require_shape(hn, {LD, N, config.output_size()}, "hn");
+  float* hn_data = output_data(hn, {LD, N, config.output_size()}, "hn");
   float* cn_data = nullptr;
   if (config.kind == CellKind::Lstm) {
     if (!cn) throw std::invalid_argument("cn: required for an LSTM");
-    require_shape(*cn, {LD, N, config.hidden_size}, "cn");
-    cn_data = cn->mutable_data();
+    cn_data = output_data(*cn, {LD, N, config.hidden_size}, "cn");
   }
-  float* hn_data = hn.mutable_data();
   const KernelTable& kernels = active_kernels();
   py::gil_scoped_release release;
   forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
