@@ -1,3 +1,5 @@
+// CPU feature detection and the one active kernel table (see dispatch.h). Built without ISA
+// flags: only after the CPU is asked does anything call into an ISA-compiled file.
 #include "core/dispatch.h"
 
 #include <atomic>

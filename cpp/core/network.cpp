@@ -1,3 +1,5 @@
+// Validating a network's sizes and packing its PyTorch-layout weights once (see network.h),
+// including the bias folding: b_ih + b_hh, except GRU's b_hn, which stays apart.
 #include "core/network.h"
 
 #include <cstdint>

@@ -1,3 +1,5 @@
+// Re-laying-out one PyTorch gate matrix into per-block panels, and its bias into the same
+// column order (layout in packed_panels.h).
 #include "core/packed_panels.h"
 
 namespace pyrnn {

@@ -1,3 +1,5 @@
+// The time loops of the core (see sequence.h): per-layer state and scratch, chunked input
+// projection plus one fused kernel call per step, and forward() over whole sequences.
 #include "core/sequence.h"
 
 #include <algorithm>

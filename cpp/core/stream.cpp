@@ -1,3 +1,5 @@
+// Stateful streams (see stream.h): argument checks, the one-thread-at-a-time guard, and state
+// get/set one layer block at a time in PyTorch's compact h_n/c_n layout.
 #include "core/stream.h"
 
 #include <stdexcept>

@@ -1,6 +1,6 @@
 // AVX-512F kernels (x86-64, Skylake-X / Zen 4 and later): 16-lane vectors, one per block of
-// hidden units, 32 zmm registers. This file alone is compiled with -mavx512f (plus the AVX2/FMA
-// flags it implies); dispatch only calls it when the CPU and OS support AVX-512F.
+// hidden units, 32 zmm registers. This file alone is compiled with -mavx512f -mavx2 -mfma (GCC's
+// -mavx512f does not imply FMA); dispatch only calls it when the CPU and OS support all three.
 // GCC 12 warns "__Y is used uninitialized" inside its own AVX-512 header (the `__Y = __Y` idiom
 // of _mm512_undefined_ps, GCC bug 105593) when the fused batched step inlines deeply enough; the
 // diagnostic points into the header, so it is silenced for the header only.

@@ -1,4 +1,4 @@
-// AVX2+FMA probe loops, built with -mavx2 -mfma only and called only when the CPU has avx2.
+// AVX2+FMA probe loops, built with -mavx2 -mfma only and called only when the CPU has both.
 #include <immintrin.h>
 
 #include "probe/probe.h"

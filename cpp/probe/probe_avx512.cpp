@@ -1,4 +1,5 @@
-// AVX-512F probe loops, built with -mavx512f only and called only when the CPU has avx512.
+// AVX-512F probe loops, built with -mavx512f -mavx2 -mfma only and called only when the CPU has
+// all three.
 #include <immintrin.h>
 
 #include "probe/probe.h"
