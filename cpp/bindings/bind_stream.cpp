@@ -149,7 +149,7 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
 double stream_time_steps(StreamHandle& self, const py::handle x, const py::handle out, int count) {
   const py::ssize_t I = self.input_size(), P = self.output_size();
   if (!is_float32_array(x, kContiguous) ||
-      py::array(py::reinterpret_borrow<py::array>(x)).size() != self.rows() * I)
+      py::reinterpret_borrow<py::array>(x).size() != self.rows() * I)
     throw std::invalid_argument("x: expected a C-contiguous float32 array of one step's input");
   float* out_data = checked_out(out, step_shape(self, P), "");
   const auto* x_data = reinterpret_cast<const float*>(py::detail::array_proxy(x.ptr())->data);
@@ -267,27 +267,6 @@ void stream_set_state(StreamHandle& self, const FloatArray& h, const std::option
 // pybind11's tp_call path would build a kwargs dict on every call (53 bytes, ~190 ns measured).
 using StreamMethod = py::object (*)(StreamHandle&, py::handle, py::handle);
 
-// C++ exceptions -> the Python exceptions pybind11 would raise for them.
-void set_python_error() {
-  try {
-    throw;
-  } catch (py::error_already_set& error) {
-    error.restore();
-  } catch (const py::builtin_exception& error) {
-    error.set_error();
-  } catch (const std::invalid_argument& error) {
-    PyErr_SetString(PyExc_ValueError, error.what());
-  } catch (const std::out_of_range& error) {
-    PyErr_SetString(PyExc_IndexError, error.what());
-  } catch (const std::bad_alloc&) {
-    PyErr_NoMemory();
-  } catch (const std::exception& error) {
-    PyErr_SetString(PyExc_RuntimeError, error.what());
-  } catch (...) {
-    PyErr_SetString(PyExc_RuntimeError, "pyrnn: unknown C++ exception");
-  }
-}
-
 template <StreamMethod method>
 PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   try {
@@ -309,18 +288,20 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
     StreamHandle& handle = py::cast<StreamHandle&>(py::handle(self));
     return method(handle, slots[0], slots[1]).release().ptr();
   } catch (...) {
-    set_python_error();
+    // The Python exception pybind11's dispatcher would raise (these methods bypass it; pyrnn
+    // registers no translators of its own): ValueError for invalid_argument, and so on.
+    py::detail::translate_exception(std::current_exception());
     return nullptr;
   }
 }
 
-// Static storage: the interpreter keeps pointers to these definitions.
 // PyCFunction is the declared type of every ml_meth; the flags tell CPython the real signature.
 template <StreamMethod method>
 PyCFunction as_pycfunction() {
   return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fastcall<method>));
 }
 
+// Static storage: the interpreter keeps pointers to these definitions.
 PyMethodDef step_def = {
     "step", as_pycfunction<&stream_step>(), METH_FASTCALL | METH_KEYWORDS,
     "step($self, x, out=None)\n--\n\nOne step: x (I,) or (N, I) -> the top layer's "
