@@ -1,3 +1,5 @@
+// The oracle's cells and whole forward pass (see reference.h): torch.nn's equations written out
+// literally, one row and one step at a time, dot products accumulated in double.
 #include "reference/reference.h"
 
 #include <algorithm>
