@@ -52,6 +52,30 @@ def checked_parameters(
     return parameters, IncompatibleKeys(missing, unexpected)
 
 
+_CoreWeights = tuple[
+    np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None
+]
+
+
+def _core_weights(spec: Spec, parameters: dict[str, np.ndarray]) -> list[_CoreWeights]:
+    """Per (layer, direction), layer-major: (w_ih, w_hh, b_ih, b_hh, w_hr) as the core takes
+    them, None where the module has no such weight (no bias, no projection)."""
+
+    def optional(group: dict[str, tuple[str, tuple[int, ...]]], role: str) -> np.ndarray | None:
+        return parameters[group[role][0]] if role in group else None
+
+    return [
+        (
+            parameters[group["w_ih"][0]],
+            parameters[group["w_hh"][0]],
+            optional(group, "b_ih"),
+            optional(group, "b_hh"),
+            optional(group, "w_hr"),
+        )
+        for group in spec.parameter_groups()
+    ]
+
+
 class Module:
     """Base of the six module types. Subclasses set _kind and define __init__ and forward."""
 
@@ -82,20 +106,7 @@ class Module:
         for array in parameters.values():
             array.flags.writeable = False
         spec = self._spec
-
-        def weight(group: dict[str, tuple[str, tuple[int, ...]]], role: str) -> np.ndarray | None:
-            return parameters[group[role][0]] if role in group else None
-
-        weights = [
-            (
-                parameters[group["w_ih"][0]],
-                parameters[group["w_hh"][0]],
-                weight(group, "b_ih"),
-                weight(group, "b_hh"),
-                weight(group, "w_hr"),
-            )
-            for group in spec.parameter_groups()
-        ]
+        weights = _core_weights(spec, parameters)
         network = _core.Network(
             spec.core_kind,
             spec.input_size,
@@ -107,6 +118,25 @@ class Module:
         )
         self._parameters = parameters
         self._network = network
+
+    def _reference_forward(
+        self, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The readable double-precision C++ oracle on this module's weights, for tests and
+        verification: x (T, N, I), h0 (L*D, N, P), c0 (L*D, N, H) -> (out, hn, cn)."""
+        spec = self._spec
+        return _core.reference_forward(
+            spec.core_kind,
+            spec.input_size,
+            spec.hidden_size,
+            spec.num_layers,
+            spec.bidirectional,
+            spec.proj_size,
+            _core_weights(spec, self._parameters),
+            np.ascontiguousarray(x, dtype=np.float32),
+            h0,
+            c0,
+        )
 
     # -- public API shared by all modules -----------------------------------------------------
     @property

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import pyrnn
-from pyrnn import _core
 
 AWKWARD = (1, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65)
 
@@ -25,34 +24,7 @@ def test_isa_fixture_sets_and_restores(isa: str) -> None:
 
 # -- every ISA against the C++ oracle ----------------------------------------------------------
 def _oracle(module: pyrnn.Module, x: np.ndarray, h0: Any, c0: Any):
-    config = module.config
-    kind = config["kind"].removesuffix("_cell")
-    core_kind = f"rnn_{config['nonlinearity']}" if kind == "rnn" else kind
-    weights = module.state_dict()
-    layers, directions = config.get("num_layers", 1), 2 if config.get("bidirectional") else 1
-    groups = []
-    for layer in range(layers):
-        for direction in range(directions):
-            suffix = "" if config["kind"].endswith("_cell") else f"_l{layer}"
-            suffix += "_reverse" if direction else ""
-            groups.append(
-                tuple(
-                    weights.get(f"{name}{suffix}")
-                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-                )
-            )
-    return _core.reference_forward(
-        core_kind,
-        config["input_size"],
-        config["hidden_size"],
-        layers,
-        directions == 2,
-        config.get("proj_size", 0),
-        groups,
-        np.ascontiguousarray(x),
-        h0,
-        c0,
-    )
+    return module._reference_forward(x, h0, c0)
 
 
 def _cases() -> list[Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 

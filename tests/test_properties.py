@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyrnn
-from pyrnn import _core
 
 SAME_WORK = {"atol": 1e-6, "rtol": 1e-6}
 VS_ORACLE = {"atol": 1e-5, "rtol": 1e-5}
@@ -182,28 +181,8 @@ def test_save_then_load_is_the_identity(
 
 
 def _reference(module: Any, x: np.ndarray, state0: Any) -> tuple[np.ndarray, ...]:
-    spec = module._spec
-    parameters = module._parameters
-    weights = [
-        tuple(
-            parameters[group[role][0]] if role in group else None
-            for role in ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
-        )
-        for group in spec.parameter_groups()
-    ]
     h0, c0 = state0 if isinstance(state0, tuple) else (state0, None)
-    return _core.reference_forward(
-        spec.core_kind,
-        spec.input_size,
-        spec.hidden_size,
-        spec.num_layers,
-        spec.bidirectional,
-        spec.proj_size,
-        weights,
-        np.ascontiguousarray(x),
-        h0,
-        c0,
-    )
+    return module._reference_forward(x, h0, c0)
 
 
 @pytest.mark.parametrize("isa", pyrnn.available_isas())

@@ -141,15 +141,18 @@ def format_comparison(report: dict[str, Any]) -> list[str]:
         "weights read once at the bandwidth measured for a buffer of their size):",
         *notes,
     ]
+    return lines + _not_timed(workloads)
+
+
+def _not_timed(workloads: list[dict[str, Any]]) -> list[str]:
+    """Lines naming every engine that was not timed and why (none when all were)."""
     problems = [
         f"  {workload['name']} / {result['engine']}: {result['status']}: {result['reason']}"
         for workload in workloads
         for result in workload["results"]
         if result["status"] != "ok"
     ]
-    if problems:
-        lines += ["Not timed:", *problems]
-    return lines
+    return ["Not timed:", *problems] if problems else []
 
 
 def format_streaming(report: dict[str, Any]) -> list[str]:
@@ -223,15 +226,7 @@ def format_streaming(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"goal {goal['status']}: {goal['goal']} (measured {goal['value']:.2f}{unit})"
             )
-    problems = [
-        f"  {workload['name']} / {result['engine']}: {result['status']}: {result['reason']}"
-        for workload in workloads
-        for result in workload["results"]
-        if result["status"] != "ok"
-    ]
-    if problems:
-        lines += ["Not timed:", *problems]
-    return lines
+    return lines + _not_timed(workloads)
 
 
 def format_report(report: dict[str, Any]) -> str:
