@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import pyrnn
+from pyrnn import _core
 
 # Streams run the same kernels in the same order per step as forward(); only where chunks start
 # differs, which changes no arithmetic. The tolerance still allows 1e-5 absolute (bounded tanh /
@@ -475,3 +476,27 @@ def test_memory_stays_flat_over_a_million_steps() -> None:
     grown = _peak_resident_bytes() - before
     # A leak of even 4 bytes per step would add 4 MB; allow 1 MB of allocator noise.
     assert grown < 1 << 20, f"peak resident memory grew by {grown} bytes over 10^6 steps"
+
+
+def test_uninitialised_instances_raise_instead_of_crashing() -> None:
+    """__new__ without __init__ must give TypeError from every method, never a segfault."""
+    x = np.zeros(3, np.float32)
+    for stream in (pyrnn.Stream.__new__(pyrnn.Stream), _core.Stream.__new__(_core.Stream)):
+        calls = [
+            lambda s=stream: s.step(x),
+            lambda s=stream: s.feed(x[None]),
+            lambda s=stream: s._reset(),
+            lambda s=stream: s._reset_row(0),
+            lambda s=stream: s._get_state(),
+            lambda s=stream: s.rows,
+            lambda s=stream: _core.Stream(s),
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match="never initialised"):
+                call()
+    network = _core.Network.__new__(_core.Network)
+    empty = np.zeros((1, 1, 4), np.float32)
+    with pytest.raises(TypeError, match="Network was never initialised"):
+        network.forward(np.zeros((1, 1, 3), np.float32), empty, None, None, empty, None)
+    with pytest.raises(RuntimeError, match="non-held"):  # pybind11's own holder check
+        _core.Stream(network, 1, False, False)

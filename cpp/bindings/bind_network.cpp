@@ -6,6 +6,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "core/network.h"
 #include "reference/reference.h"
@@ -135,9 +136,15 @@ void bind_network(py::module_& m) {
            }),
            py::arg("kind"), py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"),
            py::arg("bidirectional"), py::arg("proj_size"), py::arg("weights"))
-      .def("forward", &network_forward, py::arg("x"), py::arg("out"), py::arg("h0"), py::arg("c0"),
-           py::arg("hn"), py::arg("cn"),
-           "Runs x (T, N, I) into out (T, N, D*P), hn (L*D, N, P) and, for LSTM, cn.");
+      .def(
+          "forward",
+          [](py::handle self, const py::array& x, const py::array& out,
+             const std::optional<FloatArray>& h0, const std::optional<FloatArray>& c0,
+             const py::array& hn, const std::optional<py::array>& cn) {
+            network_forward(initialized<Network>(self, "Network"), x, out, h0, c0, hn, cn);
+          },
+          py::arg("x"), py::arg("out"), py::arg("h0"), py::arg("c0"), py::arg("hn"), py::arg("cn"),
+          "Runs x (T, N, I) into out (T, N, D*P), hn (L*D, N, P) and, for LSTM, cn.");
   m.def("reference_forward", &reference_forward, py::arg("kind"), py::arg("input_size"),
         py::arg("hidden_size"), py::arg("num_layers"), py::arg("bidirectional"),
         py::arg("proj_size"), py::arg("weights"), py::arg("x"), py::arg("h0") = py::none(),

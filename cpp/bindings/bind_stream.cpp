@@ -13,6 +13,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "core/stream.h"
 
@@ -285,7 +286,8 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
       slots[slot] = args[nargs + i];
     }
     if (slots[0] == nullptr) throw py::type_error("missing required argument 'x'");
-    StreamHandle& handle = py::cast<StreamHandle&>(py::handle(self));
+    // The method descriptor has checked the type of self already.
+    StreamHandle& handle = initialized<StreamHandle>(py::handle(self), "Stream", true);
     return method(handle, slots[0], slots[1]).release().ptr();
   } catch (...) {
     // The Python exception pybind11's dispatcher would raise (these methods bypass it; pyrnn
@@ -294,6 +296,8 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
     return nullptr;
   }
 }
+
+StreamHandle& stream_of(py::handle self) { return initialized<StreamHandle>(self, "Stream"); }
 
 // PyCFunction is the declared type of every ml_meth; the flags tell CPython the real signature.
 template <StreamMethod method>
@@ -331,21 +335,33 @@ void bind_stream(py::module_& m) {
                 new StreamHandle{Stream(network, rows), batched, batch_first});
           }),
           py::arg("network"), py::arg("rows"), py::arg("batched"), py::arg("batch_first"))
-      .def(py::init([](const StreamHandle& other) {
-             return std::unique_ptr<StreamHandle>(new StreamHandle(other));
+      .def(py::init([](py::handle other) {
+             return std::unique_ptr<StreamHandle>(new StreamHandle(stream_of(other)));
            }),
            py::arg("other"), "A fork of `other`: same network, a copy of its state.")
-      .def("_reset", [](StreamHandle& self) { self.stream.reset(); })
-      .def("_reset_row", [](StreamHandle& self, int row) { self.stream.reset_row(row); })
-      .def("_get_state", &stream_get_state, "(h (L, N, P), c (L, N, H) or None)")
-      .def("_set_state", &stream_set_state, py::arg("h"), py::arg("c"))
-      .def("_time_steps", &stream_time_steps, py::arg("x"), py::arg("out"), py::arg("count"))
-      .def_property_readonly("rows", &StreamHandle::rows)
-      .def_property_readonly("batched", [](const StreamHandle& self) { return self.batched; })
+      .def("_reset", [](py::handle self) { stream_of(self).stream.reset(); })
+      .def("_reset_row", [](py::handle self, int row) { stream_of(self).stream.reset_row(row); })
+      .def(
+          "_get_state", [](py::handle self) { return stream_get_state(stream_of(self)); },
+          "(h (L, N, P), c (L, N, H) or None)")
+      .def(
+          "_set_state",
+          [](py::handle self, const FloatArray& h, const std::optional<FloatArray>& c) {
+            stream_set_state(stream_of(self), h, c);
+          },
+          py::arg("h"), py::arg("c"))
+      .def(
+          "_time_steps",
+          [](py::handle self, py::handle x, py::handle out, int count) {
+            return stream_time_steps(stream_of(self), x, out, count);
+          },
+          py::arg("x"), py::arg("out"), py::arg("count"))
+      .def_property_readonly("rows", [](py::handle self) { return stream_of(self).rows(); })
+      .def_property_readonly("batched", [](py::handle self) { return stream_of(self).batched; })
       .def_property_readonly("batch_first",
-                             [](const StreamHandle& self) { return self.batch_first; })
+                             [](py::handle self) { return stream_of(self).batch_first; })
       .def_property_readonly("chunk_steps",
-                             [](const StreamHandle& self) { return self.stream.chunk_steps(); });
+                             [](py::handle self) { return stream_of(self).stream.chunk_steps(); });
   add_fast_method(cls, &step_def);
   add_fast_method(cls, &feed_def);
 }
