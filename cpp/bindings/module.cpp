@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
   pyrnn::bindings::bind_testing(m);
   pyrnn::bindings::bind_probe(m);
   pyrnn::bindings::bind_stream(m);
+  pyrnn::bindings::bind_graph(m);
 }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "core/packed_panels.h"
 
@@ -59,7 +60,46 @@ struct InputStepArgs {
   bool descending = false;
 };
 
+// Element-wise operations of model graphs (activations, arithmetic, row-wise normalisations).
+// Parameters by op: LeakyRelu a = negative slope; Elu a = alpha, b = scale, c = input scale;
+// Hardtanh a = min, b = max; Softplus a = beta, b = threshold.
+enum class UnaryOp : std::uint8_t {
+  Relu,
+  Sigmoid,
+  Tanh,
+  Silu,
+  Gelu,
+  GeluTanh,
+  LeakyRelu,
+  Elu,
+  Hardtanh,
+  Softplus,
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Abs,
+};
+struct UnaryParams {
+  float a = 0.0f, b = 0.0f, c = 0.0f;
+};
+enum class BinaryOp : std::uint8_t { Add, Sub, Mul, Div };
+
 using GemmKernel = void (*)(const GemmArgs&) noexcept;
+// y[i] = f(x[i]) for n floats (y may be x).
+using UnaryKernel = void (*)(UnaryOp op, const UnaryParams& params, const float* x, float* y,
+                             std::size_t n) noexcept;
+// y[i] = a[i * a_step] op b[i * b_step], steps 0 (broadcast one value) or 1.
+using BinaryKernel = void (*)(BinaryOp op, const float* a, std::ptrdiff_t a_step, const float* b,
+                              std::ptrdiff_t b_step, float* y, std::size_t n) noexcept;
+// Over `rows` contiguous rows of `cols` floats: softmax (or log-softmax) of each row.
+using SoftmaxKernel = void (*)(const float* x, float* y, std::size_t rows, std::size_t cols,
+                               bool log) noexcept;
+// Layer normalisation of each row: (x - mean) / sqrt(var + eps) * weight + bias (weight and
+// bias: cols floats, or null for 1 and 0).
+using LayerNormKernel = void (*)(const float* x, float* y, std::size_t rows, std::size_t cols,
+                                 const float* weight, const float* bias, float eps) noexcept;
 using StepKernel = void (*)(const StepArgs&) noexcept;
 using InputStepKernel = void (*)(const InputStepArgs&) noexcept;
 // y[i] = f(x[i]) for n floats with the ISA's vectorised activation (tests measure its error).
@@ -84,6 +124,10 @@ struct KernelTable {
   // once the panels leave L1 or a tile covers only part of each cache line (AVX2, NEON).
   int fused_rows;
   std::size_t fused_panel_bytes;
+  UnaryKernel unary;
+  BinaryKernel binary;
+  SoftmaxKernel softmax;
+  LayerNormKernel layer_norm;
 
   bool use_input_step(int rows, const PackedPanels& w_ih, const PackedPanels& w_hh) const noexcept {
     if (rows <= fused_rows) return true;

@@ -185,38 +185,44 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
   }
 }
 
-void forward(const KernelTable& kernels, const Network& network, SequenceIn x, SequenceOut out,
-             const float* h0, const float* c0, float* hn, float* cn) {
+ForwardPass::ForwardPass(const Network& network, int rows, int steps)
+    : network_(network),
+      rows_(rows),
+      workspace_(network.config(), rows, default_chunk_steps(rows, steps)) {
   const NetworkConfig& config = network.config();
   const int layers = config.num_layers, dirs = config.directions();
-  const int rows = x.rows, h_out = config.output_size();
+  states_.reserve(static_cast<std::size_t>(layers) * dirs);
+  for (int i = 0; i < layers * dirs; ++i) states_.emplace_back(config, rows);
+  if (dirs == 2) {
+    // The backward direction needs the whole sequence of the layer below: full-length buffers.
+    const std::size_t seq_floats =
+        checked_mul(checked_mul(steps, rows), config.output_size() * dirs);
+    if (layers > 1) between_[0].resize(seq_floats);
+    if (layers > 2) between_[1].resize(seq_floats);
+  }
+}
+
+void ForwardPass::run(const KernelTable& kernels, SequenceIn x, SequenceOut out, const float* h0,
+                      const float* c0, float* hn, float* cn) noexcept {
+  const NetworkConfig& config = network_.config();
+  const int layers = config.num_layers, dirs = config.directions();
+  const int rows = rows_, h_out = config.output_size();
   // No rows: hn and cn are empty. No steps: the loops below run zero times and hn/cn get h0/c0.
   if (rows == 0) return;
   const std::size_t h_block = static_cast<std::size_t>(rows) * h_out;
   const std::size_t c_block = static_cast<std::size_t>(rows) * config.hidden_size;
-
-  std::vector<LayerState> states;
-  states.reserve(layers * dirs);
-  for (int i = 0; i < layers * dirs; ++i) {
-    states.emplace_back(config, rows);
-    states.back().load(h0 ? h0 + i * h_block : nullptr, c0 ? c0 + i * c_block : nullptr);
-  }
-  Workspace workspace(config, rows, default_chunk_steps(rows, x.steps));
+  for (int i = 0; i < layers * dirs; ++i)
+    states_[i].load(h0 ? h0 + i * h_block : nullptr, c0 ? c0 + i * c_block : nullptr);
 
   if (dirs == 1) {
-    run_unidirectional(kernels, network, x, out, states.data(), workspace);
+    run_unidirectional(kernels, network_, x, out, states_.data(), workspace_);
   } else {
-    // The backward direction needs the whole sequence of the layer below: full-length buffers.
     const int features = h_out * dirs;
-    AlignedBuffer between[2];
-    const std::size_t seq_floats = checked_mul(checked_mul(x.steps, rows), features);
-    if (layers > 1) between[0].resize(seq_floats);
-    if (layers > 2) between[1].resize(seq_floats);
     SequenceIn in = x;
     for (int l = 0; l < layers; ++l) {
       SequenceOut dst = out;
       if (l < layers - 1) {
-        dst = {between[l % 2].data(),
+        dst = {between_[l % 2].data(),
                static_cast<std::ptrdiff_t>(rows) * features,
                features,
                x.steps,
@@ -224,13 +230,19 @@ void forward(const KernelTable& kernels, const Network& network, SequenceIn x, S
                features};
       }
       for (int d = 0; d < dirs; ++d)
-        run_layer(kernels, network, l, d, in, dst.columns(d * h_out, h_out), states[l * dirs + d],
-                  workspace);
+        run_layer(kernels, network_, l, d, in, dst.columns(d * h_out, h_out), states_[l * dirs + d],
+                  workspace_);
       in = dst;
     }
   }
   for (int i = 0; i < layers * dirs; ++i)
-    states[i].store(hn ? hn + i * h_block : nullptr, cn ? cn + i * c_block : nullptr);
+    states_[i].store(hn ? hn + i * h_block : nullptr, cn ? cn + i * c_block : nullptr);
+}
+
+void forward(const KernelTable& kernels, const Network& network, SequenceIn x, SequenceOut out,
+             const float* h0, const float* c0, float* hn, float* cn) {
+  if (x.rows == 0) return;
+  ForwardPass(network, x.rows, x.steps).run(kernels, x, out, h0, c0, hn, cn);
 }
 
 void run_unidirectional(const KernelTable& kernels, const Network& network, SequenceIn x,

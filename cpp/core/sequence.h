@@ -113,8 +113,27 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
 void run_unidirectional(const KernelTable& kernels, const Network& network, SequenceIn x,
                         SequenceOut out, LayerState* states, Workspace& workspace) noexcept;
 
-// A whole forward pass. h0/c0 (may be null: zeros) and hn/cn are compact contiguous
-// (L*D, N, P) and (L*D, N, H) arrays; cn is ignored unless the cell is an LSTM.
+// Everything a whole forward pass over (T, N) needs besides its arguments, allocated once so
+// that repeated passes of the same shape (a model graph's plan) allocate nothing.
+class ForwardPass {
+ public:
+  ForwardPass(const Network& network, int rows, int steps);
+
+  // h0/c0 (may be null: zeros) and hn/cn (may be null: not written) are compact contiguous
+  // (L*D, N, P) and (L*D, N, H) arrays; c0/cn are ignored unless the cell is an LSTM. x and out
+  // must have the rows and steps given at construction.
+  void run(const KernelTable& kernels, SequenceIn x, SequenceOut out, const float* h0,
+           const float* c0, float* hn, float* cn) noexcept;
+
+ private:
+  const Network& network_;
+  int rows_;
+  std::vector<LayerState> states_;
+  Workspace workspace_;
+  AlignedBuffer between_[2];  // bidirectional stacks: a whole layer's output for the next
+};
+
+// A whole forward pass (a ForwardPass made and run once).
 void forward(const KernelTable& kernels, const Network& network, SequenceIn x, SequenceOut out,
              const float* h0, const float* c0, float* hn, float* cn);
 

@@ -2,6 +2,8 @@
 // alone is compiled with -mavx2 -mfma; dispatch only calls it when the CPU reports both.
 #include <immintrin.h>
 
+#include <math.h>
+
 #include <cstddef>
 #include <type_traits>
 

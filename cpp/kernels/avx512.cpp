@@ -13,6 +13,8 @@
 #include <immintrin.h>
 #endif
 
+#include <math.h>
+
 #include <cstddef>
 #include <type_traits>
 

@@ -2,6 +2,8 @@
 // q registers. Compiled only for aarch64 targets (no extra flags needed there).
 #include <arm_neon.h>
 
+#include <math.h>
+
 #include <cstddef>
 #include <type_traits>
 

@@ -1,5 +1,7 @@
 // Portable kernels in plain C++: the fallback on every CPU and the path any test can force with
 // PYRNN_ISA=scalar. Written for clarity, not speed; the SIMD files must agree with these.
+#include <math.h>
+
 #include <cmath>
 
 #include "kernels/kernels.h"
@@ -101,6 +103,8 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
 }
 
+#include "kernels/elementwise-inl.h"
+
 }  // namespace
 
 // fused_rows: the scalar kernels go row by row either way, so the fused step is never slower.
@@ -118,7 +122,11 @@ const KernelTable& kernel_table() noexcept {
                                  input_step<CellKind::Lstm>,
                                  input_step<CellKind::Gru>,
                                  1 << 30,
-                                 0};
+                                 0,
+                                 unary,
+                                 binary,
+                                 softmax,
+                                 layer_norm};
   return table;
 }
 

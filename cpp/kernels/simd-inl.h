@@ -516,6 +516,10 @@ void input_step(const InputStepArgs& f) noexcept {
   }
 }
 
+#define PYRNN_ELEMENTWISE_SIMD
+#include "kernels/elementwise-inl.h"
+#undef PYRNN_ELEMENTWISE_SIMD
+
 const KernelTable& make_table(const char* name) noexcept {
   static const KernelTable table{name,
                                  gemm,
@@ -530,7 +534,11 @@ const KernelTable& make_table(const char* name) noexcept {
                                  input_step<CellKind::Lstm>,
                                  input_step<CellKind::Gru>,
                                  kFusedRows,
-                                 kFusedPanelBytes};
+                                 kFusedPanelBytes,
+                                 unary,
+                                 binary,
+                                 softmax,
+                                 layer_norm};
   return table;
 }
 

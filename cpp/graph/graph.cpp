@@ -1,0 +1,197 @@
+// Building a graph: names, operands, ops, with every structural check (see graph.h).
+#include "graph/graph.h"
+
+#include <cstring>
+#include <stdexcept>
+
+namespace pyrnn::graph {
+namespace {
+
+// Int ops produce ints; every other op produces tensors.
+bool produces_int(const std::string& op) {
+  return op == "size" || op == "int_add" || op == "int_sub" || op == "int_mul" ||
+         op == "int_floordiv";
+}
+
+}  // namespace
+
+int Graph::new_value(const std::string& name, bool is_int, int producer) {
+  if (!name.empty()) {
+    if (by_name_.count(name))
+      throw std::invalid_argument("value '" + name + "' is defined twice");
+    by_name_[name] = static_cast<int>(values_.size());
+  }
+  values_.push_back({name, is_int, producer, std::nullopt});
+  constant_of_value_.push_back(-1);
+  return static_cast<int>(values_.size()) - 1;
+}
+
+int Graph::lookup(const std::string& name, const std::string& where) const {
+  const auto found = by_name_.find(name);
+  if (found == by_name_.end())
+    throw std::invalid_argument(where + "'" + name +
+                                "' is not defined before its use (dangling or cyclic edge)");
+  return found->second;
+}
+
+void Graph::add_input(const std::string& name, DType dtype, const std::vector<std::int64_t>& dims) {
+  if (!nodes_.empty()) throw std::logic_error("graph inputs must come before nodes");
+  if (static_cast<int>(dims.size()) > kMaxRank)
+    throw std::invalid_argument("input '" + name + "': rank " + std::to_string(dims.size()) +
+                                " exceeds the limit of " + std::to_string(kMaxRank));
+  for (std::int64_t d : dims)
+    if (d < -1 || d > INT32_MAX)
+      throw std::invalid_argument("input '" + name + "': dim " + std::to_string(d) +
+                                  " is neither free (-1) nor in [0, 2^31)");
+  inputs_.push_back({new_value(name, false, -1), dtype, dims});
+}
+
+void Graph::add_constant(const std::string& name, DType dtype, const Shape& shape,
+                         const void* data) {
+  if (!nodes_.empty()) throw std::logic_error("graph constants must come before nodes");
+  const int value = new_value(name, false, -1);
+  Constant constant{value, dtype, shape, AlignedBuffer()};
+  const std::size_t bytes = checked_mul(static_cast<std::size_t>(shape.numel()), dtype_size(dtype));
+  constant.data.resize((bytes + sizeof(float) - 1) / sizeof(float));
+  if (bytes) std::memcpy(constant.data.data(), data, bytes);
+  constant_of_value_[value] = static_cast<int>(constants_.size());
+  constants_.push_back(std::move(constant));
+}
+
+const Constant* Graph::constant(int value) const noexcept {
+  if (value < 0 || value >= value_count() || constant_of_value_[value] < 0) return nullptr;
+  return &constants_[constant_of_value_[value]];
+}
+
+std::string Graph::describe(int node) const {
+  const NodeDef& def = nodes_[node];
+  std::string text = "node " + std::to_string(node) + " (" + def.op;
+  if (!def.source.empty()) text += "; " + def.source;
+  return text + ")";
+}
+
+void Graph::add_node(const std::string& op, const std::vector<Operand>& inputs,
+                     const std::vector<std::string>& outputs, Attrs attrs,
+                     const std::string& source) {
+  const int index = static_cast<int>(nodes_.size());
+  NodeDef node{op, {}, {}, std::move(attrs), source};
+  const std::string where = "node " + std::to_string(index) + " (" + op +
+                            (source.empty() ? "" : "; " + source) + "): ";
+  try {
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const Operand& operand = inputs[i];
+      if (operand.kind == Operand::Absent) {
+        node.inputs.push_back(-1);
+      } else if (operand.kind == Operand::Literal) {
+        const int value = new_value("", true, -1);
+        values_[value].literal = operand.literal;
+        node.inputs.push_back(value);
+      } else {
+        node.inputs.push_back(lookup(operand.name, "input " + std::to_string(i) + " "));
+      }
+    }
+    if (outputs.empty()) throw std::invalid_argument("a node needs at least one output");
+    node.outputs.assign(outputs.size(), -1);  // named once the op accepts the node
+    nodes_.push_back(std::move(node));
+    std::unique_ptr<Op> made;
+    try {
+      made = make_op(BuildContext(*this, nodes_.back()));
+    } catch (...) {
+      nodes_.pop_back();
+      throw;
+    }
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      if (outputs[i].empty()) throw std::invalid_argument("an output name is empty");
+      nodes_.back().outputs[i] = new_value(outputs[i], produces_int(op), index);
+    }
+    ops_.push_back(std::move(made));
+  } catch (const std::exception& error) {
+    if (static_cast<int>(nodes_.size()) > index) nodes_.pop_back();
+    throw std::invalid_argument(where + error.what());
+  }
+}
+
+void Graph::set_outputs(const std::vector<std::string>& names) {
+  outputs_.clear();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const int value = lookup(names[i], "output " + std::to_string(i) + " ");
+    if (values_[value].is_int)
+      throw std::invalid_argument("output " + std::to_string(i) + " '" + names[i] +
+                                  "' is an int, not a tensor");
+    outputs_.push_back(value);
+  }
+}
+
+// -- BuildContext / InferContext ------------------------------------------------------------
+
+void BuildContext::require_inputs(int low, int high) const {
+  const int n = inputs();
+  if (n < low || (high >= 0 && n > high))
+    throw std::invalid_argument(
+        "expected " +
+        (high < 0 ? "at least " + std::to_string(low)
+                  : low == high ? std::to_string(low)
+                                : std::to_string(low) + " to " + std::to_string(high)) +
+        " inputs, got " + std::to_string(n));
+}
+
+void BuildContext::require_outputs(int count) const {
+  const int n = static_cast<int>(node_.outputs.size());
+  if (n != count)
+    throw std::invalid_argument("expected " + std::to_string(count) + " outputs, got " +
+                                std::to_string(n));
+}
+
+void BuildContext::require_tensor(int i, const char* role) const {
+  if (!has(i)) throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
+                                           ") is required");
+  if (graph_.value(node_.inputs[i]).is_int)
+    throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
+                                ") must be a tensor, got an int");
+}
+
+void BuildContext::require_int(int i, const char* role) const {
+  if (!has(i)) throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
+                                           ") is required");
+  if (!graph_.value(node_.inputs[i]).is_int)
+    throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
+                                ") must be an int, got a tensor");
+}
+
+bool BuildContext::is_constant(int i) const {
+  return has(i) && graph_.constant(node_.inputs[i]) != nullptr;
+}
+
+BuildContext::ConstantView BuildContext::constant(int i, const char* role) const {
+  require_tensor(i, role);
+  const Constant* found = graph_.constant(node_.inputs[i]);
+  if (found == nullptr)
+    throw std::invalid_argument(std::string(role) + " '" + graph_.value(node_.inputs[i]).name +
+                                "' must be a constant (a parameter or buffer), not computed");
+  return {found->dtype, found->shape, found->data.data()};
+}
+
+void InferContext::set_tensor(int i, DType dtype, const Shape& shape) {
+  ValueMeta& meta = values_[node_.outputs[i]];
+  meta.is_int = false;
+  meta.dtype = dtype;
+  meta.shape = shape;
+  (void)meta.shape.numel();  // throws on absurd sizes
+}
+
+void InferContext::set_int(int i, std::int64_t value) {
+  ValueMeta& meta = values_[node_.outputs[i]];
+  meta.is_int = true;
+  meta.int_value = value;
+}
+
+TimeFlow Op::time_flow(const std::vector<int>& input_axes, const NodeDef& node,
+                       const std::vector<ValueMeta>& values) const {
+  (void)values;
+  for (int axis : input_axes)
+    if (axis >= 0)
+      throw std::invalid_argument("op '" + node.op + "' cannot run frame by frame");
+  return {std::vector<int>(node.outputs.size(), -1), false};
+}
+
+}  // namespace pyrnn::graph

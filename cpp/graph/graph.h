@@ -1,0 +1,88 @@
+// A model's graph, built once and then immutable: named values (inputs, constants, int
+// literals, node outputs), nodes in execution order each holding its op, and the outputs.
+// Building checks everything that does not depend on shapes: every operand is defined before
+// its use (so there are no cycles or dangling edges), names are unique, ops and attributes are
+// valid, weights are constants (packed once here). Shapes are checked when a plan is made.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "graph/op.h"
+#include "graph/tensor.h"
+
+namespace pyrnn::graph {
+
+struct ValueInfo {
+  std::string name;
+  bool is_int = false;
+  int producer = -1;  // node index; -1 for inputs, constants and literals
+  std::optional<std::int64_t> literal;
+};
+
+struct GraphInput {
+  int value;
+  DType dtype;
+  std::vector<std::int64_t> dims;  // -1 where the dim is free
+};
+
+struct Constant {
+  int value;
+  DType dtype;
+  Shape shape;
+  AlignedBuffer data;  // 64-byte aligned copy
+};
+
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  // Building, in order: inputs and constants, then nodes, then outputs. Each throws
+  // std::invalid_argument naming what is wrong.
+  void add_input(const std::string& name, DType dtype, const std::vector<std::int64_t>& dims);
+  void add_constant(const std::string& name, DType dtype, const Shape& shape, const void* data);
+  // An operand is a value name, an int literal, or absent.
+  struct Operand {
+    enum Kind { Name, Literal, Absent } kind = Absent;
+    std::string name;
+    std::int64_t literal = 0;
+  };
+  void add_node(const std::string& op, const std::vector<Operand>& inputs,
+                const std::vector<std::string>& outputs, Attrs attrs, const std::string& source);
+  void set_outputs(const std::vector<std::string>& names);
+
+  int value_count() const noexcept { return static_cast<int>(values_.size()); }
+  const ValueInfo& value(int id) const { return values_[id]; }
+  int node_count() const noexcept { return static_cast<int>(nodes_.size()); }
+  const NodeDef& node(int index) const { return nodes_[index]; }
+  const Op& op(int index) const { return *ops_[index]; }
+  const std::vector<GraphInput>& inputs() const noexcept { return inputs_; }
+  const std::vector<int>& outputs() const noexcept { return outputs_; }
+  const std::vector<Constant>& constants() const noexcept { return constants_; }
+  // The constant behind a value, or null.
+  const Constant* constant(int value) const noexcept;
+  // "node 3 (linear; fc (model.py:12))" for messages.
+  std::string describe(int node) const;
+
+ private:
+  int new_value(const std::string& name, bool is_int, int producer);
+  int lookup(const std::string& name, const std::string& where) const;
+
+  std::vector<ValueInfo> values_;
+  std::unordered_map<std::string, int> by_name_;
+  std::vector<int> constant_of_value_;  // index into constants_, or -1
+  std::vector<GraphInput> inputs_;
+  std::vector<Constant> constants_;
+  std::vector<NodeDef> nodes_;
+  std::vector<std::unique_ptr<Op>> ops_;
+  std::vector<int> outputs_;
+};
+
+}  // namespace pyrnn::graph

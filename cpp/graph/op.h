@@ -1,0 +1,200 @@
+// The interface every graph op implements, and the contexts it sees: at build time (operands
+// and constants, to check arity and pack weights), when a plan infers shapes, when a plan binds
+// the op to concrete shapes (a Kernel), and when that kernel runs.
+//
+// An op object is immutable once built and shared by every plan and stream of its graph, on
+// any thread. Everything that depends on shapes lives in the Kernel a plan makes from it;
+// everything a stream carries from one call to the next lives in an OpState.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/kernel_table.h"
+#include "graph/attrs.h"
+#include "graph/tensor.h"
+
+namespace pyrnn::graph {
+
+class Graph;
+
+struct NodeDef {
+  std::string op;
+  std::vector<int> inputs;  // value ids; -1 where an optional operand is absent
+  std::vector<int> outputs;
+  Attrs attrs;
+  std::string source;  // where it came from (module path, file:line), for error messages
+};
+
+// Build time: what an op may know before any shape is: its operands' kinds and the constants.
+class BuildContext {
+ public:
+  BuildContext(const Graph& graph, const NodeDef& node) : graph_(graph), node_(node) {}
+  const Graph& graph() const noexcept { return graph_; }
+  const NodeDef& node() const noexcept { return node_; }
+  const Attrs& attrs() const noexcept { return node_.attrs; }
+  int inputs() const noexcept { return static_cast<int>(node_.inputs.size()); }
+  bool has(int i) const noexcept { return i < inputs() && node_.inputs[i] >= 0; }
+  // Throw std::invalid_argument unless operand i is present (an absent one is -1) and a
+  // tensor / an int.
+  void require_tensor(int i, const char* role) const;
+  void require_int(int i, const char* role) const;
+  // Operand count in [low, high] (high < 0: unbounded).
+  void require_inputs(int low, int high) const;
+  void require_outputs(int count) const;
+  // Operand i as a constant tensor (weights must be): throws unless it is one.
+  struct ConstantView {
+    DType dtype;
+    Shape shape;
+    const void* data;
+    const float* floats() const noexcept { return static_cast<const float*>(data); }
+  };
+  ConstantView constant(int i, const char* role) const;
+  bool is_constant(int i) const;
+
+ private:
+  const Graph& graph_;
+  const NodeDef& node_;
+};
+
+// Shape inference: operands' metas in, outputs' metas out.
+class InferContext {
+ public:
+  InferContext(const NodeDef& node, std::vector<ValueMeta>& values)
+      : node_(node), values_(values) {}
+  int inputs() const noexcept { return static_cast<int>(node_.inputs.size()); }
+  bool has(int i) const noexcept { return i < inputs() && node_.inputs[i] >= 0; }
+  const ValueMeta& in(int i) const { return values_[node_.inputs[i]]; }
+  std::int64_t integer(int i) const { return values_[node_.inputs[i]].int_value; }
+  void set_tensor(int i, DType dtype, const Shape& shape);
+  void set_int(int i, std::int64_t value);
+
+ private:
+  const NodeDef& node_;
+  std::vector<ValueMeta>& values_;
+};
+
+// Where a kernel reports a problem only the data reveals (an embedding index out of range):
+// kernels never throw, so they record the first failure here and the caller raises after the
+// run. The message must be a string literal.
+struct RunStatus {
+  int node = -1;
+  const char* message = nullptr;
+  std::int64_t detail = 0;
+  void fail(int failed_node, const char* what, std::int64_t value) noexcept {
+    if (message == nullptr) {
+      node = failed_node;
+      message = what;
+      detail = value;
+    }
+  }
+};
+
+struct RunContext {
+  void* const* values;  // per value id: its data (inputs, constants, arena, caller's outputs)
+  const KernelTable& kernels;
+  RunStatus* status;
+
+  template <class T>
+  T* ptr(int value) const noexcept {
+    return static_cast<T*>(values[value]);
+  }
+};
+
+// An op bound to one plan's shapes: precomputed sizes, owned scratch. Never allocates in run.
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual void run(const RunContext& ctx) noexcept = 0;
+  int node = -1;  // set by the plan, for RunStatus reports
+
+ protected:
+  void fail(const RunContext& ctx, const char* what, std::int64_t value) const noexcept {
+    ctx.status->fail(node, what, value);
+  }
+};
+
+// What a stream carries for one stateful op between calls (a recurrent layer's h and c, a
+// convolution's past frames), for a fixed number of rows.
+class OpState {
+ public:
+  virtual ~OpState() = default;
+  virtual std::unique_ptr<OpState> clone() const = 0;
+  virtual void reset() noexcept = 0;
+  virtual void reset_row(int row) noexcept = 0;
+  // The state as named float arrays (e.g. "h" (L, N, P)), to read, write, pickle.
+  struct Part {
+    std::string name;
+    Shape shape;
+  };
+  virtual std::vector<Part> parts() const = 0;
+  virtual void get(int part, float* data) const = 0;
+  virtual void set(int part, const float* data) = 0;
+};
+
+// Binding an op to the shapes of one plan.
+class PrepareContext {
+ public:
+  PrepareContext(const NodeDef& node, const std::vector<ValueMeta>& values, OpState* state)
+      : node_(node), values_(values), state_(state) {}
+  const NodeDef& node() const noexcept { return node_; }
+  bool has(int i) const noexcept {
+    return i < static_cast<int>(node_.inputs.size()) && node_.inputs[i] >= 0;
+  }
+  const ValueMeta& in(int i) const { return values_[node_.inputs[i]]; }
+  const ValueMeta& out(int i) const { return values_[node_.outputs[i]]; }
+  int in_id(int i) const noexcept { return has(i) ? node_.inputs[i] : -1; }
+  int out_id(int i) const noexcept { return node_.outputs[i]; }
+  // A stream's state for this node (streams only; null in a whole-sequence plan).
+  OpState* state() const noexcept { return state_; }
+
+ private:
+  const NodeDef& node_;
+  const std::vector<ValueMeta>& values_;
+  OpState* state_;
+};
+
+// How an op treats the time axis when a model streams: which axis of each output carries the
+// time axis of its inputs, whether it keeps state across calls, and what it delays.
+struct TimeFlow {
+  std::vector<int> output_axes;  // per output: the time axis, or -1 (no time axis)
+  bool stateful = false;         // carries an OpState between calls (recurrent layers, convs)
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  virtual void infer(InferContext& ctx) const = 0;
+  // Output 0 as a view of input 0's bytes, starting that many elements in (no copy, no kernel);
+  // nullopt when the op must compute or copy.
+  virtual std::optional<std::int64_t> view_offset(const ValueMeta& in, const ValueMeta& out,
+                                                  const NodeDef& node,
+                                                  const std::vector<ValueMeta>& values) const {
+    (void)in, (void)out, (void)node, (void)values;
+    return std::nullopt;
+  }
+  // The kernel for these shapes; nullptr when there is nothing to run (ints, views).
+  virtual std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const = 0;
+
+  // Streaming: given the time axis of each input (-1: none), where time goes. Throws
+  // std::invalid_argument (naming the reason) if the op needs frames that have not arrived yet.
+  // `values` holds the metas of a plan made with the time axis at a distinctive extent.
+  virtual TimeFlow time_flow(const std::vector<int>& input_axes, const NodeDef& node,
+                             const std::vector<ValueMeta>& values) const;
+  // The state a stream keeps for this op, for the shapes of one step (stateful ops only).
+  virtual std::unique_ptr<OpState> make_state(const NodeDef& node,
+                                              const std::vector<ValueMeta>& values) const {
+    (void)node, (void)values;
+    return nullptr;
+  }
+};
+
+// The op named node.op, checked against its operands and attributes; throws
+// std::invalid_argument for an unknown op or a malformed node.
+std::unique_ptr<Op> make_op(const BuildContext& ctx);
+
+}  // namespace pyrnn::graph

@@ -1,0 +1,383 @@
+// 1-D convolution (im2col into the packed-panel GEMM) and 1-D max / average pooling, over
+// (N, C, L) or unbatched (C, L) inputs.
+//
+// Streaming along L: a convolution keeps its last (K-1)*dilation input frames per row and
+// channel (an OpState), so each call convolves [kept frames | new frames] without padding.
+// That equals the whole-sequence result frame for frame when the left padding is exactly
+// (K-1)*dilation (the usual causal convolution, whose right padding only adds trailing frames
+// that a stream never emits) and the stride is 1; other paddings and strides are refused.
+#include <algorithm>
+#include <limits>
+
+#include "core/aligned_buffer.h"
+#include "core/packed_panels.h"
+#include "graph/ops/common.h"
+
+namespace pyrnn::graph::ops {
+namespace {
+
+constexpr std::int64_t kConvChunkRows = 128;  // output positions per GEMM call
+
+struct Window {
+  std::int64_t kernel, stride, pad_left, pad_right, dilation;
+
+  std::int64_t span() const { return dilation * (kernel - 1) + 1; }
+  std::int64_t output_length(std::int64_t length) const {
+    const std::int64_t padded = length + pad_left + pad_right - span();
+    return padded < 0 ? 0 : padded / stride + 1;
+  }
+};
+
+// Layout of an (N, C, L) or (C, L) input: batch rows, channels, length.
+struct Ncl {
+  std::int64_t rows, channels, length;
+};
+
+Ncl ncl_of(const Shape& s) {
+  if (s.rank == 2) return {1, s[0], s[1]};
+  return {s[0], s[1], s[2]};
+}
+
+// The history a stream keeps for a windowed op: frames (N, C, context) of its input.
+class History final : public OpState {
+ public:
+  History(std::int64_t rows, std::int64_t channels, std::int64_t context)
+      : rows_(rows), channels_(channels), context_(context),
+        frames_(checked_mul(checked_mul(static_cast<std::size_t>(rows), channels),
+                            static_cast<std::size_t>(context))) {}
+  std::unique_ptr<OpState> clone() const override { return std::make_unique<History>(*this); }
+  void reset() noexcept override { frames_.fill_zero(); }
+  void reset_row(int row) noexcept override {
+    const std::size_t per_row = static_cast<std::size_t>(channels_ * context_);
+    std::memset(frames_.data() + row * per_row, 0, per_row * sizeof(float));
+  }
+  std::vector<Part> parts() const override {
+    Shape shape;
+    shape.push_back(rows_);
+    shape.push_back(channels_);
+    shape.push_back(context_);
+    return {{"frames", shape}};
+  }
+  void get(int, float* data) const override {
+    std::memcpy(data, frames_.data(), frames_.size() * sizeof(float));
+  }
+  void set(int, const float* data) override {
+    std::memcpy(frames_.data(), data, frames_.size() * sizeof(float));
+  }
+  float* data() noexcept { return frames_.data(); }
+  std::int64_t context() const noexcept { return context_; }
+
+ private:
+  std::int64_t rows_, channels_, context_;
+  AlignedBuffer frames_;
+};
+
+// Joins a stream's kept frames and a call's new frames into `extended` (N, C, context + L),
+// then keeps the last `context` frames for the next call.
+void extend_with_history(History& history, const float* x, const Ncl& in, float* extended) {
+  const std::int64_t context = history.context();
+  const std::int64_t total = context + in.length;
+  for (std::int64_t r = 0; r < in.rows * in.channels; ++r) {
+    float* row = extended + r * total;
+    float* kept = history.data() + r * context;
+    std::memcpy(row, kept, static_cast<std::size_t>(context) * sizeof(float));
+    std::memcpy(row + context, x + r * in.length, static_cast<std::size_t>(in.length) * sizeof(float));
+    std::memcpy(kept, row + total - context, static_cast<std::size_t>(context) * sizeof(float));
+  }
+}
+
+Window read_window(const Attrs& a, bool conv) {
+  Window w{};
+  if (conv) {
+    const auto& padding = a.integers("padding");
+    if (padding.size() != 2 || padding[0] < 0 || padding[1] < 0)
+      shape_error("attribute 'padding': expected [left, right] >= 0");
+    w.pad_left = padding[0];
+    w.pad_right = padding[1];
+    w.dilation = a.integer("dilation", 1, INT32_MAX);
+  } else {
+    w.pad_left = w.pad_right = a.integer("padding", 0, INT32_MAX);
+    w.dilation = a.has("dilation") ? a.integer("dilation", 1, INT32_MAX) : 1;
+    w.kernel = a.integer("kernel_size", 1, INT32_MAX);
+  }
+  w.stride = a.integer("stride", 1, INT32_MAX);
+  return w;
+}
+
+// The streaming rule shared by convolution and pooling.
+TimeFlow window_time_flow(const std::vector<int>& axes, const NodeDef& node,
+                          const std::vector<ValueMeta>& values, const Window& w, bool conv) {
+  const int rank = values[node.inputs[0]].shape.rank;
+  if (axes[0] < 0) return same_axes(axes, node);
+  if (axes[0] != rank - 1)
+    shape_error(node.op + " over an input whose channel or batch axis carries time");
+  if (!conv)
+    shape_error(node.op + " along the time axis cannot stream yet (pool along features, or run "
+                "whole sequences)");
+  if (w.stride != 1 || w.pad_left != w.span() - 1)
+    shape_error(node.op + " along the time axis streams only with stride 1 and padding (K-1)*"
+                "dilation on the left (a causal convolution); this one has stride " +
+                str(w.stride) + " and padding " + str(w.pad_left));
+  return {{axes[0]}, true};
+}
+
+class Conv1d final : public Op {
+ public:
+  explicit Conv1d(const BuildContext& ctx)
+      : window_(read_window(ctx.attrs(), true)),
+        groups_(ctx.attrs().integer("groups", 1, INT32_MAX)) {
+    ctx.require_inputs(2, 3);
+    ctx.require_outputs(1);
+    ctx.require_tensor(0, "x");
+    const auto w = ctx.constant(1, "weight");
+    if (w.dtype != DType::F32 || w.shape.rank != 3)
+      shape_error("conv1d: weight must be a 3-D float32 tensor, got " + w.shape.str());
+    out_channels_ = w.shape[0];
+    group_in_ = w.shape[1];
+    window_.kernel = w.shape[2];
+    if (window_.kernel < 1 || out_channels_ % groups_ != 0)
+      shape_error("conv1d: weight " + w.shape.str() + " does not fit groups=" + str(groups_));
+    group_out_ = out_channels_ / groups_;
+    const std::int64_t k = group_in_ * window_.kernel;
+    if (k > INT32_MAX || group_out_ > INT32_MAX || window_.span() > INT32_MAX)
+      shape_error("conv1d: weight " + w.shape.str() + " exceeds the core's limits");
+    // Each group's (Cout/g, Cin/g * K) rows are contiguous in torch's layout.
+    for (std::int64_t g = 0; g < groups_; ++g)
+      panels_.emplace_back(w.floats() + g * group_out_ * k, 1, static_cast<int>(group_out_),
+                           static_cast<int>(k));
+    const float* b = nullptr;
+    if (ctx.has(2)) {
+      const auto bias = ctx.constant(2, "bias");
+      if (bias.dtype != DType::F32 || bias.shape.rank != 1 || bias.shape[0] != out_channels_)
+        shape_error("conv1d: bias must be float32 of shape (" + str(out_channels_) + ",)");
+      b = bias.floats();
+    }
+    for (std::int64_t g = 0; g < groups_; ++g)
+      biases_.push_back(pack_bias(b ? b + g * group_out_ : nullptr, nullptr, 1,
+                                  static_cast<int>(group_out_)));
+  }
+  // The window as this plan runs it: a stream's input starts with its kept frames instead of
+  // padding.
+  Window effective(const ValueMeta& x) const {
+    Window w = window_;
+    if (x.time_axis >= 0) w.pad_left = w.pad_right = 0;
+    return w;
+  }
+  std::int64_t context() const { return window_.span() - 1; }
+  void infer(InferContext& ctx) const override {
+    const ValueMeta& x = ctx.in(0);
+    require_f32(x, "x");
+    require_rank(x, 2, 3, "x");
+    const Ncl in = ncl_of(x.shape);
+    if (in.channels != group_in_ * groups_)
+      shape_error("conv1d: expected " + str(group_in_ * groups_) + " input channels, got input " +
+                  x.shape.str());
+    const std::int64_t length =
+        x.time_axis >= 0 ? in.length : effective(x).output_length(in.length);
+    if (x.time_axis < 0 && in.length + window_.pad_left + window_.pad_right < window_.span())
+      shape_error("conv1d: input length " + str(in.length) + " is shorter than the kernel's span " +
+                  str(window_.span()) + " (after padding)");
+    Shape out = x.shape;
+    out[out.rank - 2] = out_channels_;
+    out[out.rank - 1] = length;
+    ctx.set_tensor(0, DType::F32, out);
+  }
+  std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override;
+  TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
+                     const std::vector<ValueMeta>& values) const override {
+    return window_time_flow(axes, node, values, window_, true);
+  }
+  std::unique_ptr<OpState> make_state(const NodeDef& node,
+                                      const std::vector<ValueMeta>& values) const override {
+    const Ncl in = ncl_of(values[node.inputs[0]].shape);
+    return std::make_unique<History>(in.rows, in.channels, context());
+  }
+
+  const Window& window() const noexcept { return window_; }
+  std::int64_t groups() const noexcept { return groups_; }
+  std::int64_t group_in() const noexcept { return group_in_; }
+  std::int64_t group_out() const noexcept { return group_out_; }
+  const PackedPanels& panels(std::int64_t g) const { return panels_[g]; }
+  const float* bias(std::int64_t g) const { return biases_[g].data(); }
+
+ private:
+  Window window_;
+  std::int64_t groups_;
+  std::int64_t out_channels_ = 0, group_in_ = 0, group_out_ = 0;
+  std::vector<PackedPanels> panels_;
+  std::vector<AlignedBuffer> biases_;
+};
+
+class Conv1dKernel final : public Kernel {
+ public:
+  Conv1dKernel(const Conv1d& op, int in, int out, Ncl input, Window window, std::int64_t out_len,
+               History* history)
+      : op_(op), in_(in), out_(out), input_(input), window_(window), out_len_(out_len),
+        history_(history) {
+    const std::size_t rows = static_cast<std::size_t>(std::min(out_len, kConvChunkRows));
+    columns_.resize(checked_mul(rows, static_cast<std::size_t>(op.group_in() * window.kernel)));
+    products_.resize(checked_mul(rows, static_cast<std::size_t>(padded_units(
+                                           static_cast<int>(op.group_out())))));
+    if (history) {
+      const std::size_t frames = static_cast<std::size_t>(history->context() + input.length);
+      extended_.resize(checked_mul(static_cast<std::size_t>(input.rows * input.channels), frames));
+    }
+  }
+  void run(const RunContext& ctx) noexcept override {
+    const float* x = ctx.ptr<const float>(in_);
+    float* y = ctx.ptr<float>(out_);
+    std::int64_t length = input_.length;
+    if (history_) {
+      extend_with_history(*history_, x, input_, extended_.data());
+      x = extended_.data();
+      length += history_->context();
+    }
+    const std::int64_t K = window_.kernel, cin = op_.group_in(), cout = op_.group_out();
+    const int padded = padded_units(static_cast<int>(cout));
+    for (std::int64_t n = 0; n < input_.rows; ++n) {
+      for (std::int64_t g = 0; g < op_.groups(); ++g) {
+        const float* xg = x + (n * input_.channels + g * cin) * length;
+        float* yg = y + (n * op_.groups() + g) * cout * out_len_;
+        for (std::int64_t t0 = 0; t0 < out_len_; t0 += kConvChunkRows) {
+          const std::int64_t m = std::min(kConvChunkRows, out_len_ - t0);
+          // im2col: row t holds x[c, t*stride - pad + k*dilation] for every (c, k).
+          float* col = columns_.data();
+          for (std::int64_t t = 0; t < m; ++t) {
+            const std::int64_t base = (t0 + t) * window_.stride - window_.pad_left;
+            for (std::int64_t c = 0; c < cin; ++c)
+              for (std::int64_t k = 0; k < K; ++k) {
+                const std::int64_t at = base + k * window_.dilation;
+                *col++ = at >= 0 && at < length ? xg[c * length + at] : 0.0f;
+              }
+          }
+          ctx.kernels.gemm({columns_.data(), static_cast<std::ptrdiff_t>(cin * K),
+                            static_cast<int>(m), &op_.panels(g), op_.bias(g), products_.data(),
+                            padded, 0, op_.panels(g).blocks()});
+          for (std::int64_t t = 0; t < m; ++t)
+            for (std::int64_t o = 0; o < cout; ++o)
+              yg[o * out_len_ + t0 + t] = products_.data()[t * padded + o];
+        }
+      }
+    }
+  }
+
+ private:
+  const Conv1d& op_;
+  int in_, out_;
+  Ncl input_;
+  Window window_;
+  std::int64_t out_len_;
+  History* history_;
+  AlignedBuffer columns_, products_, extended_;
+};
+
+std::unique_ptr<Kernel> Conv1d::prepare(const PrepareContext& ctx) const {
+  const ValueMeta& x = ctx.in(0);
+  const Shape& out = ctx.out(0).shape;
+  History* history = x.time_axis >= 0 ? static_cast<History*>(ctx.state()) : nullptr;
+  if (x.time_axis >= 0 && history == nullptr) shape_error("conv1d: a stream without its state");
+  return std::make_unique<Conv1dKernel>(*this, ctx.in_id(0), ctx.out_id(0), ncl_of(x.shape),
+                                        effective(x), out[out.rank - 1], history);
+}
+
+class Pool1d final : public Op {
+ public:
+  explicit Pool1d(const BuildContext& ctx)
+      : window_(read_window(ctx.attrs(), false)),
+        max_(ctx.node().op == "max_pool1d"),
+        ceil_(ctx.attrs().boolean("ceil_mode")),
+        include_pad_(max_ ? false : ctx.attrs().boolean("count_include_pad")) {
+    ctx.require_inputs(1, 1);
+    ctx.require_outputs(1);
+    ctx.require_tensor(0, "x");
+    if (window_.pad_left * 2 > window_.kernel)
+      shape_error(ctx.node().op + ": padding " + str(window_.pad_left) +
+                  " exceeds half the kernel size " + str(window_.kernel));
+  }
+  // torch's pooling_output_shape: floor or ceil, and a last window must start inside the input
+  // or the left padding.
+  std::int64_t output_length(std::int64_t length) const {
+    const std::int64_t numerator = length + 2 * window_.pad_left - window_.span();
+    if (numerator < 0) return -1;
+    std::int64_t out = (ceil_ ? numerator + window_.stride - 1 : numerator) / window_.stride + 1;
+    if (ceil_ && (out - 1) * window_.stride >= length + window_.pad_left) --out;
+    return out;
+  }
+  void infer(InferContext& ctx) const override {
+    const ValueMeta& x = ctx.in(0);
+    require_f32(x, "x");
+    require_rank(x, 2, 3, "x");
+    const std::int64_t length = output_length(x.shape[x.shape.rank - 1]);
+    if (length < 1)
+      shape_error("input " + x.shape.str() + " is too short for a window of span " +
+                  str(window_.span()));
+    Shape out = x.shape;
+    out[out.rank - 1] = length;
+    ctx.set_tensor(0, DType::F32, out);
+  }
+  std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override {
+    const Shape& s = ctx.in(0).shape;
+    return std::make_unique<Run>(*this, ctx.in_id(0), ctx.out_id(0), s.span(0, s.rank - 1),
+                                 s[s.rank - 1], ctx.out(0).shape[s.rank - 1]);
+  }
+  TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
+                     const std::vector<ValueMeta>& values) const override {
+    return window_time_flow(axes, node, values, window_, false);
+  }
+
+ private:
+  class Run final : public Kernel {
+   public:
+    Run(const Pool1d& op, int in, int out, std::int64_t lines, std::int64_t length,
+        std::int64_t out_len)
+        : op_(op), in_(in), out_(out), lines_(lines), length_(length), out_len_(out_len) {}
+    void run(const RunContext& ctx) noexcept override {
+      const Window& w = op_.window_;
+      const float* x = ctx.ptr<const float>(in_);
+      float* y = ctx.ptr<float>(out_);
+      for (std::int64_t line = 0; line < lines_; ++line) {
+        const float* in = x + line * length_;
+        float* out = y + line * out_len_;
+        for (std::int64_t t = 0; t < out_len_; ++t) {
+          const std::int64_t start = t * w.stride - w.pad_left;
+          if (op_.max_) {
+            float best = -std::numeric_limits<float>::infinity();
+            for (std::int64_t k = 0; k < w.kernel; ++k) {
+              const std::int64_t at = start + k * w.dilation;
+              if (at < 0 || at >= length_) continue;
+              const float v = in[at];
+              if (v > best || v != v) best = v;  // NaN wins, as in torch
+              if (v != v) break;
+            }
+            out[t] = best;
+          } else {
+            // torch: the divisor counts padding up to length + pad (count_include_pad), else
+            // only real elements.
+            const std::int64_t end = std::min(start + w.kernel, length_ + w.pad_left);
+            const std::int64_t lo = std::max<std::int64_t>(start, 0);
+            const std::int64_t hi = std::min(start + w.kernel, length_);
+            double sum = 0.0;
+            for (std::int64_t at = lo; at < hi; ++at) sum += in[at];
+            const std::int64_t divisor = op_.include_pad_ ? end - start : hi - lo;
+            out[t] = static_cast<float>(sum / static_cast<double>(divisor));
+          }
+        }
+      }
+    }
+
+   private:
+    const Pool1d& op_;
+    int in_, out_;
+    std::int64_t lines_, length_, out_len_;
+  };
+
+  Window window_;
+  bool max_, ceil_, include_pad_;
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_conv1d(const BuildContext& ctx) { return std::make_unique<Conv1d>(ctx); }
+std::unique_ptr<Op> make_pool1d(const BuildContext& ctx) { return std::make_unique<Pool1d>(ctx); }
+
+}  // namespace pyrnn::graph::ops

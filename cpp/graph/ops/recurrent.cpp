@@ -1,0 +1,400 @@
+// Recurrent layers as graph ops: torch's RNN / LSTM / GRU (every option: layers, directions,
+// batch_first, biases, LSTM projections, initial states) and their cells, on the packed
+// networks and time loops of the core. In a stream a layer's h (and c) live in an OpState and
+// carry over from call to call.
+#include "core/network.h"
+#include "core/sequence.h"
+#include "graph/ops/common.h"
+
+namespace pyrnn::graph::ops {
+namespace {
+
+CellKind cell_kind(const std::string& mode) {
+  if (mode == "rnn_tanh") return CellKind::RnnTanh;
+  if (mode == "rnn_relu") return CellKind::RnnRelu;
+  if (mode == "lstm") return CellKind::Lstm;
+  if (mode == "gru") return CellKind::Gru;
+  shape_error("attribute 'mode': expected 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" + mode +
+              "'");
+}
+
+int int_extent(std::int64_t extent, const char* what) {
+  if (extent < 0 || extent > INT32_MAX)
+    shape_error(std::string(what) + " " + str(extent) + " exceeds the core's limit of 2^31-1");
+  return static_cast<int>(extent);
+}
+
+// Reads the weights of every (layer, direction) from constant operands starting at `first`,
+// in torch's order, checks their shapes and packs the network.
+std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind kind, int layers,
+                                             bool bidirectional, bool biases, int first) {
+  const int dirs = bidirectional ? 2 : 1;
+  const int count = ctx.inputs() - first;
+  const int base = 2 + (biases ? 2 : 0);
+  const int groups = layers * dirs;
+  if (groups < 1 || count % groups != 0 || (count / groups != base && count / groups != base + 1))
+    shape_error("expected " + str(groups * base) + " weight tensors (" + str(base) +
+                " per layer and direction), got " + str(count));
+  const bool projected = count / groups == base + 1;
+  if (projected && kind != CellKind::Lstm) shape_error("only LSTMs have projection weights");
+  const int per = count / groups;
+  const int G = gate_count(kind);
+  const auto w_ih0 = ctx.constant(first, "weight_ih_l0");
+  if (w_ih0.shape.rank != 2 || w_ih0.shape[0] % G != 0 || w_ih0.shape[0] == 0)
+    shape_error("weight_ih_l0 has shape " + w_ih0.shape.str() + "; expected (" + str(G) +
+                "*hidden_size, input_size)");
+  NetworkConfig config;
+  config.kind = kind;
+  config.input_size = int_extent(w_ih0.shape[1], "input_size");
+  config.hidden_size = int_extent(w_ih0.shape[0] / G, "hidden_size");
+  config.num_layers = layers;
+  config.bidirectional = bidirectional;
+  if (projected) {
+    const auto w_hr = ctx.constant(first + per - 1, "weight_hr_l0");
+    if (w_hr.shape.rank != 2) shape_error("weight_hr_l0 must be 2-D");
+    config.proj_size = int_extent(w_hr.shape[0], "proj_size");
+  }
+  config.validate();
+  const std::int64_t GH = static_cast<std::int64_t>(G) * config.hidden_size;
+  std::vector<RawLayerWeights> raw;
+  for (int index = 0; index < groups; ++index) {
+    const int layer = index / dirs, at = first + index * per;
+    const std::string suffix = "_l" + str(layer) + (index % dirs ? "_reverse" : "");
+    const auto tensor = [&](int offset, const std::string& name,
+                            std::initializer_list<std::int64_t> dims) {
+      const auto c = ctx.constant(at + offset, name.c_str());
+      Shape expected;
+      for (std::int64_t d : dims) expected.push_back(d);
+      if (c.dtype != DType::F32 || c.shape != expected)
+        shape_error(name + suffix + ": expected float32 of shape " + expected.str() + ", got " +
+                    c.shape.str());
+      return c.floats();
+    };
+    RawLayerWeights w;
+    w.w_ih = tensor(0, "weight_ih", {GH, config.layer_input_size(layer)});
+    w.w_hh = tensor(1, "weight_hh", {GH, config.output_size()});
+    if (biases) {
+      w.b_ih = tensor(2, "bias_ih", {GH});
+      w.b_hh = tensor(3, "bias_hh", {GH});
+    }
+    if (projected) w.w_hr = tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size});
+    raw.push_back(w);
+  }
+  return std::make_shared<const Network>(config, raw);
+}
+
+// A stream's state of one recurrent op: each layer's h and c, plus which rows still have to
+// take the op's initial state (h0/c0 operands) at the next call.
+class RecurrentState final : public OpState {
+ public:
+  RecurrentState(const Network& network, int rows) : network_(network), rows_(rows) {
+    for (int l = 0; l < network.config().num_layers; ++l) layers_.emplace_back(network.config(), rows);
+    pending_.assign(static_cast<std::size_t>(rows), 1);
+  }
+  std::unique_ptr<OpState> clone() const override {
+    return std::make_unique<RecurrentState>(*this);
+  }
+  void reset() noexcept override {
+    for (LayerState& s : layers_) s.reset();
+    std::fill(pending_.begin(), pending_.end(), 1);
+    any_pending_ = true;
+  }
+  void reset_row(int row) noexcept override {
+    for (LayerState& s : layers_) s.reset_row(row);
+    pending_[row] = 1;
+    any_pending_ = true;
+  }
+  std::vector<Part> parts() const override {
+    const NetworkConfig& c = network_.config();
+    const auto shape = [&](int features) {
+      Shape s;
+      s.push_back(c.num_layers);
+      s.push_back(rows_);
+      s.push_back(features);
+      return s;
+    };
+    std::vector<Part> parts{{"h", shape(c.output_size())}};
+    if (c.kind == CellKind::Lstm) parts.push_back({"c", shape(c.hidden_size)});
+    return parts;
+  }
+  void get(int part, float* data) const override {
+    const NetworkConfig& c = network_.config();
+    const std::size_t block =
+        static_cast<std::size_t>(rows_) * (part == 0 ? c.output_size() : c.hidden_size);
+    for (std::size_t l = 0; l < layers_.size(); ++l)
+      layers_[l].store(part == 0 ? data + l * block : nullptr, part == 1 ? data + l * block : nullptr);
+  }
+  void set(int part, const float* data) override {
+    const NetworkConfig& c = network_.config();
+    const std::size_t block =
+        static_cast<std::size_t>(rows_) * (part == 0 ? c.output_size() : c.hidden_size);
+    std::vector<float> keep;
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      // load() writes both h and c: keep the part not being set.
+      const std::size_t other = static_cast<std::size_t>(rows_) *
+                                (part == 0 ? c.hidden_size : c.output_size());
+      keep.assign(other, 0.0f);
+      if (part == 0) {
+        layers_[l].store(nullptr, keep.data());
+        layers_[l].load(data + l * block, keep.data());
+      } else {
+        layers_[l].store(keep.data(), nullptr);
+        layers_[l].load(keep.data(), data + l * block);
+      }
+    }
+    std::fill(pending_.begin(), pending_.end(), 0);
+    any_pending_ = false;
+  }
+
+  LayerState* layers() noexcept { return layers_.data(); }
+  // Loads h0/c0 (compact (L, N, P) / (L, N, H); null: zeros) into rows still pending.
+  void take_initial(const float* h0, const float* c0) noexcept {
+    if (!any_pending_) return;
+    any_pending_ = false;
+    if (h0 == nullptr && c0 == nullptr) return;  // pending rows are already zero
+    const NetworkConfig& c = network_.config();
+    const int P = c.output_size(), H = c.hidden_size;
+    for (int l = 0; l < c.num_layers; ++l) {
+      LayerState& s = layers_[l];
+      for (int n = 0; n < rows_; ++n) {
+        if (!pending_[n]) continue;
+        const std::ptrdiff_t row = static_cast<std::ptrdiff_t>(l) * rows_ + n;
+        if (h0) std::memcpy(s.h() + n * s.ld_h(), h0 + row * P, P * sizeof(float));
+        if (c0 && c.kind == CellKind::Lstm)
+          std::memcpy(s.c() + n * s.ld_c(), c0 + row * H, H * sizeof(float));
+      }
+    }
+    std::fill(pending_.begin(), pending_.end(), 0);
+  }
+
+ private:
+  const Network& network_;
+  int rows_;
+  std::vector<LayerState> layers_;
+  std::vector<unsigned char> pending_;
+  bool any_pending_ = true;
+};
+
+class Recurrent final : public Op {
+ public:
+  explicit Recurrent(const BuildContext& ctx)
+      : kind_(cell_kind(ctx.attrs().text("mode"))),
+        batch_first_(ctx.attrs().boolean("batch_first")) {
+    ctx.require_inputs(4, -1);
+    ctx.require_outputs(kind_ == CellKind::Lstm ? 3 : 2);
+    ctx.require_tensor(0, "input");
+    if (ctx.has(1)) ctx.require_tensor(1, "h0");
+    if (ctx.has(2)) ctx.require_tensor(2, "c0");
+    if (ctx.has(2) && kind_ != CellKind::Lstm) shape_error("only LSTMs take c0");
+    network_ = build_network(ctx, kind_, static_cast<int>(ctx.attrs().integer("num_layers", 1, 1 << 20)),
+                             ctx.attrs().boolean("bidirectional"),
+                             ctx.attrs().boolean("has_biases"), 3);
+  }
+  const NetworkConfig& config() const noexcept { return network_->config(); }
+  void infer(InferContext& ctx) const override {
+    const NetworkConfig& c = config();
+    const ValueMeta& x = ctx.in(0);
+    require_f32(x, "input");
+    if (x.shape.rank != 3 || x.shape[2] != c.input_size)
+      shape_error("input: expected " + std::string(batch_first_ ? "(N, T, " : "(T, N, ") +
+                  str(c.input_size) + "), got " + x.shape.str());
+    const std::int64_t T = x.shape[batch_first_ ? 1 : 0], N = x.shape[batch_first_ ? 0 : 1];
+    int_extent(T, "sequence length");
+    int_extent(N, "batch size");
+    const std::int64_t LD = static_cast<std::int64_t>(c.num_layers) * c.directions();
+    const auto state_shape = [&](std::int64_t features) {
+      Shape s;
+      s.push_back(LD);
+      s.push_back(N);
+      s.push_back(features);
+      return s;
+    };
+    for (int i = 1; i <= 2; ++i) {
+      if (!ctx.has(i)) continue;
+      const Shape expected = state_shape(i == 1 ? c.output_size() : c.hidden_size);
+      require_f32(ctx.in(i), i == 1 ? "h0" : "c0");
+      if (ctx.in(i).shape != expected)
+        shape_error(std::string(i == 1 ? "h0" : "c0") + ": expected shape " + expected.str() +
+                    ", got " + ctx.in(i).shape.str());
+    }
+    Shape out = x.shape;
+    out[2] = static_cast<std::int64_t>(c.output_size()) * c.directions();
+    ctx.set_tensor(0, DType::F32, out);
+    ctx.set_tensor(1, DType::F32, state_shape(c.output_size()));
+    if (kind_ == CellKind::Lstm) ctx.set_tensor(2, DType::F32, state_shape(c.hidden_size));
+  }
+  std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override;
+  TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
+                     const std::vector<ValueMeta>&) const override {
+    const int time = batch_first_ ? 1 : 0;
+    if (axes[0] < 0) {
+      for (std::size_t i = 1; i < axes.size(); ++i)
+        if (axes[i] >= 0) shape_error("a weight or initial state carries time");
+      return {std::vector<int>(node.outputs.size(), -1), false};
+    }
+    if (axes[0] != time)
+      shape_error("its input carries time on axis " + str(axes[0]) + ", not on the sequence axis " +
+                  str(time));
+    if (config().bidirectional)
+      shape_error("a bidirectional layer reads the sequence from its end, so no output exists "
+                  "before the whole sequence has arrived");
+    for (std::size_t i = 1; i < axes.size(); ++i)
+      if (axes[i] >= 0) shape_error("an initial state carries time");
+    std::vector<int> out(node.outputs.size(), -1);
+    out[0] = time;
+    return {out, true};
+  }
+  std::unique_ptr<OpState> make_state(const NodeDef& node,
+                                      const std::vector<ValueMeta>& values) const override {
+    const Shape& x = values[node.inputs[0]].shape;
+    return std::make_unique<RecurrentState>(*network_, static_cast<int>(x[batch_first_ ? 0 : 1]));
+  }
+
+  const Network& network() const noexcept { return *network_; }
+  bool batch_first() const noexcept { return batch_first_; }
+
+ private:
+  CellKind kind_;
+  bool batch_first_;
+  std::shared_ptr<const Network> network_;
+};
+
+SequenceIn sequence_in(const float* data, const Shape& s, bool batch_first) {
+  const auto T = static_cast<int>(s[batch_first ? 1 : 0]), N = static_cast<int>(s[batch_first ? 0 : 1]);
+  const auto F = static_cast<int>(s[2]);
+  const std::ptrdiff_t step = batch_first ? F : static_cast<std::ptrdiff_t>(N) * F;
+  const std::ptrdiff_t row = batch_first ? static_cast<std::ptrdiff_t>(T) * F : F;
+  return {data, step, row, T, N, F};
+}
+
+SequenceOut sequence_out(float* data, const Shape& s, bool batch_first) {
+  const SequenceIn v = sequence_in(data, s, batch_first);
+  return {data, v.step_stride, v.row_stride, v.steps, v.rows, v.features};
+}
+
+class RecurrentKernel final : public Kernel {
+ public:
+  RecurrentKernel(const Recurrent& op, const PrepareContext& ctx, RecurrentState* state)
+      : op_(op),
+        x_(ctx.in_id(0)), h0_(ctx.in_id(1)), c0_(ctx.in_id(2)),
+        out_(ctx.out_id(0)), hn_(ctx.out_id(1)),
+        cn_(ctx.node().outputs.size() > 2 ? ctx.out_id(2) : -1),
+        x_shape_(ctx.in(0).shape), out_shape_(ctx.out(0).shape),
+        state_(state) {
+    const SequenceIn v = sequence_in(nullptr, x_shape_, op.batch_first());
+    if (state) {
+      workspace_.emplace(op.config(), v.rows, default_chunk_steps(v.rows, v.steps));
+    } else {
+      pass_.emplace(op.network(), v.rows, v.steps);
+    }
+  }
+  void run(const RunContext& ctx) noexcept override {
+    const bool bf = op_.batch_first();
+    const SequenceIn x = sequence_in(ctx.ptr<const float>(x_), x_shape_, bf);
+    const SequenceOut out = sequence_out(ctx.ptr<float>(out_), out_shape_, bf);
+    const float* h0 = h0_ >= 0 ? ctx.ptr<const float>(h0_) : nullptr;
+    const float* c0 = c0_ >= 0 ? ctx.ptr<const float>(c0_) : nullptr;
+    float* hn = ctx.ptr<float>(hn_);
+    float* cn = cn_ >= 0 ? ctx.ptr<float>(cn_) : nullptr;
+    if (!state_) {
+      pass_->run(ctx.kernels, x, out, h0, c0, hn, cn);
+      return;
+    }
+    state_->take_initial(h0, c0);
+    run_unidirectional(ctx.kernels, op_.network(), x, out, state_->layers(), *workspace_);
+    state_->get(0, hn);
+    if (cn) state_->get(1, cn);
+  }
+
+ private:
+  const Recurrent& op_;
+  int x_, h0_, c0_, out_, hn_, cn_;
+  Shape x_shape_, out_shape_;
+  RecurrentState* state_;
+  std::optional<ForwardPass> pass_;
+  std::optional<Workspace> workspace_;
+};
+
+std::unique_ptr<Kernel> Recurrent::prepare(const PrepareContext& ctx) const {
+  auto* state = static_cast<RecurrentState*>(ctx.state());
+  if (ctx.in(0).time_axis >= 0 && state == nullptr) shape_error("a stream without its state");
+  return std::make_unique<RecurrentKernel>(*this, ctx, ctx.in(0).time_axis >= 0 ? state : nullptr);
+}
+
+// One step of a cell: x (N, I), h (N, P), c (N, H) -> h' (and c'), through a one-layer network.
+class Cell final : public Op {
+ public:
+  explicit Cell(const BuildContext& ctx) : kind_(cell_kind(ctx.attrs().text("mode"))) {
+    ctx.require_inputs(5, 7);
+    ctx.require_outputs(kind_ == CellKind::Lstm ? 2 : 1);
+    ctx.require_tensor(0, "input");
+    if (ctx.has(1)) ctx.require_tensor(1, "h");
+    if (ctx.has(2)) ctx.require_tensor(2, "c");
+    if (ctx.has(2) && kind_ != CellKind::Lstm) shape_error("only LSTM cells take c");
+    const bool biases = ctx.has(5) && ctx.has(6);
+    if (ctx.has(5) != ctx.has(6)) shape_error("give both biases or neither");
+    // Reuse the layer reader on a view of the operands without the absent biases.
+    NodeDef weights_only = ctx.node();
+    weights_only.inputs.resize(biases ? 7 : 5);
+    network_ = build_network(BuildContext(ctx.graph(), weights_only), kind_, 1, false, biases, 3);
+  }
+  void infer(InferContext& ctx) const override {
+    const NetworkConfig& c = network_->config();
+    const ValueMeta& x = ctx.in(0);
+    require_f32(x, "input");
+    if (x.shape.rank != 2 || x.shape[1] != c.input_size)
+      shape_error("input: expected (N, " + str(c.input_size) + "), got " + x.shape.str());
+    int_extent(x.shape[0], "batch size");
+    for (int i = 1; i <= 2; ++i) {
+      if (!ctx.has(i)) continue;
+      Shape expected;
+      expected.push_back(x.shape[0]);
+      expected.push_back(i == 1 ? c.output_size() : c.hidden_size);
+      if (ctx.in(i).shape != expected || ctx.in(i).dtype != DType::F32)
+        shape_error(std::string(i == 1 ? "h" : "c") + ": expected float32 of shape " +
+                    expected.str() + ", got " + ctx.in(i).shape.str());
+    }
+    Shape h;
+    h.push_back(x.shape[0]);
+    h.push_back(c.hidden_size);
+    ctx.set_tensor(0, DType::F32, h);
+    if (kind_ == CellKind::Lstm) ctx.set_tensor(1, DType::F32, h);
+  }
+  std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override {
+    class Run final : public Kernel {
+     public:
+      Run(const Network& network, const PrepareContext& ctx)
+          : rows_(static_cast<int>(ctx.in(0).shape[0])),
+            pass_(network, rows_, 1),
+            x_(ctx.in_id(0)), h_(ctx.in_id(1)), c_(ctx.in_id(2)),
+            h_out_(ctx.out_id(0)), c_out_(ctx.node().outputs.size() > 1 ? ctx.out_id(1) : -1),
+            features_(network.config().input_size), hidden_(network.config().hidden_size) {}
+      void run(const RunContext& ctx) noexcept override {
+        const SequenceIn x{ctx.ptr<const float>(x_), 0, features_, 1, rows_, features_};
+        const SequenceOut out{ctx.ptr<float>(h_out_), 0, hidden_, 1, rows_, hidden_};
+        pass_.run(ctx.kernels, x, out, h_ >= 0 ? ctx.ptr<const float>(h_) : nullptr,
+                  c_ >= 0 ? ctx.ptr<const float>(c_) : nullptr, nullptr,
+                  c_out_ >= 0 ? ctx.ptr<float>(c_out_) : nullptr);
+      }
+
+     private:
+      int rows_;
+      ForwardPass pass_;
+      int x_, h_, c_, h_out_, c_out_, features_, hidden_;
+    };
+    return std::make_unique<Run>(*network_, ctx);
+  }
+
+ private:
+  CellKind kind_;
+  std::shared_ptr<const Network> network_;
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_recurrent(const BuildContext& ctx) {
+  if (ctx.node().op == "rnn") return std::make_unique<Recurrent>(ctx);
+  return std::make_unique<Cell>(ctx);
+}
+
+}  // namespace pyrnn::graph::ops

@@ -1,0 +1,202 @@
+// Making a plan (shape inference, storage and lifetimes, arena offsets, kernels) and running it.
+#include "graph/plan.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace pyrnn::graph {
+namespace {
+
+constexpr std::size_t kAlign = 64;
+
+std::size_t aligned(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+enum class Storage : std::uint8_t { None, Input, Constant, Arena, View };
+
+}  // namespace
+
+Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inputs,
+           const std::vector<OpState*>* states)
+    : graph_(std::move(graph)) {
+  infer_shapes(inputs);
+  lay_out();
+  const Graph& g = *graph_;
+  for (int i = 0; i < g.node_count(); ++i) {
+    const NodeDef& node = g.node(i);
+    OpState* state = states != nullptr ? (*states)[i] : nullptr;
+    std::unique_ptr<Kernel> kernel;
+    try {
+      kernel = g.op(i).prepare(PrepareContext(node, values_, state));
+    } catch (const std::invalid_argument& error) {
+      throw std::invalid_argument(g.describe(i) + ": " + error.what());
+    }
+    if (kernel) {
+      kernel->node = i;
+      kernels_.push_back({i, std::move(kernel)});
+    }
+  }
+}
+
+void Plan::infer_shapes(const std::vector<ValueMeta>& inputs) {
+  const Graph& g = *graph_;
+  values_.assign(g.value_count(), ValueMeta{});
+  if (inputs.size() != g.inputs().size())
+    throw std::invalid_argument("expected " + std::to_string(g.inputs().size()) +
+                                " inputs, got " + std::to_string(inputs.size()));
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const GraphInput& spec = g.inputs()[i];
+    const ValueMeta& given = inputs[i];
+    const std::string name = "input '" + g.value(spec.value).name + "'";
+    if (given.dtype != spec.dtype)
+      throw std::invalid_argument(name + ": expected dtype " + dtype_name(spec.dtype) + ", got " +
+                                  dtype_name(given.dtype));
+    bool fits = given.shape.rank == static_cast<int>(spec.dims.size());
+    for (int axis = 0; fits && axis < given.shape.rank; ++axis)
+      fits = spec.dims[axis] < 0 || spec.dims[axis] == given.shape[axis];
+    if (!fits) {
+      std::string expected = "(";
+      for (std::size_t axis = 0; axis < spec.dims.size(); ++axis)
+        expected += (axis ? ", " : "") +
+                    (spec.dims[axis] < 0 ? std::string("*") : std::to_string(spec.dims[axis]));
+      expected += spec.dims.size() == 1 ? ",)" : ")";
+      throw std::invalid_argument(name + ": expected shape " + expected + " (* = any), got " +
+                                  given.shape.str());
+    }
+    values_[spec.value] = given;
+  }
+  for (const Constant& constant : g.constants()) {
+    ValueMeta& meta = values_[constant.value];
+    meta.dtype = constant.dtype;
+    meta.shape = constant.shape;
+  }
+  for (int v = 0; v < g.value_count(); ++v) {
+    if (g.value(v).literal) {
+      values_[v].is_int = true;
+      values_[v].int_value = *g.value(v).literal;
+    }
+  }
+  for (int i = 0; i < g.node_count(); ++i) {
+    InferContext ctx(g.node(i), values_);
+    try {
+      g.op(i).infer(ctx);
+    } catch (const std::exception& error) {
+      throw std::invalid_argument(g.describe(i) + ": " + error.what());
+    }
+  }
+}
+
+void Plan::lay_out() {
+  const Graph& g = *graph_;
+  const int count = g.value_count();
+  std::vector<Storage> storage(count, Storage::None);
+  std::vector<int> root(count);
+  std::vector<std::size_t> root_offset(count, 0);  // bytes from the root's start
+  for (int v = 0; v < count; ++v) root[v] = v;
+  for (const GraphInput& input : g.inputs()) storage[input.value] = Storage::Input;
+  for (const Constant& constant : g.constants()) storage[constant.value] = Storage::Constant;
+
+  // Views and fresh tensors, in node order; lifetimes of arena roots as [first, last] node.
+  std::vector<int> first(count, -1), last(count, -1);
+  for (int i = 0; i < g.node_count(); ++i) {
+    const NodeDef& node = g.node(i);
+    for (int input : node.inputs) {
+      if (input >= 0 && storage[input] != Storage::None) {
+        const int r = root[input];
+        if (storage[r] == Storage::Arena) last[r] = std::max(last[r], i);
+      }
+    }
+    for (std::size_t k = 0; k < node.outputs.size(); ++k) {
+      const int out = node.outputs[k];
+      if (values_[out].is_int) continue;
+      std::optional<std::int64_t> offset;
+      if (k == 0 && !node.inputs.empty() && node.inputs[0] >= 0)
+        offset = g.op(i).view_offset(values_[node.inputs[0]], values_[out], node, values_);
+      if (offset) {
+        const int source = node.inputs[0];
+        storage[out] = Storage::View;
+        root[out] = root[source];
+        const std::size_t bytes = static_cast<std::size_t>(*offset) * dtype_size(values_[out].dtype);
+        root_offset[out] = root_offset[source] + bytes;
+        views_.push_back({out, source, bytes});
+      } else {
+        storage[out] = Storage::Arena;
+        first[out] = last[out] = i;
+      }
+    }
+  }
+
+  // Outputs: a fresh tensor that is the first appearance of its root is written straight into
+  // the caller's buffer; anything else (an input, a constant, a view, a repeat) is copied.
+  const std::vector<int>& outputs = g.outputs();
+  external_.assign(outputs.size(), -1);
+  std::vector<bool> claimed(count, false);
+  for (std::size_t j = 0; j < outputs.size(); ++j) {
+    const int v = outputs[j];
+    if (storage[v] == Storage::Arena && !claimed[v]) {
+      claimed[v] = true;
+      external_[j] = v;
+    } else {
+      copies_.push_back({static_cast<int>(j), v, values_[v].bytes()});
+    }
+  }
+  const int end = g.node_count();  // copies read their values after the last node
+  for (const Copy& copy : copies_) {
+    const int r = root[copy.value];
+    if (storage[r] == Storage::Arena) last[r] = end;
+  }
+
+  // First fit by decreasing size among tensors whose lifetimes overlap.
+  std::vector<int> order;
+  for (int v = 0; v < count; ++v)
+    if (storage[v] == Storage::Arena && !claimed[v]) order.push_back(v);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return values_[a].bytes() > values_[b].bytes(); });
+  std::vector<std::size_t> offset(count, 0);
+  struct Placed {
+    std::size_t begin, end;
+    int first, last;
+  };
+  std::vector<Placed> placed;
+  for (int v : order) {
+    const std::size_t size = aligned(values_[v].bytes());
+    std::vector<std::pair<std::size_t, std::size_t>> busy;
+    for (const Placed& p : placed)
+      if (p.first <= last[v] && first[v] <= p.last) busy.emplace_back(p.begin, p.end);
+    std::sort(busy.begin(), busy.end());
+    std::size_t at = 0;
+    for (const auto& [b, e] : busy) {
+      if (at + size <= b) break;
+      at = std::max(at, e);
+    }
+    offset[v] = at;
+    placed.push_back({at, at + size, first[v], last[v]});
+    arena_bytes_ = std::max(arena_bytes_, at + size);
+  }
+  arena_.resize(arena_bytes_ / sizeof(float));
+
+  pointers_.assign(count, nullptr);
+  auto* base = reinterpret_cast<std::byte*>(arena_.data());
+  for (int v : order) pointers_[v] = base + offset[v];
+  for (const Constant& constant : g.constants())
+    pointers_[constant.value] = const_cast<float*>(constant.data.data());
+}
+
+RunStatus Plan::run(const KernelTable& kernels, const void* const* inputs,
+                    void* const* outputs) noexcept {
+  const Graph& g = *graph_;
+  for (std::size_t i = 0; i < g.inputs().size(); ++i)
+    pointers_[g.inputs()[i].value] = const_cast<void*>(inputs[i]);
+  for (std::size_t j = 0; j < external_.size(); ++j)
+    if (external_[j] >= 0) pointers_[external_[j]] = outputs[j];
+  for (const View& view : views_)
+    pointers_[view.value] = static_cast<std::byte*>(pointers_[view.source]) + view.byte_offset;
+  RunStatus status;
+  const RunContext ctx{pointers_.data(), kernels, &status};
+  for (Bound& bound : kernels_) bound.kernel->run(ctx);
+  for (const Copy& copy : copies_)
+    if (copy.bytes) std::memcpy(outputs[copy.output], pointers_[copy.value], copy.bytes);
+  return status;
+}
+
+}  // namespace pyrnn::graph

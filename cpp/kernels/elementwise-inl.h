@@ -1,0 +1,201 @@
+// Element-wise kernels of model graphs: activations, broadcast arithmetic, softmax and layer
+// normalisation over rows. Included inside each ISA's namespace (like simd-inl.h), so every ISA
+// gets its own copy compiled with its own flags.
+//
+// The scalar formulas below are the reference (they follow torch's definitions, through libm
+// for the transcendental ones). With PYRNN_ELEMENTWISE_SIMD defined, the including file also
+// provides V and simd-inl.h's helpers (load, store, exp_approx, sigmoid, tanh, ...), and the
+// common operations run on whole vectors; the rest go element by element through the formulas.
+// Only C library functions are called (expf, erff ...): a std:: inline wrapper compiled with
+// ISA flags could be emitted as a weak symbol and picked by the linker for baseline code.
+// The including file includes <math.h> before opening its namespace.
+
+inline float unary_formula(UnaryOp op, const UnaryParams& p, float x) noexcept {
+  switch (op) {
+    case UnaryOp::Relu:
+      return x < 0.0f ? 0.0f : x;  // NaN propagates, as in torch
+    case UnaryOp::Sigmoid:
+      return 1.0f / (1.0f + expf(-x));
+    case UnaryOp::Tanh:
+      return tanhf(x);
+    case UnaryOp::Silu:
+      return x / (1.0f + expf(-x));
+    case UnaryOp::Gelu:
+      return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case UnaryOp::GeluTanh: {
+      const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+      return 0.5f * x * (1.0f + tanhf(inner));
+    }
+    case UnaryOp::LeakyRelu:
+      return x > 0.0f ? x : x * p.a;
+    case UnaryOp::Elu:
+      return x > 0.0f ? x * p.b : expm1f(x * p.c) * (p.a * p.b);
+    case UnaryOp::Hardtanh:
+      return x < p.a ? p.a : (x > p.b ? p.b : x);
+    case UnaryOp::Softplus:
+      return x * p.a > p.b ? x : log1pf(expf(x * p.a)) / p.a;
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Exp:
+      return expf(x);
+    case UnaryOp::Log:
+      return logf(x);
+    case UnaryOp::Sqrt:
+      return sqrtf(x);
+    case UnaryOp::Rsqrt:
+      return 1.0f / sqrtf(x);
+    case UnaryOp::Abs:
+      return fabsf(x);
+  }
+  return x;
+}
+
+inline float binary_formula(BinaryOp op, float a, float b) noexcept {
+  switch (op) {
+    case BinaryOp::Add:
+      return a + b;
+    case BinaryOp::Sub:
+      return a - b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::Div:
+      return a / b;
+  }
+  return a;
+}
+
+#if defined(PYRNN_ELEMENTWISE_SIMD)
+
+// Applies f to n floats in whole vectors, the tail through a padded stack buffer.
+template <class F>
+PYRNN_SIMD_INLINE void map_vectors(const float* x, float* y, std::size_t n, F f) noexcept {
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) store(y + i, f(load(x + i)));
+  if (i < n) {
+    alignas(64) float buffer[kLanes] = {};
+    for (std::size_t k = i; k < n; ++k) buffer[k - i] = x[k];
+    store(buffer, f(load(buffer)));
+    for (std::size_t k = i; k < n; ++k) y[k] = buffer[k - i];
+  }
+}
+
+void unary(UnaryOp op, const UnaryParams& p, const float* x, float* y, std::size_t n) noexcept {
+  switch (op) {
+    case UnaryOp::Relu:
+      return map_vectors(x, y, n, [](V v) { return relu(v); });
+    case UnaryOp::Sigmoid:
+      return map_vectors(x, y, n, [](V v) { return sigmoid(v); });
+    case UnaryOp::Tanh:
+      return map_vectors(x, y, n, [](V v) { return tanh(v); });
+    case UnaryOp::Silu:
+      return map_vectors(x, y, n, [](V v) { return mul(v, sigmoid(v)); });
+    case UnaryOp::LeakyRelu: {
+      const V slope = broadcast(p.a);
+      return map_vectors(x, y, n, [slope](V v) { return select(less(v, zero()), mul(v, slope), v); });
+    }
+    case UnaryOp::Hardtanh: {
+      const V lo = broadcast(p.a), hi = broadcast(p.b);
+      return map_vectors(x, y, n, [lo, hi](V v) { return clamp(v, lo, hi); });
+    }
+    case UnaryOp::Neg:
+      return map_vectors(x, y, n, [](V v) { return sub(zero(), v); });
+    case UnaryOp::Abs:
+      return map_vectors(x, y, n, [](V v) { return abs(v); });
+    default:
+      for (std::size_t i = 0; i < n; ++i) y[i] = unary_formula(op, p, x[i]);
+  }
+}
+
+template <class F>
+PYRNN_SIMD_INLINE void combine(const float* a, std::ptrdiff_t a_step, const float* b,
+                               std::ptrdiff_t b_step, float* y, std::size_t n, F f) noexcept {
+  std::size_t i = 0;
+  const V a0 = broadcast(a[0]), b0 = broadcast(b[0]);
+  for (; i + kLanes <= n; i += kLanes)
+    store(y + i, f(a_step ? load(a + i) : a0, b_step ? load(b + i) : b0));
+  for (; i < n; ++i) {
+    alignas(64) float pa[kLanes] = {}, pb[kLanes] = {}, py[kLanes];
+    pa[0] = a[i * a_step];
+    pb[0] = b[i * b_step];
+    store(py, f(load(pa), load(pb)));
+    y[i] = py[0];
+  }
+}
+
+void binary(BinaryOp op, const float* a, std::ptrdiff_t a_step, const float* b,
+            std::ptrdiff_t b_step, float* y, std::size_t n) noexcept {
+  if (n == 0) return;
+  switch (op) {
+    case BinaryOp::Add:
+      return combine(a, a_step, b, b_step, y, n, [](V u, V v) { return add(u, v); });
+    case BinaryOp::Sub:
+      return combine(a, a_step, b, b_step, y, n, [](V u, V v) { return sub(u, v); });
+    case BinaryOp::Mul:
+      return combine(a, a_step, b, b_step, y, n, [](V u, V v) { return mul(u, v); });
+    case BinaryOp::Div:
+      return combine(a, a_step, b, b_step, y, n, [](V u, V v) { return div(u, v); });
+  }
+}
+
+#else
+
+void unary(UnaryOp op, const UnaryParams& p, const float* x, float* y, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) y[i] = unary_formula(op, p, x[i]);
+}
+
+void binary(BinaryOp op, const float* a, std::ptrdiff_t a_step, const float* b,
+            std::ptrdiff_t b_step, float* y, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::ptrdiff_t k = static_cast<std::ptrdiff_t>(i);
+    y[i] = binary_formula(op, a[k * a_step], b[k * b_step]);
+  }
+}
+
+#endif
+
+// Softmax in three passes over the row: max, sum of exp(x - max), then scale (or, for
+// log-softmax, x - max - log(sum)). Subtracting the max keeps exp finite, as torch does.
+void softmax(const float* x, float* y, std::size_t rows, std::size_t cols, bool log) noexcept {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* in = x + r * cols;
+    float* out = y + r * cols;
+    float top = -INFINITY;
+    for (std::size_t i = 0; i < cols; ++i) top = in[i] > top ? in[i] : top;
+    double sum = 0.0;
+    for (std::size_t i = 0; i < cols; ++i) {
+      const float e = expf(in[i] - top);
+      if (!log) out[i] = e;
+      sum += e;
+    }
+    if (log) {
+      const float shift = top + logf(static_cast<float>(sum));
+      for (std::size_t i = 0; i < cols; ++i) out[i] = in[i] - shift;
+    } else {
+      const float scale = static_cast<float>(1.0 / sum);
+      for (std::size_t i = 0; i < cols; ++i) out[i] *= scale;
+    }
+  }
+}
+
+// Mean and variance in double (two passes), as exact as the float result can show.
+void layer_norm(const float* x, float* y, std::size_t rows, std::size_t cols, const float* weight,
+                const float* bias, float eps) noexcept {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* in = x + r * cols;
+    float* out = y + r * cols;
+    double sum = 0.0;
+    for (std::size_t i = 0; i < cols; ++i) sum += in[i];
+    const double mean = cols ? sum / static_cast<double>(cols) : 0.0;
+    double squares = 0.0;
+    for (std::size_t i = 0; i < cols; ++i) squares += (in[i] - mean) * (in[i] - mean);
+    const double variance = cols ? squares / static_cast<double>(cols) : 0.0;
+    const float inv = static_cast<float>(1.0 / sqrt(variance + eps));
+    const float m = static_cast<float>(mean);
+    for (std::size_t i = 0; i < cols; ++i) {
+      float v = (in[i] - m) * inv;
+      if (weight) v *= weight[i];
+      if (bias) v += bias[i];
+      out[i] = v;
+    }
+  }
+}

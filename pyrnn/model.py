@@ -1,0 +1,199 @@
+"""Whole models: a graph of ops (recurrent layers, linear layers, convolutions, activations,
+reshapes ...) with its weights, run by the C++ core in one call per forward.
+
+Made by ``pyrnn.from_torch(module, *example_inputs)`` for any torch module that is not one of
+the six recurrent types, and loaded by ``pyrnn.load`` from files it saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_float32
+from ._base import IncompatibleKeys
+from .graph import Graph, GraphError, Structure, structure_leaves
+
+__all__ = ["Model"]
+
+_INT64 = np.dtype(np.int64)
+
+
+class Model:
+    """A converted model: call it like the torch module it came from (positional tensor
+    inputs, numpy float32 / int64 outputs in the module's output structure).
+
+    Every input dimension the module did not fix stays free: a model converted from an
+    example of batch 4 and 160 steps runs on batch 1 and 57 steps. Plans (shapes, memory) are
+    made once per input shape and cached, so repeated calls of one shape allocate only their
+    outputs. Weights are held read-only; any number of threads may call one model at once.
+    """
+
+    def __init__(self, graph: Graph, constants: Mapping[str, Any]) -> None:
+        graph.validate()
+        missing = [name for name in graph.constants if name not in constants]
+        unexpected = [name for name in constants if name not in graph.constants]
+        if missing or unexpected:
+            raise GraphError(
+                f"constants: missing {missing[:8]}, unexpected {unexpected[:8]} for the graph"
+            )
+        self._graph = graph
+        self._constants = {name: _constant(name, constants[name]) for name in graph.constants}
+        self._core = _build_core(graph, self._constants)
+
+    # -- running ---------------------------------------------------------------------------
+    def __call__(self, *inputs: Any) -> Any:
+        return self.forward(*inputs)
+
+    def forward(self, *inputs: Any) -> Any:
+        """Runs the whole model on positional inputs as the torch module took them."""
+        specs = self._graph.inputs
+        if len(inputs) != len(specs):
+            names = ", ".join(spec.name for spec in specs)
+            raise TypeError(f"expected {len(specs)} inputs ({names}), got {len(inputs)}")
+        arrays = [_as_input(value, spec.name, spec.dtype) for value, spec in zip(inputs, specs)]
+        for array, spec in zip(arrays, specs):
+            _check_shape(array, spec.name, spec.shape)
+        results = self._core.forward(arrays)
+        return _rebuild(self._graph.outputs, iter(results))
+
+    # -- description -----------------------------------------------------------------------
+    @property
+    def graph(self) -> Graph:
+        """The model's graph (ops, values, output structure)."""
+        return self._graph
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """Each input's name, dtype and shape (None where a dimension is free)."""
+        return [
+            {"name": spec.name, "dtype": spec.dtype, "shape": tuple(spec.shape)}
+            for spec in self._graph.inputs
+        ]
+
+    @property
+    def outputs(self) -> Structure:
+        """The output structure: {'tensor': name} leaves in tuples, lists and dicts."""
+        return self._graph.outputs
+
+    def __repr__(self) -> str:
+        lines = [f"Model(inputs={[spec.name for spec in self._graph.inputs]}"]
+        for node in self._graph.nodes:
+            if node.op in ("size", "int_add", "int_sub", "int_mul", "int_floordiv"):
+                continue
+            operands = ", ".join("None" if x is None else str(x) for x in node.inputs)
+            attrs = "".join(f", {key}={value!r}" for key, value in node.attrs.items())
+            where = f"  # {node.source}" if node.source else ""
+            outputs = ", ".join(node.outputs)
+            lines.append(f"  {outputs} = {node.op}({operands}{attrs}){where}")
+        return "\n".join(lines) + "\n)"
+
+    # -- weights ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Weight and buffer name (as in the torch module's state_dict) -> a writable copy."""
+        return {name: array.copy() for name, array in self._constants.items()}
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
+        """Replaces weights by name; shapes and dtypes must match. Nothing changes unless
+        every check passes (and, with strict, the keys match exactly)."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}"
+            )
+        missing = [name for name in self._constants if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in self._constants]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"state_dict: missing keys {missing[:8]}, unexpected keys {unexpected[:8]}"
+            )
+        updated = dict(self._constants)
+        for name, value in state_dict.items():
+            if name not in self._constants:
+                continue
+            old = self._constants[name]
+            array = _constant(name, value, old.dtype)
+            if array.shape != old.shape:
+                raise ValueError(
+                    f"state_dict[{name!r}]: expected shape {old.shape}, got {array.shape}"
+                )
+            updated[name] = array
+        core = _build_core(self._graph, updated)
+        self._constants, self._core = updated, core
+        return IncompatibleKeys(missing, unexpected)
+
+    # -- pickling: graph + weights; the core graph is rebuilt --------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {"graph": self._graph.to_json(), "constants": self._constants}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(Graph.from_json(state["graph"]), state["constants"])  # type: ignore[misc]
+
+
+def _constant(name: str, value: Any, dtype: np.dtype[Any] | None = None) -> np.ndarray:
+    """A private, read-only, C-contiguous copy of one weight (float32 or int64)."""
+    array = np.asarray(value)
+    if dtype is None:
+        dtype = _INT64 if array.dtype.kind in "iu" else np.dtype(np.float32)
+    if dtype == _INT64:
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"state_dict[{name!r}]: expected integers, got dtype {array.dtype}")
+        result = np.array(array, dtype=_INT64, order="C", copy=True)
+    else:
+        result = np.array(as_float32(value, f"state_dict[{name!r}]"), order="C", copy=True)
+    result.flags.writeable = False
+    return result
+
+
+def _build_core(graph: Graph, constants: Mapping[str, np.ndarray]) -> Any:
+    try:
+        return _core.Graph(
+            [(s.name, s.dtype, [-1 if d is None else d for d in s.shape]) for s in graph.inputs],
+            [(name, constants[name]) for name in graph.constants],
+            [
+                (node.op, list(node.inputs), list(node.outputs), dict(node.attrs), node.source)
+                for node in graph.nodes
+            ],
+            structure_leaves(graph.outputs),
+        )
+    except ValueError as error:
+        raise GraphError(str(error)) from None
+
+
+def _as_input(value: Any, name: str, dtype: str) -> np.ndarray:
+    if dtype == "float32":
+        return np.ascontiguousarray(as_float32(value, name))
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without torch
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array (indices), got dtype {array.dtype}")
+    if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: index {int(array.max())} does not fit in int64")
+    return np.ascontiguousarray(array, dtype=_INT64)
+
+
+def _check_shape(array: np.ndarray, name: str, shape: list[int | None]) -> None:
+    fits = array.ndim == len(shape) and all(
+        d is None or d == n for d, n in zip(shape, array.shape)
+    )
+    if not fits:
+        expected = "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+        raise ValueError(f"{name}: expected shape {expected} (* = any), got {array.shape}")
+
+
+def _rebuild(structure: Structure, results: Iterator[np.ndarray]) -> Any:
+    ((kind, value),) = structure.items()
+    if kind == "tensor":
+        return next(results)
+    if kind == "none":
+        return None
+    if kind == "tuple":
+        return tuple(_rebuild(part, results) for part in value)
+    if kind == "list":
+        return [_rebuild(part, results) for part in value]
+    return {key: _rebuild(part, results) for key, part in value}
