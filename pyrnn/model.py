@@ -60,6 +60,13 @@ class Model:
         results = self._core.forward(arrays)
         return _rebuild(self._graph.outputs, iter(results))
 
+    def stream(self, batch: int | None = None, time_axis: int | list[int] | None = None) -> Any:
+        """A stream running this model frame by frame (see pyrnn.ModelStream). ``time_axis``
+        names each input's time axis when more than one free dimension could carry it."""
+        from .model_stream import ModelStream
+
+        return ModelStream(self, batch, time_axis)
+
     # -- description -----------------------------------------------------------------------
     @property
     def graph(self) -> Graph:

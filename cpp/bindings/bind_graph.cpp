@@ -8,7 +8,9 @@
 #include <string>
 #include <variant>
 
+#include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/graph_handle.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "graph/plan_cache.h"
@@ -58,10 +60,6 @@ g::AttrValue attr_value(const std::string& key, py::handle value) {
   throw std::invalid_argument("attribute '" + key + "': unsupported type " +
                               std::string(py::str(py::type::of(value))));
 }
-
-struct GraphHandle {
-  std::shared_ptr<g::PlanCache> plans;
-};
 
 GraphHandle build(const py::list& inputs, const py::list& constants, const py::list& nodes,
                   const std::vector<std::string>& outputs) {

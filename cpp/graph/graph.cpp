@@ -172,7 +172,7 @@ BuildContext::ConstantView BuildContext::constant(int i, const char* role) const
 }
 
 void InferContext::set_tensor(int i, DType dtype, const Shape& shape) {
-  ValueMeta& meta = values_[node_.outputs[i]];
+  ValueMeta& meta = values_[node_.outputs[i]];  // keeps time_axis, set before inference
   meta.is_int = false;
   meta.dtype = dtype;
   meta.shape = shape;

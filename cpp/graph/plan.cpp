@@ -17,9 +17,8 @@ enum class Storage : std::uint8_t { None, Input, Constant, Arena, View };
 }  // namespace
 
 Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inputs,
-           const std::vector<OpState*>* states)
-    : graph_(std::move(graph)) {
-  infer_shapes(inputs);
+           const std::vector<int>* time_axes, const std::vector<OpState*>* states)
+    : graph_(std::move(graph)), values_(infer_values(*graph_, inputs, time_axes)) {
   lay_out();
   const Graph& g = *graph_;
   for (int i = 0; i < g.node_count(); ++i) {
@@ -38,9 +37,9 @@ Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inp
   }
 }
 
-void Plan::infer_shapes(const std::vector<ValueMeta>& inputs) {
-  const Graph& g = *graph_;
-  values_.assign(g.value_count(), ValueMeta{});
+std::vector<ValueMeta> infer_values(const Graph& g, const std::vector<ValueMeta>& inputs,
+                                    const std::vector<int>* time_axes) {
+  std::vector<ValueMeta> values(g.value_count(), ValueMeta{});
   if (inputs.size() != g.inputs().size())
     throw std::invalid_argument("expected " + std::to_string(g.inputs().size()) +
                                 " inputs, got " + std::to_string(inputs.size()));
@@ -63,27 +62,31 @@ void Plan::infer_shapes(const std::vector<ValueMeta>& inputs) {
       throw std::invalid_argument(name + ": expected shape " + expected + " (* = any), got " +
                                   given.shape.str());
     }
-    values_[spec.value] = given;
+    values[spec.value] = given;
+    values[spec.value].time_axis = -1;
   }
   for (const Constant& constant : g.constants()) {
-    ValueMeta& meta = values_[constant.value];
+    ValueMeta& meta = values[constant.value];
     meta.dtype = constant.dtype;
     meta.shape = constant.shape;
   }
   for (int v = 0; v < g.value_count(); ++v) {
     if (g.value(v).literal) {
-      values_[v].is_int = true;
-      values_[v].int_value = *g.value(v).literal;
+      values[v].is_int = true;
+      values[v].int_value = *g.value(v).literal;
     }
   }
+  if (time_axes != nullptr)
+    for (int v = 0; v < g.value_count(); ++v) values[v].time_axis = (*time_axes)[v];
   for (int i = 0; i < g.node_count(); ++i) {
-    InferContext ctx(g.node(i), values_);
+    InferContext ctx(g.node(i), values);
     try {
       g.op(i).infer(ctx);
     } catch (const std::exception& error) {
       throw std::invalid_argument(g.describe(i) + ": " + error.what());
     }
   }
+  return values;
 }
 
 void Plan::lay_out() {

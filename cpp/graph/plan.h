@@ -16,12 +16,19 @@
 
 namespace pyrnn::graph {
 
+// Every value's meta for these input metas (dtype and shape of each graph input), node by
+// node. `time_axes` (streams: per value, the axis carrying frames, or -1) is set on the metas
+// before each op infers. Throws std::invalid_argument naming the node whose shapes do not fit.
+std::vector<ValueMeta> infer_values(const Graph& graph, const std::vector<ValueMeta>& inputs,
+                                    const std::vector<int>* time_axes = nullptr);
+
 class Plan {
  public:
-  // `inputs` holds each graph input's dtype and shape. `states` (streams) gives every node its
-  // OpState (null for stateless nodes); without it, stateful ops start from their initial state
-  // on every run. Throws std::invalid_argument naming the node whose shapes do not fit.
+  // `inputs` holds each graph input's dtype and shape. For a stream, `time_axes` and `states`
+  // (per node: its OpState, null for stateless nodes) make stateful ops carry their state
+  // across runs; without them, every run starts from each op's initial state.
   Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inputs,
+       const std::vector<int>* time_axes = nullptr,
        const std::vector<OpState*>* states = nullptr);
 
   const Graph& graph() const noexcept { return *graph_; }
@@ -51,7 +58,6 @@ class Plan {
     std::unique_ptr<Kernel> kernel;
   };
 
-  void infer_shapes(const std::vector<ValueMeta>& inputs);
   void lay_out();
 
   std::shared_ptr<const Graph> graph_;
