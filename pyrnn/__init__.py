@@ -8,8 +8,11 @@ from __future__ import annotations
 from ._base import IncompatibleKeys, Module
 from .cells import GRUCell, LSTMCell, RNNCell
 from .convert import from_torch
+from .graph import ConversionError, GraphError
 from .io import FormatError, load, save
 from .isa import active_isa, available_isas, cpu_info, set_isa
+from .model import Model
+from .model_stream import ModelStream
 from .modules import GRU, LSTM, RNN
 from .stream import Stream
 
@@ -19,10 +22,14 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "ConversionError",
     "FormatError",
+    "GraphError",
     "GRUCell",
     "IncompatibleKeys",
     "LSTMCell",
+    "Model",
+    "ModelStream",
     "Module",
     "RNNCell",
     "Stream",

@@ -1,5 +1,5 @@
-"""Converting torch.nn recurrent modules into pyrnn modules. torch is imported only here, and
-only when from_torch is called."""
+"""Converting torch modules: the six torch.nn recurrent types into pyrnn modules, anything else
+into a pyrnn.Model (a captured graph). torch is imported only when from_torch is called."""
 
 from __future__ import annotations
 
@@ -9,13 +9,38 @@ import numpy as np
 
 from ._base import Module
 from .cells import GRUCell, LSTMCell, RNNCell
+from .model import Model
 from .modules import GRU, LSTM, RNN
 
 
-def from_torch(module: Any) -> Module:
-    """A pyrnn module with the configuration and weights of a torch.nn RNN, LSTM, GRU, RNNCell,
-    LSTMCell or GRUCell. Raises TypeError naming the type for anything else."""
+def from_torch(module: Any, *example_inputs: Any) -> Module | Model:
+    """Converts a torch module with its weights.
+
+    A torch.nn RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell becomes the pyrnn module of the same
+    type (no example needed). Any other nn.Module is captured as a graph from one call on
+    ``example_inputs`` (tensors as its forward takes them) and becomes a pyrnn.Model; every
+    input dimension the module does not fix stays free, so examples should have batch >= 2 and
+    steps >= 2. Anything the capture cannot express faithfully raises pyrnn.ConversionError
+    naming the op, the module and the source line."""
     import torch  # deferred: pyrnn never needs torch except to convert
+
+    nn = torch.nn
+    recurrent = (nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell)
+    if isinstance(module, nn.Module) and not isinstance(module, recurrent):
+        if not example_inputs:
+            raise TypeError(
+                f"example_inputs: converting a {type(module).__qualname__} captures one call of "
+                "its forward; pass example tensors, e.g. from_torch(model, torch.randn(4, 100, 40))"
+            )
+        from .capture_torch import capture
+
+        graph, constants = capture(module, example_inputs)
+        return Model(graph, constants)
+    return _recurrent_module(module)
+
+
+def _recurrent_module(module: Any) -> Module:
+    import torch
 
     nn = torch.nn
     converted: Module
@@ -43,8 +68,8 @@ def from_torch(module: Any) -> Module:
         converted = GRUCell(module.input_size, module.hidden_size, module.bias)
     else:
         raise TypeError(
-            "module: expected torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell, "
-            f"got {type(module).__module__}.{type(module).__qualname__}"
+            "module: expected a torch.nn.Module, got "
+            f"{type(module).__module__}.{type(module).__qualname__}"
         )
     with torch.no_grad():
         weights = {

@@ -70,12 +70,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-__all__ = ["OPS", "Graph", "GraphError", "InputSpec", "Node", "Structure"]
+__all__ = ["OPS", "ConversionError", "Graph", "GraphError", "InputSpec", "Node", "Structure"]
 
 
 class GraphError(ValueError):
     """A graph description that is malformed: unknown op, bad operand, dangling or repeated
     value names, bad attributes."""
+
+
+class ConversionError(ValueError):
+    """A model that pyrnn cannot convert faithfully; the message names the op, the module and,
+    where the capture gives it, the source line."""
 
 
 # op -> (minimum, maximum) operand count (None: unbounded), attribute names and their types.

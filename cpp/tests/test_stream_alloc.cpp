@@ -1,5 +1,5 @@
-// Streams: step and feed agree with one whole-sequence forward(), allocate nothing after the
-// stream exists, share one network across threads, and refuse concurrent use of one stream.
+// Streams (of recurrent networks and of whole model graphs): step and feed agree with one
+// whole-sequence forward(), allocate nothing after the stream exists, share one network across threads, and refuse concurrent use of one stream.
 //
 // Allocations are counted, on glibc, by interposing malloc & co. in this executable (forwarding to
 // glibc's __libc_* entry points), so an allocation by any code path -- operator new, C or C++,
@@ -20,6 +20,7 @@
 #include "core/dispatch.h"
 #include "core/sequence.h"
 #include "core/stream.h"
+#include "graph/model_stream.h"
 
 // -- allocation counting --------------------------------------------------------------------------
 namespace {
@@ -296,6 +297,125 @@ void check_exclusive(const pyrnn::KernelTable& kernels) {
   PYRNN_CHECK(bidirectional_refused);
 }
 
+// A whole model streamed: causal conv1d (kept frames) -> slice -> permute -> linear -> LSTM ->
+// linear -> log_softmax, outputs (N, T, 10) and h_n. Steps and feeds allocate nothing and
+// agree with one planned forward over the whole sequence.
+void check_model_stream(const pyrnn::KernelTable& kernels) {
+  namespace g = pyrnn::graph;
+  std::mt19937 rng(11);
+  const int N = 2, C = 6, F = 8, H = 12, K = 3, O = 10;
+  auto graph = std::make_shared<g::Graph>();
+  graph->add_input("x", g::DType::F32, {-1, C, -1});
+  const auto constant = [&](const char* name, std::initializer_list<std::int64_t> dims) {
+    g::Shape shape;
+    for (std::int64_t d : dims) shape.push_back(d);
+    const std::vector<float> data = random_vector(std::size_t(shape.numel()), rng);
+    graph->add_constant(name, g::DType::F32, shape, data.data());
+  };
+  constant("conv.w", {C, C, K});
+  constant("conv.b", {C});
+  constant("fc.w", {F, C});
+  constant("w_ih", {4 * H, F});
+  constant("w_hh", {4 * H, H});
+  constant("b_ih", {4 * H});
+  constant("b_hh", {4 * H});
+  constant("head.w", {O, H});
+  using Op = g::Graph::Operand;
+  const auto name = [](const char* n) { return Op{Op::Name, n, 0}; };
+  const auto literal = [](std::int64_t v) { return Op{Op::Literal, "", v}; };
+  const auto attrs = [](std::initializer_list<std::pair<const char*, g::AttrValue>> list) {
+    g::Attrs a;
+    for (const auto& [key, value] : list) a.set(key, value);
+    return a;
+  };
+  graph->add_node("conv1d", {name("x"), name("conv.w"), name("conv.b")}, {"c"},
+                  attrs({{"stride", std::int64_t{1}},
+                         {"padding", std::vector<std::int64_t>{K - 1, K - 1}},
+                         {"dilation", std::int64_t{1}},
+                         {"groups", std::int64_t{1}}}),
+                  "");
+  graph->add_node("slice", {name("c"), literal(0), literal(1 - K)}, {"s"},
+                  attrs({{"dim", std::int64_t{2}}, {"step", std::int64_t{1}}}), "");
+  graph->add_node("permute", {name("s")}, {"p"},
+                  attrs({{"dims", std::vector<std::int64_t>{0, 2, 1}}}), "");
+  graph->add_node("linear", {name("p"), name("fc.w"), Op{}}, {"f"}, {}, "");
+  graph->add_node("rnn",
+                  {name("f"), Op{}, Op{}, name("w_ih"), name("w_hh"), name("b_ih"), name("b_hh")},
+                  {"r", "h_n", "c_n"},
+                  attrs({{"mode", std::string("lstm")},
+                         {"num_layers", std::int64_t{1}},
+                         {"bidirectional", false},
+                         {"batch_first", true},
+                         {"has_biases", true}}),
+                  "");
+  graph->add_node("linear", {name("r"), name("head.w")}, {"y"}, {}, "");
+  graph->add_node("log_softmax", {name("y")}, {"z"}, attrs({{"dim", std::int64_t{-1}}}), "");
+  graph->set_outputs({"z", "h_n"});
+
+  g::ModelStream stream(graph, g::find_stream_layout(*graph, nullptr), N, 4);
+  PYRNN_CHECK(stream.layout().input_time[0] == 2);
+  const int lengths[] = {1, 3, 4, 9, 17};
+  int T = 30;
+  for (int length : lengths) T += length;
+  const std::vector<float> x = random_vector(std::size_t(N) * C * T, rng);
+  // Frames and chunks in the stream's layout, gathered before counting starts.
+  const auto gather = [&](int t0, int count) {
+    std::vector<float> part(std::size_t(N) * C * count);
+    for (int r = 0; r < N * C; ++r)
+      for (int t = 0; t < count; ++t) part[std::size_t(r) * count + t] = x[std::size_t(r) * T + t0 + t];
+    return part;
+  };
+  std::vector<std::vector<float>> pieces;
+  std::vector<int> counts;
+  for (int t = 0; t < 30; ++t) counts.push_back(-1);
+  for (int length : lengths) counts.push_back(length);
+  int t0 = 0;
+  for (int count : counts) {
+    pieces.push_back(gather(t0, count < 0 ? 1 : count));
+    t0 += count < 0 ? 1 : count;
+  }
+  std::vector<float> z(std::size_t(N) * T * O), h_n(std::size_t(N) * H);
+  std::vector<std::vector<float>> z_pieces;
+  for (int count : counts) z_pieces.emplace_back(std::size_t(N) * (count < 0 ? 1 : count) * O);
+
+  const long before = g_allocations.load();
+  g_counting.store(true);
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    const void* in[] = {pieces[i].data()};
+    void* out[] = {z_pieces[i].data(), h_n.data()};
+    const g::RunStatus status = counts[i] < 0 ? stream.step(kernels, in, out)
+                                              : stream.feed(kernels, counts[i], in, out);
+    PYRNN_CHECK(status.message == nullptr);
+  }
+  g_counting.store(false);
+  PYRNN_CHECK(g_allocations.load() - before == 0);
+  if (g_allocations.load() != before)
+    std::fprintf(stderr, "  %ld allocations in model stream step/feed (%s)\n",
+                 g_allocations.load() - before, kernels.name);
+
+  // The whole sequence at once.
+  g::ValueMeta meta;
+  meta.shape.push_back(N);
+  meta.shape.push_back(C);
+  meta.shape.push_back(T);
+  g::Plan plan(graph, {meta});
+  std::vector<float> ref_z(z.size()), ref_h(h_n.size());
+  const void* in[] = {x.data()};
+  void* out[] = {ref_z.data(), ref_h.data()};
+  PYRNN_CHECK(plan.run(kernels, in, out).message == nullptr);
+  t0 = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    const int count = counts[i] < 0 ? 1 : counts[i];
+    for (int n = 0; n < N; ++n)
+      for (int t = 0; t < count; ++t)
+        for (int o = 0; o < O; ++o)
+          PYRNN_CHECK_CLOSE(z_pieces[i][(std::size_t(n) * count + t) * O + o],
+                            ref_z[(std::size_t(n) * T + t0 + t) * O + o], 2e-6, 2e-6);
+    t0 += count;
+  }
+  for (std::size_t i = 0; i < h_n.size(); ++i) PYRNN_CHECK_CLOSE(h_n[i], ref_h[i], 2e-6, 2e-6);
+}
+
 }  // namespace
 
 int main() {
@@ -333,6 +453,7 @@ int main() {
     check_stream({CellKind::Lstm, 7, 33, 2, 5, 3}, kernels);
     check_threads(kernels);
     check_exclusive(kernels);
+    check_model_stream(kernels);
   }
   if (pyrnn::testing::failures() != 0) {
     std::fprintf(stderr, "%d checks failed\n", pyrnn::testing::failures());
