@@ -204,3 +204,8 @@ def _rebuild(structure: Structure, results: Iterator[np.ndarray]) -> Any:
     if kind == "list":
         return [_rebuild(part, results) for part in value]
     return {key: _rebuild(part, results) for key, part in value}
+
+
+def _rebuild_list(structure: Structure, results: list[np.ndarray]) -> Any:
+    """The core's flat outputs in the model's structure (called by the stream bindings)."""
+    return _rebuild(structure, iter(results))

@@ -37,7 +37,8 @@ class ModelStream(_core.ModelStream):
     * ``step(*frames, out=None)``: one frame per input -> the model's outputs for that frame,
       in the model's output structure (outputs carrying time lose that axis; outputs without
       it, such as a final state, hold their value after this frame). With ``out`` (an array,
-      or a list of arrays in output order) nothing is allocated.
+      or a list of arrays in output order) nothing is allocated. ``step`` and ``feed`` are the
+      C++ methods themselves: no Python runs between the call and the kernels.
     * ``feed(*chunks, out=None)``: T frames per input along its time axis; equals T steps.
     * ``reset(rows=None)``, ``state`` (dict of each stateful op's arrays), ``clone()``.
 
@@ -56,7 +57,7 @@ class ModelStream(_core.ModelStream):
             axes = [a % max(len(spec.shape), 1) for a, spec in zip(axes, model.graph.inputs)]
         chunk = max(1, min(_MAX_CHUNK, _CHUNK_ROWS // rows))
         try:
-            super().__init__(model._core, rows, batch is not None, axes, chunk)
+            super().__init__(model._core, model.graph.outputs, rows, batch is not None, axes, chunk)
         except ValueError as error:
             raise ValueError(f"this model cannot stream: {error}") from None
         self._model = model
@@ -73,47 +74,6 @@ class ModelStream(_core.ModelStream):
 
     def __repr__(self) -> str:
         return f"<pyrnn.ModelStream batch={self._batch} time_axes={self.time_axes}>"
-
-    # -- running -------------------------------------------------------------------------------
-    def step(self, *frames: Any, out: Any = None) -> Any:
-        """One frame of every input -> the model's outputs for this frame."""
-        results = self._step(frames, _outs(out))
-        return self._structured(results)
-
-    def feed(self, *chunks: Any, out: Any = None) -> Any:
-        """T frames of every input (along its time axis) -> outputs for every frame."""
-        if len(chunks) != len(self._model.graph.inputs):
-            raise TypeError(f"expected {len(self._model.graph.inputs)} inputs, got {len(chunks)}")
-        frames = None
-        for i, chunk in enumerate(chunks):
-            shape = np.shape(chunk)
-            axis = self._user_time_axis(i)
-            if axis >= len(shape):
-                raise ValueError(
-                    f"{self._model.graph.inputs[i].name}: expected frames along axis {axis}, "
-                    f"got shape {shape}"
-                )
-            if frames is not None and shape[axis] != frames:
-                raise ValueError(f"inputs differ in frame count: {frames} and {shape[axis]}")
-            frames = shape[axis]
-        return self._structured(self._feed(chunks, _outs(out), int(frames or 0)))
-
-    def _user_time_axis(self, i: int) -> int:
-        # The time axis in the caller's layout: one less when an unbatched stream drops a batch
-        # axis that comes before it.
-        axis = self.time_axes[i]
-        if self._batch is None:
-            batch_axis = [
-                a for a, d in enumerate(self._model.graph.inputs[i].shape) if d is None and a != axis
-            ]
-            if batch_axis and batch_axis[0] < axis:
-                axis -= 1
-        return axis
-
-    def _structured(self, results: list[np.ndarray]) -> Any:
-        from .model import _rebuild
-
-        return _rebuild(self._model.graph.outputs, iter(results))
 
     # -- state ---------------------------------------------------------------------------------
     def reset(self, rows: int | Iterable[int] | None = None) -> None:

@@ -9,6 +9,7 @@
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
 #include "bindings/graph_handle.h"
+#include "bindings/fast_method.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "graph/model_stream.h"
@@ -23,6 +24,18 @@ namespace g = pyrnn::graph;
 struct ModelStreamHandle {
   g::ModelStream stream;
   bool batched;
+  bool single_tensor = false;  // the model returns one tensor (not a tuple of one)
+  py::object structure;        // the model's output structure, to rebuild results
+  int user_time_axis = 0;      // input 0's time axis as the caller sees it
+
+  void describe(py::handle output_structure) {
+    structure = py::reinterpret_borrow<py::object>(output_structure);
+    single_tensor = py::isinstance<py::dict>(structure) && structure.contains("tensor");
+    const g::StreamLayout& layout = stream.layout();
+    user_time_axis = layout.input_time[0];
+    if (!batched && layout.input_batch[0] >= 0 && layout.input_batch[0] < user_time_axis)
+      --user_time_axis;
+  }
 
   // The caller's shape of input i (or output i) for `frames` frames (-1: one step, no axis).
   std::vector<py::ssize_t> shape(bool input, int i, std::int64_t frames) const {
@@ -47,19 +60,28 @@ py::dtype numpy_dtype(g::DType type) {
   return type == g::DType::F32 ? py::dtype::of<float>() : py::dtype::of<std::int64_t>();
 }
 
-bool exact(py::handle value, const py::dtype& dtype, const std::vector<py::ssize_t>& shape,
-           bool writable) {
-  if (!py::isinstance<py::array>(value)) return false;
-  const auto array = py::reinterpret_borrow<py::array>(value);
-  const int flags = py::detail::array_proxy(value.ptr())->flags;
+// The numpy descriptors of the graph's dtypes, fetched once and kept for the process.
+PyObject* descriptor(g::DType type) {
+  static PyObject* f32 = py::dtype::of<float>().release().ptr();
+  static PyObject* i64 = py::dtype::of<std::int64_t>().release().ptr();
+  return type == g::DType::F32 ? f32 : i64;
+}
+
+// True when `value` is a numpy array of exactly this dtype (by equivalence: a pickled array's
+// descriptor is equal but not the same object), shape and flags, usable in place.
+bool exact(py::handle value, g::DType type, const std::vector<py::ssize_t>& shape, bool writable) {
+  if (!py::detail::npy_api::get().PyArray_Check_(value.ptr())) return false;
+  const auto* proxy = py::detail::array_proxy(value.ptr());
   const int needed = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
                      py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
                      (writable ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0);
-  if ((flags & needed) != needed || !array.dtype().equal(dtype)) return false;
-  if (array.ndim() != static_cast<py::ssize_t>(shape.size())) return false;
+  if ((proxy->flags & needed) != needed) return false;
+  if (proxy->nd != static_cast<int>(shape.size())) return false;
   for (std::size_t a = 0; a < shape.size(); ++a)
-    if (array.shape(a) != shape[a]) return false;
-  return true;
+    if (proxy->dimensions[a] != shape[a]) return false;
+  PyObject* want = descriptor(type);
+  return proxy->descr == want ||
+         py::reinterpret_borrow<py::dtype>(proxy->descr).equal(py::reinterpret_borrow<py::dtype>(want));
 }
 
 std::string shape_text(const std::vector<py::ssize_t>& shape) {
@@ -68,132 +90,207 @@ std::string shape_text(const std::vector<py::ssize_t>& shape) {
   return text + (shape.size() == 1 ? ",)" : ")");
 }
 
-// Bytes [begin, end) an array may touch.
-std::pair<const char*, const char*> extent(const py::array& a) {
-  const auto* begin = static_cast<const char*>(a.data());
-  return {begin, begin + a.nbytes()};
+// Bytes [begin, end) an array spans.
+bool overlap(py::handle a, py::handle b) {
+  const auto* pa = py::detail::array_proxy(a.ptr());
+  const auto* pb = py::detail::array_proxy(b.ptr());
+  const py::ssize_t na = py::reinterpret_borrow<py::array>(a).nbytes();
+  const py::ssize_t nb = py::reinterpret_borrow<py::array>(b).nbytes();
+  return na && nb && pa->data < pb->data + nb && pb->data < pa->data + na;
 }
 
-bool overlap(const py::array& a, const py::array& b) {
-  const auto [a0, a1] = extent(a);
-  const auto [b0, b1] = extent(b);
-  return a0 < b1 && b0 < a1 && a.nbytes() && b.nbytes();
-}
+// Up to this many inputs/outputs, pointers live on the stack (no allocation per call).
+constexpr std::size_t kInline = 8;
 
 // One call: inputs converted and checked, outputs given (checked) or made, the run, errors.
-py::list run(ModelStreamHandle& self, const py::sequence& inputs, py::handle outs,
-             std::int64_t frames) {
+// Returns the outputs in the model's structure.
+py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t count,
+               py::handle out, std::int64_t frames) {
   const g::Graph& graph = self.stream.graph();
   const std::size_t n_in = graph.inputs().size(), n_out = graph.outputs().size();
-  if (inputs.size() != n_in)
-    throw std::invalid_argument("expected " + std::to_string(n_in) + " inputs, got " +
-                                std::to_string(inputs.size()));
+  if (count != n_in)
+    throw py::type_error("expected " + std::to_string(n_in) + " input" + (n_in == 1 ? "" : "s") +
+                         ", got " + std::to_string(count));
   static PyObject* convert =
       py::object(py::module_::import("pyrnn.model").attr("_as_input")).release().ptr();
-  std::vector<py::array> arrays;
-  std::vector<const void*> input_data;
+  std::vector<py::object> held;  // converted copies, kept alive through the run
+  const void* in_inline[kInline];
+  void* out_inline[kInline];
+  std::vector<const void*> in_heap;
+  std::vector<void*> out_heap;
+  if (n_in > kInline) in_heap.resize(n_in);
+  if (n_out > kInline) out_heap.resize(n_out);
+  const void** input_data = n_in > kInline ? in_heap.data() : in_inline;
+  void** output_data = n_out > kInline ? out_heap.data() : out_inline;
+  py::handle in_arrays_inline[kInline];
+  std::vector<py::handle> in_arrays_heap(n_in > kInline ? n_in : 0);
+  py::handle* in_arrays = n_in > kInline ? in_arrays_heap.data() : in_arrays_inline;
   for (std::size_t i = 0; i < n_in; ++i) {
-    const std::string name = graph.value(graph.inputs()[i].value).name;
     const auto shape = self.shape(true, static_cast<int>(i), frames);
     const g::DType type = self.dtype(true, static_cast<int>(i));
     py::handle value = inputs[i];
-    py::array array;
-    if (exact(value, numpy_dtype(type), shape, false)) {
-      array = py::reinterpret_borrow<py::array>(value);
-    } else {
+    if (!exact(value, type, shape, false)) {
+      const std::string name = graph.value(graph.inputs()[i].value).name;
       PyObject* converted = PyObject_CallFunction(convert, "Oss", value.ptr(), name.c_str(),
                                                   g::dtype_name(type));
       if (converted == nullptr) throw py::error_already_set();
-      array = py::reinterpret_steal<py::array>(converted);
-      if (!exact(array, numpy_dtype(type), shape, false))
+      held.push_back(py::reinterpret_steal<py::object>(converted));
+      value = held.back();
+      if (!exact(value, type, shape, false))
         throw std::invalid_argument(name + ": expected shape " + shape_text(shape) + ", got " +
-                                    shape_string(array));
+                                    shape_string(py::reinterpret_borrow<py::array>(value)));
     }
-    input_data.push_back(array.data());
-    arrays.push_back(std::move(array));
+    in_arrays[i] = value;
+    input_data[i] = py::detail::array_proxy(value.ptr())->data;
   }
-  py::list results;
-  std::vector<void*> output_data;
-  const bool given = !outs.is_none();
-  if (given && py::len(outs) != n_out)
-    throw std::invalid_argument("out: expected " + std::to_string(n_out) + " arrays, got " +
-                                std::to_string(py::len(outs)));
+  // out: one array (a one-output model) or a sequence of arrays in output order.
+  py::object results;
+  py::list made;
+  const bool given = !out.is_none();
   for (std::size_t j = 0; j < n_out; ++j) {
     const auto shape = self.shape(false, static_cast<int>(j), frames);
-    const py::dtype type = numpy_dtype(self.dtype(false, static_cast<int>(j)));
-    py::array array;
+    const g::DType type = self.dtype(false, static_cast<int>(j));
+    py::object array;
     if (given) {
-      py::handle value = outs[py::int_(j)];
+      py::object value;
+      if (n_out == 1 && py::detail::npy_api::get().PyArray_Check_(out.ptr())) {
+        value = py::reinterpret_borrow<py::object>(out);
+      } else if (py::isinstance<py::sequence>(out) && py::len(out) == n_out) {
+        value = py::reinterpret_borrow<py::sequence>(out)[j];
+      } else {
+        throw std::invalid_argument("out: expected " +
+                                    (n_out == 1 ? std::string("an array")
+                                                : "a list of " + std::to_string(n_out) + " arrays") +
+                                    " in the model's output order");
+      }
+      const std::string name = n_out == 1 ? "out" : "out[" + std::to_string(j) + "]";
       if (!exact(value, type, shape, true))
-        throw std::invalid_argument("out" + (n_out > 1 ? "[" + std::to_string(j) + "]" : "") +
-                                    ": expected a writable C-contiguous " +
-                                    std::string(py::str(type)) + " array of shape " +
+        throw std::invalid_argument(name + ": expected a writable, C-contiguous " +
+                                    std::string(g::dtype_name(type)) + " array of shape " +
                                     shape_text(shape));
-      array = py::reinterpret_borrow<py::array>(value);
       for (std::size_t i = 0; i < n_in; ++i)
-        if (overlap(array, arrays[i]))
-          throw std::invalid_argument("out overlaps input '" +
+        if (overlap(value, in_arrays[i]))
+          throw std::invalid_argument(name + " overlaps input '" +
                                       graph.value(graph.inputs()[i].value).name +
-                                      "': the stream would overwrite frames it still reads");
+                                      "': the model would overwrite data it still reads");
       for (std::size_t k = 0; k < j; ++k)
-        if (overlap(array, results[k].cast<py::array>()))
-          throw std::invalid_argument("out: two output arrays overlap");
+        if (overlap(value, made[k])) throw std::invalid_argument(name + " overlaps another output");
+      array = value;
     } else {
-      array = py::array(type, shape);
+      array = py::array(py::reinterpret_borrow<py::dtype>(descriptor(type)), shape);
     }
-    output_data.push_back(array.mutable_data());
-    results.append(array);
+    output_data[j] = py::detail::array_proxy(array.ptr())->data;
+    if (n_out == 1) {
+      results = array;
+    } else {
+      made.append(array);
+    }
   }
   const KernelTable& kernels = active_kernels();
   g::RunStatus status;
   {
     py::gil_scoped_release release;
-    status = frames < 0 ? self.stream.step(kernels, input_data.data(), output_data.data())
-                        : self.stream.feed(kernels, frames, input_data.data(), output_data.data());
+    status = frames < 0 ? self.stream.step(kernels, input_data, output_data)
+                        : self.stream.feed(kernels, frames, input_data, output_data);
   }
   if (status.message != nullptr)
     throw std::invalid_argument(graph.describe(status.node) + ": " + status.message + " (" +
                                 std::to_string(status.detail) + ")");
-  return results;
+  if (n_out == 1 && self.single_tensor) return results;
+  static PyObject* rebuild =
+      py::object(py::module_::import("pyrnn.model").attr("_rebuild_list")).release().ptr();
+  if (n_out == 1) made.append(results);
+  PyObject* structured = PyObject_CallFunctionObjArgs(rebuild, self.structure.ptr(), made.ptr(), nullptr);
+  if (structured == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(structured);
+}
+
+// The frame count of a feed: the extent of input 0 along its time axis as the caller sees it.
+std::int64_t frames_of(const ModelStreamHandle& self, PyObject* first) {
+  const int axis = self.user_time_axis;
+  py::object array = py::reinterpret_borrow<py::object>(first);
+  if (!py::detail::npy_api::get().PyArray_Check_(first)) {
+    static PyObject* shape_of = py::object(py::module_::import("numpy").attr("shape")).release().ptr();
+    PyObject* shape = PyObject_CallFunctionObjArgs(shape_of, first, nullptr);
+    if (shape == nullptr) throw py::error_already_set();
+    const auto dims = py::reinterpret_steal<py::tuple>(shape);
+    if (static_cast<int>(dims.size()) <= axis)
+      throw std::invalid_argument("expected frames along axis " + std::to_string(axis));
+    return dims[axis].cast<std::int64_t>();
+  }
+  const auto* proxy = py::detail::array_proxy(first);
+  if (proxy->nd <= axis)
+    throw std::invalid_argument("input 0: expected frames along axis " + std::to_string(axis) +
+                                ", got an array of rank " + std::to_string(proxy->nd));
+  return proxy->dimensions[axis];
 }
 
 ModelStreamHandle& handle_of(py::handle self) {
   return initialized<ModelStreamHandle>(self, "ModelStream");
 }
 
+// step(*frames, out=None) and feed(*chunks, out=None) with METH_FASTCALL: positional inputs
+// and an `out` keyword arrive without pybind11 building an args tuple or kwargs dict.
+template <bool kFeed>
+PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  try {
+    PyObject* out = Py_None;
+    const Py_ssize_t keywords = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < keywords; ++i) {
+      PyObject* name = PyTuple_GET_ITEM(kwnames, i);
+      if (PyUnicode_CompareWithASCIIString(name, "out") != 0)
+        throw py::type_error("unexpected keyword argument '" + py::cast<std::string>(name) + "'");
+      out = args[nargs + i];
+    }
+    ModelStreamHandle& handle = initialized<ModelStreamHandle>(py::handle(self), "ModelStream", true);
+    std::int64_t frames = -1;
+    if (kFeed) {
+      if (nargs < 1) throw py::type_error("feed: missing the input frames");
+      frames = frames_of(handle, args[0]);
+    }
+    return run(handle, args, static_cast<std::size_t>(nargs), out, frames).release().ptr();
+  } catch (...) {
+    py::detail::translate_exception(std::current_exception());
+    return nullptr;
+  }
+}
+
+template <bool kFeed>
+PyCFunction as_pycfunction() {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fastcall<kFeed>));
+}
+
+PyMethodDef model_step_def = {
+    "step", as_pycfunction<false>(), METH_FASTCALL | METH_KEYWORDS,
+    "step($self, *frames, out=None)\n--\n\nOne frame of every input -> the model's outputs for "
+    "it, written into out (an array, or a list in output order) when given."};
+PyMethodDef model_feed_def = {
+    "feed", as_pycfunction<true>(), METH_FASTCALL | METH_KEYWORDS,
+    "feed($self, *chunks, out=None)\n--\n\nT frames of every input along its time axis -> "
+    "the outputs of every frame (equal to T steps)."};
+
 }  // namespace
 
 void bind_model_stream(py::module_& m) {
-  py::class_<ModelStreamHandle>(m, "ModelStream")
-      .def(py::init([](py::handle graph, std::int64_t rows, bool batched,
+  py::class_<ModelStreamHandle> cls(m, "ModelStream");
+  cls.def(py::init([](py::handle graph, py::handle structure, std::int64_t rows, bool batched,
                        const std::optional<std::vector<int>>& time_axes, int chunk) {
              const GraphHandle& source = graph_of(graph);
              if (!batched && rows != 1)
                throw std::invalid_argument("rows: an unbatched stream has 1 row");
              g::StreamLayout layout = g::find_stream_layout(
                  *source.plans->graph(), time_axes ? &*time_axes : nullptr);
-             return std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle{
+             auto handle = std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle{
                  g::ModelStream(source.plans->graph(), std::move(layout), rows, chunk), batched});
+             handle->describe(structure);
+             return handle;
            }),
-           py::arg("graph"), py::arg("rows"), py::arg("batched"), py::arg("time_axes"),
+           py::arg("graph"), py::arg("structure"), py::arg("rows"), py::arg("batched"), py::arg("time_axes"),
            py::arg("chunk"))
       .def(py::init([](py::handle other) {
              return std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle(handle_of(other)));
            }),
            py::arg("other"))
-      .def(
-          "_step",
-          [](py::handle self, const py::sequence& inputs, py::handle outs) {
-            return run(handle_of(self), inputs, outs, -1);
-          },
-          py::arg("inputs"), py::arg("outs"))
-      .def(
-          "_feed",
-          [](py::handle self, const py::sequence& inputs, py::handle outs, std::int64_t frames) {
-            if (frames < 0) throw std::invalid_argument("frames: expected >= 0");
-            return run(handle_of(self), inputs, outs, frames);
-          },
-          py::arg("inputs"), py::arg("outs"), py::arg("frames"))
       .def("_reset", [](py::handle self) { handle_of(self).stream.reset(); })
       .def("_reset_row",
            [](py::handle self, std::int64_t row) { handle_of(self).stream.reset_row(row); })
@@ -234,6 +331,8 @@ void bind_model_stream(py::module_& m) {
       .def_property_readonly("output_time_axes", [](py::handle self) {
         return handle_of(self).stream.layout().output_time;
       });
+  add_fast_method(cls, &model_step_def);
+  add_fast_method(cls, &model_feed_def);
 }
 
 }  // namespace pyrnn::bindings
