@@ -43,11 +43,14 @@ struct ModelStreamHandle {
     const g::StreamLayout& layout = stream.layout();
     const int time = input ? layout.input_time[i] : layout.output_time[i];
     const int batch = input ? layout.input_batch[i] : layout.output_batch[i];
+    // Strided or delayed windows give an output fewer frames than its inputs.
+    const std::int64_t count = !input && frames >= 0 && time >= 0 ? stream.feed_frames(i, frames)
+                                                                  : frames;
     std::vector<py::ssize_t> dims;
     for (int a = 0; a < meta.shape.rank; ++a) {
       if (a == time && frames < 0) continue;
       if (a == batch && !batched) continue;
-      dims.push_back(a == time ? frames : meta.shape[a]);
+      dims.push_back(a == time ? count : meta.shape[a]);
     }
     return dims;
   }
@@ -196,6 +199,16 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   if (status.message != nullptr)
     throw std::invalid_argument(graph.describe(status.node) + ": " + status.message + " (" +
                                 std::to_string(status.detail) + ")");
+  // A step whose strided or delayed window emitted nothing gives None for that output.
+  if (frames < 0) {
+    for (std::size_t j = 0; j < n_out; ++j) {
+      if (self.stream.output_ticked(static_cast<int>(j))) continue;
+      if (n_out == 1)
+        results = py::none();
+      else
+        made[j] = py::none();
+    }
+  }
   if (n_out == 1 && self.single_tensor) return results;
   static PyObject* rebuild =
       py::object(py::module_::import("pyrnn.model").attr("_rebuild_list")).release().ptr();

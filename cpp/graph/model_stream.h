@@ -6,6 +6,10 @@
 // `rows`); step writes each output without its time axis; feed takes and writes T frames along
 // the time axes. Outputs without a time axis (a final state h_n) hold their value after the
 // last frame.
+//
+// Windows along time that stride or delay (StreamClock) make some steps emit no frame at some
+// outputs: such a model has one step plan per pattern of clocks ticking, chosen before each
+// step from the windows' frame counts, and feeds frame by frame.
 #pragma once
 
 #include <atomic>
@@ -32,9 +36,14 @@ class ModelStream {
   std::int64_t rows() const noexcept { return rows_; }
   // Metas of one frame (time extent 1) of every input and output.
   const ValueMeta& step_input(int i) const;
-  const ValueMeta& step_output(int j) const { return step_plan_->output(j); }
+  const ValueMeta& step_output(int j) const;
 
   RunStatus step(const KernelTable& kernels, const void* const* inputs, void* const* outputs);
+  // Whether the last step gave output j a frame (false: a strided or delayed window emitted
+  // nothing this step, and out j was not written).
+  bool output_ticked(int j) const noexcept;
+  // Frames output j gets from feeding `frames` frames now (its time axis extent in feed).
+  std::int64_t feed_frames(int j, std::int64_t frames) const;
   // `frames` frames: inputs and outputs laid out as the model takes them with that time extent.
   RunStatus feed(const KernelTable& kernels, std::int64_t frames, const void* const* inputs,
                  void* const* outputs);
@@ -67,6 +76,13 @@ class ModelStream {
 
  private:
   void make_plans();
+  // Which clocks tick with the next frame, given the windows' counts (`seen` per clock).
+  std::uint32_t next_ticks(const std::int64_t* seen) const noexcept;
+  // The windows' counts of frames seen, per clock (at most kMaxClocks).
+  void clock_counts(std::int64_t* seen) const noexcept;
+  void make_parts();
+  RunStatus step_clocked(const KernelTable& kernels, const void* const* inputs,
+                         void* const* outputs);
   // Moves frames [t0, t0 + count) between a caller's array (T frames) and a plan's buffer.
   struct Slab {
     std::int64_t outer;  // blocks before the time axis
@@ -81,6 +97,12 @@ class ModelStream {
   std::vector<std::unique_ptr<OpState>> states_;
   std::vector<OpState*> state_pointers_;
   std::unique_ptr<Plan> step_plan_, chunk_plan_;
+  // Clocked models: a step plan per valid pattern of ticking clocks (bit k: clock k ticks).
+  std::vector<std::unique_ptr<Plan>> pattern_plans_;
+  std::vector<int> plan_of_pattern_;
+  std::uint32_t last_ticks_ = 1;
+  std::vector<AlignedBuffer> frame_in_, frame_out_;  // one frame per input/output (clocked feed)
+  static constexpr std::size_t kMaxClocks = 16;
   std::vector<ValueMeta> step_inputs_;
   std::vector<AlignedBuffer> input_scratch_, output_scratch_;  // chunk-sized, per input/output
   std::vector<const void*> input_pointers_;

@@ -64,8 +64,10 @@ class BuildContext {
 // Shape inference: operands' metas in, outputs' metas out.
 class InferContext {
  public:
-  InferContext(const NodeDef& node, std::vector<ValueMeta>& values)
-      : node_(node), values_(values) {}
+  InferContext(const NodeDef& node, std::vector<ValueMeta>& values, std::int64_t emitted = -1)
+      : node_(node), values_(values), emitted_(emitted) {}
+  // Streams: the frames a windowed op emits in this plan (0 or 1 per step); -1 elsewhere.
+  std::int64_t emitted() const noexcept { return emitted_; }
   int inputs() const noexcept { return static_cast<int>(node_.inputs.size()); }
   bool has(int i) const noexcept { return i < inputs() && node_.inputs[i] >= 0; }
   const ValueMeta& in(int i) const { return values_[node_.inputs[i]]; }
@@ -76,6 +78,7 @@ class InferContext {
  private:
   const NodeDef& node_;
   std::vector<ValueMeta>& values_;
+  std::int64_t emitted_;
 };
 
 // Where a kernel reports a problem only the data reveals (an embedding index out of range):
@@ -134,6 +137,8 @@ class OpState {
   virtual std::vector<Part> parts() const = 0;
   virtual void get(int part, float* data) const = 0;
   virtual void set(int part, const float* data) = 0;
+  // Windowed ops: padded input frames seen so far (folded, see TimeWindow::fold); -1 otherwise.
+  virtual std::int64_t frames_seen() const noexcept { return -1; }
 };
 
 // Binding an op to the shapes of one plan.
@@ -160,9 +165,41 @@ class PrepareContext {
 
 // How an op treats the time axis when a model streams: which axis of each output carries the
 // time axis of its inputs, whether it keeps state across calls, and what it delays.
+// A window sliding along time (convolution, pooling): an output frame once `span` frames of
+// the left-padded input have arrived, then one every `stride` frames. A stream emits output j
+// when input frame j*stride + span - 1 - pad_left arrives; padding on the right would only add
+// frames after the end of the sequence, which a stream never reaches.
+struct TimeWindow {
+  std::int64_t stride = 1, span = 1, pad_left = 0;
+  // Every input frame gives exactly the output frame of the same index: no delay, no stride.
+  bool aligned() const noexcept { return stride == 1 && pad_left == span - 1; }
+  // Whether the frame that brings the count of (padded) frames seen to `seen` completes a
+  // window.
+  bool emits(std::int64_t seen) const noexcept {
+    return seen >= span && (seen - span) % stride == 0;
+  }
+  // `seen` reduced to an equivalent small count (same emissions and padding from here on).
+  std::int64_t fold(std::int64_t seen) const noexcept {
+    const std::int64_t settled = span + pad_left;
+    return seen < settled + stride ? seen : settled + (seen - settled) % stride;
+  }
+};
+
 struct TimeFlow {
+  TimeFlow(std::vector<int> axes, bool carries_state) noexcept
+      : output_axes(std::move(axes)), stateful(carries_state) {}
+  // A window along time: outputs follow `w` (convolution, pooling).
+  static TimeFlow windowed_by(std::vector<int> axes, const TimeWindow& w) {
+    TimeFlow flow(std::move(axes), true);
+    flow.windowed = true;
+    flow.window = w;
+    return flow;
+  }
+
   std::vector<int> output_axes;  // per output: the time axis, or -1 (no time axis)
   bool stateful = false;         // carries an OpState between calls (recurrent layers, convs)
+  bool windowed = false;
+  TimeWindow window;
 };
 
 class Op {

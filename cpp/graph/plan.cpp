@@ -17,8 +17,9 @@ enum class Storage : std::uint8_t { None, Input, Constant, Arena, View };
 }  // namespace
 
 Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inputs,
-           const std::vector<int>* time_axes, const std::vector<OpState*>* states)
-    : graph_(std::move(graph)), values_(infer_values(*graph_, inputs, time_axes)) {
+           const std::vector<int>* time_axes, const std::vector<OpState*>* states,
+           const std::vector<std::int64_t>* emitted)
+    : graph_(std::move(graph)), values_(infer_values(*graph_, inputs, time_axes, emitted)) {
   lay_out();
   const Graph& g = *graph_;
   for (int i = 0; i < g.node_count(); ++i) {
@@ -38,7 +39,8 @@ Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inp
 }
 
 std::vector<ValueMeta> infer_values(const Graph& g, const std::vector<ValueMeta>& inputs,
-                                    const std::vector<int>* time_axes) {
+                                    const std::vector<int>* time_axes,
+                                    const std::vector<std::int64_t>* emitted) {
   std::vector<ValueMeta> values(g.value_count(), ValueMeta{});
   if (inputs.size() != g.inputs().size())
     throw std::invalid_argument("expected " + std::to_string(g.inputs().size()) +
@@ -79,7 +81,7 @@ std::vector<ValueMeta> infer_values(const Graph& g, const std::vector<ValueMeta>
   if (time_axes != nullptr)
     for (int v = 0; v < g.value_count(); ++v) values[v].time_axis = (*time_axes)[v];
   for (int i = 0; i < g.node_count(); ++i) {
-    InferContext ctx(g.node(i), values);
+    InferContext ctx(g.node(i), values, emitted != nullptr ? (*emitted)[i] : -1);
     try {
       g.op(i).infer(ctx);
     } catch (const std::exception& error) {

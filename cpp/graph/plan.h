@@ -19,8 +19,11 @@ namespace pyrnn::graph {
 // Every value's meta for these input metas (dtype and shape of each graph input), node by
 // node. `time_axes` (streams: per value, the axis carrying frames, or -1) is set on the metas
 // before each op infers. Throws std::invalid_argument naming the node whose shapes do not fit.
+// `emitted` (streams with windows along time: per node, the frames a windowed op emits in this
+// plan, -1 for others) sizes those ops' outputs.
 std::vector<ValueMeta> infer_values(const Graph& graph, const std::vector<ValueMeta>& inputs,
-                                    const std::vector<int>* time_axes = nullptr);
+                                    const std::vector<int>* time_axes = nullptr,
+                                    const std::vector<std::int64_t>* emitted = nullptr);
 
 class Plan {
  public:
@@ -29,7 +32,8 @@ class Plan {
   // across runs; without them, every run starts from each op's initial state.
   Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inputs,
        const std::vector<int>* time_axes = nullptr,
-       const std::vector<OpState*>* states = nullptr);
+       const std::vector<OpState*>* states = nullptr,
+       const std::vector<std::int64_t>* emitted = nullptr);
 
   const Graph& graph() const noexcept { return *graph_; }
   const std::vector<ValueMeta>& values() const noexcept { return values_; }

@@ -25,7 +25,9 @@ struct Attempt {
   int failed_node = -1;
   std::string error;
   std::vector<int> value_time;
+  std::vector<int> value_clock;
   std::vector<bool> stateful;
+  std::vector<StreamClock> clocks;
 };
 
 // Follows the time axes from the inputs through every node.
@@ -33,7 +35,9 @@ Attempt follow_time(const Graph& g, const std::vector<int>& input_time,
                     const std::vector<int>& input_batch) {
   Attempt attempt;
   attempt.value_time.assign(g.value_count(), -1);
+  attempt.value_clock.assign(g.value_count(), -1);
   attempt.stateful.assign(g.node_count(), false);
+  attempt.clocks.push_back({});
   std::vector<ValueMeta> metas;
   for (std::size_t i = 0; i < g.inputs().size(); ++i) {
     const GraphInput& input = g.inputs()[i];
@@ -47,6 +51,7 @@ Attempt follow_time(const Graph& g, const std::vector<int>& input_time,
     }
     metas.push_back(meta);
     attempt.value_time[input.value] = input_time[i];
+    attempt.value_clock[input.value] = 0;
   }
   std::vector<ValueMeta> values;
   try {
@@ -58,11 +63,26 @@ Attempt follow_time(const Graph& g, const std::vector<int>& input_time,
   for (int n = 0; n < g.node_count(); ++n) {
     const NodeDef& node = g.node(n);
     std::vector<int> axes;
-    for (int v : node.inputs) axes.push_back(v >= 0 ? attempt.value_time[v] : -1);
+    int clock = -1;
     try {
+      for (int v : node.inputs) {
+        axes.push_back(v >= 0 ? attempt.value_time[v] : -1);
+        if (v < 0 || attempt.value_clock[v] < 0) continue;
+        if (clock >= 0 && clock != attempt.value_clock[v])
+          throw std::invalid_argument(
+              "it joins frames of different rates or delays (after a strided or delayed window "
+              "along time on one side only)");
+        clock = attempt.value_clock[v];
+      }
       const TimeFlow flow = g.op(n).time_flow(axes, node, values);
-      for (std::size_t k = 0; k < node.outputs.size(); ++k)
+      if (flow.windowed && !flow.window.aligned()) {
+        attempt.clocks.push_back({clock, n, flow.window});
+        clock = static_cast<int>(attempt.clocks.size()) - 1;
+      }
+      for (std::size_t k = 0; k < node.outputs.size(); ++k) {
         attempt.value_time[node.outputs[k]] = flow.output_axes[k];
+        attempt.value_clock[node.outputs[k]] = flow.output_axes[k] >= 0 ? clock : -1;
+      }
       attempt.stateful[n] = flow.stateful;
     } catch (const std::exception& error) {
       attempt.failed_node = n;
@@ -132,7 +152,9 @@ StreamLayout find_stream_layout(const Graph& g, const std::vector<int>* forced_t
         layout.input_time = time;
         layout.input_batch = batch;
         layout.value_time = attempt.value_time;
+        layout.value_clock = attempt.value_clock;
         layout.stateful = attempt.stateful;
+        layout.clocks = attempt.clocks;
       }
     } else if (attempt.failed_node >= best.failed_node) {
       best = std::move(attempt);
@@ -144,7 +166,10 @@ StreamLayout find_stream_layout(const Graph& g, const std::vector<int>* forced_t
         "more than one free dimension could carry time; pass time_axis to say which");
 
   // Each output's time axis, and its batch axis from two probes that differ only in batch.
-  for (int v : g.outputs()) layout.output_time.push_back(layout.value_time[v]);
+  for (int v : g.outputs()) {
+    layout.output_time.push_back(layout.value_time[v]);
+    layout.output_clock.push_back(layout.value_clock[v]);
+  }
   std::vector<ValueMeta> probes[2];
   for (int p = 0; p < 2; ++p) {
     probes[p] = infer_values(g, stream_input_metas(g, layout, kProbeFrames, kProbeBatch[p]),

@@ -12,13 +12,25 @@
 
 namespace pyrnn::graph {
 
+// The frame rate of some values: clock 0 ticks with every input frame; a window along time
+// that strides or delays (TimeWindow::aligned() false) starts a clock of its own, ticking when
+// it emits a frame.
+struct StreamClock {
+  int parent = -1;  // the clock of the window's input; -1 for clock 0
+  int node = -1;    // the windowed node driving it
+  TimeWindow window;
+};
+
 struct StreamLayout {
   std::vector<int> input_time;     // per graph input
   std::vector<int> input_batch;    // per graph input, -1: none
   std::vector<int> output_time;    // per graph output, -1: the output has no time axis
   std::vector<int> output_batch;   // per graph output, -1: does not depend on the batch
+  std::vector<int> output_clock;   // per graph output, -1 without a time axis
   std::vector<int> value_time;     // per value
+  std::vector<int> value_clock;    // per value, -1 without a time axis
   std::vector<bool> stateful;      // per node
+  std::vector<StreamClock> clocks;
 };
 
 // The layout for streaming `graph`. `forced_time` (per input, may be null) names the time

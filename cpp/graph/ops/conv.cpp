@@ -1,11 +1,12 @@
 // 1-D convolution (im2col into the packed-panel GEMM) and 1-D max / average pooling, over
 // (N, C, L) or unbatched (C, L) inputs.
 //
-// Streaming along L: a convolution keeps its last (K-1)*dilation input frames per row and
-// channel (an OpState), so each call convolves [kept frames | new frames] without padding.
-// That equals the whole-sequence result frame for frame when the left padding is exactly
-// (K-1)*dilation (the usual causal convolution, whose right padding only adds trailing frames
-// that a stream never emits) and the stride is 1; other paddings and strides are refused.
+// Streaming along L: each op keeps the last span-1 input frames per row and channel and a count
+// of frames seen (an OpState, starting at the left padding's frames). A call appends its new
+// frames to the kept ones and emits each window that a new frame completes (TimeWindow): with
+// the left padding exactly span-1 (a causal convolution) that is one output per input frame;
+// otherwise outputs are delayed and/or strided, the same frames a whole-sequence run gives,
+// minus those that only right padding (after the end) completes.
 #include <algorithm>
 #include <limits>
 
@@ -22,6 +23,7 @@ struct Window {
   std::int64_t kernel, stride, pad_left, pad_right, dilation;
 
   std::int64_t span() const { return dilation * (kernel - 1) + 1; }
+  TimeWindow along_time() const { return {stride, span(), pad_left}; }
   std::int64_t output_length(std::int64_t length) const {
     const std::int64_t padded = length + pad_left + pad_right - span();
     return padded < 0 ? 0 : padded / stride + 1;
@@ -38,37 +40,62 @@ Ncl ncl_of(const Shape& s) {
   return {s[0], s[1], s[2]};
 }
 
-// The history a stream keeps for a windowed op: frames (N, C, context) of its input.
+// What a stream keeps for a windowed op: the last span-1 input frames (N, C, span-1) and the
+// count of padded frames seen.
 class History final : public OpState {
  public:
-  History(std::int64_t rows, std::int64_t channels, std::int64_t context)
-      : rows_(rows), channels_(channels), context_(context),
+  History(std::int64_t rows, std::int64_t channels, const TimeWindow& window)
+      : rows_(rows), channels_(channels), window_(window), seen_(window.pad_left),
         frames_(checked_mul(checked_mul(static_cast<std::size_t>(rows), channels),
-                            static_cast<std::size_t>(context))) {}
+                            static_cast<std::size_t>(window.span - 1))) {}
   std::unique_ptr<OpState> clone() const override { return std::make_unique<History>(*this); }
-  void reset() noexcept override { frames_.fill_zero(); }
+  void reset() noexcept override {
+    frames_.fill_zero();
+    seen_ = window_.pad_left;
+  }
+  // Rows share the count of frames seen, so one row can restart only when the window neither
+  // strides nor delays (ModelStream refuses it otherwise).
   void reset_row(int row) noexcept override {
-    const std::size_t per_row = static_cast<std::size_t>(channels_ * context_);
+    const std::size_t per_row = static_cast<std::size_t>(channels_ * context());
     std::memset(frames_.data() + row * per_row, 0, per_row * sizeof(float));
   }
   std::vector<Part> parts() const override {
-    Shape shape;
-    shape.push_back(rows_);
-    shape.push_back(channels_);
-    shape.push_back(context_);
-    return {{"frames", shape}};
+    Shape frames, seen;
+    frames.push_back(rows_);
+    frames.push_back(channels_);
+    frames.push_back(context());
+    seen.push_back(1);
+    return {{"frames", frames}, {"seen", seen}};
   }
-  void get(int, float* data) const override {
+  void get(int part, float* data) const override {
+    if (part == 1) {
+      data[0] = static_cast<float>(seen_);  // folded: small, exact in float
+      return;
+    }
     std::memcpy(data, frames_.data(), frames_.size() * sizeof(float));
   }
-  void set(int, const float* data) override {
+  void set(int part, const float* data) override {
+    if (part == 1) {
+      const float seen = data[0];
+      // Out-of-range counts (a hand-made state) fall back to the start.
+      seen_ = seen >= 0.0f && seen < 1e7f ? window_.fold(static_cast<std::int64_t>(seen))
+                                          : window_.pad_left;
+      return;
+    }
     std::memcpy(frames_.data(), data, frames_.size() * sizeof(float));
   }
+  std::int64_t frames_seen() const noexcept override { return seen_; }
+
   float* data() noexcept { return frames_.data(); }
-  std::int64_t context() const noexcept { return context_; }
+  std::int64_t context() const noexcept { return window_.span - 1; }
+  const TimeWindow& window() const noexcept { return window_; }
+  std::int64_t seen() const noexcept { return seen_; }
+  void advance(std::int64_t frames) noexcept { seen_ = window_.fold(seen_ + frames); }
 
  private:
-  std::int64_t rows_, channels_, context_;
+  std::int64_t rows_, channels_;
+  TimeWindow window_;
+  std::int64_t seen_;
   AlignedBuffer frames_;
 };
 
@@ -84,6 +111,16 @@ void extend_with_history(History& history, const float* x, const Ncl& in, float*
     std::memcpy(row + context, x + r * in.length, static_cast<std::size_t>(in.length) * sizeof(float));
     std::memcpy(kept, row + total - context, static_cast<std::size_t>(context) * sizeof(float));
   }
+}
+
+// The offsets (into [kept | new] frames) where the windows this call completes start, for
+// `frames` new frames after `seen`: window ending at new frame f starts at offset f.
+std::int64_t emitting_offsets(const TimeWindow& w, std::int64_t seen, std::int64_t frames,
+                              std::int64_t* offsets) noexcept {
+  std::int64_t count = 0;
+  for (std::int64_t f = 0; f < frames; ++f)
+    if (w.emits(seen + f + 1)) offsets[count++] = f;
+  return count;
 }
 
 Window read_window(const Attrs& a, bool conv) {
@@ -106,19 +143,22 @@ Window read_window(const Attrs& a, bool conv) {
 
 // The streaming rule shared by convolution and pooling.
 TimeFlow window_time_flow(const std::vector<int>& axes, const NodeDef& node,
-                          const std::vector<ValueMeta>& values, const Window& w, bool conv) {
+                          const std::vector<ValueMeta>& values, const Window& w) {
   const int rank = values[node.inputs[0]].shape.rank;
   if (axes[0] < 0) return same_axes(axes, node);
   if (axes[0] != rank - 1)
     shape_error(node.op + " over an input whose channel or batch axis carries time");
-  if (!conv)
-    shape_error(node.op + " along the time axis cannot stream yet (pool along features, or run "
-                "whole sequences)");
-  if (w.stride != 1 || w.pad_left != w.span() - 1)
-    shape_error(node.op + " along the time axis streams only with stride 1 and padding (K-1)*"
-                "dilation on the left (a causal convolution); this one has stride " +
-                str(w.stride) + " and padding " + str(w.pad_left));
-  return {{axes[0]}, true};
+  if (w.pad_left > w.span() - 1)
+    shape_error(node.op + " pads " + str(w.pad_left) + " frames on the left, more than its window "
+                "of " + str(w.span()) + " frames reaches back: its first outputs would see "
+                "padding only");
+  return TimeFlow::windowed_by({axes[0]}, w.along_time());
+}
+
+// Output frames of a windowed op in a stream plan: what the plan says this step emits, or, for
+// a window aligned with its input, one per input frame.
+std::int64_t stream_frames(const InferContext& ctx, std::int64_t input_frames) {
+  return ctx.emitted() >= 0 ? ctx.emitted() : input_frames;
 }
 
 class Conv1d final : public Op {
@@ -156,14 +196,6 @@ class Conv1d final : public Op {
       biases_.push_back(pack_bias(b ? b + g * group_out_ : nullptr, nullptr, 1,
                                   static_cast<int>(group_out_)));
   }
-  // The window as this plan runs it: a stream's input starts with its kept frames instead of
-  // padding.
-  Window effective(const ValueMeta& x) const {
-    Window w = window_;
-    if (x.time_axis >= 0) w.pad_left = w.pad_right = 0;
-    return w;
-  }
-  std::int64_t context() const { return window_.span() - 1; }
   void infer(InferContext& ctx) const override {
     const ValueMeta& x = ctx.in(0);
     require_f32(x, "x");
@@ -173,7 +205,7 @@ class Conv1d final : public Op {
       shape_error("conv1d: expected " + str(group_in_ * groups_) + " input channels, got input " +
                   x.shape.str());
     const std::int64_t length =
-        x.time_axis >= 0 ? in.length : effective(x).output_length(in.length);
+        x.time_axis >= 0 ? stream_frames(ctx, in.length) : window_.output_length(in.length);
     if (x.time_axis < 0 && in.length + window_.pad_left + window_.pad_right < window_.span())
       shape_error("conv1d: input length " + str(in.length) + " is shorter than the kernel's span " +
                   str(window_.span()) + " (after padding)");
@@ -185,12 +217,12 @@ class Conv1d final : public Op {
   std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override;
   TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
                      const std::vector<ValueMeta>& values) const override {
-    return window_time_flow(axes, node, values, window_, true);
+    return window_time_flow(axes, node, values, window_);
   }
   std::unique_ptr<OpState> make_state(const NodeDef& node,
                                       const std::vector<ValueMeta>& values) const override {
     const Ncl in = ncl_of(values[node.inputs[0]].shape);
-    return std::make_unique<History>(in.rows, in.channels, context());
+    return std::make_unique<History>(in.rows, in.channels, window_.along_time());
   }
 
   const Window& window() const noexcept { return window_; }
@@ -208,31 +240,57 @@ class Conv1d final : public Op {
   std::vector<AlignedBuffer> biases_;
 };
 
+// Where each output frame's window starts in the source frames: t*stride - pad_left over the
+// input (whole sequences), or the offsets a stream call completes within [kept | new] frames.
+// Taps outside [0, length) read zeros (padding).
+struct WindowStarts {
+  const std::int64_t* offsets = nullptr;  // streams
+  std::int64_t stride = 1, pad_left = 0;  // whole sequences
+  std::int64_t operator[](std::int64_t t) const noexcept {
+    return offsets ? offsets[t] : t * stride - pad_left;
+  }
+};
+
 class Conv1dKernel final : public Kernel {
  public:
-  Conv1dKernel(const Conv1d& op, int in, int out, Ncl input, Window window, std::int64_t out_len,
+  Conv1dKernel(const Conv1d& op, int in, int out, Ncl input, std::int64_t out_len,
                History* history)
-      : op_(op), in_(in), out_(out), input_(input), window_(window), out_len_(out_len),
-        history_(history) {
+      : op_(op), in_(in), out_(out), input_(input), out_len_(out_len), history_(history) {
     const std::size_t rows = static_cast<std::size_t>(std::min(out_len, kConvChunkRows));
-    columns_.resize(checked_mul(rows, static_cast<std::size_t>(op.group_in() * window.kernel)));
+    const Window& w = op.window();
+    columns_.resize(checked_mul(rows, static_cast<std::size_t>(op.group_in() * w.kernel)));
     products_.resize(checked_mul(rows, static_cast<std::size_t>(padded_units(
                                            static_cast<int>(op.group_out())))));
     if (history) {
       const std::size_t frames = static_cast<std::size_t>(history->context() + input.length);
       extended_.resize(checked_mul(static_cast<std::size_t>(input.rows * input.channels), frames));
+      offsets_.resize(static_cast<std::size_t>(input.length) + 1);
     }
   }
   void run(const RunContext& ctx) noexcept override {
     const float* x = ctx.ptr<const float>(in_);
     float* y = ctx.ptr<float>(out_);
+    const Window& w = op_.window();
     std::int64_t length = input_.length;
+    WindowStarts starts{nullptr, w.stride, w.pad_left};
     if (history_) {
+      const std::int64_t count =
+          emitting_offsets(history_->window(), history_->seen(), length, offsets_.data());
+      if (count != out_len_) fail(ctx, "stream frame count out of step", count);
       extend_with_history(*history_, x, input_, extended_.data());
+      history_->advance(length);
       x = extended_.data();
       length += history_->context();
+      starts = {offsets_.data(), 1, 0};
     }
-    const std::int64_t K = window_.kernel, cin = op_.group_in(), cout = op_.group_out();
+    convolve(ctx, x, length, starts, y);
+  }
+
+ private:
+  void convolve(const RunContext& ctx, const float* x, std::int64_t length, WindowStarts starts,
+                float* y) noexcept {
+    const Window& w = op_.window();
+    const std::int64_t K = w.kernel, cin = op_.group_in(), cout = op_.group_out();
     const int padded = padded_units(static_cast<int>(cout));
     for (std::int64_t n = 0; n < input_.rows; ++n) {
       for (std::int64_t g = 0; g < op_.groups(); ++g) {
@@ -240,13 +298,13 @@ class Conv1dKernel final : public Kernel {
         float* yg = y + (n * op_.groups() + g) * cout * out_len_;
         for (std::int64_t t0 = 0; t0 < out_len_; t0 += kConvChunkRows) {
           const std::int64_t m = std::min(kConvChunkRows, out_len_ - t0);
-          // im2col: row t holds x[c, t*stride - pad + k*dilation] for every (c, k).
+          // im2col: row t holds x[c, start(t) + k*dilation] for every (c, k).
           float* col = columns_.data();
           for (std::int64_t t = 0; t < m; ++t) {
-            const std::int64_t base = (t0 + t) * window_.stride - window_.pad_left;
+            const std::int64_t base = starts[t0 + t];
             for (std::int64_t c = 0; c < cin; ++c)
               for (std::int64_t k = 0; k < K; ++k) {
-                const std::int64_t at = base + k * window_.dilation;
+                const std::int64_t at = base + k * w.dilation;
                 *col++ = at >= 0 && at < length ? xg[c * length + at] : 0.0f;
               }
           }
@@ -261,14 +319,13 @@ class Conv1dKernel final : public Kernel {
     }
   }
 
- private:
   const Conv1d& op_;
   int in_, out_;
   Ncl input_;
-  Window window_;
   std::int64_t out_len_;
   History* history_;
   AlignedBuffer columns_, products_, extended_;
+  std::vector<std::int64_t> offsets_;
 };
 
 std::unique_ptr<Kernel> Conv1d::prepare(const PrepareContext& ctx) const {
@@ -277,7 +334,7 @@ std::unique_ptr<Kernel> Conv1d::prepare(const PrepareContext& ctx) const {
   History* history = x.time_axis >= 0 ? static_cast<History*>(ctx.state()) : nullptr;
   if (x.time_axis >= 0 && history == nullptr) shape_error("conv1d: a stream without its state");
   return std::make_unique<Conv1dKernel>(*this, ctx.in_id(0), ctx.out_id(0), ncl_of(x.shape),
-                                        effective(x), out[out.rank - 1], history);
+                                        out[out.rank - 1], history);
 }
 
 class Pool1d final : public Op {
@@ -307,6 +364,12 @@ class Pool1d final : public Op {
     const ValueMeta& x = ctx.in(0);
     require_f32(x, "x");
     require_rank(x, 2, 3, "x");
+    if (x.time_axis == x.shape.rank - 1) {
+      Shape out = x.shape;
+      out[out.rank - 1] = stream_frames(ctx, x.shape[x.shape.rank - 1]);
+      ctx.set_tensor(0, DType::F32, out);
+      return;
+    }
     const std::int64_t length = output_length(x.shape[x.shape.rank - 1]);
     if (length < 1)
       shape_error("input " + x.shape.str() + " is too short for a window of span " +
@@ -316,59 +379,103 @@ class Pool1d final : public Op {
     ctx.set_tensor(0, DType::F32, out);
   }
   std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override {
-    const Shape& s = ctx.in(0).shape;
-    return std::make_unique<Run>(*this, ctx.in_id(0), ctx.out_id(0), s.span(0, s.rank - 1),
-                                 s[s.rank - 1], ctx.out(0).shape[s.rank - 1]);
+    const ValueMeta& x = ctx.in(0);
+    const Shape& s = x.shape;
+    History* history = x.time_axis == s.rank - 1 ? static_cast<History*>(ctx.state()) : nullptr;
+    if (x.time_axis == s.rank - 1 && history == nullptr)
+      shape_error(ctx.node().op + ": a stream without its state");
+    return std::make_unique<Run>(*this, ctx.in_id(0), ctx.out_id(0), ncl_of(s),
+                                 ctx.out(0).shape[s.rank - 1], history);
   }
   TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
                      const std::vector<ValueMeta>& values) const override {
-    return window_time_flow(axes, node, values, window_, false);
+    return window_time_flow(axes, node, values, window_);
+  }
+  std::unique_ptr<OpState> make_state(const NodeDef& node,
+                                      const std::vector<ValueMeta>& values) const override {
+    const Ncl in = ncl_of(values[node.inputs[0]].shape);
+    return std::make_unique<History>(in.rows, in.channels, window_.along_time());
   }
 
  private:
+  // Windows over one line: `first_z` is the sequence position of src[0] (positions below 0
+  // are left padding), `length` the frames of src, `real_end` where the sequence (and the right
+  // padding) begins; torch's divisors: with count_include_pad the window clipped to
+  // length + pad, else the real frames.
+  float window_value(const float* src, std::int64_t start, std::int64_t first_z,
+                     std::int64_t length, std::int64_t real_end) const noexcept {
+    const Window& w = window_;
+    if (max_) {
+      float best = -std::numeric_limits<float>::infinity();
+      for (std::int64_t k = 0; k < w.kernel; ++k) {
+        const std::int64_t at = start + k * w.dilation, z = first_z + at;
+        if (at < 0 || at >= length || z < 0 || z >= real_end) continue;
+        const float v = src[at];
+        if (v > best || v != v) best = v;  // NaN wins, as in torch
+        if (v != v) break;
+      }
+      return best;
+    }
+    double sum = 0.0;
+    std::int64_t real = 0;
+    for (std::int64_t k = 0; k < w.kernel; ++k) {
+      const std::int64_t at = start + k, z = first_z + at;
+      if (at < 0 || at >= length || z < 0 || z >= real_end) continue;
+      sum += src[at];
+      ++real;
+    }
+    const std::int64_t z0 = first_z + start;
+    const std::int64_t clipped = std::min(z0 + w.kernel, real_end + w.pad_left) - z0;
+    return static_cast<float>(sum / static_cast<double>(include_pad_ ? clipped : real));
+  }
+
   class Run final : public Kernel {
    public:
-    Run(const Pool1d& op, int in, int out, std::int64_t lines, std::int64_t length,
-        std::int64_t out_len)
-        : op_(op), in_(in), out_(out), lines_(lines), length_(length), out_len_(out_len) {}
+    Run(const Pool1d& op, int in, int out, Ncl input, std::int64_t out_len, History* history)
+        : op_(op), in_(in), out_(out), input_(input), out_len_(out_len), history_(history) {
+      if (history) {
+        const std::size_t frames = static_cast<std::size_t>(history->context() + input.length);
+        extended_.resize(checked_mul(static_cast<std::size_t>(input.rows * input.channels), frames));
+        offsets_.resize(static_cast<std::size_t>(input.length) + 1);
+      }
+    }
     void run(const RunContext& ctx) noexcept override {
       const Window& w = op_.window_;
       const float* x = ctx.ptr<const float>(in_);
       float* y = ctx.ptr<float>(out_);
-      for (std::int64_t line = 0; line < lines_; ++line) {
-        const float* in = x + line * length_;
-        float* out = y + line * out_len_;
-        for (std::int64_t t = 0; t < out_len_; ++t) {
-          const std::int64_t start = t * w.stride - w.pad_left;
-          if (op_.max_) {
-            float best = -std::numeric_limits<float>::infinity();
-            for (std::int64_t k = 0; k < w.kernel; ++k) {
-              const std::int64_t at = start + k * w.dilation;
-              if (at < 0 || at >= length_) continue;
-              const float v = in[at];
-              if (v > best || v != v) best = v;  // NaN wins, as in torch
-              if (v != v) break;
-            }
-            out[t] = best;
-          } else {
-            // torch: the divisor counts padding up to length + pad (count_include_pad), else
-            // only real elements.
-            const std::int64_t end = std::min(start + w.kernel, length_ + w.pad_left);
-            const std::int64_t lo = std::max<std::int64_t>(start, 0);
-            const std::int64_t hi = std::min(start + w.kernel, length_);
-            double sum = 0.0;
-            for (std::int64_t at = lo; at < hi; ++at) sum += in[at];
-            const std::int64_t divisor = op_.include_pad_ ? end - start : hi - lo;
-            out[t] = static_cast<float>(sum / static_cast<double>(divisor));
-          }
-        }
+      const std::int64_t lines = input_.rows * input_.channels;
+      if (!history_) {
+        for (std::int64_t line = 0; line < lines; ++line)
+          for (std::int64_t t = 0; t < out_len_; ++t)
+            y[line * out_len_ + t] = op_.window_value(x + line * input_.length,
+                                                      t * w.stride - w.pad_left, 0, input_.length,
+                                                      input_.length);
+        return;
       }
+      // Stream: positions count from the first real frame; the left padding is z < 0.
+      const std::int64_t seen = history_->seen();
+      const std::int64_t count =
+          emitting_offsets(history_->window(), seen, input_.length, offsets_.data());
+      if (count != out_len_) fail(ctx, "stream frame count out of step", count);
+      extend_with_history(*history_, x, input_, extended_.data());
+      history_->advance(input_.length);
+      const std::int64_t total = history_->context() + input_.length;
+      const std::int64_t first_z = seen - history_->context() - w.pad_left;
+      const std::int64_t unbounded = std::numeric_limits<std::int64_t>::max() / 4;
+      for (std::int64_t line = 0; line < lines; ++line)
+        for (std::int64_t t = 0; t < out_len_; ++t)
+          y[line * out_len_ + t] = op_.window_value(extended_.data() + line * total, offsets_[t],
+                                                    first_z, total, unbounded);
     }
 
    private:
     const Pool1d& op_;
     int in_, out_;
-    std::int64_t lines_, length_, out_len_;
+    Ncl input_;
+    std::int64_t out_len_;
+    History* history_;
+    AlignedBuffer extended_;
+    std::vector<std::int64_t> offsets_;
   };
 
   Window window_;
