@@ -32,11 +32,23 @@ struct ModelStreamHandle {
     structure = py::reinterpret_borrow<py::object>(output_structure);
     single_tensor = py::isinstance<py::dict>(structure) && structure.contains("tensor");
     const g::StreamLayout& layout = stream.layout();
+    step_inputs.clear();
+    step_outputs.clear();
+    for (std::size_t i = 0; i < layout.input_time.size(); ++i)
+      step_inputs.push_back(shape(true, static_cast<int>(i), -1));
+    for (std::size_t j = 0; j < layout.output_time.size(); ++j)
+      step_outputs.push_back(shape(false, static_cast<int>(j), -1));
     user_time_axis = layout.input_time[0];
     if (!batched && layout.input_batch[0] >= 0 && layout.input_batch[0] < user_time_axis)
       --user_time_axis;
   }
 
+  // The caller's shapes of one step, made once (step is the hot path).
+  std::vector<std::vector<py::ssize_t>> step_inputs, step_outputs;
+
+  const std::vector<py::ssize_t>& step_shape(bool input, int i) const {
+    return input ? step_inputs[i] : step_outputs[i];
+  }
   // The caller's shape of input i (or output i) for `frames` frames (-1: one step, no axis).
   std::vector<py::ssize_t> shape(bool input, int i, std::int64_t frames) const {
     const g::ValueMeta& meta = input ? stream.step_input(i) : stream.step_output(i);
@@ -128,8 +140,10 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   py::handle in_arrays_inline[kInline];
   std::vector<py::handle> in_arrays_heap(n_in > kInline ? n_in : 0);
   py::handle* in_arrays = n_in > kInline ? in_arrays_heap.data() : in_arrays_inline;
+  std::vector<py::ssize_t> feed_shape;
   for (std::size_t i = 0; i < n_in; ++i) {
-    const auto shape = self.shape(true, static_cast<int>(i), frames);
+    if (frames >= 0) feed_shape = self.shape(true, static_cast<int>(i), frames);
+    const auto& shape = frames >= 0 ? feed_shape : self.step_shape(true, static_cast<int>(i));
     const g::DType type = self.dtype(true, static_cast<int>(i));
     py::handle value = inputs[i];
     if (!exact(value, type, shape, false)) {
@@ -148,10 +162,14 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   }
   // out: one array (a one-output model) or a sequence of arrays in output order.
   py::object results;
-  py::list made;
+  // The outputs as a list, made only when the model has several (or a structured one): a step
+  // of a one-tensor model with out= must not allocate even an empty list.
+  const bool listed = n_out != 1 || !self.single_tensor;
+  py::object made = listed ? py::object(py::list()) : py::object();
   const bool given = !out.is_none();
   for (std::size_t j = 0; j < n_out; ++j) {
-    const auto shape = self.shape(false, static_cast<int>(j), frames);
+    if (frames >= 0) feed_shape = self.shape(false, static_cast<int>(j), frames);
+    const auto& shape = frames >= 0 ? feed_shape : self.step_shape(false, static_cast<int>(j));
     const g::DType type = self.dtype(false, static_cast<int>(j));
     py::object array;
     if (given) {
@@ -177,16 +195,17 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
                                       graph.value(graph.inputs()[i].value).name +
                                       "': the model would overwrite data it still reads");
       for (std::size_t k = 0; k < j; ++k)
-        if (overlap(value, made[k])) throw std::invalid_argument(name + " overlaps another output");
+        if (overlap(value, PyList_GET_ITEM(made.ptr(), k)))
+          throw std::invalid_argument(name + " overlaps another output");
       array = value;
     } else {
       array = py::array(py::reinterpret_borrow<py::dtype>(descriptor(type)), shape);
     }
     output_data[j] = py::detail::array_proxy(array.ptr())->data;
-    if (n_out == 1) {
-      results = array;
+    if (listed) {
+      if (PyList_Append(made.ptr(), array.ptr()) != 0) throw py::error_already_set();
     } else {
-      made.append(array);
+      results = array;
     }
   }
   const KernelTable& kernels = active_kernels();
@@ -203,16 +222,15 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   if (frames < 0) {
     for (std::size_t j = 0; j < n_out; ++j) {
       if (self.stream.output_ticked(static_cast<int>(j))) continue;
-      if (n_out == 1)
-        results = py::none();
+      if (listed)
+        PyList_SetItem(made.ptr(), static_cast<py::ssize_t>(j), py::none().release().ptr());
       else
-        made[j] = py::none();
+        results = py::none();
     }
   }
-  if (n_out == 1 && self.single_tensor) return results;
+  if (!listed) return results;
   static PyObject* rebuild =
       py::object(py::module_::import("pyrnn.model").attr("_rebuild_list")).release().ptr();
-  if (n_out == 1) made.append(results);
   PyObject* structured = PyObject_CallFunctionObjArgs(rebuild, self.structure.ptr(), made.ptr(), nullptr);
   if (structured == nullptr) throw py::error_already_set();
   return py::reinterpret_steal<py::object>(structured);
