@@ -54,8 +54,11 @@ class Model:
         if len(inputs) != len(specs):
             names = ", ".join(spec.name for spec in specs)
             raise TypeError(f"expected {len(specs)} inputs ({names}), got {len(inputs)}")
-        arrays = [_as_input(value, spec.name, spec.dtype) for value, spec in zip(inputs, specs)]
-        for array, spec in zip(arrays, specs):
+        arrays = [
+            _as_input(value, spec.name, spec.dtype)
+            for value, spec in zip(inputs, specs, strict=True)
+        ]
+        for array, spec in zip(arrays, specs, strict=True):
             _check_shape(array, spec.name, spec.shape)
         results = self._core.forward(arrays)
         return _rebuild(self._graph.outputs, iter(results))
@@ -186,7 +189,7 @@ def _as_input(value: Any, name: str, dtype: str) -> np.ndarray:
 
 def _check_shape(array: np.ndarray, name: str, shape: list[int | None]) -> None:
     fits = array.ndim == len(shape) and all(
-        d is None or d == n for d, n in zip(shape, array.shape)
+        d is None or d == n for d, n in zip(shape, array.shape, strict=True)
     )
     if not fits:
         expected = "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"

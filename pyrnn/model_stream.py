@@ -54,7 +54,10 @@ class ModelStream(_core.ModelStream):
             axes = [time_axis] if isinstance(time_axis, int) else list(time_axis)
             if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
                 raise TypeError(f"time_axis: expected an int or a list of ints, got {time_axis!r}")
-            axes = [a % max(len(spec.shape), 1) for a, spec in zip(axes, model.graph.inputs)]
+            axes = [
+                a % max(len(spec.shape), 1)
+                for a, spec in zip(axes, model.graph.inputs, strict=False)
+            ]
         chunk = max(1, min(_MAX_CHUNK, _CHUNK_ROWS // rows))
         try:
             super().__init__(model._core, model.graph.outputs, rows, batch is not None, axes, chunk)
@@ -151,5 +154,3 @@ def _outs(out: Any) -> Any:
     if out is None or isinstance(out, list | tuple):
         return out
     return [out]
-
-

@@ -47,7 +47,11 @@ def weights(**modules: torch.nn.Module) -> dict[str, np.ndarray]:
 def head_model() -> tuple[pyrnn.Model, torch.nn.Module]:
     """Linear -> LSTM -> Linear -> log_softmax, batch_first, as a graph and as torch."""
     torch.manual_seed(0)
-    fc, lstm, head = torch.nn.Linear(5, 7), torch.nn.LSTM(7, 9, batch_first=True), torch.nn.Linear(9, 3)
+    fc, lstm, head = (
+        torch.nn.Linear(5, 7),
+        torch.nn.LSTM(7, 9, batch_first=True),
+        torch.nn.Linear(9, 3),
+    )
 
     class Reference(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +114,7 @@ def test_core_refuses_what_only_it_can_check() -> None:
     with pytest.raises(GraphError, match=r"node 0 \(linear\).*must be a constant"):
         pyrnn.Model(graph, {})
     graph = Graph.from_json(graph_json([node("gelu", ["x"], ["y"], approximate="cubic")]))
-    with pytest.raises(GraphError, match="approximate.*'cubic'"):
+    with pytest.raises(GraphError, match=r"approximate.*'cubic'"):
         pyrnn.Model(graph, {})
 
 
@@ -122,7 +126,9 @@ def test_shape_contradictions_name_the_node_at_call_time() -> None:
         }
     )
     model = pyrnn.Model(graph, {"w": np.ones((3, 5), np.float32)})
-    with pytest.raises(ValueError, match=r"node 0 \(linear\): linear: expected input \(\.\.\., 5\)"):
+    with pytest.raises(
+        ValueError, match=r"node 0 \(linear\): linear: expected input \(\.\.\., 5\)"
+    ):
         model(np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match=r"x: expected shape \(\*, 4\)"):
         model(np.ones((2, 3), np.float32))
@@ -168,7 +174,7 @@ def test_threads_share_a_model() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    for got, want in zip(results, expected):
+    for got, want in zip(results, expected, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -266,7 +272,10 @@ def window_model(
         attrs.update({"dilation": 1} if kind == "max_pool1d" else {"count_include_pad": True})
         nodes.append(Node(kind, ["c"], ["p"], attrs))
         last = "p"
-    nodes += [Node("permute", [last], ["q"], {"dims": [0, 2, 1]}), lstm_node("q", "lstm", ["o", "h", "cc"])]
+    nodes += [
+        Node("permute", [last], ["q"], {"dims": [0, 2, 1]}),
+        lstm_node("q", "lstm", ["o", "h", "cc"]),
+    ]
     constants = weights(conv=conv, lstm=lstm)
     graph = Graph(
         [InputSpec("x", "float32", [None, 4, None])],
