@@ -1,5 +1,5 @@
 # Type stubs of pyrnn's C++ extension (cpp/bindings/*.cpp): the packed network, the C++ half of
-# pyrnn.Stream, ISA dispatch, the scalar oracle, and the underscore hooks used by tests and by
+# pyrnn.Stream, model graphs and their streams, ISA dispatch, the scalar oracle, and the underscore hooks used by tests and by
 # `pyrnn bench`. Shapes: T steps, N rows, I input, H hidden, P output (proj_size or H), L layers,
 # D directions. Arrays taken as float32 are converted by pybind11 when they are not already.
 
@@ -65,6 +65,59 @@ class Stream:
     def _set_state(self, h: _Float32Like, c: _Float32Like | None) -> None: ...
     def _time_steps(self, x: np.ndarray, out: np.ndarray, count: int) -> float:
         """Benchmark hook: seconds per step of `count` steps run back to back in C++."""
+
+# -- model graphs -----------------------------------------------------------------------------
+# A node: (op, operands (value name, int literal or None), output names, attrs, source).
+_Node: TypeAlias = tuple[str, list[str | int | None], list[str], dict[str, Any], str]
+
+class Graph:
+    """A model graph built and checked by the core; plans cached per input shape."""
+
+    def __init__(
+        self,
+        inputs: list[Any],  # (name, dtype 'float32'|'int64', dims with -1 where free)
+        constants: list[Any],  # (name, C-contiguous float32 or int64 array)
+        nodes: list[Any],  # _Node each
+        outputs: Sequence[str],
+    ) -> None: ...
+    def forward(self, inputs: list[Any]) -> list[np.ndarray]:
+        """Every output, for C-contiguous arrays of the declared dtypes."""
+    def infer(self, inputs: Sequence[tuple[str, Sequence[int]]]) -> dict[str, Any]:
+        """Each named value's shape (or an int's value) for inputs (dtype, shape)."""
+    @property
+    def cached_plans(self) -> int: ...
+
+class ModelStream:
+    """The C++ half of pyrnn.ModelStream: a model's graph planned frame by frame."""
+
+    @overload
+    def __init__(
+        self,
+        graph: Graph,
+        structure: Any,
+        rows: int,
+        batched: bool,
+        time_axes: Sequence[int] | None,
+        chunk: int,
+    ) -> None: ...
+    @overload
+    def __init__(self, other: ModelStream) -> None: ...
+    def step(self, *frames: Any, out: Any = None) -> Any:
+        """One frame of every input -> the outputs for it, in the model's structure."""
+    def feed(self, *chunks: Any, out: Any = None) -> Any:
+        """T frames of every input along its time axis -> every frame's outputs."""
+    @property
+    def rows(self) -> int: ...
+    @property
+    def time_axes(self) -> list[int]: ...
+    @property
+    def output_time_axes(self) -> list[int]: ...
+    def _reset(self) -> None: ...
+    def _reset_row(self, row: int, /) -> None: ...
+    def _state_parts(self) -> list[tuple[str, list[int]]]: ...
+    def _get_state(self, index: int, /) -> _Float32Array: ...
+    def _set_state(self, index: int, data: _Float32Like, /) -> None: ...
+    def _shape(self, input: bool, index: int, frames: int, /) -> list[int]: ...
 
 # -- ISA dispatch -----------------------------------------------------------------------------
 def available_isas() -> list[str]: ...

@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("mypy", reason="mypy comes with the test extra: pip install '.[test]'")
 
 # pybind11 classes have pybind11's metaclass, which a stub cannot name; nothing else is excused.
-_STUBTEST_ALLOWLIST = "pyrnn._core.Network\npyrnn._core.Stream\n"
+_STUBTEST_ALLOWLIST = (
+    "pyrnn._core.Network\npyrnn._core.Stream\npyrnn._core.Graph\npyrnn._core.ModelStream\n"
+)
 
 
 def test_installed_package_ships_type_information():
