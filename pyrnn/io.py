@@ -256,12 +256,16 @@ def _check_options_fit(
 def _open_for_reading(path: str) -> io.FileIO:
     """`path` opened unbuffered for reading, or OSError if it is not a regular file. Opened
     non-blocking, so a FIFO is refused rather than waited on."""
+    refusal = "pyrnn.load reads model files only"
+    mode = os.stat(path).st_mode  # OSError about the path itself propagates (see the top)
+    if not stat.S_ISREG(mode):  # named before opening: a socket cannot even be opened
+        raise _not_a_regular_file(path, mode, refusal)
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags)  # OSError about the path itself propagates (see the top)
+    fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
+        mode = os.fstat(fd).st_mode  # what was opened, if the path changed meanwhile
         if not stat.S_ISREG(mode):
-            raise _not_a_regular_file(path, mode, "pyrnn.load reads model files only")
+            raise _not_a_regular_file(path, mode, refusal)
         if flags & getattr(os, "O_NONBLOCK", 0):
             os.set_blocking(fd, True)
         return open(fd, "rb", buffering=0)  # takes over the descriptor
@@ -325,6 +329,11 @@ def _load_from(
     header: dict[str, Any] | None = None
     tensors: dict[str, np.ndarray] | None = None
     if reader == "torch":
+        if kind is None:  # a torch.save file never says what it holds: ask before reading it
+            raise FormatError(
+                f"{path}: a PyTorch checkpoint (torch.save file), which has no pyrnn metadata",
+                needs=("kind", "prefix"),
+            )
         tensors = _read_torch(file, path)
         metadata: dict[str, str] = {}
         shapes = {key: array.shape for key, array in tensors.items()}
@@ -338,9 +347,9 @@ def _load_from(
         rename = {key: key for key in shapes}
     else:
         if kind is None:
-            found = "a PyTorch checkpoint" if reader == "torch" else "no pyrnn metadata"
             raise FormatError(
-                f"{path}: {found} (format={metadata.get('format')!r})", needs=("kind", "prefix")
+                f"{path}: no pyrnn metadata (format={metadata.get('format')!r})",
+                needs=("kind", "prefix"),
             )
         rename = {key[len(prefix) :]: key for key in shapes if key.startswith(prefix)}
         if not rename:

@@ -407,3 +407,155 @@ def test_save_errors_name_the_callers_path_not_the_temporary_file(
     assert error.value.errno == 13 and "Permission denied" in str(error.value)
     assert ".tmp" not in str(error.value)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+# -- paths of every type ---------------------------------------------------------------------
+class _BytesPath:
+    """An os.PathLike whose __fspath__ gives bytes, as open() accepts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __fspath__(self) -> bytes:
+        return os.fsencode(self.path)
+
+
+@pytest.mark.parametrize(
+    "spell", [str, Path, os.fsencode, _BytesPath], ids=["str", "Path", "bytes", "PathLike-bytes"]
+)
+def test_paths_are_accepted_as_open_accepts_them(tmp_path: Path, spell: object) -> None:
+    path = tmp_path / "m.safetensors"
+    module = pyrnn.GRU(2, 3, seed=0)
+    pyrnn.save(module, spell(path))  # type: ignore[operator]
+    assert _same_model(path, module)
+    assert pyrnn.load(spell(path)).config == module.config  # type: ignore[operator]
+    with pytest.raises(FileNotFoundError) as error:
+        pyrnn.load(spell(tmp_path / "absent.safetensors"))  # type: ignore[operator]
+    assert error.value.filename == str(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are arbitrary bytes")
+def test_a_bytes_file_name_that_is_not_utf8_round_trips(tmp_path: Path) -> None:
+    name = os.fsencode(tmp_path) + b"/caf\xe9.safetensors"  # Latin-1, invalid UTF-8
+    module = pyrnn.GRU(2, 3, seed=0)
+    pyrnn.save(module, name)
+    assert os.listdir(os.fsencode(tmp_path)) == [b"caf\xe9.safetensors"]
+    assert pyrnn.load(name).config == module.config
+
+
+@pytest.mark.parametrize("path", [3, True, None, 1.5, ["m.safetensors"]])
+def test_a_path_that_is_not_a_file_name_is_refused(path: object) -> None:
+    # open() would take 3 as a file descriptor: refused, not read or replaced.
+    for call in (lambda: pyrnn.load(path), lambda: pyrnn.save(pyrnn.GRU(2, 3), path)):
+        with pytest.raises(TypeError, match=r"path: expected a str, bytes or os\.PathLike"):
+            call()  # type: ignore[no-untyped-call]
+
+
+@posix_only
+@pytest.mark.parametrize("make", [_fifo, _socket, _device])
+def test_load_refuses_a_special_file_without_waiting_on_it(make: object) -> None:
+    import tempfile
+
+    def hung(*args: object) -> None:
+        raise TimeoutError("pyrnn.load waited on a special file")
+
+    # A FIFO without a writer blocks open() for ever: the alarm turns a hang into a failure.
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pyrnn-") as folder:
+            path = Path(folder) / "m.safetensors"
+            what = make(path)  # type: ignore[operator]
+            with pytest.raises(OSError, match=what) as error:
+                pyrnn.load(path)
+            assert error.value.filename == str(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- files of other formats ------------------------------------------------------------------
+def _torch_zip(tmp_path: Path) -> tuple[bytes, dict]:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    state = torch.nn.LSTM(3, 4).state_dict()
+    path = tmp_path / "scratch.pt"
+    torch.save(state, path)
+    payload = path.read_bytes()
+    path.unlink()
+    return payload, {key: value.numpy() for key, value in state.items()}
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.safetensors", "model.ckpt", "m"])
+def test_a_torch_checkpoint_loads_whatever_its_name(tmp_path: Path, name: str) -> None:
+    payload, state = _torch_zip(tmp_path)
+    path = tmp_path / name
+    path.write_bytes(payload)
+    module = pyrnn.load(path, kind="lstm")
+    for key, value in state.items():
+        np.testing.assert_array_equal(module.state_dict()[key], value)
+    with pytest.raises(pyrnn.FormatError, match=r"a PyTorch checkpoint .*pass kind='lstm'"):
+        pyrnn.load(path)
+
+
+def test_a_legacy_torch_file_loads_whatever_its_name(tmp_path: Path) -> None:
+    legacy, state = _legacy_pt(tmp_path)
+    path = tmp_path / "model.bin"
+    legacy.rename(path)
+    module = pyrnn.load(path, kind="gru")
+    for key, value in state.items():
+        np.testing.assert_array_equal(module.state_dict()[key], value)
+
+
+def test_a_safetensors_file_named_pt_loads(tmp_path: Path) -> None:
+    module = pyrnn.GRU(2, 3, seed=0)
+    path = tmp_path / "model.pt"
+    pyrnn.save(module, path)
+    assert pyrnn.load(path).config == module.config
+
+
+def _npz(tmp_path: Path) -> bytes:
+    path = tmp_path / "scratch.npz"
+    np.savez(path, **pyrnn.GRU(2, 3).state_dict())
+    payload = path.read_bytes()
+    path.unlink()
+    return payload
+
+
+def _zip(tmp_path: Path) -> bytes:
+    import zipfile
+
+    path = tmp_path / "scratch.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("README.txt", "not a model")
+    payload = path.read_bytes()
+    path.unlink()
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_npz, r"a numpy \.npz archive, not a safetensors file; load it with np\.load"),
+        (_zip, r"a zip archive holding \['README.txt'\], neither a PyTorch checkpoint"),
+        (lambda tmp: b"PK\x03\x04" + bytes(60), "starts like a zip archive but its directory"),
+        (lambda tmp: __import__("pickle").dumps({"w": [1.0]}, 2), "a Python pickle .protocol 2"),
+        (
+            lambda tmp: __import__("pickle").dumps({"w": [0.5] * 9}, 5),
+            "a Python pickle .protocol 5",
+        ),
+        (lambda tmp: b"\x89HDF\r\n\x1a\n" + bytes(100), "an HDF5 file"),
+        (lambda tmp: b"\x93NUMPY\x01\x00" + bytes(100), r"a numpy \.npy array"),
+    ],
+    ids=["npz", "zip", "broken-zip", "pickle", "pickle5", "hdf5", "npy"],
+)
+@pytest.mark.parametrize("kind", [None, "gru"])
+def test_files_of_other_formats_are_named_for_what_they_are(
+    tmp_path: Path, make: object, message: str, kind: str | None
+) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(make(tmp_path))  # type: ignore[operator]
+    with pytest.raises(pyrnn.FormatError, match=message) as error:
+        pyrnn.load(path, kind=kind)
+    assert str(error.value).startswith(f"{path}: ")
+    assert "header length" not in str(error.value)
