@@ -63,7 +63,6 @@ TORCH_SUFFIXES = (".pt", ".pth")
 # What torch.save's legacy (non-zip) format starts with: its magic number, pickled (protocol 2).
 _TORCH_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
 _NONLINEARITIES = ("tanh", "relu")
-_KIND_CHOICES = f"'lstm' (or {', '.join(k for k in KINDS if k != 'lstm')})"
 
 PathArgument = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -76,17 +75,19 @@ class FormatError(ValueError):
     command) that spell those arguments their own way."""
 
     def __init__(self, problem: str, *, needs: tuple[str, ...] = ()) -> None:
-        super().__init__(problem + _argument_advice(needs, "kind={}", "prefix='{}'"))
+        super().__init__(problem + _argument_advice(needs, "kind='{}'", "prefix='{}'"))
         self.problem = problem
         self.needs = needs
 
 
 def _argument_advice(needs: tuple[str, ...], kind: str, prefix: str) -> str:
-    """How to pass the arguments of `needs`, in the spelling `kind`/`prefix` (Python or CLI)."""
+    """How to pass the arguments `needs` names, spelt by the templates `kind` and `prefix`
+    ("kind='{}'" in Python, "--kind {}" on the command line)."""
     if "kind" in needs:
+        others = ", ".join(k for k in KINDS if k != "lstm")
         return (
-            f"; to load a plain PyTorch state_dict pass {kind.format(_KIND_CHOICES)}, and "
-            f"{prefix.format('encoder.rnn.')} when it is one module of a larger model"
+            f"; to load a plain PyTorch state_dict pass {kind.format('lstm')} (or {others}), "
+            f"and {prefix.format('encoder.rnn.')} when it is one module of a larger model"
         )
     if "prefix" in needs:
         return f"; choose the module's keys with {prefix.format('<their common start>')}"
@@ -763,7 +764,9 @@ def _infer_spec(path: str, kind: str, shapes: dict[str, tuple[int, ...]], **fixe
     is_cell = kind.endswith("_cell")
     first = "weight_ih" if is_cell else "weight_ih_l0"
     if first not in shapes:
-        raise FormatError(f"{path}: no {first!r} under the prefix; found {sorted(shapes)[:8]}")
+        raise FormatError(
+            f"{path}: no {first!r} under the prefix; found {sorted(shapes)[:8]}", needs=("prefix",)
+        )
     w_ih = shapes[first]
     if len(w_ih) != 2 or w_ih[0] % gates or w_ih[0] == 0:
         raise FormatError(
