@@ -9,7 +9,9 @@ Reading: the file is opened once and everything comes from that one descriptor w
 reads (never a memory map, so a file truncated meanwhile cannot kill the process with SIGBUS).
 Every read must return its full count, and after the last one the header, the size and the
 change time are compared with what they were: a file rewritten in place while it loads raises
-FormatError("file changed while loading") instead of giving weights of two versions mixed.
+FormatError("file changed while loading") instead of giving weights of two versions mixed. (A
+rewrite keeping size and header shows only in the change time, which a coarse file system clock
+may not tell apart; replacing by rename, as save() does, is what makes a reader safe.)
 
 What is refused, always with FormatError naming the file and the problem: anything that is not a
 well-formed safetensors file (bad header length, header not a UTF-8 JSON object, duplicate JSON
@@ -182,9 +184,10 @@ def _temporary_name(directory: str) -> str:
     try:
         limit = os.pathconf(directory, "PC_NAME_MAX")
     except (AttributeError, ValueError, OSError):
+        limit = -1
+    if limit <= 0:  # unknown, or no limit
         limit = 255
-    name = f".pyrnn-{secrets.token_hex(8)}.tmp"
-    return name if len(name) <= limit else name[: max(limit, 8)]
+    return f".pyrnn-{secrets.token_hex(8)}.tmp"[:limit]  # 27 characters; POSIX allows >= 14
 
 
 def _renamed(error: OSError, path: str, note: str = "") -> OSError:
