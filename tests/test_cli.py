@@ -544,8 +544,8 @@ class _Loaded(Exception):
 def _loaded_by_bench(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> pyrnn.Module:
     """The module `pyrnn bench args` would time (stopped before timing it)."""
 
-    def capture(options: object, progress: object, model: tuple) -> None:
-        raise _Loaded(model[0])
+    def capture(options: object, progress: object, model: tuple | None = None) -> None:
+        raise _Loaded(model[0] if model else None)
 
     monkeypatch.setattr("pyrnn.benchmarking.run_bench", capture)
     with pytest.raises(_Loaded) as loaded:
@@ -673,3 +673,9 @@ def test_bench_output_path_in_a_read_only_folder(tmp_path, capsys, benchmark_nev
         tmp_path.chmod(0o700)
     assert exit_info.value.code == 2
     assert "no permission to create files in" in capsys.readouterr().err
+
+
+def test_bench_png_without_matplotlib_says_so_before_benchmarking(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what find_spec sees when absent
+    _loaded_by_bench(monkeypatch, ["--png", str(tmp_path / "r.png")])  # stops before timing
+    assert "--png: matplotlib is not installed; no chart will be written" in capsys.readouterr().err
