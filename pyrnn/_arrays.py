@@ -11,11 +11,58 @@ _FLOAT32 = np.dtype(np.float32)
 _AXIS_LIMIT = 2**31 - 1
 
 
+def _refuse_containers(value: Any, name: str) -> None:
+    """Tuples that numpy would read as one array of the wrong meaning: a PackedSequence (numpy
+    stacks its fields), any other named tuple, and tuples of arrays (stacked into a new axis)."""
+    if not isinstance(value, tuple):
+        return
+    fields = getattr(type(value), "_fields", None)
+    if type(value).__name__ == "PackedSequence" or (
+        fields is not None and {"data", "batch_sizes", "sorted_indices"} <= set(fields)
+    ):
+        raise TypeError(
+            f"{name}: expected an array, got a PackedSequence; packed sequences are not "
+            "supported yet. Pad it: padded, lengths = "
+            "torch.nn.utils.rnn.pad_packed_sequence(packed) (batch_first=True for a batch_first "
+            "module), run the padded batch, and take sequence i's last output at step "
+            "lengths[i] - 1 (h_n also covers the padding steps)"
+        )
+    if fields is not None:
+        raise TypeError(
+            f"{name}: expected an array, got the named tuple {type(value).__name__}"
+            f"{tuple(fields)}; pass the array itself"
+        )
+    arrays = sum(1 for item in value if len(getattr(item, "shape", ())) > 0)
+    if arrays:
+        raise TypeError(
+            f"{name}: expected one array, got a tuple holding {arrays} array(s); pass one array "
+            "(np.stack makes one from several)"
+        )
+
+
+def _refuse_without_data(tensor: Any, name: str) -> None:
+    """A torch tensor on the meta device has a shape but no data (torch's own error on reading it
+    is "Cannot copy out of meta tensor")."""
+    if getattr(tensor, "is_meta", False) is True:
+        raise ValueError(
+            f"{name}: expected a tensor with data, got a tensor of shape "
+            f"{tuple(tensor.shape)} on the meta device, which has none; materialise it first "
+            "(e.g. module.to_empty(device='cpu'), then load the weights)"
+        )
+
+
 def as_float32(value: Any, name: str) -> np.ndarray:
     """A float32 view of `value` when possible, else a float32 copy. Keeps strides (the core
     reads strided sequences) but guarantees alignment and a unit-stride last axis."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: expected a plain array, got a numpy masked array, whose mask would be "
+            f"ignored; fill the masked values first ({name}.filled(0.0))"
+        )
     if not isinstance(value, np.ndarray):
+        _refuse_containers(value, name)
         if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without torch
+            _refuse_without_data(value, name)
             value = value.detach().cpu()
             if str(getattr(value, "dtype", "")) == "torch.bfloat16":  # numpy has no bfloat16
                 value = value.float()

@@ -47,9 +47,11 @@ class Stream:
     @overload
     def __init__(self, other: Stream) -> None: ...
     def step(self, x: Any, out: np.ndarray | None = None) -> _Float32Array:
-        """One step: x (I,) or (N, I) -> the top layer's output (P,) or (N, P)."""
+        """One step: x (I,) or (N, I) -> the top layer's output (P,) or (N, P), written into
+        out when given (out shares no memory with x, or is x itself)."""
     def feed(self, x: Any, out: np.ndarray | None = None) -> _Float32Array:
-        """T steps: (T, I), (T, N, I) or, batch_first, (N, T, I) -> outputs in that layout."""
+        """T steps: (T, I), (T, N, I) or, batch_first, (N, T, I) -> outputs in that layout,
+        written into out when given (out shares no memory with x, or is x itself)."""
     @property
     def rows(self) -> int: ...
     @property

@@ -4,11 +4,14 @@ against PyTorch and ONNX Runtime) and `pyrnn info` (version, CPU features, kerne
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__, isa
+from ._spec import KINDS
 
 _EPILOG = """\
 examples:
@@ -16,6 +19,8 @@ examples:
   pyrnn bench --compare --json r.json every workload against PyTorch and ONNX Runtime
   pyrnn bench --quick --workloads seq-lstm-256,seq-gru-256
   pyrnn bench --workloads stream-lstm-64,stream-overhead   streaming latency and its goals
+  pyrnn bench --model model.safetensors --kind lstm --prefix encoder.rnn.
+                                      an LSTM inside a PyTorch model's state_dict
 """
 
 
@@ -43,6 +48,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _output_path(text: str) -> str:
+    """A file the report can be written to, checked before minutes of benchmarking."""
+    directory = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; expected a file name")
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {directory!r} {what}")
+    if os.path.exists(text):
+        if not os.access(text, os.W_OK):
+            raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"cannot write {text!r}: no permission to create files in {directory!r}"
+        )
+    return text
+
+
 def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The top-level parser and its bench subparser (for bench's own error messages)."""
     from .benchmarking.workloads import WORKLOADS
@@ -64,7 +87,30 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
-        "--model", metavar="PATH", help="a pyrnn .safetensors model (default: the bundled LSTM)"
+        "--model",
+        metavar="PATH",
+        help="a pyrnn .safetensors model, or a PyTorch state_dict (safetensors or torch.save) "
+        "with --kind (default: the bundled LSTM)",
+    )
+    bench.add_argument(
+        "--kind", choices=KINDS, help="what a plain PyTorch state_dict given as --model holds"
+    )
+    bench.add_argument(
+        "--prefix",
+        default="",
+        metavar="KEYS",
+        help="with --kind: the common start of the module's keys, e.g. encoder.rnn.",
+    )
+    bench.add_argument(
+        "--nonlinearity",
+        choices=("tanh", "relu"),
+        help="with --kind rnn or rnn_cell (default tanh): not inferable from the weights",
+    )
+    bench.add_argument(
+        "--batch-first",
+        action="store_const",
+        const=True,
+        help="with --kind rnn, lstm or gru: inputs are (batch, time, features)",
     )
     bench.add_argument(
         "--compare", action="store_true", help="also time the workloads on PyTorch and ORT"
@@ -82,8 +128,12 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     bench.add_argument(
         "--quick", action="store_true", help="1/10 of the steps, fewer repeats, short probes"
     )
-    bench.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
-    bench.add_argument("--png", metavar="PATH", help="write a bar chart (needs matplotlib)")
+    bench.add_argument(
+        "--json", metavar="PATH", type=_output_path, help="write every measurement as JSON"
+    )
+    bench.add_argument(
+        "--png", metavar="PATH", type=_output_path, help="write a bar chart (needs matplotlib)"
+    )
 
     info = commands.add_parser("info", help="print the version, CPU features and kernels")
     info.add_argument("--json", action="store_true", help="print as JSON")
@@ -109,9 +159,30 @@ def _info(json_output: bool) -> int:
 def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .benchmarking import BenchOptions, run_bench
     from .benchmarking.report import format_report, write_json, write_png
-    from .io import FormatError
+    from .benchmarking.runner import load_model
+    from .io import FormatError, _argument_advice
 
-    options = BenchOptions(model=args.model, quick=args.quick, repeats=args.repeats)
+    given = [
+        flag
+        for flag, value in (
+            ("--kind", args.kind),
+            ("--prefix", args.prefix),
+            ("--nonlinearity", args.nonlinearity),
+            ("--batch-first", args.batch_first),
+        )
+        if value
+    ]
+    if given and args.model is None:
+        parser.error(f"{', '.join(given)}: describe the file given as --model; pass --model")
+    options = BenchOptions(
+        model=args.model,
+        kind=args.kind,
+        prefix=args.prefix,
+        nonlinearity=args.nonlinearity,
+        batch_first=args.batch_first,
+        quick=args.quick,
+        repeats=args.repeats,
+    )
     if args.workloads is not None:
         options.workloads = args.workloads
     options.compare = args.compare or args.workloads is not None
@@ -119,12 +190,23 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     def progress(message: str) -> None:
         print(f"[pyrnn bench] {message}", file=sys.stderr, flush=True)
 
+    if args.png and importlib.util.find_spec("matplotlib") is None:
+        # Said now, not after the benchmark.
+        print(
+            "pyrnn bench: --png: matplotlib is not installed; no chart will be written",
+            file=sys.stderr,
+        )
+        args.png = None
     try:
-        report = run_bench(options, progress)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        parser.error(f"--model: cannot read {args.model!r}: {error.strerror or error}")
+        model = load_model(options)
     except FormatError as error:
+        advice = _argument_advice(error.needs, "--kind {}", "--prefix {}")
+        parser.error(f"--model: {error.problem}{advice}")
+    except OSError as error:
+        parser.error(f"--model: cannot read {args.model!r}: {error.strerror or error}")
+    except (TypeError, ValueError) as error:  # options that contradict the file
         parser.error(f"--model: {error}")
+    report = run_bench(options, progress, model)
     print(format_report(report), end="")
     if args.json:
         write_json(report, args.json)

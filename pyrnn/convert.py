@@ -71,6 +71,13 @@ def _recurrent_module(module: Any) -> Module:
             "module: expected a torch.nn.Module, got "
             f"{type(module).__module__}.{type(module).__qualname__}"
         )
+    on_meta = [key for key, value in module.state_dict().items() if value.is_meta]
+    if on_meta:
+        raise ValueError(
+            f"module: expected weights with data, got {len(on_meta)} on the meta device, which "
+            f"have none ({', '.join(on_meta[:3])}{', ...' if len(on_meta) > 3 else ''}); "
+            "materialise them first (e.g. module.to_empty(device='cpu'), then load the weights)"
+        )
     with torch.no_grad():
         weights = {
             key: value.detach().to("cpu", torch.float32).numpy().astype(np.float32, copy=True)

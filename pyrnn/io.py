@@ -1,8 +1,17 @@
 """pyrnn's file format: a .safetensors file with the weights under PyTorch's key names and, in
 the header metadata, {"format": "pyrnn", "version": "1", "config": <JSON constructor args>}.
-Plain PyTorch state_dicts saved by safetensors, or by torch.save as .pt/.pth, load too, by kind
-and key prefix. torch is imported only for .pt/.pth files, which are read only through
+Plain PyTorch state_dicts saved by safetensors or by torch.save load too, by kind and key prefix.
+torch is imported only for torch.save files (recognised by their content: a zip archive holding
+a data.pkl, or the legacy pickle, or any file named .pt/.pth), which are read only through
 torch.load(weights_only=True): no loader ever runs arbitrary unpickling.
+
+Reading: the file is opened once and everything comes from that one descriptor with ordinary
+reads (never a memory map, so a file truncated meanwhile cannot kill the process with SIGBUS).
+Every read must return its full count, and after the last one the header, the size and the
+change time are compared with what they were: a file rewritten in place while it loads raises
+FormatError("file changed while loading") instead of giving weights of two versions mixed. (A
+rewrite keeping size and header shows only in the change time, which a coarse file system clock
+may not tell apart; replacing by rename, as save() does, is what makes a reader safe.)
 
 What is refused, always with FormatError naming the file and the problem: anything that is not a
 well-formed safetensors file (bad header length, header not a UTF-8 JSON object, duplicate JSON
@@ -10,25 +19,32 @@ keys, NaN/Infinity literals, unknown fields in a tensor entry, offsets reversed 
 leaving gaps / past the end, a byte count that does not match the shape), tensors whose dtype is
 not F16/F32/F64 (BF16, integers and BOOL are refused: numpy has no bfloat16, and integer weights
 would only load by guessing a scale; convert to float32 first), and metadata or shapes that do not
-describe a valid module. Errors of the operating system about the path itself (no such file, a
-directory, no permission) propagate unchanged as OSError subclasses (FileNotFoundError,
-IsADirectoryError, PermissionError): they are not about the file's content."""
+describe a valid module. Files of other formats (numpy .npz/.npy, HDF5, other zips and pickles)
+are named for what they are. Errors of the operating system about the path itself (no such file,
+a directory, no permission) propagate as OSError subclasses (FileNotFoundError,
+IsADirectoryError, PermissionError); a FIFO, device or socket is refused with OSError without
+being read (opening a FIFO would block)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
+import pickle
 import re
 import secrets
+import stat
 import struct
 import warnings
+import zipfile
 from typing import Any
 
 import numpy as np
 
 from ._base import Module
-from ._spec import KINDS, Spec
+from ._spec import KINDS, SEQUENCE_KINDS, Spec
 
 __all__ = ["FormatError", "load", "save"]
 
@@ -36,21 +52,90 @@ FORMAT_NAME = "pyrnn"
 FORMAT_VERSION = "1"
 # A header larger than this is refused before reading it (safetensors itself caps at 100 MB).
 MAX_HEADER_BYTES = 100_000_000
-_DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+}
 _ENTRY_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
 _INT64_MAX = 2**63 - 1
-# Files read with torch.load(weights_only=True) rather than as safetensors.
+# Files always read with torch.load(weights_only=True), whatever their content looks like (so
+# a damaged checkpoint gets torch's diagnosis). Others are recognised by their first bytes.
 TORCH_SUFFIXES = (".pt", ".pth")
+# What torch.save's legacy (non-zip) format starts with: its magic number, pickled (protocol 2).
+_TORCH_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+_NONLINEARITIES = ("tanh", "relu")
+
+PathArgument = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 
 class FormatError(ValueError):
-    """A file is not a model pyrnn can load; the message names the file and the problem."""
+    """A file is not a model pyrnn can load; the message names the file and the problem.
+
+    `needs` names the load() arguments that would let the file load ('kind', 'prefix'), and
+    `problem` is the message without the advice on them, for callers (such as the `pyrnn`
+    command) that spell those arguments their own way."""
+
+    def __init__(self, problem: str, *, needs: tuple[str, ...] = ()) -> None:
+        super().__init__(problem + _argument_advice(needs, "kind='{}'", "prefix='{}'"))
+        self.problem = problem
+        self.needs = needs
 
 
-def save(module: Module, path: str | os.PathLike[str]) -> None:
-    """Writes `module` to `path` atomically: the file appears complete or not at all."""
+def _argument_advice(needs: tuple[str, ...], kind: str, prefix: str) -> str:
+    """How to pass the arguments `needs` names, spelt by the templates `kind` and `prefix`
+    ("kind='{}'" in Python, "--kind {}" on the command line)."""
+    if "kind" in needs:
+        others = ", ".join(k for k in KINDS if k != "lstm")
+        return (
+            f"; to load a plain PyTorch state_dict pass {kind.format('lstm')} (or {others}), "
+            f"and {prefix.format('encoder.rnn.')} when it is one module of a larger model"
+        )
+    if "prefix" in needs:
+        return f"; choose the module's keys with {prefix.format('<their common start>')}"
+    return ""
+
+
+def _path_argument(path: Any) -> str:
+    """`path` as a str, accepting what open() accepts for a file name (str, bytes, os.PathLike;
+    bytes decoded as the OS does, so the name round-trips) but not open()'s integer descriptors,
+    which would read or replace whatever the caller has open."""
+    if isinstance(path, bool | int) or not isinstance(path, str | bytes | os.PathLike):
+        raise TypeError(
+            f"path: expected a str, bytes or os.PathLike file name, got {type(path).__name__} "
+            f"{path!r:.80}"
+        )
+    return os.fsdecode(os.fspath(path))
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_a_regular_file(path: str, mode: int, refusal: str) -> OSError:
+    if stat.S_ISDIR(mode):
+        return IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    what = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+    return OSError(errno.EINVAL, f"{what}, not a regular file: {refusal}", path)
+
+
+# -- saving ----------------------------------------------------------------------------------
+def save(module: Module, path: PathArgument) -> None:
+    """Writes `module` to `path` atomically: the file appears complete or not at all.
+
+    The model is written to a new file in the destination's directory and renamed over it, so
+    a reader never sees a partial file. A symlink is followed and its target replaced (a
+    dangling one gets its target created, as open() would); the replaced file keeps its
+    permission bits (a new file gets 0666 minus the umask, as with open()); owner, group, ACLs
+    and other hard links are not carried over. A path that exists but is not a regular file
+    (directory, FIFO, device, socket) is refused with OSError and left untouched."""
     if not isinstance(module, Module):
         raise TypeError(f"module: expected a pyrnn module, got {type(module).__name__}")
+    shown = _path_argument(path)
     from safetensors.numpy import save as serialize
 
     metadata = {
@@ -59,76 +144,239 @@ def save(module: Module, path: str | os.PathLike[str]) -> None:
         "config": json.dumps(module.config, sort_keys=True),
     }
     payload = serialize(module.state_dict(), metadata=metadata)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    # Not tempfile.mkstemp: its files are mode 0600, and the rename would keep that. Mode 0666
-    # filtered by the umask gives the permissions open() and torch.save give (0644 usually).
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(
-        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
-    )
+    try:
+        existing = os.stat(shown)  # follows symlinks, as the kernel resolves them
+    except FileNotFoundError:
+        existing = None  # a new file, or a dangling symlink whose target is created
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        raise _not_a_regular_file(shown, existing.st_mode, "pyrnn.save would replace it")
+    target = os.path.realpath(shown)  # symlink chains and relative links resolved
+    directory = os.path.dirname(target)
+    temporary = os.path.join(directory, _temporary_name(directory))
+    try:
+        # Not tempfile.mkstemp: its files are mode 0600, and the rename would keep that. Mode
+        # 0666 filtered by the umask gives the permissions open() and torch.save give.
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+        )
+    except OSError as error:
+        # The hidden name means nothing to the caller; the directory's permissions do.
+        raise _renamed(error, shown, f" (saving creates a new file in {directory} first)") from None
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(payload)
             file.flush()
+            if existing is not None and hasattr(os, "fchmod"):
+                os.fchmod(file.fileno(), stat.S_IMODE(existing.st_mode) & 0o777)
             os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
+        os.replace(temporary, target)
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise _renamed(error, shown) from None
         raise
 
 
+def _temporary_name(directory: str) -> str:
+    """A hidden name for the file written before the rename: short and independent of the
+    destination's name, so a destination near the file system's name limit can be saved."""
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (AttributeError, ValueError, OSError):
+        limit = -1
+    if limit <= 0:  # unknown, or no limit
+        limit = 255
+    return f".pyrnn-{secrets.token_hex(8)}.tmp"[:limit]  # 27 characters; POSIX allows >= 14
+
+
+def _renamed(error: OSError, path: str, note: str = "") -> OSError:
+    """`error` about the hidden temporary file, restated about the caller's `path`."""
+    if error.errno is None:
+        return OSError(f"{path}: {error}{note}")
+    return OSError(error.errno, f"{error.strerror}{note}", path)
+
+
+# -- loading ---------------------------------------------------------------------------------
 def load(
-    path: str | os.PathLike[str],
+    path: PathArgument,
     kind: str | None = None,
     prefix: str = "",
     *,
-    nonlinearity: str = "tanh",
-    batch_first: bool = False,
+    nonlinearity: str | None = None,
+    batch_first: bool | None = None,
 ) -> Module:
     """Loads a module from a pyrnn file, or from a plain PyTorch state_dict saved with
-    safetensors: then `kind` ('rnn', 'lstm', 'gru', 'rnn_cell', 'lstm_cell', 'gru_cell') says
-    what it is, `prefix` selects its keys (e.g. 'encoder.rnn.'), and sizes, layers,
-    bidirectionality and proj_size are inferred from the shapes. `nonlinearity` and
-    `batch_first` cannot be inferred from weights and are taken as given."""
-    path = os.fspath(path)
-    if path.lower().endswith(TORCH_SUFFIXES):
-        tensors = _read_torch(path)
+    safetensors or torch.save: then `kind` ('rnn', 'lstm', 'gru', 'rnn_cell', 'lstm_cell',
+    'gru_cell') says what it is, `prefix` selects its keys (e.g. 'encoder.rnn.'), and sizes,
+    layers, bidirectionality and proj_size are inferred from the shapes. `nonlinearity` and
+    `batch_first` cannot be inferred from weights and are taken as given (default 'tanh' and
+    False). A pyrnn file describes itself: `kind`, `nonlinearity` and `batch_first` may repeat
+    what it holds but a contradiction raises ValueError, as does any `prefix`."""
+    name = _path_argument(path)
+    _check_arguments(kind, prefix, nonlinearity, batch_first)
+    with _open_for_reading(name) as file:
+        before = os.fstat(file.fileno())
+        try:
+            module = _load_from(file, name, before.st_size, kind, prefix, nonlinearity, batch_first)
+        except FormatError:
+            if _changed(file, before):
+                raise _changed_error(name) from None
+            raise
+        if _changed(file, before):
+            raise _changed_error(name)
+    return module
+
+
+def _check_arguments(kind: Any, prefix: Any, nonlinearity: Any, batch_first: Any) -> None:
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix: expected a str, got {type(prefix).__name__} {prefix!r:.80}")
+    if nonlinearity is not None and nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    if batch_first is not None and not isinstance(batch_first, bool):
+        raise TypeError(f"batch_first: expected a bool, got {type(batch_first).__name__}")
+    if kind is not None:
+        _check_options_fit(kind, nonlinearity, batch_first, f"kind={kind!r}")
+
+
+def _check_options_fit(
+    kind: str, nonlinearity: str | None, batch_first: bool | None, what: str
+) -> None:
+    """Options a module of `kind` cannot honour are refused rather than dropped."""
+    if nonlinearity not in (None, "tanh") and not kind.startswith("rnn"):
+        raise ValueError(
+            f"nonlinearity: only rnn and rnn_cell take a nonlinearity, {what} is a {kind}; "
+            f"got nonlinearity={nonlinearity!r}"
+        )
+    if batch_first and kind not in SEQUENCE_KINDS:
+        raise ValueError(
+            f"batch_first: a {kind} takes one step, it has no time axis ({what}); "
+            "got batch_first=True"
+        )
+
+
+def _open_for_reading(path: str) -> io.FileIO:
+    """`path` opened unbuffered for reading, or OSError if it is not a regular file. Opened
+    non-blocking, so a FIFO is refused rather than waited on."""
+    refusal = "pyrnn.load reads model files only"
+    mode = os.stat(path).st_mode  # OSError about the path itself propagates (see the top)
+    if not stat.S_ISREG(mode):  # named before opening: a socket cannot even be opened
+        raise _not_a_regular_file(path, mode, refusal)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode  # what was opened, if the path changed meanwhile
+        if not stat.S_ISREG(mode):
+            raise _not_a_regular_file(path, mode, refusal)
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=0)  # takes over the descriptor
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _changed(file: io.FileIO, before: os.stat_result) -> bool:
+    # The change time cannot be set by a writer (unlike the modification time, which cp -p
+    # restores), and Linux makes it fine-grained once queried, as it was here.
+    after = os.fstat(file.fileno())
+    return (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    )
+
+
+def _changed_error(path: str) -> FormatError:
+    return FormatError(
+        f"{path}: file changed while loading (rewritten in place?); load it again once it is "
+        "complete. To replace a model that others read, write a new file and rename it over "
+        "the old one, as pyrnn.save does"
+    )
+
+
+def _read_exact(file: io.FileIO, count: int) -> bytes:
+    """Up to `count` bytes from the current position: fewer only at the end of the file."""
+    chunks, remaining = [], count
+    while remaining:
+        chunk = file.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_into(file: io.FileIO, buffer: memoryview) -> int:
+    """Fills `buffer` from the current position; the count read (short only at end of file)."""
+    done = 0
+    while done < len(buffer):
+        count = file.readinto(buffer[done:])
+        if not count:
+            break
+        done += count
+    return done
+
+
+def _load_from(
+    file: io.FileIO,
+    path: str,
+    size: int,
+    kind: str | None,
+    prefix: str,
+    nonlinearity: str | None,
+    batch_first: bool | None,
+) -> Module:
+    reader = _reader_for(file, path, size)
+    header: dict[str, Any] | None = None
+    tensors: dict[str, np.ndarray] | None = None
+    if reader == "torch":
+        if kind is None:  # a torch.save file never says what it holds: ask before reading it
+            raise FormatError(
+                f"{path}: a PyTorch checkpoint (torch.save file), which has no pyrnn metadata",
+                needs=("kind", "prefix"),
+            )
+        tensors = _read_torch(file, path)
         metadata: dict[str, str] = {}
         shapes = {key: array.shape for key, array in tensors.items()}
     else:
-        header = read_header(path)
+        header, raw = _read_header(file, path, size)
         metadata = header.pop("__metadata__", {})
         shapes = {key: tuple(entry["shape"]) for key, entry in header.items()}
-        tensors = None
     if metadata.get("format") == FORMAT_NAME:
         spec = _spec_from_metadata(path, metadata)
+        _check_against_file(path, spec, kind, prefix, nonlinearity, batch_first)
         rename = {key: key for key in shapes}
     else:
         if kind is None:
             raise FormatError(
-                f"{path}: no pyrnn metadata (format={metadata.get('format')!r}); to load a plain "
-                "PyTorch state_dict pass kind='lstm' (or rnn, gru, *_cell) and prefix='...'"
+                f"{path}: no pyrnn metadata (format={metadata.get('format')!r})",
+                needs=("kind", "prefix"),
             )
-        if kind not in KINDS:
-            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
         rename = {key[len(prefix) :]: key for key in shapes if key.startswith(prefix)}
         if not rename:
             raise FormatError(
                 f"{path}: no tensor key starts with prefix {prefix!r}; keys begin "
-                f"{sorted(shapes)[:5]}"
+                f"{sorted(shapes)[:5]}",
+                needs=("prefix",),
             )
         spec = _infer_spec(
             path,
             kind,
             {short: shapes[full] for short, full in rename.items()},
-            nonlinearity=nonlinearity,
-            batch_first=batch_first,
+            nonlinearity="tanh" if nonlinearity is None else nonlinearity,
+            batch_first=bool(batch_first),
         )
     _check_shapes(path, spec, {short: shapes[full] for short, full in rename.items()})
     if tensors is None:
-        tensors = _read_tensors(path, list(rename.values()))
+        assert header is not None
+        tensors = _read_tensors(file, path, header, len(raw), list(rename.values()))
+        # The header read again: a file rewritten meanwhile (even to the same size) shows here.
+        file.seek(0)
+        if _read_exact(file, len(raw)) != raw:
+            raise _changed_error(path)
     try:
         return Module._from_state_dict(
             spec, {short: tensors[full] for short, full in rename.items()}
@@ -137,27 +385,130 @@ def load(
         raise FormatError(f"{path}: {error}") from None
 
 
+def _check_against_file(
+    path: str,
+    spec: Spec,
+    kind: str | None,
+    prefix: str,
+    nonlinearity: str | None,
+    batch_first: bool | None,
+) -> None:
+    """Arguments given for a pyrnn file may repeat what it holds, never contradict it."""
+    holds = f"{path} holds a {spec.kind}"
+    if kind is not None and kind != spec.kind:
+        raise ValueError(
+            f"kind: {holds} (its pyrnn metadata says so), got kind={kind!r}; omit kind for "
+            "pyrnn files"
+        )
+    if prefix:
+        raise ValueError(
+            f"prefix: applies only to plain PyTorch state_dicts; {path} is a pyrnn file "
+            f"holding one {spec.kind}, got prefix={prefix!r}"
+        )
+    if nonlinearity is not None and nonlinearity != spec.nonlinearity:
+        raise ValueError(
+            f"nonlinearity: {holds} with nonlinearity={spec.nonlinearity!r}, got "
+            f"nonlinearity={nonlinearity!r}"
+        )
+    if batch_first is not None and batch_first != spec.batch_first:
+        raise ValueError(
+            f"batch_first: {holds} with batch_first={spec.batch_first}, got "
+            f"batch_first={batch_first}"
+        )
+
+
+# -- recognising the file --------------------------------------------------------------------
+def _reader_for(file: io.FileIO, path: str, size: int) -> str:
+    """'safetensors' or 'torch' for the file's content; FormatError naming any other format."""
+    file.seek(0)
+    start = _read_exact(file, len(_TORCH_LEGACY_MAGIC))
+    framed = len(start) >= 8 and struct.unpack("<Q", start[:8])[0] <= min(
+        MAX_HEADER_BYTES, size - 8
+    )
+    if path.lower().endswith(TORCH_SUFFIXES):
+        return "safetensors" if framed and start[8:9] == b"{" else "torch"
+    if framed or len(start) < 8:
+        return "safetensors"  # its reader names what is wrong (too short, bad JSON, ...)
+    if start.startswith(_TORCH_LEGACY_MAGIC):
+        return "torch"
+    if start.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        members = _zip_members(file)
+        if members is None:
+            raise FormatError(
+                f"{path}: starts like a zip archive but its directory cannot be read "
+                "(truncated?); not a safetensors file"
+            )
+        if any(member == "data.pkl" or member.endswith("/data.pkl") for member in members):
+            return "torch"
+        if members and all(member.endswith(".npy") for member in members):
+            raise FormatError(
+                f"{path}: a numpy .npz archive, not a safetensors file; load it with np.load "
+                "and pass the arrays to a module's load_state_dict, e.g. "
+                "pyrnn.LSTM(...).load_state_dict(dict(np.load(path)))"
+            )
+        raise FormatError(
+            f"{path}: a zip archive holding {members[:3]}, neither a PyTorch checkpoint nor "
+            "a safetensors file"
+        )
+    if start[:1] == b"\x80" and start[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise FormatError(
+            f"{path}: a Python pickle (protocol {start[1]}), not a safetensors file; pyrnn "
+            "does not unpickle arbitrary files. Convert a pickled state_dict with "
+            "safetensors.torch.save_file(state_dict, path)"
+        )
+    if start.startswith(b"\x89HDF\r\n\x1a\n"):
+        raise FormatError(
+            f"{path}: an HDF5 file (such as a Keras .h5), not a safetensors file; save the "
+            "weights in PyTorch's layout with safetensors"
+        )
+    if start.startswith(b"\x93NUMPY"):
+        raise FormatError(
+            f"{path}: a numpy .npy array, not a safetensors file; load it with np.load and "
+            "pass it to a module's load_state_dict"
+        )
+    return "safetensors"
+
+
+def _zip_members(file: io.FileIO) -> list[str] | None:
+    """The member names of a zip archive, or None if its directory cannot be read."""
+    file.seek(0)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return archive.namelist()
+    except MemoryError:
+        raise
+    except Exception:  # BadZipFile, EOFError, OSError, ValueError on a damaged directory
+        return None
+
+
 # -- reading ---------------------------------------------------------------------------------
-def read_header(path: str) -> dict[str, Any]:
-    """The validated JSON header of a safetensors file. Every offset and size is checked against
-    the real file size before any tensor is read, so a lying header cannot cause a huge read."""
-    with open(path, "rb") as file:  # OSError about the path itself propagates (see the top)
-        size = os.fstat(file.fileno()).st_size
-        try:
-            prefix = file.read(8)
-            if len(prefix) < 8:
-                raise FormatError(f"{path}: {size} bytes is too short for a safetensors header")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > min(MAX_HEADER_BYTES, size - 8):
-                raise FormatError(
-                    f"{path}: header length {length} exceeds the file ({size} bytes) "
-                    f"or the {MAX_HEADER_BYTES}-byte limit: not a safetensors file or truncated"
-                )
-            raw = file.read(length)
-        except OSError as error:
-            raise FormatError(f"{path}: cannot read ({error.strerror or error})") from None
+def read_header(path: PathArgument) -> dict[str, Any]:
+    """The validated JSON header of the safetensors file at `path`."""
+    name = _path_argument(path)
+    with _open_for_reading(name) as file:
+        return _read_header(file, name, os.fstat(file.fileno()).st_size)[0]
+
+
+def _read_header(file: io.FileIO, path: str, size: int) -> tuple[dict[str, Any], bytes]:
+    """The validated JSON header of a safetensors file of `size` bytes, and its raw bytes
+    (length prefix included). Every offset and size is checked against the file size before
+    any tensor is read, so a lying header cannot cause a huge read."""
+    file.seek(0)
+    try:
+        prefix = _read_exact(file, 8)
+        if len(prefix) < 8:
+            raise FormatError(f"{path}: {size} bytes is too short for a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > min(MAX_HEADER_BYTES, size - 8):
+            raise FormatError(
+                f"{path}: header length {length} exceeds the file ({size} bytes) "
+                f"or the {MAX_HEADER_BYTES}-byte limit: not a safetensors file or truncated"
+            )
+        raw = _read_exact(file, length)
+    except OSError as error:
+        raise FormatError(f"{path}: cannot read ({error.strerror or error})") from None
     if len(raw) != length:
-        raise FormatError(f"{path}: file shrank while reading the header")
+        raise _changed_error(path)
     try:
         header = json.loads(
             raw.decode("utf-8"),
@@ -196,7 +547,7 @@ def read_header(path: str) -> dict[str, Any]:
             f"{path}: the data section has {data_size} bytes but the tensors cover {position} "
             "(trailing bytes belong to no tensor)"
         )
-    return header
+    return header, prefix + raw
 
 
 class _JsonRefused(ValueError):
@@ -260,8 +611,7 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
             f"{path}: tensor {key!r}: data_offsets {offsets!r:.80} outside the "
             f"{data_size}-byte data section (reversed, or past the end: truncated file?)"
         )
-    # Exact, no overflow. (mypy joins the three dtypes of _DTYPES to object, hence the ignore.)
-    expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # type: ignore[attr-defined]
+    expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # exact: no overflow
     if expected != end - begin:
         raise FormatError(
             f"{path}: tensor {key!r}: shape {shape!r:.80} of {dtype} needs {expected} bytes, "
@@ -270,41 +620,57 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
     return begin, end
 
 
-def _read_tensors(path: str, keys: list[str]) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(path, framework="np") as file:
-            return {key: file.get_tensor(key) for key in keys}
-    except (SafetensorError, OSError) as error:
-        raise FormatError(f"{path}: cannot read tensors ({error})") from None
+def _read_tensors(
+    file: io.FileIO, path: str, header: dict[str, Any], data_start: int, keys: list[str]
+) -> dict[str, np.ndarray]:
+    """The tensors `keys`, each read with ordinary reads into a new array of its dtype and
+    shape (little endian as the format says; numpy converts on big-endian hosts)."""
+    tensors = {}
+    for key in sorted(keys, key=lambda k: header[k]["data_offsets"][0]):  # one forward pass
+        entry = header[key]
+        array = np.empty(entry["shape"], _DTYPES[entry["dtype"]])
+        if array.nbytes:
+            try:
+                file.seek(data_start + entry["data_offsets"][0])
+                count = _read_into(file, array.reshape(-1).view(np.uint8).data)
+            except OSError as error:
+                raise FormatError(
+                    f"{path}: cannot read tensor {key!r} ({error.strerror or error})"
+                ) from None
+            if count != array.nbytes:
+                raise _changed_error(path)  # the header said these bytes were there
+        tensors[key] = array
+    return tensors
 
 
 _TORCH_DTYPES = ("torch.float16", "torch.float32", "torch.float64")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _read_torch(path: str) -> dict[str, np.ndarray]:
-    """A flat state_dict saved by torch.save, read with torch.load(weights_only=True), whose
-    restricted unpickler refuses anything but tensors and plain containers: a pickle that would
-    run code is refused, not executed."""
-    with open(path, "rb"):  # OSError about the path itself propagates, as for safetensors
-        pass
-    import pickle
-
+def _read_torch(file: io.FileIO, path: str) -> dict[str, np.ndarray]:
+    """A flat state_dict saved by torch.save, read from the open `file` with
+    torch.load(weights_only=True), whose restricted unpickler refuses anything but tensors and
+    plain containers: a pickle that would run code is refused, not executed. Never mapped:
+    torch.load gets the file object, with mmap=False (torch's default is configurable)."""
     try:
         import torch
     except ImportError:
         raise ImportError(
-            f"{path}: reading .pt/.pth files needs torch (pip install torch), or save the "
-            "state_dict with safetensors instead"
+            f"{path}: reading PyTorch checkpoints (torch.save files) needs torch (pip install "
+            "torch), or save the state_dict with safetensors instead"
         ) from None
+    import inspect
 
+    options: dict[str, Any] = {"map_location": "cpu", "weights_only": True}
+    if "mmap" in inspect.signature(torch.load).parameters:
+        options["mmap"] = False
+    file.seek(0)
+    buffered = io.BufferedReader(file)
     try:
         with warnings.catch_warnings():
             # e.g. "pickle protocol 5 ... might not support": the load either works or fails.
             warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(buffered, **options)
     except MemoryError:
         raise
     except pickle.UnpicklingError as error:
@@ -321,6 +687,8 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
         raise FormatError(
             f"{path}: cannot read as a torch file ({type(error).__name__}: {message:.300})"
         ) from None
+    finally:
+        buffered.detach()  # the caller still owns (and closes) `file`
     if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise FormatError(
             f"{path}: expected a flat state_dict (str -> tensor), got {type(state).__name__}"
@@ -399,7 +767,9 @@ def _infer_spec(path: str, kind: str, shapes: dict[str, tuple[int, ...]], **fixe
     is_cell = kind.endswith("_cell")
     first = "weight_ih" if is_cell else "weight_ih_l0"
     if first not in shapes:
-        raise FormatError(f"{path}: no {first!r} under the prefix; found {sorted(shapes)[:8]}")
+        raise FormatError(
+            f"{path}: no {first!r} under the prefix; found {sorted(shapes)[:8]}", needs=("prefix",)
+        )
     w_ih = shapes[first]
     if len(w_ih) != 2 or w_ih[0] % gates or w_ih[0] == 0:
         raise FormatError(

@@ -207,8 +207,16 @@ class LSTM(_SequenceModule):
 
 
 def _split_lstm_state(hx: Any, name: str) -> tuple[Any, Any]:
+    """(h, c) of an LSTM's hx: None (zeros) or a pair of arrays, both given, as torch.nn takes it
+    (torch fails on a None inside the pair too)."""
     if hx is None:
         return None, None
     if not isinstance(hx, tuple | list) or len(hx) != 2:
         raise TypeError(f"{name}: expected None or a pair (h, c), got {type(hx).__name__}")
+    for index, part in enumerate(("h", "c")):
+        if hx[index] is None:
+            raise TypeError(
+                f"{name}[{index}]: expected an array (the initial {part}), got None; pass both "
+                f"h and c, or {name}=None for zero states"
+            )
     return hx[0], hx[1]

@@ -9,12 +9,12 @@ to_onnx, never by ``import pyrnn``.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._base import Module
+from .io import PathArgument, _path_argument
 
 if TYPE_CHECKING:
     import onnx
@@ -43,7 +43,7 @@ def _reorder_gates(weight: np.ndarray, kind: str) -> np.ndarray:
 
 
 def to_onnx(
-    module: Module, path: str | os.PathLike[str] | None = None, *, initial_state: bool = True
+    module: Module, path: PathArgument | None = None, *, initial_state: bool = True
 ) -> onnx.ModelProto:
     """The ONNX graph of a pyrnn RNN, LSTM or GRU (written to `path` when given).
 
@@ -55,6 +55,7 @@ def to_onnx(
     """
     if not isinstance(module, Module):
         raise TypeError(f"module: expected a pyrnn RNN, LSTM or GRU, got {type(module).__name__}")
+    destination = None if path is None else _path_argument(path)
     config = module.config
     kind = config["kind"]
     if kind not in _OPERATOR:
@@ -200,6 +201,6 @@ def to_onnx(
     )
     model.ir_version = _IR_VERSION
     onnx.checker.check_model(model)
-    if path is not None:
-        onnx.save(model, os.fspath(path))
+    if destination is not None:
+        onnx.save(model, destination)
     return model

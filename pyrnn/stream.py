@@ -24,6 +24,8 @@ __all__ = ["Stream"]
 
 State = np.ndarray | tuple[np.ndarray, np.ndarray]
 
+_ROW_LIMIT = 2**31 - 1  # the core counts rows with int
+
 
 class Stream(_core.Stream):
     """The state of every layer of ``module`` for one conversation (``batch=None``) or for
@@ -36,6 +38,8 @@ class Stream(_core.Stream):
     * ``feed(x, out=None)``: T steps at once, ``(T, I)``, ``(T, batch, I)`` or with
       ``batch_first`` ``(batch, T, I)`` -> outputs of every step in the same layout. Results
       equal T single steps and one forward() over the sequence.
+    * ``out`` shares no memory with ``x`` (ValueError), or is ``x`` itself: a feed reads its
+      input a chunk at a time, so a shifted ``out`` would overwrite inputs not yet read.
     * ``state``: h in torch's ``h_n`` layout ``(L, [batch,] P)`` (cells: ``([batch,] H)``);
       LSTMs give and take ``(h, c)``.
 
@@ -43,9 +47,23 @@ class Stream(_core.Stream):
     threads. One stream is one sequence, so it must not be used by two threads at once: doing
     so raises RuntimeError rather than corrupting its state (``clone()`` gives each thread its
     own). A stream keeps the weights it was made with even if the module is reloaded later.
+
+    After ``os.fork()`` the child's copy of a stream is usable even if another thread of the
+    parent was running a step or feed on it at that moment (that thread does not exist in the
+    child). Its state is then whatever the parent's was at the fork: a feed interrupted half-way
+    leaves some steps applied and others not, so call ``reset()`` or set ``state`` in the child
+    unless no other thread could have been using the stream.
     """
 
     def __init__(self, module: Module, batch: int | None = None) -> None:
+        # getattr, not self.__dict__: reading __dict__ would make every later attribute lookup on
+        # the stream slower (CPython then keeps the attributes in a real dict), s.step included.
+        if getattr(self, "_module", None) is not None:
+            # The C++ half cannot be rebuilt in place (pybind11 ignores a second __init__), so
+            # re-running __init__ would leave the old stream under new Python attributes.
+            raise TypeError(
+                "a Stream cannot be re-initialised; make a new one with module.stream()"
+            )
         spec = module._spec
         if spec.bidirectional:
             raise ValueError(
@@ -64,6 +82,10 @@ class Stream(_core.Stream):
                 ) from None
             if batch < 1:
                 raise ValueError(f"batch: expected None or an int >= 1, got {batch}")
+            if batch > _ROW_LIMIT:
+                raise ValueError(
+                    f"batch: expected at most 2**31-1 rows (the core's limit), got {batch}"
+                )
         super().__init__(
             module._network, 1 if batch is None else batch, batch is not None, spec.batch_first
         )
@@ -135,12 +157,20 @@ class Stream(_core.Stream):
                     f"state: expected a pair (h, c) for an LSTM stream, got {type(value).__name__}"
                 )
             h, c = value
+            for index, part in enumerate((h, c)):
+                if part is None:
+                    raise TypeError(
+                        f"state[{index}]: expected an array, got None; an LSTM stream's state "
+                        "is the pair (h, c), both given (reset() zeroes it)"
+                    )
             hidden = self._spec.hidden_size
             self._set_state(
                 self._from_user(h, "state[0]", self._spec.output_size),
                 self._from_user(c, "state[1]", hidden),
             )
         else:
+            if value is None:
+                raise TypeError("state: expected an array, got None (reset() zeroes the state)")
             self._set_state(self._from_user(value, "state", self._spec.output_size), None)
 
     def _user_shape(self, features: int) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -179,6 +179,96 @@ def test_state_errors_name_the_argument_the_caller_passed() -> None:
     ]:
         with pytest.raises(ValueError, match=rf"^{re.escape(name)}: expected shape \("):
             stream.state = value
+
+
+# -- arrays that are not what they seem ------------------------------------------------------
+_META = "expected a tensor with data, got a tensor of shape .* on the meta device, which has none; materialise it first \\(e.g. module.to_empty\\(device='cpu'\\), then load the weights\\)"
+_MASKED = r"expected a plain array, got a numpy masked array, whose mask would be ignored; fill the masked values first "
+_PACKED = r"expected an array, got a PackedSequence; packed sequences are not supported yet. Pad it: padded, lengths = torch.nn.utils.rnn.pad_packed_sequence\(packed\)"
+
+
+def _meta(*shape: int) -> torch.Tensor:
+    return torch.zeros(*shape, device="meta")
+
+
+def _masked(array: np.ndarray) -> np.ma.MaskedArray:
+    return np.ma.masked_array(array, mask=np.zeros(array.shape, bool))
+
+
+def _packed() -> Any:
+    return torch.nn.utils.rnn.pack_padded_sequence(torch.zeros(5, 2, 3), [5, 3])
+
+
+class _Pair(NamedTuple):
+    x: np.ndarray
+    lengths: list[int]
+
+
+GRU_STREAM = GRU.stream(batch=2)  # batch_first: feed takes (2, T, 3)
+LSTM2_STREAM = LSTM2.stream(batch=2)
+GRU_KEYS = GRU.state_dict()
+
+ARRAY_KIND_CASES = [
+    # -- torch tensors on the meta device: shape, no data
+    ("meta input", lambda: GRU(_meta(2, 5, 3)), ValueError, r"^input: " + _META),
+    ("meta hx", lambda: GRU(np.zeros((2, 5, 3)), _meta(1, 2, 4)), ValueError, r"^hx: " + _META),
+    ("meta lstm hx[1]", lambda: LSTM2(X, (H, _meta(2, 2, 4))), ValueError, r"^hx\[1\]: " + _META),
+    ("meta cell input", lambda: RNN_CELL(_meta(3)), ValueError, r"^input: " + _META),
+    ("meta step", lambda: GRU_STREAM.step(_meta(2, 3)), ValueError, r"^x: " + _META),
+    ("meta feed", lambda: GRU_STREAM.feed(_meta(2, 5, 3)), ValueError, r"^x: " + _META),
+    ("meta state", lambda: setattr(LSTM2_STREAM, "state", (H, _meta(2, 2, 4))), ValueError, r"^state\[1\]: " + _META),
+    ("meta state_dict", lambda: GRU.load_state_dict({**GRU_KEYS, "weight_hh_l0": _meta(12, 4)}), ValueError, r"^state_dict\['weight_hh_l0'\]: " + _META),
+    ("meta from_torch", lambda: pyrnn.from_torch(torch.nn.LSTM(3, 4, device="meta")), ValueError, r"^module: expected weights with data, got 4 on the meta device, which have none \(weight_ih_l0, weight_hh_l0, bias_ih_l0, \.\.\.\); materialise them first \(e\.g\. module\.to_empty\(device='cpu'\), then load the weights\)"),
+    # -- packed sequences, named tuples and tuples of arrays: numpy would stack them
+    ("packed input", lambda: LSTM2(_packed()), TypeError, r"^input: " + _PACKED),
+    ("packed feed", lambda: GRU_STREAM.feed(_packed()), TypeError, r"^x: " + _PACKED),
+    ("named tuple input", lambda: GRU(_Pair(np.zeros((2, 5, 3)), [5, 3])), TypeError, r"^input: expected an array, got the named tuple _Pair\('x', 'lengths'\); pass the array itself"),
+    ("tuple of arrays", lambda: GRU((np.zeros((5, 3)), np.zeros((5, 3)))), TypeError, r"^input: expected one array, got a tuple holding 2 array\(s\); pass one array \(np.stack makes one from several\)"),
+    ("tuple of tensors hx", lambda: pyrnn.GRU(3, 4)(np.zeros((5, 3)), (torch.zeros(1, 4),)), TypeError, r"^hx: expected one array, got a tuple holding 1 array\(s\)"),
+    # -- masked arrays: the mask would be dropped
+    ("masked input", lambda: LSTM2(_masked(X)), TypeError, r"^input: " + _MASKED + r"\(input.filled\(0.0\)\)"),
+    ("masked hx[0]", lambda: LSTM2(X, (_masked(H), H)), TypeError, r"^hx\[0\]: " + _MASKED + r"\(hx\[0\].filled\(0.0\)\)"),
+    ("masked cell hx", lambda: RNN_CELL(np.zeros(3), _masked(np.zeros(4))), TypeError, r"^hx: " + _MASKED),
+    ("masked step", lambda: GRU_STREAM.step(_masked(np.zeros((2, 3), np.float32))), TypeError, r"^x: " + _MASKED + r"\(x.filled\(0.0\)\)"),
+    ("masked feed", lambda: GRU_STREAM.feed(_masked(np.zeros((2, 5, 3), np.float32))), TypeError, r"^x: " + _MASKED),
+    ("masked step out", lambda: GRU_STREAM.step(np.zeros((2, 3)), out=_masked(np.zeros((2, 4), np.float32))), TypeError, r"^out: expected a plain numpy array, got a numpy masked array, whose mask would be ignored; pass a plain array \(np.empty\(shape, np.float32\) makes one\)"),
+    ("masked feed out", lambda: GRU_STREAM.feed(np.zeros((2, 5, 3)), out=_masked(np.zeros((2, 5, 4), np.float32))), TypeError, r"^out: expected a plain numpy array, got a numpy masked array"),
+    ("masked state", lambda: setattr(LSTM2_STREAM, "state", (_masked(H), H)), TypeError, r"^state\[0\]: " + _MASKED),
+    ("masked state_dict", lambda: GRU.load_state_dict({**GRU_KEYS, "bias_ih_l0": _masked(GRU_KEYS["bias_ih_l0"])}), TypeError, r"^state_dict\['bias_ih_l0'\]: " + _MASKED),
+    # -- half an LSTM state: torch refuses it too
+    ("lstm hx c None", lambda: LSTM2(X, (H, None)), TypeError, r"^hx\[1\]: expected an array \(the initial c\), got None; pass both h and c, or hx=None for zero states"),
+    ("lstm hx h None", lambda: LSTM2(X, (None, H)), TypeError, r"^hx\[0\]: expected an array \(the initial h\), got None"),
+    ("lstm hx both None", lambda: LSTM2(X, [None, None]), TypeError, r"^hx\[0\]: expected an array \(the initial h\), got None"),
+    ("lstm cell hx c None", lambda: LSTM_CELL(np.zeros(3), (np.zeros(4), None)), TypeError, r"^hx\[1\]: expected an array \(the initial c\), got None"),
+    ("lstm state c None", lambda: setattr(LSTM2_STREAM, "state", (H, None)), TypeError, r"^state\[1\]: expected an array, got None; an LSTM stream's state is the pair \(h, c\), both given \(reset\(\) zeroes it\)"),
+    ("gru state None", lambda: setattr(GRU_STREAM, "state", None), TypeError, r"^state: expected an array, got None \(reset\(\) zeroes the state\)"),
+    # -- ints the core takes as int
+    ("batch 2**31", lambda: GRU.stream(batch=2**31), ValueError, r"^batch: expected at most 2\*\*31-1 rows \(the core's limit\), got 2147483648$"),
+    ("batch 2**70", lambda: GRU.stream(batch=2**70), ValueError, r"^batch: expected at most 2\*\*31-1 rows"),
+    ("reset row 2**40", lambda: GRU_STREAM.reset(2**40), IndexError, r"^rows: index 1099511627776 is out of range for a stream of batch=2"),
+    ("core reset row 2**31", lambda: GRU_STREAM._reset_row(2**31), ValueError, r"^rows: expected an int in \[0, 2\*\*31-1\], got 2147483648"),
+    ("core reset row float", lambda: GRU_STREAM._reset_row(1.0), TypeError, r"^rows: expected an int, got float"),
+    ("time_steps count 2**31", lambda: GRU_STREAM._time_steps(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32), 2**31), ValueError, r"^count: expected an int in \[0, 2\*\*31-1\], got 2147483648"),
+    ("time_steps count -1", lambda: GRU_STREAM._time_steps(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32), -1), ValueError, r"^count: expected an int in \[0, 2\*\*31-1\], got -1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [pytest.param(c, e, m, id=name) for name, c, e, m in ARRAY_KIND_CASES],
+)
+def test_array_kinds_that_would_mislead(
+    call: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    before = {key: value.copy() for key, value in GRU.state_dict().items()}
+    GRU_STREAM.reset()
+    LSTM2_STREAM.reset()
+    with pytest.raises(error, match=message) as info:
+        call()
+    assert type(info.value) is error
+    for key, value in GRU.state_dict().items():  # a refused load changes nothing
+        np.testing.assert_array_equal(value, before[key])
+    assert not np.any(GRU_STREAM.state) and not np.any(LSTM2_STREAM.state[0])  # nor a step
 
 
 # -- state_dict keys ------------------------------------------------------------------------
@@ -357,3 +447,46 @@ def test_core_forward_writes_the_state_outputs_it_is_given() -> None:
     _, (ref_h, ref_c) = LSTM2(X)
     np.testing.assert_array_equal(hn, ref_h)
     np.testing.assert_array_equal(cn, ref_c)
+
+
+def _core_overlap_cases() -> list[Any]:
+    buffer = np.zeros(64, np.float32)
+
+    def view(start: int, *shape: int) -> np.ndarray:
+        return buffer[start : start + int(np.prod(shape))].reshape(shape)
+
+    bi = pyrnn.GRU(2, 1, bidirectional=True, seed=0)  # out has 2 features, as x has
+    lstm = pyrnn.LSTM(2, 2, seed=0)  # x (3, 1, 2), out (3, 1, 2), h0/c0/hn/cn (1, 1, 2)
+    x, out = np.ones((3, 1, 2), np.float32), np.empty((3, 1, 2), np.float32)
+    h, c = np.ones((1, 1, 2), np.float32), np.ones((1, 1, 2), np.float32)
+    hn, cn = np.empty((1, 1, 2), np.float32), np.empty((1, 1, 2), np.float32)
+    shared = view(0, 3, 1, 2)
+    return [
+        # A bidirectional layer reads x again after writing out: not even out=x is safe there.
+        pytest.param(bi, shared, shared, None, None, view(8, 2, 1, 1), None, "out", "x", id="out is x"),
+        pytest.param(lstm, view(0, 3, 1, 2), view(4, 3, 1, 2), h, c, hn, cn, "out", "x", id="out shifted over x"),
+        pytest.param(lstm, x, out, view(0, 1, 1, 2), c, view(0, 1, 1, 2), cn, "hn", "h0", id="hn is h0"),
+        pytest.param(lstm, x, out, h, view(0, 1, 1, 2), hn, view(1, 1, 1, 2), "cn", "c0", id="cn over c0"),
+        pytest.param(lstm, x, view(0, 3, 1, 2), h, c, view(4, 1, 1, 2), cn, "hn", "out", id="hn inside out"),
+        pytest.param(lstm, x, out, view(0, 1, 1, 2), c, hn, view(1, 1, 1, 2), "cn", "h0", id="cn over h0"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("module", "x", "out", "h0", "c0", "hn", "cn", "output", "other"), _core_overlap_cases()
+)
+def test_core_forward_refuses_outputs_sharing_memory(
+    module: pyrnn.Module,
+    x: Any,
+    out: Any,
+    h0: Any,
+    c0: Any,
+    hn: Any,
+    cn: Any,
+    output: str,
+    other: str,
+) -> None:
+    # The private core call writes out, hn and cn in place: each must share no memory with x,
+    # h0, c0 or another output. (forward() always makes fresh ones.)
+    with pytest.raises(ValueError, match=rf"^{output}: overlaps {other} in memory; expected an array sharing no memory with {other} \(np.empty_like makes one\)"):  # fmt: skip
+        module._network.forward(x, out, h0, c0, hn, cn)

@@ -5,6 +5,7 @@ for the columns and fields they promise; no test asserts anything about timings.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -522,3 +523,159 @@ def test_console_script_points_at_main():
     (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "pyrnn"]
     assert script.value == "pyrnn.cli:main"
     assert script.load() is main
+
+
+# -- --model as a PyTorch state_dict; output paths checked before the benchmark ---------------
+@pytest.fixture
+def benchmark_never_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argument errors must be reported before the machine is measured or anything timed."""
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr("pyrnn.benchmarking.run_bench", started)
+    monkeypatch.setattr("pyrnn.benchmarking.runner.measure_machine", started)
+
+
+class _Loaded(Exception):
+    pass
+
+
+def _loaded_by_bench(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> pyrnn.Module:
+    """The module `pyrnn bench args` would time (stopped before timing it)."""
+
+    def capture(options: object, progress: object, model: tuple | None = None) -> None:
+        raise _Loaded(model[0] if model else None)
+
+    monkeypatch.setattr("pyrnn.benchmarking.run_bench", capture)
+    with pytest.raises(_Loaded) as loaded:
+        main(["bench", *args])
+    return loaded.value.args[0]
+
+
+def _whole_model_state_dict(tmp_path: Path) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = {f"encoder.rnn.{k}": v for k, v in torch.nn.GRU(3, 5).state_dict().items()}
+    state["head.weight"] = torch.ones(2, 5)
+    path = tmp_path / "model.safetensors"
+    save_file(state, path)
+    return path
+
+
+def test_bench_model_state_dict_reads_with_kind_prefix_and_batch_first(tmp_path, monkeypatch):
+    path = _whole_model_state_dict(tmp_path)
+    args = ["--model", str(path), "--kind", "gru", "--prefix", "encoder.rnn.", "--batch-first"]
+    module = _loaded_by_bench(monkeypatch, args)
+    assert module.config["kind"] == "gru" and module.config["hidden_size"] == 5
+    assert module.config["batch_first"] is True
+    cell = tmp_path / "cell.safetensors"
+    pyrnn.save(pyrnn.RNNCell(2, 3), cell)
+    assert _loaded_by_bench(monkeypatch, ["--model", str(cell)]).config["kind"] == "rnn_cell"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            [],
+            "no pyrnn metadata (format=None); to load a plain PyTorch state_dict pass --kind lstm",
+        ),
+        (["--kind", "gru"], "no 'weight_ih_l0' under the prefix; found ['encoder.rnn.bias_hh_l0'"),
+        (["--kind", "gru", "--prefix", "x."], "choose the module's keys with --prefix"),
+    ],
+)
+def test_bench_model_errors_advise_the_command_line_flags(
+    tmp_path, capsys, benchmark_never_runs, extra, message
+):
+    path = _whole_model_state_dict(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--model", str(path), *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "kind='" not in err and "prefix='" not in err  # no Python spelling on the CLI
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kind", "lstm"], "--kind: describe the file given as --model; pass --model"),
+        (["--prefix", "a.", "--batch-first"], "--prefix, --batch-first: describe the file"),
+        (["--kind", "transformer"], "argument --kind: invalid choice: 'transformer'"),
+        (["--nonlinearity", "sigmoid"], "argument --nonlinearity: invalid choice: 'sigmoid'"),
+    ],
+)
+def test_bench_load_flags_are_checked(capsys, benchmark_never_runs, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_flags_that_contradict_a_pyrnn_model(tmp_path, capsys, benchmark_never_runs):
+    path = tmp_path / "cell.safetensors"
+    pyrnn.save(pyrnn.GRUCell(3, 5), path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--model", str(path), "--kind", "lstm"])
+    assert exit_info.value.code == 2
+    assert "--model: kind: " in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="unix sockets")
+def test_bench_model_that_is_a_special_file(capsys, benchmark_never_runs):
+    import socket
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pyrnn-") as folder:
+        path = Path(folder) / "m.safetensors"
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "--model", str(path)])
+    assert exit_info.value.code == 2
+    assert "a socket, not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--png"])
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (lambda tmp: tmp / "absent" / "r.out", "absent' does not exist"),
+        (lambda tmp: tmp, "is a directory; expected a file name"),
+        (lambda tmp: tmp / "file.txt" / "r.out", "file.txt' is not a directory"),
+    ],
+    ids=["missing-folder", "a-folder", "under-a-file"],
+)
+def test_bench_output_paths_are_checked_before_benchmarking(
+    tmp_path, capsys, benchmark_never_runs, flag, where, message
+):
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--quick", flag, str(where(tmp_path))])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: " in err and message in err
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0, reason="root writes into read-only folders"
+)
+def test_bench_output_path_in_a_read_only_folder(tmp_path, capsys, benchmark_never_runs):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "--json", str(tmp_path / "r.json")])
+    finally:
+        tmp_path.chmod(0o700)
+    assert exit_info.value.code == 2
+    assert "no permission to create files in" in capsys.readouterr().err
+
+
+def test_bench_png_without_matplotlib_says_so_before_benchmarking(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what find_spec sees when absent
+    _loaded_by_bench(monkeypatch, ["--png", str(tmp_path / "r.png")])  # stops before timing
+    assert "--png: matplotlib is not installed; no chart will be written" in capsys.readouterr().err

@@ -260,7 +260,7 @@ def _huge(shape: tuple[int, ...], dtype: str = "float64") -> np.ndarray:
         # Wrong-shaped states are refused before being converted (a float64 -> float32 copy of
         # this one would need 8 GB).
         (
-            lambda: pyrnn.LSTM(1, 2)(np.zeros((1, 1, 1)), (_huge((1, 2**30, 2)), None)),
+            lambda: pyrnn.LSTM(1, 2)(np.zeros((1, 1, 1)), (_huge((1, 2**30, 2)), np.zeros(2))),
             r"hx\[0\]: expected shape \(1, 1, 2\), got \(1, 1073741824, 2\)",
         ),
         (

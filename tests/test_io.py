@@ -301,11 +301,77 @@ def test_every_kind_by_prefix(
         np.testing.assert_array_equal(module.state_dict()[key], value.to(dtype).float().numpy())
 
 
-def test_pyrnn_file_ignores_kind_and_prefix_arguments(tmp_path: Path) -> None:
-    """A file with pyrnn metadata describes itself; kind/prefix are for plain state_dicts."""
+def test_pyrnn_file_accepts_arguments_that_repeat_what_it_holds(tmp_path: Path) -> None:
+    """A file with pyrnn metadata describes itself; kind, nonlinearity and batch_first may
+    repeat it (code that passes them for every file keeps working)."""
     path = tmp_path / "m.safetensors"
-    pyrnn.save(pyrnn.GRU(3, 4), path)
-    assert pyrnn.load(path, kind="gru").config["kind"] == "gru"
+    pyrnn.save(pyrnn.RNN(3, 4, nonlinearity="relu", batch_first=True), path)
+    loaded = pyrnn.load(path, kind="rnn", nonlinearity="relu", batch_first=True)
+    assert loaded.config["nonlinearity"] == "relu" and loaded.config["batch_first"] is True
+    pyrnn.save(pyrnn.LSTMCell(3, 4), path)
+    assert pyrnn.load(path, "lstm_cell", "", nonlinearity="tanh", batch_first=False)
+
+
+@pytest.mark.parametrize(
+    ("module", "arguments", "message"),
+    [
+        (pyrnn.GRUCell(3, 4), {"kind": "lstm"}, "kind: .* holds a gru_cell .*got kind='lstm'"),
+        (pyrnn.GRU(3, 4), {"kind": "gru_cell"}, "kind: .* holds a gru .*got kind='gru_cell'"),
+        (pyrnn.GRU(3, 4), {"prefix": "rnn."}, "prefix: applies only to plain PyTorch state_"),
+        (
+            pyrnn.RNN(3, 4, nonlinearity="relu"),
+            {"nonlinearity": "tanh"},
+            "nonlinearity: .* holds a rnn with nonlinearity='relu', got nonlinearity='tanh'",
+        ),
+        (
+            pyrnn.LSTM(3, 4),
+            {"nonlinearity": "relu"},
+            "nonlinearity: .* holds a lstm with nonlinearity='tanh', got nonlinearity='relu'",
+        ),
+        (
+            pyrnn.GRU(3, 4),
+            {"batch_first": True},
+            "batch_first: .* holds a gru with batch_first=False, got batch_first=True",
+        ),
+        (pyrnn.GRU(3, 4), {"kind": "transformer"}, "kind: expected one of rnn, lstm"),
+    ],
+)
+def test_pyrnn_file_refuses_arguments_that_contradict_it(
+    tmp_path: Path, module: pyrnn.Module, arguments: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "m.safetensors"
+    pyrnn.save(module, path)
+    with pytest.raises(ValueError, match=message) as error:
+        pyrnn.load(path, **arguments)
+    assert not isinstance(error.value, pyrnn.FormatError)  # the argument is wrong, not the file
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"kind": "lstm", "nonlinearity": "relu"}, ValueError, "only rnn and rnn_cell take"),
+        ({"kind": "gru_cell", "batch_first": True}, ValueError, "a gru_cell takes one step"),
+        ({"kind": "rnn", "nonlinearity": "sigmoid"}, ValueError, "nonlinearity: expected 'tanh'"),
+        ({"kind": "rnn", "batch_first": 1}, TypeError, "batch_first: expected a bool, got int"),
+        ({"kind": "rnn", "prefix": None}, TypeError, "prefix: expected a str, got NoneType"),
+    ],
+)
+def test_state_dict_options_a_kind_cannot_honour_are_refused(
+    tmp_path: Path, arguments: dict[str, Any], error: type, message: str
+) -> None:
+    path = tmp_path / "plain.safetensors"
+    torch_save_file(torch.nn.LSTMCell(2, 3).state_dict(), path)
+    with pytest.raises(error, match=message):
+        pyrnn.load(path, **arguments)
+
+
+def test_state_dict_options_keep_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "plain.safetensors"
+    torch_save_file(torch.nn.RNN(2, 3).state_dict(), path)
+    config = pyrnn.load(path, kind="rnn").config
+    assert config["nonlinearity"] == "tanh" and config["batch_first"] is False
+    torch_save_file(torch.nn.LSTMCell(2, 3).state_dict(), path)
+    assert pyrnn.load(path, kind="lstm_cell", nonlinearity="tanh", batch_first=False)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")

@@ -9,6 +9,7 @@ bias is off by 1e-2 or more.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -159,6 +160,16 @@ def test_writes_a_loadable_file(tmp_path):
     path = tmp_path / "lstm.onnx"
     model = to_onnx(module, path)
     assert onnx.load(str(path)).SerializeToString() == model.SerializeToString()
+
+
+@pytest.mark.parametrize("spell", [str, os.fsencode], ids=["str", "bytes"])
+def test_path_is_a_file_name_as_pyrnn_save_takes(tmp_path, spell):
+    module = pyrnn.GRU(INPUT, HIDDEN, seed=0)
+    model = to_onnx(module, spell(tmp_path / "gru.onnx"))
+    assert (tmp_path / "gru.onnx").read_bytes() == model.SerializeToString()
+    # open() would take an int as a file descriptor and write into whatever it is.
+    with pytest.raises(TypeError, match=r"path: expected a str, bytes or os\.PathLike"):
+        to_onnx(module, 1)  # type: ignore[arg-type]
 
 
 def test_proj_size_is_refused_clearly():

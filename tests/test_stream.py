@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import pickle
 import threading
 import time
 import tracemalloc
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,6 +174,80 @@ def test_feed_reads_strided_and_converted_inputs() -> None:
     assert_close(stream.feed(x32), expected)
     stream.reset()
     assert_close(stream.feed(x32.tolist()), expected)
+
+
+ALIAS_CASES = [
+    ("rnn", {}),
+    ("rnn_relu", {"num_layers": 2}),
+    ("gru", {"num_layers": 2}),
+    ("lstm", {}),
+    ("lstm", {"num_layers": 2, "proj_size": 6}),  # output 6 == input 6, hidden 17
+]
+
+
+@pytest.mark.parametrize(("kind", "options"), ALIAS_CASES)
+@pytest.mark.parametrize(("batch", "batch_first"), [(None, False), (3, False), (3, True)])
+def test_out_may_be_x_itself(
+    isa: str, kind: str, options: dict[str, Any], batch: int | None, batch_first: bool
+) -> None:
+    """step(x, out=x) and feed(x, out=x) (output size == input size): every step's input, and
+    every feed chunk's, is read before that step's or chunk's output is written, so writing over
+    x gives the results of a separate output array, across several feed chunks."""
+    hidden = 17 if "proj_size" in options else 6
+    module = make(kind, 6, hidden, batch_first=batch_first, **options)
+    rng = np.random.default_rng(2)
+    steps = 300  # more than two feed chunks of one row
+    rows = () if batch is None else (batch,)
+    shape = (*rows, steps, 6) if batch_first else (steps, *rows, 6)
+    x = rng.standard_normal(shape).astype(np.float32)
+    expected = module.stream(batch).feed(x)
+    buffer = x.copy()
+    assert module.stream(batch).feed(buffer, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, expected)
+
+    time_axis = 1 if batch is not None and batch_first else 0
+    separate, aliased = module.stream(batch), module.stream(batch)
+    for t in range(5):
+        step = np.take(x, t, axis=time_axis)
+        want = separate.step(step)
+        step = step.copy()
+        assert aliased.step(step, out=step) is step
+        np.testing.assert_array_equal(step, want)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_out_overlapping_x_is_refused(kind: str) -> None:
+    """An out that shares memory with x without being x itself could overwrite inputs before
+    they are read (a feed reads x a chunk of 128 steps at a time; feed(buf[:-1], out=buf[1:])
+    used to return wrong values from step 128 on): ValueError naming both, nothing computed."""
+    module = make(kind, 4, 4)
+    buffer = np.random.default_rng(3).standard_normal((301, 4)).astype(np.float32)
+    flat = buffer.ravel()
+    batched = buffer[:300].reshape(150, 2, 4)
+    half_step = (flat[:-4].reshape(-1, 4), flat[2:-2].reshape(-1, 4))
+    cases = [
+        ("feed, out one step ahead", None, "feed", buffer[:-1], buffer[1:]),
+        ("feed, out one step behind", None, "feed", buffer[1:], buffer[:-1]),
+        ("feed, out half a step ahead", None, "feed", *half_step),
+        ("feed, strided x", None, "feed", buffer[:40:2], buffer[1:21]),
+        ("feed, batched", 2, "feed", batched[:-1], batched[1:]),
+        ("step, half a step ahead", None, "step", flat[:4], flat[2:6]),
+        ("step, batched rows shifted", 2, "step", buffer[:2], buffer[1:3]),
+    ]  # fmt: skip
+    for what, batch, method, x, out in cases:
+        stream = module.stream(batch)
+        before = buffer.copy()
+        with pytest.raises(ValueError, match=r"^out: overlaps x in memory; expected an array "):
+            getattr(stream, method)(x, out=out)
+        np.testing.assert_array_equal(buffer, before, err_msg=what)
+        state = stream.state[0] if kind == "lstm" else stream.state
+        assert not np.any(state), what
+
+    # Disjoint views of one buffer are fine.
+    np.testing.assert_array_equal(
+        module.stream().feed(buffer[:150], out=buffer[150:300]),
+        module.stream().feed(before[:150]),
+    )
 
 
 def test_reset_rows_independently() -> None:
@@ -452,6 +528,72 @@ def test_one_stream_used_by_two_threads_fails_cleanly() -> None:
     assert refused and "stream is already in use by another thread" in refused[0]
     np.testing.assert_array_equal(outcome["out"], expected_out)
     np.testing.assert_array_equal(stream.state, expected_state.state)  # nothing corrupted
+
+
+def _feed_in_progress(stream: pyrnn.Stream, xs: np.ndarray) -> threading.Thread:
+    """Starts stream.feed(xs) on a thread and returns once the feed holds the stream."""
+    worker = threading.Thread(target=stream.feed, args=(xs,))
+    worker.start()
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline:
+        try:
+            stream.state  # noqa: B018 -- refused while the feed holds the stream
+        except RuntimeError:
+            return worker
+    raise AssertionError("the feed never held the stream")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_stream_busy_in_the_parent_is_usable_in_a_forked_child() -> None:
+    """A thread of the parent is inside a long feed when the parent forks: that thread does not
+    exist in the child, whose copy of the stream must not stay "in use by another thread"."""
+    module = pyrnn.GRU(16, 96, seed=0)
+    stream = module.stream()
+    x = np.ones(16, np.float32)
+    expected = module.stream().step(x)
+    start = time.perf_counter()
+    module.stream().feed(np.zeros((2000, 16), np.float32))
+    steps = max(2000, int(2000 * 0.5 / max(time.perf_counter() - start, 1e-6)))  # ~0.5 s
+    xs = np.random.default_rng(0).standard_normal((steps, 16)).astype(np.float32)
+    worker = _feed_in_progress(stream, xs)
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a multi-threaded process may deadlock: this test forks
+        # one on purpose, and the child touches nothing the other thread could have locked.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        try:
+            stream.step(x)
+            stream.reset()  # the documented way to a known state after a fork
+            report = "ok" if np.array_equal(stream.step(x), expected) else "wrong result"
+        except BaseException as error:
+            report = f"{type(error).__name__}: {error}"
+        os.write(write, report.encode())
+        os._exit(0)
+    os.close(write)
+    with pytest.raises(RuntimeError, match="already in use"):  # still held in the parent
+        stream.state  # noqa: B018
+    with os.fdopen(read, "rb") as pipe:
+        report = pipe.read().decode()
+    os.waitpid(pid, 0)
+    worker.join()
+    assert report == "ok"
+    stream.step(x)  # free again in the parent once its feed has finished
+
+
+def test_a_stream_cannot_be_re_initialised() -> None:
+    """__init__ again would rebind the Python attributes but keep the old C++ stream (pybind11
+    ignores a second __init__): refused, and the stream is unchanged."""
+    gru, lstm = pyrnn.GRU(3, 4, seed=0), pyrnn.LSTM(5, 6, seed=1)
+    stream = gru.stream(batch=2)
+    with pytest.raises(TypeError, match=r"a Stream cannot be re-initialised; make a new one"):
+        stream.__init__(lstm)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="a Stream cannot be re-initialised"):
+        stream.__init__(gru, None)  # type: ignore[misc]
+    assert stream.module is gru and stream.batch == 2 and stream.rows == 2
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(stream.step(x), gru.stream(batch=2).step(x))
 
 
 def _peak_resident_bytes() -> int:

@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -52,11 +53,94 @@ inline void require_shape(const py::array& array, const std::vector<py::ssize_t>
   }
 }
 
+// The descriptor numpy uses for native float32 (a singleton), fetched once. Leaked on purpose:
+// it must outlive every call, including ones during interpreter shutdown.
+inline PyObject* float32_descr() {
+  static PyObject* descr = py::dtype::of<float>().release().ptr();
+  return descr;
+}
+
+// True for native-byte-order float32. Almost every array shares numpy's singleton descriptor, so
+// identity answers first; an equal descriptor that is another object (an unpickled array, one
+// made from ctypes, a dtype carrying metadata) goes through numpy's own equivalence test.
+inline bool is_float32_descr(PyObject* descr) {
+  return descr == float32_descr() ||
+         py::detail::npy_api::get().PyArray_EquivTypes_(descr, float32_descr());
+}
+
+// numpy.ma.MaskedArray is an ndarray subclass whose data the core could read, but its mask
+// would be ignored without a word: refused wherever an array is taken. Only slow paths ask.
+inline bool is_masked_array(py::handle array) {
+  static PyObject* masked =
+      py::object(py::module_::import("numpy.ma").attr("MaskedArray")).release().ptr();
+  const int found = PyObject_IsInstance(array.ptr(), masked);
+  if (found < 0) throw py::error_already_set();
+  return found == 1;
+}
+
+inline void refuse_masked(py::handle array, const char* name) {
+  if (is_masked_array(array))
+    throw py::type_error(std::string(name) +
+                         ": expected a plain numpy array, got a numpy masked array, whose mask "
+                         "would be ignored; pass a plain array (np.empty(shape, np.float32) "
+                         "makes one)");
+}
+
 inline void require_float32(const py::array& array, const char* name) {
-  if (!array.dtype().is(py::dtype::of<float>())) {
+  refuse_masked(array, name);
+  if (!is_float32_descr(py::detail::array_proxy(array.ptr())->descr)) {
     throw std::invalid_argument(std::string(name) + ": expected dtype float32, got " +
                                 std::string(py::str(array.dtype())));
   }
+}
+
+// The bytes [begin, end) that a float32 array's elements lie within, as numpy's
+// may_share_memory bounds them; begin == end for an array without elements.
+struct ByteSpan {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  bool overlaps(const ByteSpan& other) const noexcept {
+    return begin < other.end && other.begin < end;
+  }
+};
+
+inline ByteSpan contiguous_span(const void* data, py::ssize_t floats) noexcept {
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  return {begin, begin + static_cast<std::uintptr_t>(floats) * sizeof(float)};
+}
+
+inline ByteSpan float32_span(py::handle array) noexcept {
+  const auto* proxy = py::detail::array_proxy(array.ptr());
+  auto begin = reinterpret_cast<std::uintptr_t>(proxy->data), end = begin;
+  for (int axis = 0; axis < proxy->nd; ++axis) {
+    if (proxy->dimensions[axis] == 0) return {begin, begin};
+    const py::ssize_t reach = (proxy->dimensions[axis] - 1) * proxy->strides[axis];
+    if (reach < 0)
+      begin -= static_cast<std::uintptr_t>(-reach);
+    else
+      end += static_cast<std::uintptr_t>(reach);
+  }
+  return {begin, end + sizeof(float)};
+}
+
+// Same data pointer, shape and strides: every element of one is the same element of the other.
+inline bool same_view(py::handle a, py::handle b) noexcept {
+  const auto *x = py::detail::array_proxy(a.ptr()), *y = py::detail::array_proxy(b.ptr());
+  if (x->data != y->data || x->nd != y->nd) return false;
+  for (int axis = 0; axis < x->nd; ++axis)
+    if (x->dimensions[axis] != y->dimensions[axis] || x->strides[axis] != y->strides[axis])
+      return false;
+  return true;
+}
+
+// An output sharing memory with an input could overwrite values of the input before the core
+// reads them (a feed reads its input a chunk at a time): refused, naming both. `also` lists
+// what else is allowed, e.g. ", or x itself".
+[[noreturn]] inline void throw_overlap(const char* output, const char* other, const char* also) {
+  throw std::invalid_argument(std::string(output) + ": overlaps " + other +
+                              " in memory; expected an array sharing no memory with " + other +
+                              also + " (np.empty_like makes one): results written into " + output +
+                              " would overwrite " + other + " while it is still needed");
 }
 
 // An output the caller allocated: float32, exactly `shape`, C-contiguous and writable. Never

@@ -72,6 +72,32 @@ const float* optional_state(const std::optional<FloatArray>& array,
   return array->data();
 }
 
+// No output may share memory with an input or another output, not even exactly: a
+// bidirectional layer reads x again after writing out. (Python's forward() makes all three
+// outputs fresh; this guards the core call itself.)
+void check_no_overlap(const py::array& x, const py::array& out, const std::optional<FloatArray>& h0,
+                      const std::optional<FloatArray>& c0, const py::array& hn,
+                      const std::optional<py::array>& cn, bool lstm) {
+  struct Named {
+    const char* name;
+    ByteSpan span;
+  };
+  const ByteSpan none{};
+  const Named inputs[] = {{"x", float32_span(x)},
+                          {"h0", h0 ? float32_span(*h0) : none},
+                          {"c0", c0 && lstm ? float32_span(*c0) : none}};
+  const Named outputs[] = {{"out", float32_span(out)},
+                           {"hn", float32_span(hn)},
+                           {"cn", cn && lstm ? float32_span(*cn) : none}};
+  for (std::size_t i = 0; i < 3; ++i) {
+    for (const Named& input : inputs)
+      if (outputs[i].span.overlaps(input.span)) throw_overlap(outputs[i].name, input.name, "");
+    for (std::size_t j = i + 1; j < 3; ++j)
+      if (outputs[i].span.overlaps(outputs[j].span))
+        throw_overlap(outputs[j].name, outputs[i].name, "");
+  }
+}
+
 void network_forward(const Network& network, const py::array& x, const py::array& out,
                      const std::optional<FloatArray>& h0, const std::optional<FloatArray>& c0,
                      const py::array& hn, const std::optional<py::array>& cn) {
@@ -93,6 +119,7 @@ void network_forward(const Network& network, const py::array& x, const py::array
     if (!cn) throw std::invalid_argument("cn: required for an LSTM");
     cn_data = output_data(*cn, {LD, N, config.hidden_size}, "cn");
   }
+  check_no_overlap(x, out, h0, c0, hn, cn, config.kind == CellKind::Lstm);
   const KernelTable& kernels = active_kernels();
   py::gil_scoped_release release;
   forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);

@@ -35,18 +35,12 @@ struct StreamHandle {
   bool lstm() const { return stream.config().kind == CellKind::Lstm; }
 };
 
-// The descriptor numpy uses for native float32 (a singleton), fetched once. Leaked on purpose:
-// it must outlive every call, including ones during interpreter shutdown.
-PyObject* float32_descr() {
-  static PyObject* descr = py::dtype::of<float>().release().ptr();
-  return descr;
-}
-
-// True when `x` is a numpy array of native float32 with all of `flags` set.
+// True when `x` is exactly a numpy.ndarray (no subclass: a masked array is one, and its mask
+// must not be ignored) of native float32 with all of `flags` set. Subclasses take the slow path.
 bool is_float32_array(py::handle x, int flags) {
-  if (!py::detail::npy_api::get().PyArray_Check_(x.ptr())) return false;
+  if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_) return false;
   const auto* proxy = py::detail::array_proxy(x.ptr());
-  return proxy->descr == float32_descr() && (proxy->flags & flags) == flags;
+  return (proxy->flags & flags) == flags && is_float32_descr(proxy->descr);
 }
 
 bool has_shape(py::handle x, std::initializer_list<py::ssize_t> shape) {
@@ -89,7 +83,7 @@ float* checked_out(py::handle out, const std::vector<py::ssize_t>& shape, const 
     throw py::type_error("out: expected a numpy float32 array of shape " + shape_string(shape) +
                          " " + layout + ", got " + std::string(py::str(py::type::of(out))));
   const auto array = py::reinterpret_borrow<py::array>(out);
-  if (py::detail::array_proxy(out.ptr())->descr != float32_descr()) require_float32(array, "out");
+  require_float32(array, "out");
   require_shape(array, shape, "out");
   const int flags = py::detail::array_proxy(out.ptr())->flags;
   if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) ||
@@ -106,6 +100,18 @@ float* checked_out(py::handle out, const std::vector<py::ssize_t>& shape, const 
   if (!(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
     throw std::invalid_argument("out: the array is read-only");
   return reinterpret_cast<float*>(py::detail::array_proxy(out.ptr())->data);
+}
+
+// out may be x itself (same shape and strides): the core reads all of a step's input, and each
+// chunk of a feed's, before it writes that step's or chunk's output. Any other overlap is refused.
+constexpr const char* kAliasHint = ", or x itself (same shape and strides)";
+
+// Two C-contiguous arrays of `x_floats` and `out_floats` floats: overlapping but not the same.
+void check_step_overlap(const float* x, py::ssize_t x_floats, const float* out,
+                        py::ssize_t out_floats) {
+  if (contiguous_span(x, x_floats).overlaps(contiguous_span(out, out_floats)) &&
+      !(x == out && x_floats == out_floats))
+    throw_overlap("out", "x", kAliasHint);
 }
 
 py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
@@ -135,6 +141,7 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
             ? reinterpret_cast<float*>(py::detail::array_proxy(out.ptr())->data)
             : checked_out(out, step_shape(self, P), step_layout(self, "output_size").c_str());
     result = py::reinterpret_borrow<py::object>(out);
+    check_step_overlap(x_data, N * I, out_data, N * P);
   }
   const KernelTable& kernels = active_kernels();
   {
@@ -148,12 +155,13 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
 // (the stream's state advances). Subtracted from the Python-side step time, it gives the Python
 // overhead of step(); kept here so the benchmark needs no second build.
 double stream_time_steps(StreamHandle& self, const py::handle x, const py::handle out, int count) {
-  const py::ssize_t I = self.input_size(), P = self.output_size();
+  const py::ssize_t I = self.input_size(), P = self.output_size(), N = self.rows();
   if (!is_float32_array(x, kContiguous) ||
       py::reinterpret_borrow<py::array>(x).size() != self.rows() * I)
     throw std::invalid_argument("x: expected a C-contiguous float32 array of one step's input");
   float* out_data = checked_out(out, step_shape(self, P), "");
   const auto* x_data = reinterpret_cast<const float*>(py::detail::array_proxy(x.ptr())->data);
+  check_step_overlap(x_data, N * I, out_data, N * P);
   const KernelTable& kernels = active_kernels();
   py::gil_scoped_release release;
   const auto start = std::chrono::steady_clock::now();
@@ -230,6 +238,9 @@ py::object stream_feed(StreamHandle& self, py::handle x_in, py::handle out) {
   }
   const auto out_array = py::reinterpret_borrow<py::array>(out_object);
   if (T == 0) return out_object;
+  if (!out.is_none() && float32_span(x).overlaps(float32_span(out_array)) &&
+      !same_view(x, out_array))
+    throw_overlap("out", "x", kAliasHint);
   const SequenceIn in = feed_view<const float>(x, layout, self.stream.rows());
   const SequenceOut dst = feed_view<float>(out_array, layout, self.stream.rows());
   const KernelTable& kernels = active_kernels();
@@ -299,6 +310,20 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
 
 StreamHandle& stream_of(py::handle self) { return initialized<StreamHandle>(self, "Stream"); }
 
+// An int argument the core takes as int: anything else is named, instead of pybind11's list of
+// overloads for a Python int beyond 2**31-1.
+int int_argument(py::handle value, const char* name, long long low) {
+  if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr()))
+    throw py::type_error(std::string(name) + ": expected an int, got " +
+                         std::string(py::str(py::type::of(value).attr("__name__"))));
+  int overflow = 0;
+  const long long number = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+  if (overflow != 0 || number < low || number > std::numeric_limits<int>::max())
+    throw std::invalid_argument(std::string(name) + ": expected an int in [" + std::to_string(low) +
+                                ", 2**31-1], got " + std::string(py::str(value)));
+  return static_cast<int>(number);
+}
+
 // PyCFunction is the declared type of every ml_meth; the flags tell CPython the real signature.
 template <StreamMethod method>
 PyCFunction as_pycfunction() {
@@ -309,11 +334,13 @@ PyCFunction as_pycfunction() {
 PyMethodDef step_def = {
     "step", as_pycfunction<&stream_step>(), METH_FASTCALL | METH_KEYWORDS,
     "step($self, x, out=None)\n--\n\nOne step: x (I,) or (N, I) -> the top layer's "
-    "output (P,) or (N, P), written into out when given."};
+    "output (P,) or (N, P), written into out when given (out shares no memory with x, or is "
+    "x itself)."};
 PyMethodDef feed_def = {
     "feed", as_pycfunction<&stream_feed>(), METH_FASTCALL | METH_KEYWORDS,
     "feed($self, x, out=None)\n--\n\nT steps in one call: (T, I), (T, N, I) or, "
-    "batch_first, (N, T, I) -> every step's output in the same layout."};
+    "batch_first, (N, T, I) -> every step's output in the same layout, written into out when "
+    "given (out shares no memory with x, or is x itself)."};
 
 void add_fast_method(py::handle cls, PyMethodDef* def) {
   PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
@@ -340,7 +367,10 @@ void bind_stream(py::module_& m) {
            }),
            py::arg("other"), "A fork of `other`: same network, a copy of its state.")
       .def("_reset", [](py::handle self) { stream_of(self).stream.reset(); })
-      .def("_reset_row", [](py::handle self, int row) { stream_of(self).stream.reset_row(row); })
+      .def("_reset_row",
+           [](py::handle self, py::handle row) {
+             stream_of(self).stream.reset_row(int_argument(row, "rows", 0));
+           })
       .def(
           "_get_state", [](py::handle self) { return stream_get_state(stream_of(self)); },
           "(h (L, N, P), c (L, N, H) or None)")
@@ -352,8 +382,8 @@ void bind_stream(py::module_& m) {
           py::arg("h"), py::arg("c"))
       .def(
           "_time_steps",
-          [](py::handle self, py::handle x, py::handle out, int count) {
-            return stream_time_steps(stream_of(self), x, out, count);
+          [](py::handle self, py::handle x, py::handle out, py::handle count) {
+            return stream_time_steps(stream_of(self), x, out, int_argument(count, "count", 0));
           },
           py::arg("x"), py::arg("out"), py::arg("count"))
       .def_property_readonly("rows", [](py::handle self) { return stream_of(self).rows(); })

@@ -1,12 +1,52 @@
-// Stateful streams (see stream.h): argument checks, the one-thread-at-a-time guard, and state
-// get/set one layer block at a time in PyTorch's compact h_n/c_n layout.
+// Stateful streams (see stream.h): argument checks, the one-thread-at-a-time guard (released in
+// the child of a fork), and state get/set one layer block at a time in PyTorch's compact
+// h_n/c_n layout.
 #include "core/stream.h"
 
 #include <stdexcept>
 #include <string>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define PYRNN_HAS_FORK 1
+#else
+#define PYRNN_HAS_FORK 0
+#endif
+
 namespace pyrnn {
 namespace {
+
+// Constant-initialised, so it is valid before any constructor of this library runs.
+std::atomic<std::uint32_t> g_fork_generation{1};
+
+#if PYRNN_HAS_FORK
+// Runs in the child right after fork(), single-threaded: only an atomic store (async-signal-safe).
+void advance_fork_generation() noexcept {
+  std::uint32_t next = g_fork_generation.load(std::memory_order_relaxed) + 1;
+  if (next == 0) next = 1;  // 0 means "free"; after 2^32 - 1 forks, wrap past it
+  g_fork_generation.store(next, std::memory_order_relaxed);
+}
+#endif
+
+void register_fork_handler() {
+#if PYRNN_HAS_FORK
+  static const bool registered = pthread_atfork(nullptr, nullptr, advance_fork_generation) == 0;
+  if (!registered) throw std::runtime_error("pthread_atfork failed: cannot make streams fork-safe");
+#endif
+}
+
+// A stream found held: taken if the hold is from an earlier fork generation (a thread of a
+// parent process, which does not exist in this one), else refused. Kept out of the Exclusive
+// constructor, whose free case (one compare-and-swap) is on the path of every step.
+void take_stale_hold(std::atomic<std::uint32_t>& holder, std::uint32_t seen, std::uint32_t now) {
+  do {
+    if (seen == now)
+      throw std::runtime_error(
+          "stream is already in use by another thread; use one stream per thread (clone() forks "
+          "one) or serialise the calls");
+  } while (!holder.compare_exchange_weak(seen, now, std::memory_order_acquire,
+                                         std::memory_order_relaxed));
+}
 
 // Feeds are processed this many GEMM rows at a time (as forward() does): enough to amortise
 // reading W_ih, small enough that the scratch of a stream stays a few KB per row.
@@ -32,18 +72,25 @@ std::vector<LayerState> make_states(const NetworkConfig& config, int rows) {
 
 }  // namespace
 
-Stream::Exclusive::Exclusive(const Stream& stream) : flag_(stream.in_use_) {
-  if (flag_.exchange(true, std::memory_order_acquire))
-    throw std::runtime_error(
-        "stream is already in use by another thread; use one stream per thread (clone() forks "
-        "one) or serialise the calls");
+std::uint32_t fork_generation() noexcept {
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+Stream::Exclusive::Exclusive(const Stream& stream) : holder_(stream.holder_) {
+  const std::uint32_t now = g_fork_generation.load(std::memory_order_relaxed);
+  std::uint32_t seen = 0;
+  if (!holder_.compare_exchange_strong(seen, now, std::memory_order_acquire,
+                                       std::memory_order_relaxed))
+    take_stale_hold(holder_, seen, now);
 }
 
 Stream::Stream(std::shared_ptr<const Network> network, int rows)
     : network_(std::move(network)),
       rows_(rows),
       states_(make_states(checked_config(network_, rows), rows)),
-      workspace_(network_->config(), rows, stream_chunk_steps(rows)) {}
+      workspace_(network_->config(), rows, stream_chunk_steps(rows)) {
+  register_fork_handler();
+}
 
 std::vector<LayerState> Stream::copy_states(const Stream& other) {
   const Exclusive exclusive(other);

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -47,15 +48,19 @@ class Stream {
   // Every public method holds the stream exclusively while it runs; a second thread calling in
   // meanwhile gets std::runtime_error instead of corrupting the state. Scoped guard, public so
   // callers (the bindings) can hold it across a longer operation.
+  //
+  // After fork() the child has only the forking thread: a hold taken by any other thread of the
+  // parent would never be released there. A hold records the fork generation it was taken in,
+  // and a hold from an earlier generation counts as free (see fork_generation()).
   class Exclusive {
    public:
     explicit Exclusive(const Stream& stream);
-    ~Exclusive() { flag_.store(false, std::memory_order_release); }
+    ~Exclusive() { holder_.store(0, std::memory_order_release); }
     Exclusive(const Exclusive&) = delete;
     Exclusive& operator=(const Exclusive&) = delete;
 
    private:
-    std::atomic<bool>& flag_;
+    std::atomic<std::uint32_t>& holder_;
   };
 
  private:
@@ -65,7 +70,12 @@ class Stream {
   int rows_;
   std::vector<LayerState> states_;  // one per layer
   Workspace workspace_;
-  mutable std::atomic<bool> in_use_{false};
+  // 0: free; otherwise the fork generation in which the current hold was taken.
+  mutable std::atomic<std::uint32_t> holder_{0};
 };
+
+// Starts at 1 and grows by one in every child process made by fork() (a pthread_atfork handler,
+// registered when the first stream is made): holds taken before the fork are then stale.
+std::uint32_t fork_generation() noexcept;
 
 }  // namespace pyrnn

@@ -1,5 +1,7 @@
 // Streams (of recurrent networks and of whole model graphs): step and feed agree with one
-// whole-sequence forward(), allocate nothing after the stream exists, share one network across threads, and refuse concurrent use of one stream.
+// whole-sequence forward(), allocate nothing after the stream exists, share one network across
+// threads, refuse concurrent use of one stream, and are usable in a child process forked while
+// another thread of the parent held them.
 //
 // Allocations are counted, on glibc, by interposing malloc & co. in this executable (forwarding to
 // glibc's __libc_* entry points), so an allocation by any code path -- operator new, C or C++,
@@ -15,6 +17,14 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#include <unistd.h>
+#define PYRNN_TEST_FORK 1
+#else
+#define PYRNN_TEST_FORK 0
+#endif
 
 #include "check.h"
 #include "core/dispatch.h"
@@ -416,6 +426,50 @@ void check_model_stream(const pyrnn::KernelTable& kernels) {
   for (std::size_t i = 0; i < h_n.size(); ++i) PYRNN_CHECK_CLOSE(h_n[i], ref_h[i], 2e-6, 2e-6);
 }
 
+#if PYRNN_TEST_FORK
+// fork() while another thread holds the stream: that thread does not exist in the child, so the
+// child must be able to use the stream (the stale hold is from the parent's fork generation),
+// while in the parent the hold stays in force until its thread lets go.
+void check_fork(const pyrnn::KernelTable& kernels) {
+  std::mt19937 rng(5);
+  const Case c{CellKind::Lstm, 3, 8, 2, 0, 1};
+  pyrnn::Stream stream(make_network(c, rng), c.rows);
+  const std::vector<float> x = random_vector(c.input, rng);
+  std::vector<float> out(8);
+  std::atomic<bool> holding{false}, release{false};
+  std::thread holder([&] {
+    const pyrnn::Stream::Exclusive held(stream);
+    holding.store(true);
+    while (!release.load()) std::this_thread::yield();
+  });
+  while (!holding.load()) std::this_thread::yield();
+  const std::uint32_t generation = pyrnn::fork_generation();
+  const pid_t child = fork();
+  if (child == 0) {
+    int code = pyrnn::fork_generation() == generation + 1 ? 0 : 3;
+    try {
+      stream.step(kernels, x.data(), c.input, out.data(), 8);
+    } catch (const std::runtime_error&) {
+      code = 4;
+    }
+    _exit(code);
+  }
+  bool refused_in_parent = false;
+  try {
+    stream.step(kernels, x.data(), c.input, out.data(), 8);
+  } catch (const std::runtime_error&) {
+    refused_in_parent = true;
+  }
+  release.store(true);
+  holder.join();
+  int status = -1;
+  PYRNN_CHECK(child > 0 && waitpid(child, &status, 0) == child);
+  PYRNN_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  PYRNN_CHECK(refused_in_parent);
+  PYRNN_CHECK(pyrnn::fork_generation() == generation);
+}
+#endif
+
 }  // namespace
 
 int main() {
@@ -454,6 +508,9 @@ int main() {
     check_threads(kernels);
     check_exclusive(kernels);
     check_model_stream(kernels);
+#if PYRNN_TEST_FORK
+    check_fork(kernels);
+#endif
   }
   if (pyrnn::testing::failures() != 0) {
     std::fprintf(stderr, "%d checks failed\n", pyrnn::testing::failures());

@@ -39,6 +39,11 @@ QUICK_STEP_DIVISOR = 10
 @dataclass
 class BenchOptions:
     model: str | None = None  # None: the bundled default model
+    # How to read `model` when it is a plain PyTorch state_dict (see pyrnn.load).
+    kind: str | None = None
+    prefix: str = ""
+    nonlinearity: str | None = None
+    batch_first: bool | None = None
     compare: bool = False
     workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
     repeats: int | None = None  # None: 5, or 2 with quick
@@ -312,17 +317,33 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
-def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[str, Any]:
-    """Everything `pyrnn bench` measures, as one JSON-ready dict."""
+def load_model(options: BenchOptions) -> tuple[Module, str]:
+    """The module `options` name (the bundled one by default) and its path."""
+    if options.model is None:
+        return load_default_model()
+    module = load(
+        options.model,
+        options.kind,
+        options.prefix,
+        nonlinearity=options.nonlinearity,
+        batch_first=options.batch_first,
+    )
+    return module, options.model
+
+
+def run_bench(
+    options: BenchOptions,
+    progress: Progress | None = None,
+    model: tuple[Module, str] | None = None,
+) -> dict[str, Any]:
+    """Everything `pyrnn bench` measures, as one JSON-ready dict. `model` is what
+    load_model(options) returned, when the caller loaded it already."""
     progress = progress or (lambda message: None)
     unknown = [name for name in options.workloads if name not in WORKLOADS]
     if unknown:
         raise ValueError(f"workloads: unknown {unknown}; expected some of {', '.join(WORKLOADS)}")
-    # Loaded before the probes run, so a bad --model fails fast.
-    if options.model is None:
-        module, path = load_default_model()
-    else:
-        module, path = load(options.model), options.model
+    # Loaded before the probes run, so a bad model fails fast.
+    module, path = model if model is not None else load_model(options)
 
     progress("measuring the machine")
     machine = measure_machine(options.effective_probe_seconds)

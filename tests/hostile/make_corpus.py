@@ -144,15 +144,27 @@ class _Exploit:
 def torch_zip(obj: Any) -> bytes:
     """obj saved in torch's zip format, by hand: a zip with archive/data.pkl (protocol 2) and
     archive/version, as torch.save writes it (no tensors needed for these cases)."""
+    return stored_zip(
+        {
+            "archive/data.pkl": pickle.dumps(obj, protocol=2),
+            "archive/byteorder": b"little",
+            "archive/version": b"3\n",
+        }
+    )
+
+
+def stored_zip(members: dict[str, bytes]) -> bytes:
+    """A zip archive of `members`, uncompressed, with fixed dates (np.savez stamps the time)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, payload in (
-            ("archive/data.pkl", pickle.dumps(obj, protocol=2)),
-            ("archive/byteorder", b"little"),
-            ("archive/version", b"3\n"),
-        ):
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(info, payload)
+        for name, payload in members.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), payload)
+    return buffer.getvalue()
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -491,6 +503,23 @@ def cases() -> Iterator[Case]:
         plain({"encoder." + k: v for k, v in lstm.items()}),
         ("lstm"),
         "no 'weight_ih_l0' under the prefix",
+    )
+
+    # Files of other formats, under a .safetensors name: recognised and named, never unpickled.
+    arrays = {f"{key}.npy": npy(value) for key, value in weights().items()}
+    yield "npz_archive", stored_zip(arrays), None, "a numpy .npz archive"
+    yield "npz_archive_with_kind", stored_zip(arrays), "rnn", "a numpy .npz archive"
+    yield "zip_archive", stored_zip({"weights.json": b"{}"}), None, "a zip archive holding"
+    yield "zip_no_directory", b"PK\x03\x04" + bytes(60), None, "directory cannot be read"
+    yield "npy_array", npy(weights()["weight_ih_l0"]), None, "a numpy .npy array"
+    yield "hdf5", b"\x89HDF\r\n\x1a\n" + bytes(248), None, "an HDF5 file"
+    yield "pickle_plain", pickle.dumps(weights(), protocol=2), "rnn", "a Python pickle"
+    yield "pickle_exec_renamed", pickle.dumps(_Exploit(), protocol=4), "rnn", "a Python pickle"
+    yield (
+        "torch_zip_without_kind",
+        torch_zip({"weight_ih_l0": _Exploit()}),
+        None,
+        "a PyTorch checkpoint (torch.save file), which has no pyrnn metadata",
     )
 
     # .pt files: read only through torch.load(weights_only=True).
