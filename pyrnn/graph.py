@@ -1,0 +1,414 @@
+"""pyrnn's model graph: the form every converted model takes (from PyTorch today), the JSON stored
+in a model file's header, and what the C++ core plans and runs.
+
+A graph is a list of nodes in execution order over named values. A value is a tensor (float32 or
+int64) or an int (a size computed from input shapes, so that dimensions the model does not fix
+stay free). Graph inputs are tensors whose dims are ints or ``None`` (free); constants are the
+model's weights and buffers under their torch ``state_dict`` names (plus ``_constN`` for anonymous
+tensor constants); every other value is produced by exactly one node before it is used.
+
+JSON form (``Graph.to_json``)::
+
+    {"inputs":  [{"name": "x", "dtype": "float32", "shape": [null, null, 40]}],
+     "outputs": {"tuple": [{"tensor": "v7"}, {"tensor": "h_n"}]},
+     "constants": ["lstm.weight_ih_l0", ...],
+     "nodes": [{"op": "linear", "inputs": ["x", "fc.weight", "fc.bias"], "outputs": ["v1"],
+                "attrs": {}, "source": "fc (model.py:12)"}, ...]}
+
+A node input is a value name, ``null`` for an absent optional input, or an int literal where the
+op takes an int. The output structure mirrors what the torch module returned: ``{"tensor": name}``,
+``{"tuple": [...]}``, ``{"list": [...]}``, ``{"dict": [[key, ...], ...]}`` (str keys) or
+``{"none": null}``.
+
+Ops and their operands (``?`` optional, ``*`` any number; attrs after the colon):
+
+========================  ====================================================================
+``rnn``                   x, h0?, c0?, *weights: mode ('rnn_tanh', 'rnn_relu', 'lstm', 'gru'),
+                          num_layers, bidirectional, batch_first, has_biases -> out, h_n[, c_n].
+                          Weights in torch's order per (layer, direction): w_ih, w_hh,
+                          [b_ih, b_hh], [w_hr]; x is (T, N, I), or (N, T, I) with batch_first.
+``rnn_cell``              x, h?, c?, w_ih, w_hh, b_ih?, b_hh?: mode -> h'[, c'] (x is (N, I)).
+``linear``                x, weight, bias? -> (..., out_features).
+``conv1d``                x, weight, bias?: stride, padding ([left, right]), dilation, groups;
+                          x is (N, C, L) or (C, L).
+``max_pool1d``            x: kernel_size, stride, padding, dilation, ceil_mode.
+``avg_pool1d``            x: kernel_size, stride, padding, ceil_mode, count_include_pad.
+``embedding``             weight, indices (int64) -> indices.shape + (embedding_dim,).
+``layer_norm``            x, weight?, bias?: normalized_rank (trailing dims), eps.
+``batch_norm``            x, weight?, bias?, running_mean, running_var: eps (channels = axis 1).
+unary activations         x: ``relu``, ``sigmoid``, ``tanh``, ``silu``, ``gelu`` (approximate:
+                          'none' | 'tanh'), ``leaky_relu`` (negative_slope), ``elu`` (alpha,
+                          scale, input_scale), ``hardtanh`` (min_val, max_val), ``softplus``
+                          (beta, threshold), ``neg``, ``exp``, ``log``, ``sqrt``, ``rsqrt``,
+                          ``abs``.
+``softmax``, ``log_softmax``  x: dim.
+``add`` ``sub`` ``mul`` ``div``  a, b: numpy broadcasting; scalars are 0-d constants.
+``sum`` ``mean`` ``amax``  x: dims (empty: all), keepdim.
+``norm``                  x: ord (a float; inf allowed as 'inf'), dims, keepdim.
+``reshape``               x, *dims (ints or int values; one may be -1).
+``flatten``               x: start_dim, end_dim.
+``permute``               x: dims.
+``squeeze``               x: dims (empty: every dim of extent 1).
+``unsqueeze``             x: dim.
+``select``                x: dim, index.
+``slice``                 x, start, end: dim, step (start/end are ints or int values, clamped).
+``cat`` ``stack``         *xs: dim.
+``identity``              x (contiguous, clone, detach, dropout at inference, alias).
+``full``                  *dims: value, dtype.
+``size``                  x: dim -> int.
+``int_add`` ``int_sub`` ``int_mul`` ``int_floordiv``  a, b (ints) -> int.
+========================  ====================================================================
+
+Everything here is plain data: loading a graph imports neither torch nor onnx, and
+``Graph.from_json`` refuses malformed input with ``GraphError`` naming the problem; the C++ core
+re-checks every node, edge and shape when it builds and plans.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+__all__ = ["OPS", "Graph", "GraphError", "InputSpec", "Node", "Structure"]
+
+
+class GraphError(ValueError):
+    """A graph description that is malformed: unknown op, bad operand, dangling or repeated
+    value names, bad attributes."""
+
+
+# op -> (minimum, maximum) operand count (None: unbounded), attribute names and their types.
+# The C++ core holds the authoritative rules; this table lets Python refuse a bad file early
+# and keeps the op list in one place on the Python side.
+_INT, _FLOAT, _BOOL, _STR, _INTS = "int", "float", "bool", "str", "ints"
+_UNARY = {
+    "relu": {},
+    "sigmoid": {},
+    "tanh": {},
+    "silu": {},
+    "neg": {},
+    "exp": {},
+    "log": {},
+    "sqrt": {},
+    "rsqrt": {},
+    "abs": {},
+    "gelu": {"approximate": _STR},
+    "leaky_relu": {"negative_slope": _FLOAT},
+    "elu": {"alpha": _FLOAT, "scale": _FLOAT, "input_scale": _FLOAT},
+    "hardtanh": {"min_val": _FLOAT, "max_val": _FLOAT},
+    "softplus": {"beta": _FLOAT, "threshold": _FLOAT},
+}
+OPS: dict[str, tuple[int, int | None, dict[str, str]]] = {
+    "rnn": (
+        2,
+        None,
+        {
+            "mode": _STR,
+            "num_layers": _INT,
+            "bidirectional": _BOOL,
+            "batch_first": _BOOL,
+            "has_biases": _BOOL,
+        },
+    ),
+    "rnn_cell": (5, 7, {"mode": _STR}),
+    "linear": (2, 3, {}),
+    "conv1d": (2, 3, {"stride": _INT, "padding": _INTS, "dilation": _INT, "groups": _INT}),
+    "max_pool1d": (
+        1,
+        1,
+        {
+            "kernel_size": _INT,
+            "stride": _INT,
+            "padding": _INT,
+            "dilation": _INT,
+            "ceil_mode": _BOOL,
+        },
+    ),
+    "avg_pool1d": (
+        1,
+        1,
+        {
+            "kernel_size": _INT,
+            "stride": _INT,
+            "padding": _INT,
+            "ceil_mode": _BOOL,
+            "count_include_pad": _BOOL,
+        },
+    ),
+    "embedding": (2, 2, {}),
+    "layer_norm": (1, 3, {"normalized_rank": _INT, "eps": _FLOAT}),
+    "batch_norm": (5, 5, {"eps": _FLOAT}),
+    **{name: (1, 1, attrs) for name, attrs in _UNARY.items()},
+    "softmax": (1, 1, {"dim": _INT}),
+    "log_softmax": (1, 1, {"dim": _INT}),
+    **{name: (2, 2, {}) for name in ("add", "sub", "mul", "div")},
+    **{name: (1, 1, {"dims": _INTS, "keepdim": _BOOL}) for name in ("sum", "mean", "amax")},
+    "norm": (1, 1, {"ord": _FLOAT, "dims": _INTS, "keepdim": _BOOL}),
+    "reshape": (1, None, {}),
+    "flatten": (1, 1, {"start_dim": _INT, "end_dim": _INT}),
+    "permute": (1, 1, {"dims": _INTS}),
+    "squeeze": (1, 1, {"dims": _INTS}),
+    "unsqueeze": (1, 1, {"dim": _INT}),
+    "select": (1, 1, {"dim": _INT, "index": _INT}),
+    "slice": (3, 3, {"dim": _INT, "step": _INT}),
+    "cat": (1, None, {"dim": _INT}),
+    "stack": (1, None, {"dim": _INT}),
+    "identity": (1, 1, {}),
+    "full": (0, None, {"value": _FLOAT, "dtype": _STR}),
+    "size": (1, 1, {"dim": _INT}),
+    **{name: (2, 2, {}) for name in ("int_add", "int_sub", "int_mul", "int_floordiv")},
+}
+DTYPES = ("float32", "int64")
+# Values that a JSON file may carry for a float attribute: finite numbers, or these words.
+_FLOAT_WORDS = {"inf": math.inf, "-inf": -math.inf}
+_MAX_RANK = 8
+_MAX_NAME = 1024
+
+Operand = Union[str, int, None]
+Structure = Any  # nested {"tensor": name} / {"tuple": [...]} / ... (see the module docstring)
+
+
+@dataclass
+class InputSpec:
+    """One graph input: its name, dtype and dims (None where the model leaves a dim free)."""
+
+    name: str
+    dtype: str
+    shape: list[int | None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass
+class Node:
+    op: str
+    inputs: list[Operand]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        attrs = {
+            key: ("inf" if value == math.inf else "-inf" if value == -math.inf else value)
+            if isinstance(value, float)
+            else value
+            for key, value in self.attrs.items()
+        }
+        return {
+            "op": self.op,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "attrs": attrs,
+            "source": self.source,
+        }
+
+
+@dataclass
+class Graph:
+    inputs: list[InputSpec]
+    outputs: Structure
+    constants: list[str]
+    nodes: list[Node]
+
+    # -- JSON ----------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": self.outputs,
+            "constants": list(self.constants),
+            "nodes": [node.to_json() for node in self.nodes],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Graph:
+        """A graph from its JSON form, every field checked (GraphError otherwise)."""
+        if not isinstance(data, dict):
+            raise GraphError(f"graph: expected a JSON object, got {type(data).__name__}")
+        _only_fields(data, {"inputs", "outputs", "constants", "nodes"}, "graph")
+        inputs = [_input_from_json(item, i) for i, item in enumerate(_list(data, "inputs"))]
+        constants = [_name(item, f"constants[{i}]") for i, item in enumerate(_list(data, "constants"))]
+        nodes = [_node_from_json(item, i) for i, item in enumerate(_list(data, "nodes"))]
+        graph = cls(inputs, data["outputs"], constants, nodes)
+        graph.validate()
+        return graph
+
+    # -- checks --------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Names are unique, every operand is defined before use, outputs exist. Shapes are the
+        core's to check (they depend on the input shapes)."""
+        defined: dict[str, str] = {}
+
+        def define(name: str, what: str) -> None:
+            if name in defined:
+                raise GraphError(f"value {name!r} is defined twice ({defined[name]} and {what})")
+            defined[name] = what
+
+        for spec in self.inputs:
+            define(spec.name, "an input")
+        for name in self.constants:
+            define(name, "a constant")
+        for index, node in enumerate(self.nodes):
+            for position, operand in enumerate(node.inputs):
+                if isinstance(operand, str) and operand not in defined:
+                    raise GraphError(
+                        f"node {index} ({node.op}): input {position} {operand!r} is not defined "
+                        "before this node (dangling or cyclic edge)"
+                    )
+            for name in node.outputs:
+                define(name, f"node {index} ({node.op})")
+        for name in structure_leaves(self.outputs):
+            if name not in defined:
+                raise GraphError(f"outputs: {name!r} is not a value of the graph")
+
+
+def structure_leaves(structure: Structure) -> list[str]:
+    """The tensor names of an output structure, depth first; GraphError if malformed."""
+    leaves: list[str] = []
+
+    def walk(item: Any, depth: int) -> None:
+        if depth > 32:
+            raise GraphError("outputs: nested more than 32 levels deep")
+        if not isinstance(item, dict) or len(item) != 1:
+            raise GraphError(f"outputs: expected a one-key object, got {item!r:.80}")
+        ((kind, value),) = item.items()
+        if kind == "tensor":
+            leaves.append(_name(value, "outputs"))
+        elif kind == "none":
+            if value is not None:
+                raise GraphError("outputs: 'none' takes null")
+        elif kind in ("tuple", "list"):
+            if not isinstance(value, list):
+                raise GraphError(f"outputs: {kind!r} takes a list")
+            for part in value:
+                walk(part, depth + 1)
+        elif kind == "dict":
+            if not isinstance(value, list):
+                raise GraphError("outputs: 'dict' takes a list of [key, value] pairs")
+            keys = set()
+            for pair in value:
+                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+                    raise GraphError(f"outputs: dict entry {pair!r:.80} is not [str, value]")
+                if pair[0] in keys:
+                    raise GraphError(f"outputs: dict key {pair[0]!r} is repeated")
+                keys.add(pair[0])
+                walk(pair[1], depth + 1)
+        else:
+            raise GraphError(f"outputs: unknown structure kind {kind!r:.40}")
+
+    walk(structure, 0)
+    return leaves
+
+
+# -- JSON field checks ---------------------------------------------------------------------------
+def _only_fields(data: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    missing = sorted(allowed - set(data))
+    if unknown or missing:
+        raise GraphError(f"{where}: missing fields {missing}, unknown fields {unknown}")
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data[key]
+    if not isinstance(value, list):
+        raise GraphError(f"graph: {key!r} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
+        raise GraphError(f"{where}: expected a value name (1..{_MAX_NAME} chars), got {value!r:.80}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _input_from_json(item: Any, index: int) -> InputSpec:
+    where = f"inputs[{index}]"
+    if not isinstance(item, dict):
+        raise GraphError(f"{where}: expected an object")
+    _only_fields(item, {"name", "dtype", "shape"}, where)
+    if item["dtype"] not in DTYPES:
+        raise GraphError(f"{where}: dtype must be one of {DTYPES}, got {item['dtype']!r:.40}")
+    shape = item["shape"]
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_RANK
+        or not all(d is None or (_is_int(d) and 0 <= d < 2**31) for d in shape)
+    ):
+        raise GraphError(
+            f"{where}: shape must be a list of at most {_MAX_RANK} dims, each null or an int "
+            f"in [0, 2**31), got {shape!r:.80}"
+        )
+    return InputSpec(_name(item["name"], where), item["dtype"], list(shape))
+
+
+def _node_from_json(item: Any, index: int) -> Node:
+    where = f"nodes[{index}]"
+    if not isinstance(item, dict):
+        raise GraphError(f"{where}: expected an object")
+    _only_fields(item, {"op", "inputs", "outputs", "attrs", "source"}, where)
+    op = item["op"]
+    if not isinstance(op, str) or op not in OPS:
+        raise GraphError(f"{where}: unknown op {op!r:.40}")
+    where = f"{where} ({op})"
+    low, high, attr_types = OPS[op]
+    inputs = item["inputs"]
+    if not isinstance(inputs, list) or not all(
+        x is None or _is_int(x) or isinstance(x, str) for x in inputs
+    ):
+        raise GraphError(f"{where}: inputs must be a list of names, ints or null")
+    if len(inputs) < low or (high is not None and len(inputs) > high):
+        expected = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise GraphError(f"{where}: expected {expected} inputs, got {len(inputs)}")
+    for x in inputs:
+        if isinstance(x, str):
+            _name(x, where)
+        elif _is_int(x) and not -(2**63) <= x < 2**63:
+            raise GraphError(f"{where}: int input {x} does not fit in 64 bits")
+    outputs = item["outputs"]
+    if not isinstance(outputs, list) or not 1 <= len(outputs) <= 3:
+        raise GraphError(f"{where}: outputs must be a list of 1 to 3 names")
+    outputs = [_name(x, where) for x in outputs]
+    attrs = item["attrs"]
+    if not isinstance(attrs, dict):
+        raise GraphError(f"{where}: attrs must be an object")
+    _only_fields(attrs, set(attr_types), f"{where} attrs")
+    checked = {key: _attr(value, attr_types[key], f"{where}: attr {key!r}") for key, value in attrs.items()}
+    source = item["source"]
+    if not isinstance(source, str) or len(source) > 4096:
+        raise GraphError(f"{where}: source must be a string of at most 4096 chars")
+    return Node(op, list(inputs), outputs, checked, source)
+
+
+def _attr(value: Any, kind: str, where: str) -> Any:
+    if kind == _INT:
+        if not _is_int(value) or not -(2**62) <= value <= 2**62:
+            raise GraphError(f"{where}: expected an int, got {value!r:.40}")
+        return value
+    if kind == _BOOL:
+        if not isinstance(value, bool):
+            raise GraphError(f"{where}: expected true or false, got {value!r:.40}")
+        return value
+    if kind == _STR:
+        if not isinstance(value, str) or len(value) > 64:
+            raise GraphError(f"{where}: expected a short string, got {value!r:.40}")
+        return value
+    if kind == _FLOAT:
+        if isinstance(value, str) and value in _FLOAT_WORDS:
+            return _FLOAT_WORDS[value]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise GraphError(f"{where}: expected a finite number or 'inf', got {value!r:.40}")
+        return float(value)
+    if kind == _INTS:
+        if (
+            not isinstance(value, list)
+            or len(value) > _MAX_RANK
+            or not all(_is_int(v) and -(2**31) < v < 2**31 for v in value)
+        ):
+            raise GraphError(f"{where}: expected a list of at most {_MAX_RANK} ints, got {value!r:.80}")
+        return list(value)
+    raise AssertionError(kind)
