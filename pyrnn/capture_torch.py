@@ -1102,9 +1102,16 @@ class _Converter:
                     "has no type conversion"
                 )
             return self._tensor(value)
+        if hasattr(value, "op") and isinstance(value.meta.get("val"), self.torch.SymInt):
+            size = self._int(value)
+            if isinstance(size, int):
+                return self._scalar(size, dtype)
+            # A size as a 0-d tensor: the sum of that many ones (exact below 2**24 in float32).
+            ones = self._emit1("full", [size], {"value": 1.0, "dtype": dtype})
+            return self._emit1("sum", [ones], {"dims": [], "keepdim": False})
         return self._refuse(
-            f"{_op_name(self.fx_node.target)} uses {value!r:.60} (a size or a Python number "
-            "computed from sizes) as a tensor operand: not supported"
+            f"{_op_name(self.fx_node.target)} uses {value!r:.60} (a number computed from sizes) "
+            "as a tensor operand: not supported"
         )
 
     def _reciprocal(self, node: Any, a: dict[str, Any]) -> None:

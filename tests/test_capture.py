@@ -428,8 +428,11 @@ class Shapes(nn.Module):
             x[:, :-1],
             x[..., 1:5:2],
             x[:, ::2],
+            x[:, t - 1],  # an index computed from a size
             x[:, :1].squeeze(1),
             x[:, :1].squeeze(),
+            x[:, :1, :1].squeeze((1, 2)),
+            x[0].t(),
             x.unsqueeze(0),
             x.unsqueeze(-1),
             x[:, None],
@@ -442,17 +445,104 @@ class Shapes(nn.Module):
             x.view(n, -1),
             x.reshape(-1, 2, f // 2)[0],
             x.narrow(2, 1, 3),
+            x.narrow(2, -2, 2),
             first + second.sum(-1, keepdim=True),
             head * tail,
             x.unbind(2)[3],
             x[:, :, :1].expand(n, t, 4),
             torch.zeros(n, 3) + x[:, 0, :3],
+            torch.ones(t // 2 + 1, 2),
+            x.sum(1) / t,  # a size as a tensor operand
             torch.ones_like(x) * 2 + x.new_full((1, t, 1), 0.5),
         )
 
 
 def test_shape_operations() -> None:
     check(Shapes(), features(6), [(3, 57), (1, 1), (3, 2)])
+
+
+class PassThrough(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(0.5)
+        self.dropout1d = nn.Dropout1d(0.5)
+        self.identity = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (
+            self.dropout(x),
+            self.dropout1d(x),
+            self.identity(x),
+            F.dropout(x, 0.3, training=False),
+            x.clone(),
+            x.detach(),
+            x.transpose(1, 2).contiguous(),
+            x.float(),
+            x.type_as(x),
+        )
+
+
+def test_inference_identities_vanish() -> None:
+    graph = check(PassThrough(), features(3), [(3, 5)])
+    assert ops(graph) == ["permute"]
+
+
+class Norms(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (
+            torch.norm(x, p="fro", dim=(1, 2)),
+            torch.linalg.norm(x, dim=-1),
+            torch.linalg.norm(x),
+            x.norm(0, dim=1),
+            torch.linalg.vector_norm(x, float("-inf"), dim=(0, 2), keepdim=True),
+        )
+
+
+def test_norm_variants() -> None:
+    check(Norms(), features(5), [(3, 57), (1, 1)])
+
+
+def test_unbatched_sequence() -> None:
+    check(nn.GRU(6, 5), lambda n, t: (torch.randn(t, 6),), [(1, 57), (1, 1)])
+
+
+class TokenArithmetic(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 3, padding_idx=0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embed(tokens * 2 + 1 - tokens)
+
+
+def test_int64_arithmetic_on_indices() -> None:
+    graph = check(TokenArithmetic(), lambda n, t: (torch.randint(0, 40, (n, t)),))
+    scalars = [node for node in graph.nodes if node.op in ("add", "sub", "mul")]
+    assert len(scalars) == 3
+
+
+class Constants(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.tensor([1.0, 2.0, 3.0]) + torch.tensor(0.5)
+
+
+def test_tensors_built_in_forward_are_anonymous_constants() -> None:
+    graph = check(Constants(), lambda n, t: (torch.randn(n, 3),))
+    assert graph.constants == ["_const0", "_const1"]
+
+
+class Positional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(200, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.table[: x.shape[1]]
+
+
+def test_a_table_bounds_the_steps() -> None:
+    graph = check(Positional(), features(6))
+    assert graph.inputs[0].ranges == [(1, 0, 200)]
 
 
 class Broadcasting(nn.Module):
@@ -521,10 +611,11 @@ def test_in_place_ops_on_fresh_results() -> None:
     assert "relu" in ops(graph)
 
 
-def test_float64_weights_are_converted_at_float32() -> None:
-    model = SpeakerEncoder().double().eval()
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_weights_of_other_float_dtypes_are_converted_at_float32(dtype: torch.dtype) -> None:
+    model = SpeakerEncoder().to(dtype).eval()
     graph, constants = capture(model, (torch.randn(4, 20, 40),))
-    assert all(p.dtype == torch.float64 for p in model.parameters())  # the user's model as it was
+    assert all(p.dtype == dtype for p in model.parameters())  # the user's model as it was
     assert all(array.dtype == np.float32 for array in constants.values())
     x = torch.randn(3, 9, 40)
     with torch.no_grad():
@@ -639,6 +730,47 @@ class Stateful(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls.add_(1)
         return x * 2
+
+
+def test_a_model_on_the_meta_device_is_refused() -> None:
+    with pytest.raises(ConversionError, match=r"lstm\.weight_ih_l0 is on device 'meta'"):
+        capture(SpeakerEncoder().to("meta").eval(), (torch.randn(2, 5, 40),))
+
+
+class Unsupported(nn.Module):
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        return self.fn(*inputs)
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (lambda x: x * x.max().item(), r"aten\.item\.default is not supported"),
+        (lambda x: x.long(), r"aten\.to\.dtype converts torch\.float32 to torch\.int64"),
+        (
+            lambda x: x + torch.ones(8, dtype=torch.int64),
+            r"aten\.add\.Tensor mixes int64 and float32",
+        ),
+        (lambda x: torch.sort(x)[0], r"aten\.sort\.default is not supported"),
+        (lambda x: torch.fft.rfft(x).real, r"aten\.fft_rfft\.default is not supported"),
+        (
+            lambda x: F.max_pool1d(x, 2, return_indices=True)[1],
+            r"uses output 1 of aten\.max_pool1d_with_indices",
+        ),
+        (lambda x: x.div(2, rounding_mode="floor"), "rounding_mode='floor'"),
+        (lambda x: x.pow(3), r"aten\.pow\.Tensor_Scalar with exponent 3"),
+    ],
+    ids=["item", "cast", "mixed-dtypes", "sort", "fft", "pool-indices", "floor-div", "cube"],
+)
+def test_operations_the_graph_cannot_express_are_refused(
+    fn: Callable[..., Any], match: str
+) -> None:
+    with pytest.raises(ConversionError, match=match):
+        capture(Unsupported(fn).eval(), (torch.randn(2, 3, 8),))
 
 
 def test_writing_a_buffer_is_refused() -> None:
