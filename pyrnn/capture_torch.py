@@ -152,8 +152,13 @@ def _export(module: Any, inputs: list[Any]) -> Any:
         shapes[tensor] = {dim: export.Dim.AUTO for dim in range(tensor.dim())}
     try:
         with torch.no_grad(), _shape_rules(), warnings.catch_warnings():
-            # nn.RNN re-assigns its _flat_weights list while export traces it: harmless here.
-            warnings.filterwarnings("ignore", message=r"(?s).*_flat_weights", category=UserWarning)
+            # Tensor attributes set in forward (nn.RNN's _flat_weights, weight_norm's weight):
+            # export restores them; a graph reads the weights they are computed from.
+            warnings.filterwarnings(
+                "ignore",
+                message=r"The tensor attributes? .* assigned during export",
+                category=UserWarning,
+            )
             # About torch's own conv kernel (a padded copy), not about the converted model.
             warnings.filterwarnings(
                 "ignore", message="Using padding='same' with even kernel", category=UserWarning
@@ -400,6 +405,7 @@ class _Converter:
         self.scalars: dict[tuple[str, float], str] = {}
         self.scalar_values: dict[str, np.ndarray] = {}
         self.zeros: set[str] = set()  # values known to be all zeros
+        self.anonymous = 0  # _constN names given so far
         self.symbols: dict[Any, tuple[str, int]] = {}  # size symbol -> (input, dim)
         self.symbol_values: dict[Any, Operand] = {}
         self.modules = {path for path, _ in module.named_modules()}
@@ -462,6 +468,7 @@ class _Converter:
                 anonymous += 1
             elif spec.kind != InputKind.USER_INPUT:
                 raise ConversionError(f"model input {spec.arg.name!r} of kind {spec.kind.name}")
+        self.anonymous = anonymous
         for node, name, value in named:
             self.taken.add(name)
             self.env[node] = name
@@ -498,6 +505,9 @@ class _Converter:
 
     def _convert_node(self, node: Any) -> None:
         target = node.target
+        if self._computed_from_weights(node):
+            self._fold(node)
+            return
         key = target if not hasattr(target, "_schema") else str(target)
         if hasattr(target, "_schema") and _is_inplace(target) and key not in _ALIASES:
             key = _functional_name(target)
@@ -507,6 +517,47 @@ class _Converter:
         if handler is None:
             self._unsupported(_op_name(target))
         handler(node, _bind(node))
+
+    def _computed_from_weights(self, node: Any) -> bool:
+        """Whether the node computes a tensor from constants alone (a weight norm, a
+        transposed or scaled weight): such a result is computed once, here, with torch."""
+        target = node.target
+        if not hasattr(target, "_schema") or _is_inplace(target) or str(target) in _ALIASES:
+            return False
+        if self.torch.Tag.nondeterministic_seeded in getattr(target, "tags", ()):
+            return False
+        inputs = node.all_input_nodes
+        return bool(inputs) and all(
+            _is_tensor_node(n) and self.env.get(n) in self.constant_tensors for n in inputs
+        )
+
+    def _fold(self, node: Any) -> None:
+        torch = self.torch
+
+        def real(value: Any) -> Any:
+            if hasattr(value, "op"):
+                return self.constant_tensors[self.env[value]].detach()
+            if isinstance(value, list | tuple):
+                return type(value)(real(v) for v in value)
+            return value
+
+        try:
+            with torch.no_grad():
+                result = node.target(*real(list(node.args)), **real(dict(node.kwargs)))
+        except Exception as error:
+            self._refuse(f"{_op_name(node.target)} on the model's weights failed: {error}")
+        results = list(result) if isinstance(result, list | tuple) else [result]
+        names = []
+        for tensor in results:
+            if not isinstance(tensor, torch.Tensor):
+                self._refuse(f"{_op_name(node.target)} on the model's weights gave {tensor!r:.40}")
+            name = self._fresh(f"_const{self.anonymous}")
+            self.anonymous += 1
+            self.constant_tensors[name] = tensor
+            if tensor.numel() and not tensor.any():
+                self.zeros.add(name)
+            names.append(name)
+        self._set(node, tuple(names) if isinstance(result, list | tuple) else names[0])
 
     def _finish(self, structure: Structure) -> tuple[Graph, dict[str, np.ndarray]]:
         live = set(_leaves(structure))
@@ -1430,17 +1481,19 @@ class _Converter:
     def _check_inplace(self, node: Any, order: dict[Any, int]) -> None:
         """An in-place op is converted as its out-of-place form, which is exact when nothing
         reads the changed memory afterwards except through the op's own result: no later reader
-        of the tensor it changed, nor of any view sharing that tensor's memory."""
+        of the tensor it changed, nor of any view sharing that tensor's memory. A weight or
+        buffer written in place is state, which a graph does not keep; an input written in
+        place changes only the caller's tensor, which the graph leaves as it was."""
         if str(node.target) in _ALIASES:
             return
         root = node.args[0]
         while _is_inplace_node(root) or _is_alias_node(root):
             root = root.args[0]
-        if root.op == "placeholder":
+        if root.op == "placeholder" and self.env.get(root) in self.constant_tensors:
             self._refuse(
                 f"the model writes to {self.env.get(root, root.name)} in place "
-                f"({_op_name(node.target)}): a converted graph keeps no state between calls and "
-                "never changes its inputs; return the new value as an output instead"
+                f"({_op_name(node.target)}): a converted graph keeps no state between calls; "
+                "return the new value as an output instead"
             )
         members: set[Any] = set()
         stack = [root]

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from graph_reference import run_graph
+from graph_reference import KERNELS, run_graph
 from torch import nn
 
 from pyrnn.capture_torch import capture
-from pyrnn.graph import ConversionError, Graph
+from pyrnn.graph import OPS, ConversionError, Graph
 
 # float32 throughout; the graph and torch run the same kernels here, so differences are rounding.
 ATOL, RTOL = 1e-5, 1e-5
@@ -611,6 +611,47 @@ def test_in_place_ops_on_fresh_results() -> None:
     assert "relu" in ops(graph)
 
 
+class InPlaceOnInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.act(x))
+
+
+def test_in_place_op_on_an_input_leaves_the_callers_tensor_alone() -> None:
+    model = InPlaceOnInput().eval()
+    graph, constants = capture(model, (torch.randn(2, 5, 4),))
+    x = torch.randn(3, 7, 4)
+    given = x.numpy().copy()
+    got = run_graph(graph, constants, [given])
+    assert np.array_equal(given, x.numpy())
+    with torch.no_grad():
+        assert_same(got, model(x))
+
+
+class WeightPreprocessing(nn.Module):
+    """Weights computed in forward from weights alone: weight norm (both APIs), a scaled table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 6, 3, padding=1))
+        self.embed = nn.Embedding(10, 6)
+        self.gain = nn.Parameter(torch.randn(6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).transpose(1, 2)
+        return F.linear(y * F.softplus(self.gain), self.embed.weight * 0.5)
+
+
+def test_weights_computed_from_weights_are_folded() -> None:
+    graph = check(WeightPreprocessing(), lambda n, t: (torch.randn(n, 4, t),), [(3, 57), (1, 1)])
+    assert ops(graph) == ["conv1d", "permute", "mul", "linear"]
+    assert graph.constants == ["conv.bias", "_const0", "_const1", "_const2"]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_weights_of_other_float_dtypes_are_converted_at_float32(dtype: torch.dtype) -> None:
     model = SpeakerEncoder().to(dtype).eval()
@@ -621,6 +662,20 @@ def test_weights_of_other_float_dtypes_are_converted_at_float32(dtype: torch.dty
     with torch.no_grad():
         want = copy.deepcopy(model).float()(x)
     assert_same(run_graph(graph, constants, [x.numpy()]), want)
+
+
+def test_capture_leaves_torch_as_it_was() -> None:
+    ops_ = [torch.ops.aten.lstm.input, torch.ops.aten.gru.input, torch.ops.aten.max_pool1d.default]
+    before = [dict(op.py_kernels) for op in ops_]
+    capture(SpeakerEncoder().eval(), (torch.randn(2, 5, 40),))
+    for failing in (WithCumsum(), Branching()):  # refused after, and during, the export
+        with pytest.raises(ConversionError):
+            capture(failing.eval(), (torch.randn(2, 5, 4),))
+    assert [dict(op.py_kernels) for op in ops_] == before
+
+
+def test_the_reference_runs_every_op() -> None:
+    assert set(KERNELS) == set(OPS)
 
 
 def test_an_example_dim_of_size_one_is_fixed() -> None:
