@@ -13,11 +13,61 @@ The capture is ``torch.export.export`` with ``Dim.AUTO`` on every dim of every i
 - ``torch.fx.symbolic_trace`` cannot follow code that reads shapes, and TorchScript is
   deprecated.
 
-Export fixes a dim whose size is 0 or 1 in the example (it specialises those sizes): capture
-from examples with batch >= 2 and steps >= 2 to keep those dims free. A dim the model fixes (the
-feature dim a Linear or an LSTM reads) is fixed in the graph's input spec either way, and a free
-dim that the model bounds (a convolution needs at least its kernel's extent; code that branches
-on a size) carries that range in the spec.
+Two torch kernels would still fix a free size while tracing (the RNN ops' Python decomposition
+loops over the steps; max_pool1d's C++ check reads the length as an int): during the export they
+get an output-shape rule instead (``_shape_rules``), and torch is restored afterwards.
+
+Sizes. Export fixes a dim whose size is 0 or 1 in the example (it specialises those sizes):
+capture from examples with batch >= 2 and steps >= 2 to keep those dims free. A dim the model
+fixes (the feature dim a Linear or an LSTM reads) is fixed in the graph's input spec either way,
+and a free dim that the model bounds (a convolution needs at least its kernel's extent, a table
+of 200 positions at most 200 steps, code that branches on a size) carries that range in the spec.
+
+Dtypes. Inputs are float32, or int64/int32 indices (declared int64; the runtime casts int32).
+Weights in float64, float16 or bfloat16 are converted from a float32 copy of the model (the
+user's model is never modified). Anything else is refused.
+
+Modes. A model with any submodule in training mode is refused (call model.eval()), and so is
+dropout with train=True or batch norm on batch statistics.
+
+Weights computed from weights alone (weight norm, a scaled or transposed table) are computed
+here, once, with torch, and stored as ``_constN`` constants. An in-place op becomes its
+out-of-place form when nothing reads the changed tensor afterwards; writing a weight or buffer
+in place (state) is refused.
+
+Op table, ATen -> graph (``x?`` = operand null when absent):
+
+=============================================================  ===============================
+lstm/gru/rnn_tanh/rnn_relu ``.input``                          ``rnn`` (a state nn.RNN built
+                                                               as zeros becomes null)
+lstm_cell, gru_cell, rnn_tanh_cell, rnn_relu_cell              ``rnn_cell``
+linear                                                         ``linear``
+conv1d (int padding; 'same'/'valid')                           ``conv1d`` (padding [left, right])
+max_pool1d, max_pool1d_with_indices (values only); avg_pool1d  ``max_pool1d``; ``avg_pool1d``
+embedding                                                      ``embedding``
+layer_norm; batch_norm, _native_batch_norm_legit_no_training   ``layer_norm``; ``batch_norm``
+relu sigmoid tanh silu neg exp log sqrt rsqrt abs gelu         the same unary op
+leaky_relu, elu, softplus, hardtanh                            the same, every attr written
+selu, celu                                                     ``elu``
+relu6, clamp, clamp_min, clamp_max                             ``hardtanh`` (inf when open)
+softmax, _softmax; log_softmax, _log_softmax                   ``softmax``; ``log_softmax``
+add sub mul div (Tensor, Scalar; alpha), rsub, true_divide     ``add`` ``sub`` ``mul`` ``div``
+reciprocal; pow (2, 1, -1, 0.5, -0.5); square                  ``div``; ``mul``/``sqrt``/...
+sum, mean, amax, max (values); amin, min (values)              ``sum`` ``mean`` ``amax``; -amax(-x)
+linalg_vector_norm, norm, frobenius_norm, linalg_norm (vector) ``norm``
+view, _unsafe_view, reshape, view_as, reshape_as               ``reshape``
+flatten.using_ints; permute                                    ``flatten``; ``permute``
+transpose, swapaxes, swapdims, t, mT, numpy_T, movedim         ``permute`` (or nothing)
+squeeze (all overloads); unsqueeze                             ``squeeze``; ``unsqueeze``
+select (index from sizes: slice + squeeze); slice; narrow      ``select``; ``slice``
+split, split_with_sizes, chunk; unbind                         ``slice`` each; ``select`` each
+cat; stack; expand, expand_as                                  ``cat``; ``stack``; ``expand``
+clone contiguous detach alias lift_fresh_copy, dropout         nothing: the input's value
+(train=False), to/_to_copy/type_as to the same dtype
+zeros ones full empty, new_*, *_like, scalar_tensor            ``full``
+sym_size.int; operator add sub mul floordiv neg on sizes       ``size``; ``int_*``
+operator.getitem of a multi-output op                          that output
+=============================================================  ===============================
 
 Whatever the graph cannot express is refused here, with ConversionError naming the ATen op, the
 module path and the source line; never later with a wrong result.
