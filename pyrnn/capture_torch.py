@@ -197,9 +197,18 @@ def _export(module: Any, inputs: list[Any]) -> Any:
     torch = _module("torch")
     export = _module("torch.export")
 
+    if not (hasattr(export, "ShapesCollection") and hasattr(getattr(export, "Dim", None), "AUTO")):
+        raise ImportError(
+            "converting a model needs torch.export with Dim.AUTO and ShapesCollection "
+            f"(torch 2.6 or newer), found torch {torch.__version__}"
+        )
     shapes = export.ShapesCollection()
     for tensor in inputs:
-        shapes[tensor] = {dim: export.Dim.AUTO for dim in range(tensor.dim())}
+        # Export fixes example sizes 0 and 1 whatever it is told: say so, and it stays quiet.
+        shapes[tensor] = {
+            dim: export.Dim.AUTO if size > 1 else export.Dim.STATIC
+            for dim, size in enumerate(tensor.shape)
+        }
     try:
         with torch.no_grad(), _shape_rules(), warnings.catch_warnings():
             # Tensor attributes set in forward (nn.RNN's _flat_weights, weight_norm's weight):
@@ -213,7 +222,7 @@ def _export(module: Any, inputs: list[Any]) -> Any:
             warnings.filterwarnings(
                 "ignore", message="Using padding='same' with even kernel", category=UserWarning
             )
-            return export.export(module, tuple(inputs), dynamic_shapes=shapes)
+            return export.export(module, tuple(inputs), dynamic_shapes=shapes, strict=False)
     except ConversionError:
         raise
     except Exception as error:  # export raises many types; each is translated below
@@ -238,8 +247,8 @@ def _export_error(error: BaseException) -> ConversionError:
     if data_dependent:
         return ConversionError(
             f"the model branches on tensor values{at} (data-dependent control flow), which a "
-            "captured graph cannot follow: compute both sides and choose with torch.where, or "
-            f"take the decision outside forward ({kind}: {first[:300]})"
+            "captured graph cannot follow: take the decision outside forward (a module "
+            f"attribute set before converting, or two models) ({kind}: {first[:300]})"
         )
     return ConversionError(f"torch.export could not capture the model{at}: {kind}: {first[:300]}")
 

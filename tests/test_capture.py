@@ -222,6 +222,32 @@ def test_a_convolution_bounds_the_steps_it_needs() -> None:
         run_graph(graph, constants, [np.zeros((2, 3, 4), np.float32)])
 
 
+class AttentionPooling(nn.Module):
+    """Conv + BatchNorm + ReLU + Dropout front end, a bidirectional GRU, attention pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.front = nn.Sequential(
+            nn.Conv1d(5, 8, 3, padding=1),
+            nn.BatchNorm1d(8),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.2),
+        )
+        self.gru = nn.GRU(8, 6, batch_first=True, bidirectional=True)
+        self.score = nn.Linear(12, 1)
+        self.out = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.gru(self.front(x).transpose(1, 2))
+        weights = torch.softmax(self.score(seq).squeeze(-1), dim=1)
+        pooled = (seq * weights.unsqueeze(-1)).sum(dim=1)
+        return self.out(pooled)
+
+
+def test_attention_pooling_over_a_conv_front_end() -> None:
+    check(AttentionPooling(), lambda n, t: (torch.randn(n, 5, t),))
+
+
 class ResidualGRUs(nn.Module):
     def __init__(self) -> None:
         super().__init__()
