@@ -556,6 +556,7 @@ class _Converter:
                 if bounds is not None:
                     low = _finite(bounds.lower) or 0
                     high = _finite(bounds.upper)
+                    high = high if high is not None and high < 2**31 else None
                     # export assumes free dims are >= 2 when tracing; size 1 runs the same graph.
                     low = low if low > 2 else 0
                     if low > 0 or high is not None:
@@ -668,7 +669,8 @@ class _Converter:
         if kind in (tuple, list) or getattr(kind, "__name__", "") in ("namedtuple", "structseq"):
             return {"tuple" if kind is not list else "list": children}
         if kind in (dict, collections.OrderedDict, collections.defaultdict):
-            keys = list(spec.context)
+            # a defaultdict's context is (default_factory, keys)
+            keys = list(spec.context[1] if kind is collections.defaultdict else spec.context)
             if not all(isinstance(key, str) for key in keys):
                 raise ConversionError(
                     f"the model returns a dict with keys {keys!r:.80}: use str keys"

@@ -62,6 +62,13 @@ def assert_same(got: Any, want: Any, where: str = "output") -> None:
             assert_same(part, expected, f"{where}[{index}]")
 
 
+def convert(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """capture(), and the graph survives its JSON round trip unchanged."""
+    graph, constants = capture(model, example)
+    assert Graph.from_json(json.loads(json.dumps(graph.to_json()))) == graph
+    return graph, constants
+
+
 def check(
     model: nn.Module,
     make: Inputs,
@@ -72,13 +79,12 @@ def check(
     each of `sizes`, the JSON round trip, and that the model was left as it was."""
     model.eval()
     before = copy.deepcopy(model.state_dict())
-    graph, constants = capture(model, make(*example))
+    graph, constants = convert(model, make(*example))
     assert not model.training
     after = model.state_dict()
     assert list(after) == list(before)
     assert all(torch.equal(after[key], before[key]) for key in before)
 
-    assert Graph.from_json(json.loads(json.dumps(graph.to_json()))) == graph
     assert list(constants) == graph.constants
     for name, array in constants.items():
         assert array.dtype in (np.float32, np.int64), name
@@ -167,7 +173,7 @@ def test_language_model_on_token_ids() -> None:
 
 
 def test_int32_token_ids_become_an_int64_input() -> None:
-    graph, _ = capture(LanguageModel().eval(), (torch.randint(0, 50, (4, 9), dtype=torch.int32),))
+    graph, _ = convert(LanguageModel().eval(), (torch.randint(0, 50, (4, 9), dtype=torch.int32),))
     assert graph.inputs[0].dtype == "int64"
 
 
@@ -209,14 +215,14 @@ def test_conv_front_end(conv: nn.Conv1d, pool: nn.Module) -> None:
 
 def test_conv_same_padding_splits_like_torch() -> None:
     conv = nn.Conv1d(2, 2, 4, padding="same", dilation=3)
-    graph, _ = capture(conv.eval(), (torch.randn(2, 2, 30),))
+    graph, _ = convert(conv.eval(), (torch.randn(2, 2, 30),))
     (node,) = graph.nodes
     assert node.attrs["padding"] == [4, 5]  # total 3 * (4 - 1) = 9, left 9 // 2
 
 
 def test_a_convolution_bounds_the_steps_it_needs() -> None:
     conv = nn.Conv1d(3, 4, 5).eval()
-    graph, constants = capture(conv, (torch.randn(2, 3, 40),))
+    graph, constants = convert(conv, (torch.randn(2, 3, 40),))
     assert graph.inputs[0].ranges == [(2, 5, None)]
     with pytest.raises(ValueError, match="dim 2 must be in"):
         run_graph(graph, constants, [np.zeros((2, 3, 4), np.float32)])
@@ -620,6 +626,19 @@ def test_dict_list_tuple_output_structure() -> None:
     assert [key for key, _ in graph.outputs["dict"]] == ["out", "state", "pair", "none"]
 
 
+class Mappings(nn.Module):
+    def forward(self, x: torch.Tensor) -> Any:
+        ordered = collections.OrderedDict([("b", x * 2), ("a", x)])
+        return collections.defaultdict(list, {"ordered": ordered, "plain": {"y": x + 1}})
+
+
+def test_ordered_and_default_dicts_are_dicts() -> None:
+    graph = check(Mappings(), features(3), [(2, 3)])
+    assert graph.outputs["dict"][0][1] == {
+        "dict": [["b", {"tensor": "mul"}], ["a", {"tensor": "x"}]]
+    }
+
+
 class InPlace(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -649,7 +668,7 @@ class InPlaceOnInput(nn.Module):
 
 def test_in_place_op_on_an_input_leaves_the_callers_tensor_alone() -> None:
     model = InPlaceOnInput().eval()
-    graph, constants = capture(model, (torch.randn(2, 5, 4),))
+    graph, constants = convert(model, (torch.randn(2, 5, 4),))
     x = torch.randn(3, 7, 4)
     given = x.numpy().copy()
     got = run_graph(graph, constants, [given])
@@ -681,7 +700,7 @@ def test_weights_computed_from_weights_are_folded() -> None:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_weights_of_other_float_dtypes_are_converted_at_float32(dtype: torch.dtype) -> None:
     model = SpeakerEncoder().to(dtype).eval()
-    graph, constants = capture(model, (torch.randn(4, 20, 40),))
+    graph, constants = convert(model, (torch.randn(4, 20, 40),))
     assert all(p.dtype == dtype for p in model.parameters())  # the user's model as it was
     assert all(array.dtype == np.float32 for array in constants.values())
     x = torch.randn(3, 9, 40)
@@ -693,7 +712,7 @@ def test_weights_of_other_float_dtypes_are_converted_at_float32(dtype: torch.dty
 def test_capture_leaves_torch_as_it_was() -> None:
     ops_ = [torch.ops.aten.lstm.input, torch.ops.aten.gru.input, torch.ops.aten.max_pool1d.default]
     before = [dict(op.py_kernels) for op in ops_]
-    capture(SpeakerEncoder().eval(), (torch.randn(2, 5, 40),))
+    convert(SpeakerEncoder().eval(), (torch.randn(2, 5, 40),))
     for failing in (WithCumsum(), Branching()):  # refused after, and during, the export
         with pytest.raises(ConversionError):
             capture(failing.eval(), (torch.randn(2, 5, 4),))
@@ -705,7 +724,7 @@ def test_the_reference_runs_every_op() -> None:
 
 
 def test_an_example_dim_of_size_one_is_fixed() -> None:
-    graph, _ = capture(nn.GRU(4, 5, batch_first=True).eval(), (torch.randn(1, 9, 4),))
+    graph, _ = convert(nn.GRU(4, 5, batch_first=True).eval(), (torch.randn(1, 9, 4),))
     assert graph.inputs[0].shape == [1, None, 4]
 
 
