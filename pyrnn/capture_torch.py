@@ -250,7 +250,24 @@ def _export_error(error: BaseException) -> ConversionError:
             "captured graph cannot follow: take the decision outside forward (a module "
             f"attribute set before converting, or two models) ({kind}: {first[:300]})"
         )
+    if _packed_sequence_in(error):
+        return ConversionError(
+            f"packed sequences (torch.nn.utils.rnn){at} are not supported: run the RNN on the "
+            f"padded batch ({kind}: {first[:200]})"
+        )
     return ConversionError(f"torch.export could not capture the model{at}: {kind}: {first[:300]}")
+
+
+def _packed_sequence_in(error: BaseException) -> bool:
+    """Whether a frame the error passed through held a PackedSequence (a fake one does not
+    trace: its lengths are data)."""
+    packed = _module("torch.nn.utils.rnn").PackedSequence
+    tb = error.__traceback__
+    while tb is not None:
+        if any(isinstance(value, packed) for value in tb.tb_frame.f_locals.values()):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in [^\n]*\n[ \t]*([^\n]*)')

@@ -873,6 +873,21 @@ def test_operations_the_graph_cannot_express_are_refused(
         capture(Unsupported(fn).eval(), (torch.randn(2, 3, 8),))
 
 
+class Packed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True)
+        return self.gru(packed)[1]
+
+
+def test_packed_sequences_are_refused() -> None:
+    with pytest.raises(ConversionError, match="packed sequences"):
+        capture(Packed().eval(), (torch.randn(3, 5, 3), torch.tensor([5, 4, 2])))
+
+
 def test_writing_a_buffer_is_refused() -> None:
     with pytest.raises(ConversionError, match=r"writes to calls in place \(aten\.add_\.Tensor\)"):
         capture(Stateful().eval(), (torch.randn(2, 3),))
