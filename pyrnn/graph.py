@@ -9,11 +9,17 @@ tensor constants); every other value is produced by exactly one node before it i
 
 JSON form (``Graph.to_json``)::
 
-    {"inputs":  [{"name": "x", "dtype": "float32", "shape": [null, null, 40]}],
+    {"inputs":  [{"name": "x", "dtype": "float32", "shape": [null, null, 40],
+                  "ranges": [[1, 5, null]]}],
      "outputs": {"tuple": [{"tensor": "v7"}, {"tensor": "h_n"}]},
      "constants": ["lstm.weight_ih_l0", ...],
      "nodes": [{"op": "linear", "inputs": ["x", "fc.weight", "fc.bias"], "outputs": ["v1"],
                 "attrs": {}, "source": "fc (model.py:12)"}, ...]}
+
+An input's optional ``ranges`` bound its free dims, ``[dim, min, max]`` with ``max`` null for
+unbounded: the captured program is valid only for those sizes (a convolution needs at least its
+kernel's extent; code that branches on a size was traced down one branch). A free dim without a
+range takes any size.
 
 A node input is a value name, ``null`` for an absent optional input, or an int literal where the
 op takes an int. The output structure mirrors what the torch module returned: ``{"tensor": name}``,
@@ -53,11 +59,39 @@ unary activations         x: ``relu``, ``sigmoid``, ``tanh``, ``silu``, ``gelu``
 ``select``                x: dim, index.
 ``slice``                 x, start, end: dim, step (start/end are ints or int values, clamped).
 ``cat`` ``stack``         *xs: dim.
+``expand``                x, *dims (ints or int values; -1 keeps that dim): torch's expand, x's
+                          dims aligned to the right, new leading dims allowed.
 ``identity``              x (contiguous, clone, detach, dropout at inference, alias).
 ``full``                  *dims: value, dtype.
 ``size``                  x: dim -> int.
 ``int_add`` ``int_sub`` ``int_mul`` ``int_floordiv``  a, b (ints) -> int.
 ========================  ====================================================================
+
+Semantics are torch's, operand for operand; the details a core must get right:
+
+- Operands are positional: an absent optional operand is ``null``, never dropped. ``rnn`` always
+  has three leading operands (x, h0, c0; c0 null unless lstm); ``rnn_cell`` always seven; linear
+  and conv1d always carry the bias slot. A null h0, c0, h or c means zeros.
+- ``rnn``: per (layer, direction) 2 weights, +2 biases with has_biases, +1 ``w_hr`` for an LSTM
+  with projections (then h0/h_n are (L*D, N, P) and c0/c_n (L*D, N, H)). h0 is (L*D, N, H_out).
+- Axes (dim, dims, start_dim, end_dim) count from the end when negative (for unsqueeze and
+  stack, from the end of the output); capture writes them non-negative.
+- ``select`` index and ``slice`` start/end count from the end when negative, at run time (the
+  extent may be free); slice bounds are then clamped to [0, extent], ``2**63 - 1`` (or more)
+  means the end; step >= 1. A select index outside the extent is an error.
+- ``squeeze`` removes the listed dims whose extent is 1 at run time and keeps the others, as
+  torch does; with no dims it removes every dim of extent 1.
+- Binary ops take operands of one dtype (float32, or int64 for add, sub and mul); a scalar
+  operand is a 0-d constant of that dtype.
+- ``hardtanh`` min_val/max_val may be -inf/inf: clamp, clamp_min and clamp_max are hardtanh.
+  ``elu`` is scale * (x if x > 0 else alpha * (exp(input_scale * x) - 1)) (selu and celu are
+  elus); ``softplus`` is x where beta * x > threshold, else log1p(exp(beta * x)) / beta.
+- ``layer_norm``/``batch_norm``: a null weight is ones, a null bias zeros; batch_norm uses the
+  running statistics (inference), channels on axis 1 of (N, C) or (N, C, L).
+- ``norm``: ord p is (sum |x|^p)^(1/p); inf is max |x|, -inf min |x|, 0 the count of nonzeros.
+- ``max_pool1d`` pads with -inf; pools and conv1d follow torch's output-length formulas,
+  ceil_mode included. ``embedding`` refuses an index outside [0, num_embeddings).
+- Int values are int64; ``int_floordiv`` rounds toward -inf. ``full`` dtype is float32 or int64.
 
 Everything here is plain data: loading a graph imports neither torch nor onnx, and
 ``Graph.from_json`` refuses malformed input with ``GraphError`` naming the problem; the C++ core
@@ -68,7 +102,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["OPS", "ConversionError", "Graph", "GraphError", "InputSpec", "Node", "Structure"]
 
@@ -79,8 +113,9 @@ class GraphError(ValueError):
 
 
 class ConversionError(ValueError):
-    """A model that pyrnn cannot convert faithfully; the message names the op, the module and,
-    where the capture gives it, the source line."""
+    """A model that cannot be converted as it stands: an operation, a control flow, a mode or a
+    dtype the graph cannot express. The message names the operation, the module path and the
+    source line where they are known, and what to change."""
 
 
 # op -> (minimum, maximum) operand count (None: unbounded), attribute names and their types.
@@ -159,6 +194,7 @@ OPS: dict[str, tuple[int, int | None, dict[str, str]]] = {
     "slice": (3, 3, {"dim": _INT, "step": _INT}),
     "cat": (1, None, {"dim": _INT}),
     "stack": (1, None, {"dim": _INT}),
+    "expand": (1, None, {}),
     "identity": (1, 1, {}),
     "full": (0, None, {"value": _FLOAT, "dtype": _STR}),
     "size": (1, 1, {"dim": _INT}),
@@ -170,20 +206,25 @@ _FLOAT_WORDS = {"inf": math.inf, "-inf": -math.inf}
 _MAX_RANK = 8
 _MAX_NAME = 1024
 
-Operand = Union[str, int, None]
+Operand = str | int | None
 Structure = Any  # nested {"tensor": name} / {"tuple": [...]} / ... (see the module docstring)
 
 
 @dataclass
 class InputSpec:
-    """One graph input: its name, dtype and dims (None where the model leaves a dim free)."""
+    """One graph input: its name, dtype and dims (None where the model leaves a dim free), and
+    the sizes a free dim is bounded to, (dim, min, max or None), where the model bounds it."""
 
     name: str
     dtype: str
     shape: list[int | None]
+    ranges: list[tuple[int, int, int | None]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        data: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.ranges:
+            data["ranges"] = [list(item) for item in self.ranges]
+        return data
 
 
 @dataclass
@@ -233,7 +274,9 @@ class Graph:
             raise GraphError(f"graph: expected a JSON object, got {type(data).__name__}")
         _only_fields(data, {"inputs", "outputs", "constants", "nodes"}, "graph")
         inputs = [_input_from_json(item, i) for i, item in enumerate(_list(data, "inputs"))]
-        constants = [_name(item, f"constants[{i}]") for i, item in enumerate(_list(data, "constants"))]
+        constants = [
+            _name(item, f"constants[{i}]") for i, item in enumerate(_list(data, "constants"))
+        ]
         nodes = [_node_from_json(item, i) for i, item in enumerate(_list(data, "nodes"))]
         graph = cls(inputs, data["outputs"], constants, nodes)
         graph.validate()
@@ -323,7 +366,9 @@ def _list(data: dict[str, Any], key: str) -> list[Any]:
 
 def _name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
-        raise GraphError(f"{where}: expected a value name (1..{_MAX_NAME} chars), got {value!r:.80}")
+        raise GraphError(
+            f"{where}: expected a value name (1..{_MAX_NAME} chars), got {value!r:.80}"
+        )
     return value
 
 
@@ -335,7 +380,7 @@ def _input_from_json(item: Any, index: int) -> InputSpec:
     where = f"inputs[{index}]"
     if not isinstance(item, dict):
         raise GraphError(f"{where}: expected an object")
-    _only_fields(item, {"name", "dtype", "shape"}, where)
+    _only_fields(item, {"name", "dtype", "shape"} | ({"ranges"} & set(item)), where)
     if item["dtype"] not in DTYPES:
         raise GraphError(f"{where}: dtype must be one of {DTYPES}, got {item['dtype']!r:.40}")
     shape = item["shape"]
@@ -348,7 +393,34 @@ def _input_from_json(item: Any, index: int) -> InputSpec:
             f"{where}: shape must be a list of at most {_MAX_RANK} dims, each null or an int "
             f"in [0, 2**31), got {shape!r:.80}"
         )
-    return InputSpec(_name(item["name"], where), item["dtype"], list(shape))
+    return InputSpec(
+        _name(item["name"], where), item["dtype"], list(shape), _ranges(item, shape, where)
+    )
+
+
+def _ranges(
+    item: dict[str, Any], shape: list[Any], where: str
+) -> list[tuple[int, int, int | None]]:
+    value = item.get("ranges", [])
+    if not isinstance(value, list) or len(value) > len(shape):
+        raise GraphError(f"{where}: ranges must be a list of at most one [dim, min, max] per dim")
+    ranges: list[tuple[int, int, int | None]] = []
+    for entry in value:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and all(_is_int(v) and 0 <= v < 2**31 for v in entry[:2])
+            and (entry[2] is None or (_is_int(entry[2]) and entry[1] <= entry[2] < 2**31))
+        ):
+            raise GraphError(
+                f"{where}: a range is [dim, min, max] with 0 <= min <= max < 2**31 (max null for "
+                f"unbounded), got {entry!r:.80}"
+            )
+        dim, low, high = entry
+        if dim >= len(shape) or shape[dim] is not None or any(r[0] == dim for r in ranges):
+            raise GraphError(f"{where}: range for dim {dim}: not a free dim, or given twice")
+        ranges.append((dim, low, high))
+    return ranges
 
 
 def _node_from_json(item: Any, index: int) -> Node:
@@ -382,7 +454,9 @@ def _node_from_json(item: Any, index: int) -> Node:
     if not isinstance(attrs, dict):
         raise GraphError(f"{where}: attrs must be an object")
     _only_fields(attrs, set(attr_types), f"{where} attrs")
-    checked = {key: _attr(value, attr_types[key], f"{where}: attr {key!r}") for key, value in attrs.items()}
+    checked = {
+        key: _attr(value, attr_types[key], f"{where}: attr {key!r}") for key, value in attrs.items()
+    }
     source = item["source"]
     if not isinstance(source, str) or len(source) > 4096:
         raise GraphError(f"{where}: source must be a string of at most 4096 chars")
@@ -405,7 +479,11 @@ def _attr(value: Any, kind: str, where: str) -> Any:
     if kind == _FLOAT:
         if isinstance(value, str) and value in _FLOAT_WORDS:
             return _FLOAT_WORDS[value]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise GraphError(f"{where}: expected a finite number or 'inf', got {value!r:.40}")
         return float(value)
     if kind == _INTS:
@@ -414,6 +492,8 @@ def _attr(value: Any, kind: str, where: str) -> Any:
             or len(value) > _MAX_RANK
             or not all(_is_int(v) and -(2**31) < v < 2**31 for v in value)
         ):
-            raise GraphError(f"{where}: expected a list of at most {_MAX_RANK} ints, got {value!r:.80}")
+            raise GraphError(
+                f"{where}: expected a list of at most {_MAX_RANK} ints, got {value!r:.80}"
+            )
         return list(value)
     raise AssertionError(kind)

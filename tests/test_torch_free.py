@@ -130,3 +130,32 @@ def test_import_pyrnn_does_not_import_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_graph_format_and_capture_module_import_without_torch(tmp_path: Path) -> None:
+    """The graph format loads without torch; the capture module imports torch only to capture."""
+    _run(
+        """
+        from pyrnn.graph import ConversionError, Graph
+        import pyrnn.capture_torch as capture_torch
+
+        graph = Graph.from_json({
+            "inputs": [
+                {"name": "x", "dtype": "float32", "shape": [None, 4], "ranges": [[0, 3, None]]}
+            ],
+            "outputs": {"tuple": [{"tensor": "y"}, {"none": None}]},
+            "constants": ["w"],
+            "nodes": [{"op": "linear", "inputs": ["x", "w", None], "outputs": ["y"],
+                       "attrs": {}, "source": "fc (model.py:3)"}],
+        })
+        assert graph.inputs[0].ranges == [(0, 3, None)]
+        assert issubclass(ConversionError, ValueError)
+        try:
+            capture_torch.capture(object(), ())
+        except ImportError:
+            pass
+        else:
+            raise AssertionError("capture ran without torch")
+        """,
+        tmp_path,
+    )
