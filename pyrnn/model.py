@@ -59,7 +59,7 @@ class Model:
             for value, spec in zip(inputs, specs, strict=True)
         ]
         for array, spec in zip(arrays, specs, strict=True):
-            _check_shape(array, spec.name, spec.shape)
+            _check_shape(array, spec.name, spec.shape, spec.ranges)
         results = self._core.forward(arrays)
         return _rebuild(self._graph.outputs, iter(results))
 
@@ -187,13 +187,27 @@ def _as_input(value: Any, name: str, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=_INT64)
 
 
-def _check_shape(array: np.ndarray, name: str, shape: list[int | None]) -> None:
+def _check_shape(
+    array: np.ndarray,
+    name: str,
+    shape: list[int | None],
+    ranges: list[tuple[int, int, int | None]],
+) -> None:
     fits = array.ndim == len(shape) and all(
         d is None or d == n for d, n in zip(shape, array.shape, strict=True)
     )
     if not fits:
         expected = "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
         raise ValueError(f"{name}: expected shape {expected} (* = any), got {array.shape}")
+    # The captured program holds only for these sizes (a kernel's extent, a branch taken).
+    for dim, low, high in ranges:
+        size = array.shape[dim]
+        if size < low or (high is not None and size > high):
+            bound = f"at least {low}" if high is None else f"{low} to {high}"
+            raise ValueError(
+                f"{name}: dim {dim} is {size}; the converted model holds for {bound} only "
+                "(the sizes its captured program was valid for)"
+            )
 
 
 def _rebuild(structure: Structure, results: Iterator[np.ndarray]) -> Any:

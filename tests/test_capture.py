@@ -1,6 +1,7 @@
 """Capturing torch models as pyrnn graphs: each model is captured from one example, then its graph
-runs on the reference interpreter (tests/graph_reference.py) for other batch sizes and step counts
-and must match the torch module. Refusals name the op, the module path and the source line."""
+runs on the reference interpreter (tests/graph_reference.py) and as a pyrnn.Model in the C++ core
+(on every ISA) for other batch sizes and step counts, and both must match the torch module.
+Refusals name the op, the module path and the source line."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from graph_reference import KERNELS, run_graph
 from torch import nn
 
+import pyrnn
 from pyrnn.capture_torch import capture
 from pyrnn.graph import OPS, ConversionError, Graph
 
@@ -90,12 +92,21 @@ def check(
         assert array.dtype in (np.float32, np.int64), name
         assert array.flags["C_CONTIGUOUS"], name
 
-    for batch, steps in sizes:
-        inputs = make(batch, steps)
-        with torch.no_grad():
-            want = model(*inputs)
-        got = run_graph(graph, constants, [x.numpy() for x in inputs])
-        assert_same(got, want, f"batch {batch} steps {steps}")
+    # The graph on the reference interpreter, and as a pyrnn.Model on every ISA's kernels.
+    converted = pyrnn.Model(graph, constants)
+    previous = pyrnn.active_isa()
+    try:
+        for batch, steps in sizes:
+            inputs = make(batch, steps)
+            with torch.no_grad():
+                want = model(*inputs)
+            arrays = [x.numpy() for x in inputs]
+            assert_same(run_graph(graph, constants, arrays), want, f"batch {batch} steps {steps}")
+            for isa in pyrnn.available_isas():
+                pyrnn.set_isa(isa)
+                assert_same(converted(*arrays), want, f"{isa}: batch {batch} steps {steps}")
+    finally:
+        pyrnn.set_isa(previous)
     return graph
 
 

@@ -154,21 +154,48 @@ BroadcastLoop plan_broadcast(const Shape& a, const Shape& b, const Shape& out) {
   return loop;
 }
 
+// Integer arithmetic on index tensors (int64 add, sub, mul), wrapping like torch's.
+void binary_int64(BinaryOp op, const std::int64_t* a, std::ptrdiff_t a_step, const std::int64_t* b,
+                  std::ptrdiff_t b_step, std::int64_t* y, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto u = static_cast<std::uint64_t>(a[static_cast<std::ptrdiff_t>(i) * a_step]);
+    const auto v = static_cast<std::uint64_t>(b[static_cast<std::ptrdiff_t>(i) * b_step]);
+    const std::uint64_t r = op == BinaryOp::Add ? u + v : op == BinaryOp::Sub ? u - v : u * v;
+    y[i] = static_cast<std::int64_t>(r);
+  }
+}
+
 class BinaryKernelRun final : public Kernel {
  public:
-  BinaryKernelRun(BinaryOp op, int a, int b, int out, BroadcastLoop loop, std::int64_t total)
-      : op_(op), a_(a), b_(b), out_(out), loop_(std::move(loop)), total_(total) {}
+  BinaryKernelRun(BinaryOp op, int a, int b, int out, BroadcastLoop loop, std::int64_t total,
+                  DType dtype)
+      : op_(op), a_(a), b_(b), out_(out), loop_(std::move(loop)), total_(total), dtype_(dtype) {}
   void run(const RunContext& ctx) noexcept override {
+    if (dtype_ == DType::I64) {
+      walk(ctx.ptr<const std::int64_t>(a_), ctx.ptr<const std::int64_t>(b_),
+           ctx.ptr<std::int64_t>(out_),
+           [this](const std::int64_t* a, std::ptrdiff_t sa, const std::int64_t* b,
+                  std::ptrdiff_t sb, std::int64_t* y, std::size_t n) {
+             binary_int64(op_, a, sa, b, sb, y, n);
+           });
+    } else {
+      walk(ctx.ptr<const float>(a_), ctx.ptr<const float>(b_), ctx.ptr<float>(out_),
+           [this, &ctx](const float* a, std::ptrdiff_t sa, const float* b, std::ptrdiff_t sb,
+                        float* y, std::size_t n) { ctx.kernels.binary(op_, a, sa, b, sb, y, n); });
+    }
+  }
+
+ private:
+  // The broadcast loop: `inner` elements per call of `apply`, outer axes by odometer.
+  template <class T, class Apply>
+  void walk(const T* a, const T* b, T* y, Apply apply) const noexcept {
     if (total_ == 0) return;
-    const float* a = ctx.ptr<const float>(a_);
-    const float* b = ctx.ptr<const float>(b_);
-    float* y = ctx.ptr<float>(out_);
     const int rank = static_cast<int>(loop_.extents.size());
     std::int64_t index[kMaxRank] = {};
     std::int64_t oa = 0, ob = 0;
     for (std::int64_t done = 0; done < total_; done += loop_.inner) {
-      ctx.kernels.binary(op_, a + oa, loop_.a_step, b + ob, loop_.b_step, y + done,
-                         static_cast<std::size_t>(loop_.inner));
+      apply(a + oa, loop_.a_step, b + ob, loop_.b_step, y + done,
+            static_cast<std::size_t>(loop_.inner));
       for (int axis = rank - 1; axis >= 0; --axis) {
         oa += loop_.a_strides[axis];
         ob += loop_.b_strides[axis];
@@ -180,11 +207,11 @@ class BinaryKernelRun final : public Kernel {
     }
   }
 
- private:
   BinaryOp op_;
   int a_, b_, out_;
   BroadcastLoop loop_;
   std::int64_t total_;
+  DType dtype_;
 };
 
 class Binary final : public Op {
@@ -201,15 +228,19 @@ class Binary final : public Op {
                           : BinaryOp::Div;
   }
   void infer(InferContext& ctx) const override {
-    require_f32(ctx.in(0), "a");
-    require_f32(ctx.in(1), "b");
-    ctx.set_tensor(0, DType::F32, broadcast_shape(ctx.in(0).shape, ctx.in(1).shape));
+    const DType type = ctx.in(0).dtype;
+    if (ctx.in(1).dtype != type)
+      shape_error(std::string("operands differ in dtype: ") + dtype_name(type) + " and " +
+                  dtype_name(ctx.in(1).dtype));
+    if (type == DType::I64 && op_ == BinaryOp::Div)
+      shape_error("div of int64 tensors (true division makes floats; not supported)");
+    ctx.set_tensor(0, type, broadcast_shape(ctx.in(0).shape, ctx.in(1).shape));
   }
   std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override {
     const Shape& out = ctx.out(0).shape;
     return std::make_unique<BinaryKernelRun>(op_, ctx.in_id(0), ctx.in_id(1), ctx.out_id(0),
                                              plan_broadcast(ctx.in(0).shape, ctx.in(1).shape, out),
-                                             out.numel());
+                                             out.numel(), ctx.in(0).dtype);
   }
   TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
                      const std::vector<ValueMeta>& values) const override {

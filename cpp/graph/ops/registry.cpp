@@ -13,7 +13,7 @@ std::unique_ptr<Op> make_op(const BuildContext& ctx) {
       {"identity", make_shape_op},  {"reshape", make_shape_op},   {"flatten", make_shape_op},
       {"squeeze", make_shape_op},   {"unsqueeze", make_shape_op}, {"permute", make_shape_op},
       {"select", make_shape_op},    {"slice", make_shape_op},     {"cat", make_shape_op},
-      {"stack", make_shape_op},     {"full", make_shape_op},
+      {"stack", make_shape_op},     {"full", make_shape_op},     {"expand", make_shape_op},
       {"relu", make_unary},         {"sigmoid", make_unary},      {"tanh", make_unary},
       {"silu", make_unary},         {"gelu", make_unary},         {"leaky_relu", make_unary},
       {"elu", make_unary},          {"hardtanh", make_unary},     {"softplus", make_unary},

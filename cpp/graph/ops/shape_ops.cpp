@@ -558,6 +558,64 @@ std::unique_ptr<Kernel> Concat::prepare(const PrepareContext& ctx) const {
                                         static_cast<std::size_t>(out[a]) * inner);
 }
 
+// torch's expand: x's dims aligned to the right of the target, extent-1 dims repeated, -1
+// keeping a dim, new leading dims allowed. Copied (tensors here are dense), through the same
+// strided copy as permute with a zero stride on every repeated dim.
+class Expand final : public Op {
+ public:
+  explicit Expand(const BuildContext& ctx) {
+    ctx.require_inputs(1, 1 + kMaxRank);
+    ctx.require_outputs(1);
+    ctx.require_tensor(0, "x");
+    for (int i = 1; i < ctx.inputs(); ++i) ctx.require_int(i, "dim");
+  }
+  void infer(InferContext& ctx) const override {
+    const Shape& x = ctx.in(0).shape;
+    const int rank = ctx.inputs() - 1;
+    if (rank < x.rank)
+      shape_error("expand: " + str(rank) + " dims for a tensor of shape " + x.str());
+    Shape out;
+    for (int a = 0; a < rank; ++a) {
+      const std::int64_t want = ctx.integer(a + 1);
+      const int from = a - (rank - x.rank);
+      if (from < 0) {
+        if (want < 0) shape_error("expand: a new leading dim cannot be -1");
+        out.push_back(want);
+        continue;
+      }
+      const std::int64_t have = x[from];
+      if (want == -1 || want == have) {
+        out.push_back(have);
+      } else if (have == 1 && want >= 0) {
+        out.push_back(want);
+      } else {
+        shape_error("expand: dim " + str(a) + " of extent " + str(have) + " cannot become " +
+                    str(want));
+      }
+    }
+    ctx.set_tensor(0, ctx.in(0).dtype, out);
+  }
+  std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override {
+    const Shape& x = ctx.in(0).shape;
+    const Shape& out = ctx.out(0).shape;
+    std::vector<std::int64_t> strides(out.rank, 0);
+    std::int64_t stride = 1;
+    for (int a = x.rank - 1; a >= 0; --a) {
+      const int at = a + (out.rank - x.rank);
+      strides[at] = x[a] == out[at] ? stride : 0;
+      stride *= x[a];
+    }
+    return std::make_unique<PermuteKernel>(ctx.in_id(0), ctx.out_id(0), out, std::move(strides),
+                                           esize(ctx.in(0)));
+  }
+  TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
+                     const std::vector<ValueMeta>& values) const override {
+    if (axes[0] < 0) return same_axes(axes, node);
+    const int shift = values[node.outputs[0]].shape.rank - values[node.inputs[0]].shape.rank;
+    return {{axes[0] + shift}, false};
+  }
+};
+
 class Full final : public Op {
  public:
   explicit Full(const BuildContext& ctx) : value_(ctx.attrs().number("value")) {
@@ -625,6 +683,7 @@ std::unique_ptr<Op> make_shape_op(const BuildContext& ctx) {
   if (op == "select") return std::make_unique<Select>(ctx);
   if (op == "slice") return std::make_unique<Slice>(ctx);
   if (op == "cat" || op == "stack") return std::make_unique<Concat>(ctx);
+  if (op == "expand") return std::make_unique<Expand>(ctx);
   return std::make_unique<Full>(ctx);
 }
 
