@@ -1,7 +1,8 @@
 # Type stubs of pyrnn's C++ extension (cpp/bindings/*.cpp): the packed network, the C++ half of
 # pyrnn.Stream, model graphs and their streams, ISA dispatch, the scalar oracle, and the
 # underscore hooks used by tests and by `pyrnn bench`. Shapes: T steps, N rows, I input,
-# H hidden, P output (proj_size or H), L layers, D directions. Arrays taken as float32 are converted by pybind11 when they are not already.
+# H hidden, P output (proj_size or H), L layers, D directions. Arrays taken as float32 are
+# converted by pybind11 when they are not already.
 
 from collections.abc import Sequence
 from typing import Any, TypeAlias, overload
