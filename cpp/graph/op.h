@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -200,6 +201,13 @@ struct TimeFlow {
   bool stateful = false;         // carries an OpState between calls (recurrent layers, convs)
   bool windowed = false;
   TimeWindow window;
+};
+
+// Thrown by time_flow when the axis offered as time cannot be it (a recurrent layer's input
+// carrying it on its batch or feature axis): the search for the time axis tries another rather
+// than reporting this as the reason the model cannot stream.
+struct NotTheTimeAxis : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
 };
 
 class Op {

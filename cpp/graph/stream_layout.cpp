@@ -23,6 +23,7 @@ std::vector<int> free_dims(const GraphInput& input) {
 struct Attempt {
   bool ok = false;
   int failed_node = -1;
+  bool wrong_axis = false;  // failed because the candidate cannot be the time axis at all
   std::string error;
   std::vector<int> value_time;
   std::vector<int> value_clock;
@@ -86,6 +87,7 @@ Attempt follow_time(const Graph& g, const std::vector<int>& input_time,
       attempt.stateful[n] = flow.stateful;
     } catch (const std::exception& error) {
       attempt.failed_node = n;
+      attempt.wrong_axis = dynamic_cast<const NotTheTimeAxis*>(&error) != nullptr;
       attempt.error = g.describe(n) + " cannot stream: " + error.what();
       return attempt;
     }
@@ -156,8 +158,11 @@ StreamLayout find_stream_layout(const Graph& g, const std::vector<int>* forced_t
         layout.stateful = attempt.stateful;
         layout.clocks = attempt.clocks;
       }
-    } else if (attempt.failed_node >= best.failed_node) {
-      best = std::move(attempt);
+    } else {
+      // The most telling failure: the one that got furthest, and among equals a real reason
+      // over "this was not the time axis".
+      const auto rank = [](const Attempt& a) { return 2 * a.failed_node + (a.wrong_axis ? 0 : 1); };
+      if (best.error.empty() || rank(attempt) >= rank(best)) best = std::move(attempt);
     }
   }
   if (found == 0) throw std::invalid_argument(best.error);

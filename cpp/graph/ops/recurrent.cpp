@@ -233,8 +233,8 @@ class Recurrent final : public Op {
       return {std::vector<int>(node.outputs.size(), -1), false};
     }
     if (axes[0] != time)
-      shape_error("its input carries time on axis " + str(axes[0]) + ", not on the sequence axis " +
-                  str(time));
+      throw NotTheTimeAxis("its input carries time on axis " + str(axes[0]) +
+                           ", not on the sequence axis " + str(time));
     if (config().bidirectional)
       shape_error("a bidirectional layer reads the sequence from its end, so no output exists "
                   "before the whole sequence has arrived");
