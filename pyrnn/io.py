@@ -23,6 +23,7 @@ import re
 import secrets
 import struct
 import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,7 @@ def load(
         header = read_header(path)
         metadata = header.pop("__metadata__", {})
         shapes = {key: tuple(entry["shape"]) for key, entry in header.items()}
+        del header  # its per-tensor dicts are not needed while the weights are packed
         tensors = None
     if metadata.get("format") == FORMAT_NAME:
         spec = _spec_from_metadata(path, metadata)
@@ -127,14 +129,47 @@ def load(
             batch_first=batch_first,
         )
     _check_shapes(path, spec, {short: shapes[full] for short, full in rename.items()})
-    if tensors is None:
-        tensors = _read_tensors(path, list(rename.values()))
+    del shapes
+    if tensors is not None:
+        return _module(path, spec, {short: tensors[full] for short, full in rename.items()})
+    from safetensors import SafetensorError, safe_open
+
     try:
-        return Module._from_state_dict(
-            spec, {short: tensors[full] for short, full in rename.items()}
-        )
+        with safe_open(path, framework="np") as file:
+            return _module(path, spec, _FileTensors(file, rename))
+    except (SafetensorError, OSError) as error:
+        raise FormatError(f"{path}: cannot read tensors ({error})") from None
+
+
+def _module(path: str, spec: Spec, state_dict: Mapping[str, Any]) -> Module:
+    try:
+        return Module._from_state_dict(spec, state_dict)
+    except FormatError:
+        raise
     except ValueError as error:
         raise FormatError(f"{path}: {error}") from None
+
+
+class _FileTensors(Mapping[str, np.ndarray]):
+    """The tensors of an open safetensors file by module key, each read when asked for: the
+    module copies one tensor at a time, so a file's weights are never all held twice."""
+
+    def __init__(self, file: Any, rename: dict[str, str]) -> None:
+        self._file = file
+        self._rename = rename  # module key -> key in the file
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        array: np.ndarray = self._file.get_tensor(self._rename[key])
+        return array
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rename
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rename)
+
+    def __len__(self) -> int:
+        return len(self._rename)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -268,16 +303,6 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
             f"data_offsets give {end - begin}"
         )
     return begin, end
-
-
-def _read_tensors(path: str, keys: list[str]) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(path, framework="np") as file:
-            return {key: file.get_tensor(key) for key in keys}
-    except (SafetensorError, OSError) as error:
-        raise FormatError(f"{path}: cannot read tensors ({error})") from None
 
 
 _TORCH_DTYPES = ("torch.float16", "torch.float32", "torch.float64")

@@ -64,6 +64,7 @@ class Stream(_core.Stream):
                 ) from None
             if batch < 1:
                 raise ValueError(f"batch: expected None or an int >= 1, got {batch}")
+        spec.check_run(1 if batch is None else batch, None, "batch")
         super().__init__(
             module._network, 1 if batch is None else batch, batch is not None, spec.batch_first
         )
