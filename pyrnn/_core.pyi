@@ -94,6 +94,7 @@ def reference_forward(
 # -- test and benchmark hooks (private) -------------------------------------------------------
 def _activation(isa: str, name: str, x: _Float32Like) -> _Float32Array:
     """The vectorised activation `name` ("sigmoid" or "tanh") of kernel table `isa`."""
+
 def _isa_choice(requested: str | None, features: dict[str, bool]) -> tuple[str, str, str]:
     """(ISA chosen, warning, why `requested` cannot run) on a CPU with `features`."""
 

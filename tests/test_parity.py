@@ -10,6 +10,7 @@ there we hold |pyrnn - torch| <= 1e-5 + 1e-5 * |torch|.
 from __future__ import annotations
 
 import itertools
+import pickle
 import zlib
 from typing import Any
 
@@ -268,6 +269,7 @@ OTHER_FORMS = {
     "read-only": _read_only,
     "unaligned": _unaligned,
     "memoryview": memoryview,
+    "unpickled": lambda x: pickle.loads(pickle.dumps(x)),  # its dtype is a copy of float32's
     "__array__": _ArrayLike,
     "tuple": lambda x: tuple(x.tolist()),
     "torch-transposed": lambda x: torch.from_numpy(

@@ -52,8 +52,16 @@ inline void require_shape(const py::array& array, const std::vector<py::ssize_t>
   }
 }
 
+// Native float32, by numpy's own equivalence, not object identity: every unpickled array
+// (pickle, multiprocessing, dask) carries its own copy of the dtype object.
+inline bool is_float32(const py::dtype& dtype) {
+  const py::dtype float32 = py::dtype::of<float>();
+  return dtype.is(float32) ||
+         py::detail::npy_api::get().PyArray_EquivTypes_(dtype.ptr(), float32.ptr());
+}
+
 inline void require_float32(const py::array& array, const char* name) {
-  if (!array.dtype().is(py::dtype::of<float>())) {
+  if (!is_float32(array.dtype())) {
     throw std::invalid_argument(std::string(name) + ": expected dtype float32, got " +
                                 std::string(py::str(array.dtype())));
   }
