@@ -177,14 +177,15 @@ class Spec:
                     "use smaller sizes"
                 )
         memory = physical_memory_bytes()
-        needed = self.module_bytes
+        needed, entries = self.module_bytes, self.num_layers * self.directions
         if memory is not None and needed > memory:
             raise ValueError(
                 f"{self.kind}(input_size={self.input_size}, hidden_size={self.hidden_size}, "
                 f"num_layers={self.num_layers}, ...): its {self.parameter_count} weights in "
-                f"{self.num_layers * self.directions} (layer, direction) entries need about "
-                f"{_gib(needed)} to build and run, more than this machine's physical memory "
-                f"({_gib(memory)}); nothing was allocated"
+                f"{entries} (layer, direction) entries need about {_gib(needed)} to build and "
+                f"run ({needed // entries} bytes per entry), more than this machine's physical "
+                f"memory ({_gib(memory)}); nothing was allocated. Use fewer layers or smaller "
+                "sizes."
             )
 
     # -- derived facts ------------------------------------------------------------------------
@@ -342,13 +343,14 @@ class Spec:
         run = self.run_bytes(rows, steps)
         if run + self.module_bytes <= memory:
             return
-        what = f"a stream of batch={rows}"
+        what, parts, hint = f"a stream of batch={rows}", "state and scratch", "a smaller batch"
         if steps is not None:
-            what = f"a forward of (T={steps}, N={rows})"
+            what, parts = f"a forward of (T={steps}, N={rows})", "outputs, state and scratch"
+            hint = "fewer rows or steps per call (a stream carries the state between calls)"
         raise ValueError(
-            f"{name}: {what} needs about {_gib(run)} (outputs, state and scratch) besides the "
-            f"module's {_gib(self.module_bytes)}, more than this machine's physical memory "
-            f"({_gib(memory)}); nothing was allocated. Split the batch or the sequence."
+            f"{name}: {what} needs about {_gib(run)} ({parts}) besides the module's "
+            f"{_gib(self.module_bytes)}, more than this machine's physical memory "
+            f"({_gib(memory)}); nothing was allocated. Use {hint}."
         )
 
     # -- parameters ---------------------------------------------------------------------------
