@@ -110,7 +110,7 @@ void check_bad_environment_falls_back() {
 // order they run in, the explicit choice must be what stays active.
 void check_first_use_keeps_a_concurrent_set_isa() {
   if (pyrnn::available_isas().size() < 2) return;  // scalar is also the default: nothing to see
-  constexpr int kTrials = 200;
+  constexpr int kTrials = 50;  // a first use that overwrites set_isa loses 20-50 of them
   int lost = 0;
   for (int trial = 0; trial < kTrials; ++trial) {
     lost += in_child([] {
