@@ -659,11 +659,13 @@ class _FileTensors(Mapping[str, np.ndarray]):
         data_start: int,
         rename: dict[str, str],
     ) -> None:
-        self._read = lambda key: _read_tensor(file, path, header, data_start, key)
+        self._file, self._path, self._header, self._data_start = file, path, header, data_start
         self._rename = rename  # module key -> key in the file
 
     def __getitem__(self, key: str) -> np.ndarray:
-        return self._read(self._rename[key])
+        return _read_tensor(
+            self._file, self._path, self._header, self._data_start, self._rename[key]
+        )
 
     def __contains__(self, key: object) -> bool:
         return key in self._rename
