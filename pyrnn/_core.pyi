@@ -126,6 +126,9 @@ class ModelStream:
 def available_isas() -> list[str]: ...
 def compiled_isas() -> list[str]: ...
 def active_isa() -> str: ...
+def isa_environment_warning() -> str:
+    """Why PYRNN_ISA was not followed and what runs instead; '' if it was, or is unset."""
+
 def set_isa(name: str) -> None: ...
 def cpu_features() -> dict[str, bool]: ...
 
@@ -147,6 +150,9 @@ def reference_forward(
 # -- test and benchmark hooks (private) -------------------------------------------------------
 def _activation(isa: str, name: str, x: _Float32Like) -> _Float32Array:
     """The vectorised activation `name` ("sigmoid" or "tanh") of kernel table `isa`."""
+
+def _isa_choice(requested: str | None, features: dict[str, bool]) -> tuple[str, str, str]:
+    """(ISA chosen, warning, why `requested` cannot run) on a CPU with `features`."""
 
 def _probe_isas() -> list[str]: ...
 def _probe_fma_peak(seconds: float, isa: str = "") -> dict[str, Any]:

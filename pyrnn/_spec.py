@@ -3,6 +3,7 @@ shapes that follow from them. The one place that knows torch.nn's key naming."""
 
 from __future__ import annotations
 
+import functools
 import numbers
 import operator
 import os
@@ -21,6 +22,60 @@ _INT32_MAX = 2**31 - 1
 _UNIT_BLOCK = 16  # kUnitBlock in cpp/core/dims.h: hidden units are padded to multiples of it
 
 
+# -- memory model ------------------------------------------------------------------------------
+# Upper bounds, in bytes, of what building and running a module allocates, computed from the
+# sizes alone (Python ints, no per-layer loop). The overheads below were measured on CPython
+# 3.11 with numpy 2 and glibc, then rounded up; tests/test_memory.py holds the whole estimate
+# against the peak resident memory of real modules.
+_MALLOC_HEADER = 16  # glibc: a block is its size plus a 16-byte header, in 16-byte steps
+_MMAP_THRESHOLD = 128 * 1024  # from this size on a block may be whole 4 KiB pages of its own
+_PAGE = 4096
+# AlignedBuffer: aligned_alloc(64, n) asks malloc for n + 64 + 32 bytes to align within, and the
+# slack it gives back often fits nothing else.
+_ALIGNMENT = 64
+_ALIGNED_SLACK = 64 + 32
+# Per weight tensor besides its data: the numpy array object and its shape/strides block
+# (~150), its key string (~80) in the parameters dict (a slot, up to ~100 after a resize), and
+# the transient copies of both while a module is made: parameter_groups' (key, shape) pairs
+# when built, the header's per-tensor dict and lists and several key -> key maps when loaded.
+_TENSOR_OVERHEAD = 1536
+# Per (layer, direction): the C++ PackedLayer (128), the bindings' weight tuple (64) and raw
+# pointers (40), the Python 5-tuple handed over (~100).
+_LAYER_OVERHEAD = 512
+# Per (layer, direction) of a forward or stream: the C++ LayerState object (88).
+_STATE_OVERHEAD = 192
+# Per allocation of f floats: at most 33/32 * 4f bytes + _ALLOCATION_SLACK, whatever its size
+# (64-byte rounding and aligning, the header, and 4 KiB page rounding from 128 KiB on).
+_FLOAT_BOUND_NUMERATOR, _FLOAT_BOUND_DENOMINATOR = 33, 8
+_ALLOCATION_SLACK = 256
+# Per module, forward or stream: a fresh 64 KiB pool of Python objects or heap growth (measured
+# up to 66 KiB for RNN(1, 1)), array objects, the Workspace object and its vectors.
+_FIXED_OVERHEAD = 256 * 1024
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _malloc(nbytes: int) -> int:
+    """What one malloc of `nbytes` can take from the system."""
+    if nbytes <= 0:
+        return 0
+    return _round_up(nbytes + _MALLOC_HEADER, _PAGE if nbytes >= _MMAP_THRESHOLD else 16)
+
+
+def _aligned(floats: int) -> int:
+    """What one AlignedBuffer of `floats` floats can take from the system."""
+    if floats <= 0:
+        return 0
+    return _malloc(_round_up(4 * floats, _ALIGNMENT) + _ALIGNED_SLACK)
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+@functools.cache
 def physical_memory_bytes() -> int | None:
     """This machine's physical memory, or None where the OS does not say."""
     try:
@@ -121,17 +176,16 @@ class Spec:
                     f"{self.kind}: {name} = {value} exceeds the core's limit of 2**31-1; "
                     "use smaller sizes"
                 )
-        # float32 weights + their packed float32 copy, plus ~1 KiB of bookkeeping per (layer,
-        # direction): array objects, dict entries, padded C++ buffers (which matters when
-        # num_layers is huge and sizes tiny).
-        needed = 8 * self.parameter_count + 1024 * self.num_layers * self.directions
         memory = physical_memory_bytes()
+        needed, entries = self.module_bytes, self.num_layers * self.directions
         if memory is not None and needed > memory:
             raise ValueError(
                 f"{self.kind}(input_size={self.input_size}, hidden_size={self.hidden_size}, "
-                f"num_layers={self.num_layers}, ...): its {self.parameter_count} weights need "
-                f"about {needed / 2**30:.1f} GiB, more than this machine's physical memory "
-                f"({memory / 2**30:.1f} GiB); nothing was allocated"
+                f"num_layers={self.num_layers}, ...): its {self.parameter_count} weights in "
+                f"{entries} (layer, direction) entries need about {_gib(needed)} to build and "
+                f"run ({needed // entries} bytes per entry), more than this machine's physical "
+                f"memory ({_gib(memory)}); nothing was allocated. Use fewer layers or smaller "
+                "sizes."
             )
 
     # -- derived facts ------------------------------------------------------------------------
@@ -182,6 +236,122 @@ class Spec:
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.output_size * self.directions
+
+    # -- memory -------------------------------------------------------------------------------
+    def _tensor_classes(self) -> list[tuple[int, int]]:
+        """(count, elements) of every kind of weight tensor, by formula."""
+        gh, out, dirs, layers = (
+            self.gates * self.hidden_size,
+            self.output_size,
+            self.directions,
+            self.num_layers,
+        )
+        classes = [
+            (dirs, gh * self.input_size),  # w_ih of layer 0
+            ((layers - 1) * dirs, gh * out * dirs),  # w_ih of the layers above
+            (layers * dirs, gh * out),  # w_hh
+        ]
+        if self.bias:
+            classes.append((2 * layers * dirs, gh))  # b_ih, b_hh
+        if self.proj_size:
+            classes.append((layers * dirs, self.proj_size * self.hidden_size))  # w_hr
+        return classes
+
+    @functools.cached_property
+    def module_bytes(self) -> int:
+        """Upper bound of the memory that making this module takes -- by random init, from a
+        file or by unpickling -- plus the per-layer state of one unbatched forward or stream:
+        the numpy parameters, a source copy of them while they are made, the packed C++ panels
+        and the bookkeeping of every tensor and (layer, direction)."""
+        gates, hidden, entries = self.gates, self.hidden_size, self.num_layers * self.directions
+        padded_h = _round_up(hidden, _UNIT_BLOCK)
+        padded_out = _round_up(self.output_size, _UNIT_BLOCK)
+        classes = self._tensor_classes()
+        largest = max(elements for _, elements in classes)
+        # The numpy parameters (float32) and, while they are made, their source: float64 draws
+        # of random init, or a file's or a pickle's arrays held while copied (up to float64),
+        # plus one float32 temporary when a tensor's dtype is converted.
+        numpy_bytes = sum(count * _malloc(4 * elements) for count, elements in classes)
+        source_bytes = sum(count * _malloc(8 * elements) for count, elements in classes)
+        source_bytes += _malloc(4 * largest)
+        # The packed panels (packed_panels.cpp): each gate matrix padded to blocks of 16 hidden
+        # units, K rows each; the folded biases in the same column order.
+        gate_width = gates * padded_h
+        upper_inputs = self.output_size * self.directions
+        packed = self.directions * _aligned(self.input_size * gate_width)
+        packed += (self.num_layers - 1) * self.directions * _aligned(upper_inputs * gate_width)
+        packed += entries * (_aligned(self.output_size * gate_width) + _aligned(gate_width))
+        if self.base_kind == "gru":  # b_hn apart, and the folded bias built on the way
+            packed += entries * _aligned(padded_h) + _malloc(4 * gates * hidden)
+        if self.proj_size:
+            packed += entries * _aligned(hidden * padded_out)
+        bookkeeping = self.parameter_key_count * _TENSOR_OVERHEAD + entries * _LAYER_OVERHEAD
+        # The state of one row (LayerState in sequence.cpp): h twice, and c for LSTM.
+        state = 2 * _aligned(padded_out) + _STATE_OVERHEAD
+        if self.base_kind == "lstm":
+            state += _aligned(padded_h)
+        return numpy_bytes + source_bytes + packed + bookkeeping + entries * state + _FIXED_OVERHEAD
+
+    @functools.cached_property
+    def _run_terms(self) -> tuple[int, int, int, int, int]:
+        """The terms of run_bytes: fixed bytes, fixed floats, floats per row, more floats per
+        row of a forward, floats per row and step of a forward.
+
+        What a forward or a stream allocates, in floats (C++: sequence.cpp, forward()):
+        per (layer, direction) a LayerState (h twice and LSTM's c, each padded to 16 units);
+        a Workspace of chunk_rows rows (input rows, projected gates, two layer outputs for
+        stacked unidirectional networks) and the LSTM-P cell output; the whole sequence between
+        the layers of a bidirectional stack. Python: out, a float32 copy of the input, hn and cn
+        and float32 copies of h0 and c0. chunk_rows <= rows + 127 (default_chunk_steps aims at
+        128 GEMM rows), which keeps the whole bound linear in rows and steps."""
+        padded_h = _round_up(self.hidden_size, _UNIT_BLOCK)
+        padded_out = _round_up(self.output_size, _UNIT_BLOCK)
+        entries = self.num_layers * self.directions
+        lstm = self.base_kind == "lstm"
+        features = self.output_size * self.directions
+        chunk_row = max(self.input_size, features) + self.gates * padded_h
+        if self.num_layers > 1 and not self.bidirectional:
+            chunk_row += 2 * features
+        per_row = chunk_row + entries * (2 * padded_out + (padded_h if lstm else 0))
+        per_row += padded_h if self.proj_size else 0
+        per_forward_row = 2 * entries * (self.output_size + (self.hidden_size if lstm else 0))
+        between = 0
+        if self.bidirectional and self.num_layers > 1:
+            between = 1 if self.num_layers == 2 else 2
+        per_row_step = features + self.input_size + between * features
+        allocations = entries * 3 + 12
+        fixed = allocations * _ALLOCATION_SLACK + entries * _STATE_OVERHEAD + _FIXED_OVERHEAD
+        return fixed, 127 * chunk_row, per_row, per_forward_row, per_row_step
+
+    def run_bytes(self, rows: int, steps: int | None) -> int:
+        """Upper bound of what a forward over `steps` steps of `rows` rows allocates besides the
+        module (outputs, state, scratch, float32 copies of the inputs), or with steps=None what
+        a stream of `rows` rows allocates when made. Linear in rows and steps, so cheap enough
+        to check on every call."""
+        fixed, fixed_floats, per_row, per_forward_row, per_row_step = self._run_terms
+        floats = fixed_floats + rows * per_row
+        if steps is not None:
+            floats += rows * (per_forward_row + steps * per_row_step)
+        return fixed + _FLOAT_BOUND_NUMERATOR * floats // _FLOAT_BOUND_DENOMINATOR
+
+    def check_run(self, rows: int, steps: int | None, name: str) -> None:
+        """Refuses, naming the argument `name`, a forward or stream that with the module would
+        need more than this machine's physical memory, before anything is allocated."""
+        memory = physical_memory_bytes()
+        if memory is None:
+            return
+        run = self.run_bytes(rows, steps)
+        if run + self.module_bytes <= memory:
+            return
+        what, parts, hint = f"a stream of batch={rows}", "state and scratch", "a smaller batch"
+        if steps is not None:
+            what, parts = f"a forward of (T={steps}, N={rows})", "outputs, state and scratch"
+            hint = "fewer rows or steps per call (a stream carries the state between calls)"
+        raise ValueError(
+            f"{name}: {what} needs about {_gib(run)} ({parts}) besides the module's "
+            f"{_gib(self.module_bytes)}, more than this machine's physical memory "
+            f"({_gib(memory)}); nothing was allocated. Use {hint}."
+        )
 
     # -- parameters ---------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, tuple[str, tuple[int, ...]]]]:

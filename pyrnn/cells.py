@@ -32,6 +32,7 @@ class _CellModule(Module):
                 f"input: expected input_size={spec.input_size} features in the last axis, "
                 f"got {features}"
             )
+        spec.check_run(rows, 1, "input")
         is_lstm = spec.base_kind == "lstm"
         h_shape = (rows, spec.hidden_size)
         h0 = self._state(h, "hx[0]" if is_lstm else "hx", h_shape, batched)

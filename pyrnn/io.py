@@ -39,6 +39,7 @@ import stat
 import struct
 import warnings
 import zipfile
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -370,17 +371,24 @@ def _load_from(
             batch_first=bool(batch_first),
         )
     _check_shapes(path, spec, {short: shapes[full] for short, full in rename.items()})
-    if tensors is None:
-        assert header is not None
-        tensors = _read_tensors(file, path, header, len(raw), list(rename.values()))
-        # The header read again: a file rewritten meanwhile (even to the same size) shows here.
-        file.seek(0)
-        if _read_exact(file, len(raw)) != raw:
-            raise _changed_error(path)
+    if tensors is not None:
+        return _module(path, spec, {short: tensors[full] for short, full in rename.items()})
+    assert header is not None
+    # One tensor at a time, each copied by the module before the next is read: a file's weights
+    # are never all held twice.
+    module = _module(path, spec, _FileTensors(file, path, header, len(raw), rename))
+    # The header read again: a file rewritten meanwhile (even to the same size) shows here.
+    file.seek(0)
+    if _read_exact(file, len(raw)) != raw:
+        raise _changed_error(path)
+    return module
+
+
+def _module(path: str, spec: Spec, state_dict: Mapping[str, Any]) -> Module:
     try:
-        return Module._from_state_dict(
-            spec, {short: tensors[full] for short, full in rename.items()}
-        )
+        return Module._from_state_dict(spec, state_dict)
+    except FormatError:
+        raise
     except ValueError as error:
         raise FormatError(f"{path}: {error}") from None
 
@@ -620,27 +628,53 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
     return begin, end
 
 
-def _read_tensors(
-    file: io.FileIO, path: str, header: dict[str, Any], data_start: int, keys: list[str]
-) -> dict[str, np.ndarray]:
-    """The tensors `keys`, each read with ordinary reads into a new array of its dtype and
-    shape (little endian as the format says; numpy converts on big-endian hosts)."""
-    tensors = {}
-    for key in sorted(keys, key=lambda k: header[k]["data_offsets"][0]):  # one forward pass
-        entry = header[key]
-        array = np.empty(entry["shape"], _DTYPES[entry["dtype"]])
-        if array.nbytes:
-            try:
-                file.seek(data_start + entry["data_offsets"][0])
-                count = _read_into(file, array.reshape(-1).view(np.uint8).data)
-            except OSError as error:
-                raise FormatError(
-                    f"{path}: cannot read tensor {key!r} ({error.strerror or error})"
-                ) from None
-            if count != array.nbytes:
-                raise _changed_error(path)  # the header said these bytes were there
-        tensors[key] = array
-    return tensors
+def _read_tensor(
+    file: io.FileIO, path: str, header: dict[str, Any], data_start: int, key: str
+) -> np.ndarray:
+    """Tensor `key`, read with ordinary reads into a new array of its dtype and shape (little
+    endian as the format says; numpy converts on big-endian hosts)."""
+    entry = header[key]
+    array = np.empty(entry["shape"], _DTYPES[entry["dtype"]])
+    if array.nbytes:
+        try:
+            file.seek(data_start + entry["data_offsets"][0])
+            count = _read_into(file, array.reshape(-1).view(np.uint8).data)
+        except OSError as error:
+            raise FormatError(
+                f"{path}: cannot read tensor {key!r} ({error.strerror or error})"
+            ) from None
+        if count != array.nbytes:
+            raise _changed_error(path)  # the header said these bytes were there
+    return array
+
+
+class _FileTensors(Mapping[str, np.ndarray]):
+    """The tensors of an open safetensors file by module key, each read when asked for."""
+
+    def __init__(
+        self,
+        file: io.FileIO,
+        path: str,
+        header: dict[str, Any],
+        data_start: int,
+        rename: dict[str, str],
+    ) -> None:
+        self._file, self._path, self._header, self._data_start = file, path, header, data_start
+        self._rename = rename  # module key -> key in the file
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return _read_tensor(
+            self._file, self._path, self._header, self._data_start, self._rename[key]
+        )
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rename
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rename)
+
+    def __len__(self) -> int:
+        return len(self._rename)
 
 
 _TORCH_DTYPES = ("torch.float16", "torch.float32", "torch.float64")

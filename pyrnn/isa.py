@@ -1,15 +1,19 @@
 """Which kernels run: detected CPU features, the ISAs compiled in, and a way to force one.
-The choice is made once at import (PYRNN_ISA overrides it) and can be changed with set_isa."""
+The choice is made once at import (PYRNN_ISA overrides it, when this build and CPU can run the
+ISA it names) and can be changed with set_isa."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from . import _core
 
-# Choose the kernels now, so that a bad PYRNN_ISA fails at import with a message naming the
-# choices rather than at the first forward call.
+# Choose the kernels now. A PYRNN_ISA this build or CPU cannot run does not stop pyrnn (nor
+# `pyrnn --help` / `pyrnn info`): the best available ISA runs instead, and the warning says why.
 _core.active_isa()
+if _core.isa_environment_warning():
+    warnings.warn(_core.isa_environment_warning(), RuntimeWarning, stacklevel=1)
 
 
 def available_isas() -> list[str]:
@@ -19,7 +23,9 @@ def available_isas() -> list[str]:
 
 def set_isa(name: str) -> None:
     """Forces the kernels of one ISA ('scalar', 'avx2', 'avx512', 'neon') for every module.
-    Raises ValueError naming the choices if `name` is unknown or this CPU cannot run it."""
+    Raises ValueError saying why one cannot run: an unknown name (the choices are listed), an
+    ISA not built for this architecture or not compiled in, or one this CPU does not support
+    (the missing features are named)."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str such as 'scalar', got {type(name).__name__}")
     _core.set_isa(name)

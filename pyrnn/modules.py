@@ -40,6 +40,7 @@ class _SequenceModule(Module):
             )
         if steps == 0:
             raise ValueError("input: expected a sequence of at least 1 time step, got 0")
+        spec.check_run(rows, steps, "input")
 
         layers = spec.num_layers * spec.directions
         is_lstm = spec.base_kind == "lstm"

@@ -86,6 +86,7 @@ class Stream(_core.Stream):
                 raise ValueError(
                     f"batch: expected at most 2**31-1 rows (the core's limit), got {batch}"
                 )
+        spec.check_run(1 if batch is None else batch, None, "batch")
         super().__init__(
             module._network, 1 if batch is None else batch, batch is not None, spec.batch_first
         )

@@ -190,7 +190,7 @@ def test_directory_path_raises_is_a_directory(tmp_path: Path) -> None:
     [
         (lambda: pyrnn.LSTM(10**6, 10**6), "more than this machine's physical memory"),
         (lambda: pyrnn.GRU(8, 8, num_layers=10**9), "more than this machine's physical memory"),
-        # 6.4 GB of weights, but 2*10**8 layers of bookkeeping (~1 KiB each) on top.
+        # 3.2 GB of weights and their source, but 2*10**8 layers of ~3 KiB of bookkeeping each.
         (lambda: pyrnn.RNN(1, 1, num_layers=2 * 10**8), "more than this machine's physical"),
         (lambda: pyrnn.RNN(1, 1, num_layers=10**12), "num_layers * directions"),
         (lambda: pyrnn.RNNCell(2**31, 1), "input_size = 2147483648 exceeds"),

@@ -13,6 +13,7 @@ parity_helpers.ATOL, RTOL, SUM_RTOL).
 from __future__ import annotations
 
 import itertools
+import pickle
 import zlib
 from typing import Any
 
@@ -276,6 +277,7 @@ OTHER_FORMS = {
     "read-only": _read_only,
     "unaligned": _unaligned,
     "memoryview": memoryview,
+    "unpickled": lambda x: pickle.loads(pickle.dumps(x)),  # its dtype is a copy of float32's
     "__array__": _ArrayLike,
     "tuple": lambda x: tuple(x.tolist()),
     "torch-transposed": lambda x: torch.from_numpy(

@@ -323,6 +323,29 @@ def test_clone_and_copies_are_independent() -> None:
     assert_close(stream.feed(x[4:]), expected[4:])
 
 
+def test_unpickled_arrays_are_float32_inputs_and_outputs() -> None:
+    # numpy gives an unpickled array (pickle, multiprocessing, dask) its own dtype object, equal
+    # to float32 but not the same object.
+    def unpickled(x: np.ndarray) -> np.ndarray:
+        copy: np.ndarray = pickle.loads(pickle.dumps(x))
+        assert copy.dtype == np.float32 and copy.dtype is not np.dtype(np.float32)
+        return copy
+
+    module = pyrnn.LSTM(3, 4, seed=1)
+    x = np.random.default_rng(2).standard_normal((5, 2, 3)).astype(np.float32)
+    expected = module.stream(batch=2).feed(x)
+    out = unpickled(np.zeros((5, 2, 4), np.float32))
+    module.stream(batch=2).feed(unpickled(x), out=out)
+    np.testing.assert_array_equal(out, expected)
+    reference = module.stream(batch=2)
+    stream, y = module.stream(batch=2), unpickled(np.zeros((2, 4), np.float32))
+    for t in range(5):
+        stream.step(unpickled(x[t]), out=y)
+        np.testing.assert_array_equal(y, reference.step(x[t]))
+    cell = pyrnn.GRUCell(3, 4, seed=1)
+    np.testing.assert_array_equal(cell(unpickled(x[0])), cell(x[0]))
+
+
 def test_streams_and_modules_pickle() -> None:
     module = pyrnn.GRU(3, 4, num_layers=2, batch_first=True, seed=8)
     x = np.random.default_rng(1).standard_normal((2, 10, 3)).astype(np.float32)

@@ -9,10 +9,13 @@ namespace pyrnn::bindings {
 namespace py = pybind11;
 
 void bind_dispatch(py::module_& m) {
-  m.def("available_isas", &available_isas,
-        "ISAs compiled in and runnable on this CPU, worst to best.");
+  m.def(
+      "available_isas", [] { return available_isas(); },
+      "ISAs compiled in and runnable on this CPU, worst to best.");
   m.def("compiled_isas", &compiled_isas, "Every ISA compiled into this build.");
   m.def("active_isa", [] { return std::string(active_kernels().name); });
+  m.def("isa_environment_warning", &isa_environment_warning,
+        "Why PYRNN_ISA was not followed and what runs instead; '' if it was, or is unset.");
   m.def("set_isa", &set_isa, py::arg("name"), "Forces the kernels of one ISA.");
   m.def("cpu_features", [] {
     const CpuFeatures f = detect_cpu_features();

@@ -40,6 +40,7 @@ std::vector<RawLayerWeights> raw_weights(const NetworkConfig& config,
   }
   const py::ssize_t GH = static_cast<py::ssize_t>(config.gates()) * config.hidden_size;
   std::vector<RawLayerWeights> raw;
+  raw.reserve(weights.size());  // no regrowth copies held at once with millions of layers
   for (std::size_t index = 0; index < weights.size(); ++index) {
     const auto& [w_ih, w_hh, b_ih, b_hh, w_hr] = weights[index];
     const int layer = static_cast<int>(index) / D;

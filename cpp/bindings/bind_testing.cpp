@@ -1,5 +1,12 @@
 // Test-only hooks into the kernels (underscore names, not public API): lets the Python tests
-// measure each ISA's vectorised activations against float64 numpy over the whole float range.
+// measure each ISA's vectorised activations against float64 numpy over the whole float range,
+// and ask the ISA choice about CPUs other than this one.
+#include <pybind11/stl.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
 #include "core/dispatch.h"
@@ -29,6 +36,29 @@ void bind_testing(py::module_& m) {
       },
       py::arg("isa"), py::arg("name"), py::arg("x"),
       "Test hook: the vectorised activation `name` of kernel table `isa` applied to x.");
+  m.def(
+      "_isa_choice",
+      [](const std::optional<std::string>& requested, const std::map<std::string, bool>& flags) {
+        CpuFeatures features;
+        const std::map<std::string, bool CpuFeatures::*> members = {
+            {"avx2", &CpuFeatures::avx2},
+            {"fma", &CpuFeatures::fma},
+            {"avx512f", &CpuFeatures::avx512f},
+            {"neon", &CpuFeatures::neon}};
+        for (const auto& [name, present] : flags) {
+          const auto member = members.find(name);
+          if (member == members.end())
+            throw std::invalid_argument("features: unknown feature '" + name + "'");
+          features.*member->second = present;
+        }
+        const IsaChoice choice = choose_isa(requested ? requested->c_str() : nullptr, features);
+        return py::make_tuple(
+            choice.isa, choice.warning,
+            requested && !requested->empty() ? isa_unusable_reason(*requested, features) : "");
+      },
+      py::arg("requested"), py::arg("features"),
+      "Test hook: (ISA chosen, warning, why `requested` cannot run) for PYRNN_ISA=`requested` "
+      "on a CPU with `features` (avx2, fma, avx512f, neon: bool; absent ones false).");
 }
 
 }  // namespace pyrnn::bindings

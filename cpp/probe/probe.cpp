@@ -25,9 +25,13 @@ double seconds_since(Clock::time_point start) {
 std::vector<const ProbeLoops*> runnable_loops() {
   std::vector<const ProbeLoops*> loops = {&scalar::loops()};
 #if defined(PYRNN_PROBE_X86)
-  const CpuFeatures features = detect_cpu_features();
-  if (features.avx2 && features.fma) loops.push_back(&avx2::loops());
-  if (features.avx512f && features.avx2 && features.fma) loops.push_back(&avx512::loops());
+  // The kernels' own test of what this CPU runs (dispatch.cpp): one list of needed features.
+  const std::vector<std::string> available = available_isas();
+  const auto runs = [&](const char* isa) {
+    return std::find(available.begin(), available.end(), isa) != available.end();
+  };
+  if (runs("avx2")) loops.push_back(&avx2::loops());
+  if (runs("avx512")) loops.push_back(&avx512::loops());
 #endif
   return loops;
 }
