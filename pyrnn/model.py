@@ -15,7 +15,7 @@ import numpy as np
 from . import _core
 from ._arrays import as_float32
 from ._base import IncompatibleKeys
-from .graph import Graph, GraphError, Structure, structure_leaves
+from .graph import Graph, GraphError, Node, Structure, structure_leaves
 
 __all__ = ["Model"]
 
@@ -90,15 +90,20 @@ class Model:
         return self._graph.outputs
 
     def __repr__(self) -> str:
-        lines = [f"Model(inputs={[spec.name for spec in self._graph.inputs]}"]
+        """The ops in order, like a torch module's repr: the module each came from, what it
+        computes, its settings (value names and int bookkeeping left out)."""
+        lines = ["Model("]
+        for spec in self._graph.inputs:
+            dims = ", ".join("*" if d is None else str(d) for d in spec.shape)
+            lines.append(f"  (input {spec.name}): {spec.dtype}[{dims}]")
         for node in self._graph.nodes:
-            if node.op in ("size", "int_add", "int_sub", "int_mul", "int_floordiv"):
+            if node.op in _BOOKKEEPING:
                 continue
-            operands = ", ".join("None" if x is None else str(x) for x in node.inputs)
-            attrs = "".join(f", {key}={value!r}" for key, value in node.attrs.items())
-            where = f"  # {node.source}" if node.source else ""
-            outputs = ", ".join(node.outputs)
-            lines.append(f"  {outputs} = {node.op}({operands}{attrs}){where}")
+            # source: "encoder.lstm (torch.nn.LSTM), model.py:7", or "model.py:9" for code of
+            # the top module itself.
+            module = node.source.split(" (", 1)[0] if " (" in node.source else ""
+            where = f"({module}): " if module else ""
+            lines.append(f"  {where}{_describe(node, self._constants)}")
         return "\n".join(lines) + "\n)"
 
     # -- weights ---------------------------------------------------------------------------
@@ -142,6 +147,40 @@ class Model:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(Graph.from_json(state["graph"]), state["constants"])  # type: ignore[misc]
+
+
+# Ops that only compute sizes or pass values through: not shown in a model's repr.
+_BOOKKEEPING = frozenset({"size", "int_add", "int_sub", "int_mul", "int_floordiv", "identity"})
+
+
+def _describe(node: Node, constants: Mapping[str, np.ndarray]) -> str:
+    """One op as a torch-like line: layer sizes from its weights, then its settings."""
+    attrs = dict(node.attrs)
+    shape = [
+        constants[x].shape if isinstance(x, str) and x in constants else None for x in node.inputs
+    ]
+    if node.op == "rnn" and shape[3] is not None:
+        mode = attrs.pop("mode")
+        gates = {"lstm": 4, "gru": 3}.get(mode, 1)
+        hidden = shape[3][0] // gates
+        text = f"{mode}({shape[3][1]}, {hidden}"
+        layers = attrs.pop("num_layers")
+        text += f", num_layers={layers}" if layers != 1 else ""
+        text += "".join(f", {key}=True" for key in ("bidirectional", "batch_first") if attrs[key])
+        text += ", bias=False" if not attrs["has_biases"] else ""
+        return text + ")"
+    if node.op in ("linear", "embedding") and shape[1 if node.op == "linear" else 0]:
+        rows, cols = shape[1 if node.op == "linear" else 0]  # type: ignore[misc]
+        if node.op == "linear":
+            bias = "" if len(node.inputs) > 2 and node.inputs[2] is not None else ", bias=False"
+            return f"linear({cols}, {rows}{bias})"
+        return f"embedding({rows}, {cols})"
+    if node.op == "conv1d" and shape[1] is not None:
+        out_channels, group_in, kernel = shape[1]
+        settings = ", ".join(f"{key}={value}" for key, value in attrs.items())
+        return f"conv1d({group_in * attrs['groups']}, {out_channels}, {kernel}, {settings})"
+    settings = ", ".join(f"{key}={value!r}" for key, value in attrs.items())
+    return f"{node.op}({settings})"
 
 
 def _constant(name: str, value: Any, dtype: np.dtype[Any] | None = None) -> np.ndarray:

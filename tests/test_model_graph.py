@@ -224,6 +224,19 @@ def test_stream_out_must_not_overlap_input() -> None:
         stream.step(buffer, out=buffer.reshape(-1)[:6].reshape(2, 3))
 
 
+def test_repr_lists_layers_like_torch() -> None:
+    model, _ = head_model()
+    assert repr(model) == (
+        "Model(\n"
+        "  (input x): float32[*, *, 5]\n"
+        "  linear(5, 7)\n"
+        "  lstm(7, 9, batch_first=True)\n"
+        "  linear(9, 3)\n"
+        "  log_softmax(dim=-1)\n"
+        ")"
+    )
+
+
 def test_pickle_state_dict_and_stream_state_round_trip() -> None:
     model, _ = head_model()
     x = np.random.default_rng(4).standard_normal((1, 6, 5)).astype(np.float32)

@@ -110,6 +110,14 @@ def test_batch_first_and_time_first_stream(batch_first: bool) -> None:
 
 def test_speaker_embedding_is_the_forward_over_the_frames_so_far(isa: str) -> None:
     model = convert(SpeakerEncoder(), torch.randn(4, 160, 40))
+    lines = repr(model).splitlines()
+    assert lines[:4] == [
+        "Model(",
+        "  (input x): float32[*, *, 40]",
+        "  (lstm): lstm(40, 32, num_layers=3, batch_first=True)",
+        "  select(dim=0, index=2)",
+    ]
+    assert "  (fc): linear(32, 16)" in lines
     x = np.random.default_rng(3).standard_normal((2, 25, 40)).astype(np.float32)
     stream = model.stream(batch=2)
     for t, frame in enumerate(frames_of(x, 1)):
