@@ -103,9 +103,8 @@ GraphHandle build(const py::list& inputs, const py::list& constants, const py::l
       const auto name = key.cast<std::string>();
       attrs.set(name, attr_value(name, value));
     }
-    graph->add_node(node[0].cast<std::string>(), operands,
-                    node[2].cast<std::vector<std::string>>(), std::move(attrs),
-                    node[4].cast<std::string>());
+    graph->add_node(node[0].cast<std::string>(), operands, node[2].cast<std::vector<std::string>>(),
+                    std::move(attrs), node[4].cast<std::string>());
   }
   graph->set_outputs(outputs);
   return {std::make_shared<g::PlanCache>(std::move(graph))};
@@ -157,7 +156,8 @@ py::list forward(GraphHandle& self, const py::list& arrays) {
 }
 
 // Shapes of every value for these input shapes (tests and repr): name -> shape or int.
-py::dict infer(GraphHandle& self, const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& inputs) {
+py::dict infer(GraphHandle& self,
+               const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& inputs) {
   std::vector<g::ValueMeta> metas;
   for (const auto& [dtype, dims] : inputs) {
     g::ValueMeta meta;
@@ -175,8 +175,8 @@ py::dict infer(GraphHandle& self, const std::vector<std::pair<std::string, std::
     if (meta.is_int) {
       result[py::str(info.name)] = meta.int_value;
     } else {
-      result[py::str(info.name)] =
-          py::tuple(py::cast(std::vector<std::int64_t>(meta.shape.dims, meta.shape.dims + meta.shape.rank)));
+      result[py::str(info.name)] = py::tuple(
+          py::cast(std::vector<std::int64_t>(meta.shape.dims, meta.shape.dims + meta.shape.rank)));
     }
   }
   return result;

@@ -8,8 +8,8 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
-#include "bindings/graph_handle.h"
 #include "bindings/fast_method.h"
+#include "bindings/graph_handle.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "graph/model_stream.h"
@@ -56,8 +56,8 @@ struct ModelStreamHandle {
     const int time = input ? layout.input_time[i] : layout.output_time[i];
     const int batch = input ? layout.input_batch[i] : layout.output_batch[i];
     // Strided or delayed windows give an output fewer frames than its inputs.
-    const std::int64_t count = !input && frames >= 0 && time >= 0 ? stream.feed_frames(i, frames)
-                                                                  : frames;
+    const std::int64_t count =
+        !input && frames >= 0 && time >= 0 ? stream.feed_frames(i, frames) : frames;
     std::vector<py::ssize_t> dims;
     for (int a = 0; a < meta.shape.rank; ++a) {
       if (a == time && frames < 0) continue;
@@ -95,8 +95,8 @@ bool exact(py::handle value, g::DType type, const std::vector<py::ssize_t>& shap
   for (std::size_t a = 0; a < shape.size(); ++a)
     if (proxy->dimensions[a] != shape[a]) return false;
   PyObject* want = descriptor(type);
-  return proxy->descr == want ||
-         py::reinterpret_borrow<py::dtype>(proxy->descr).equal(py::reinterpret_borrow<py::dtype>(want));
+  return proxy->descr == want || py::reinterpret_borrow<py::dtype>(proxy->descr)
+                                     .equal(py::reinterpret_borrow<py::dtype>(want));
 }
 
 std::string shape_text(const std::vector<py::ssize_t>& shape) {
@@ -119,8 +119,8 @@ constexpr std::size_t kInline = 8;
 
 // One call: inputs converted and checked, outputs given (checked) or made, the run, errors.
 // Returns the outputs in the model's structure.
-py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t count,
-               py::handle out, std::int64_t frames) {
+py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t count, py::handle out,
+               std::int64_t frames) {
   const g::Graph& graph = self.stream.graph();
   const std::size_t n_in = graph.inputs().size(), n_out = graph.outputs().size();
   if (count != n_in)
@@ -148,8 +148,8 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
     py::handle value = inputs[i];
     if (!exact(value, type, shape, false)) {
       const std::string name = graph.value(graph.inputs()[i].value).name;
-      PyObject* converted = PyObject_CallFunction(convert, "Oss", value.ptr(), name.c_str(),
-                                                  g::dtype_name(type));
+      PyObject* converted =
+          PyObject_CallFunction(convert, "Oss", value.ptr(), name.c_str(), g::dtype_name(type));
       if (converted == nullptr) throw py::error_already_set();
       held.push_back(py::reinterpret_steal<py::object>(converted));
       value = held.back();
@@ -180,8 +180,9 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
         value = py::reinterpret_borrow<py::sequence>(out)[j];
       } else {
         throw std::invalid_argument("out: expected " +
-                                    (n_out == 1 ? std::string("an array")
-                                                : "a list of " + std::to_string(n_out) + " arrays") +
+                                    (n_out == 1
+                                         ? std::string("an array")
+                                         : "a list of " + std::to_string(n_out) + " arrays") +
                                     " in the model's output order");
       }
       const std::string name = n_out == 1 ? "out" : "out[" + std::to_string(j) + "]";
@@ -231,7 +232,8 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   if (!listed) return results;
   static PyObject* rebuild =
       py::object(py::module_::import("pyrnn.model").attr("_rebuild_list")).release().ptr();
-  PyObject* structured = PyObject_CallFunctionObjArgs(rebuild, self.structure.ptr(), made.ptr(), nullptr);
+  PyObject* structured =
+      PyObject_CallFunctionObjArgs(rebuild, self.structure.ptr(), made.ptr(), nullptr);
   if (structured == nullptr) throw py::error_already_set();
   return py::reinterpret_steal<py::object>(structured);
 }
@@ -241,7 +243,8 @@ std::int64_t frames_of(const ModelStreamHandle& self, PyObject* first) {
   const int axis = self.user_time_axis;
   py::object array = py::reinterpret_borrow<py::object>(first);
   if (!py::detail::npy_api::get().PyArray_Check_(first)) {
-    static PyObject* shape_of = py::object(py::module_::import("numpy").attr("shape")).release().ptr();
+    static PyObject* shape_of =
+        py::object(py::module_::import("numpy").attr("shape")).release().ptr();
     PyObject* shape = PyObject_CallFunctionObjArgs(shape_of, first, nullptr);
     if (shape == nullptr) throw py::error_already_set();
     const auto dims = py::reinterpret_steal<py::tuple>(shape);
@@ -273,7 +276,8 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
         throw py::type_error("unexpected keyword argument '" + py::cast<std::string>(name) + "'");
       out = args[nargs + i];
     }
-    ModelStreamHandle& handle = initialized<ModelStreamHandle>(py::handle(self), "ModelStream", true);
+    ModelStreamHandle& handle =
+        initialized<ModelStreamHandle>(py::handle(self), "ModelStream", true);
     std::int64_t frames = -1;
     if (kFeed) {
       if (nargs < 1) throw py::type_error("feed: missing the input frames");
@@ -305,19 +309,19 @@ PyMethodDef model_feed_def = {
 void bind_model_stream(py::module_& m) {
   py::class_<ModelStreamHandle> cls(m, "ModelStream");
   cls.def(py::init([](py::handle graph, py::handle structure, std::int64_t rows, bool batched,
-                       const std::optional<std::vector<int>>& time_axes, int chunk) {
-             const GraphHandle& source = graph_of(graph);
-             if (!batched && rows != 1)
-               throw std::invalid_argument("rows: an unbatched stream has 1 row");
-             g::StreamLayout layout = g::find_stream_layout(
-                 *source.plans->graph(), time_axes ? &*time_axes : nullptr);
-             auto handle = std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle{
-                 g::ModelStream(source.plans->graph(), std::move(layout), rows, chunk), batched});
-             handle->describe(structure);
-             return handle;
-           }),
-           py::arg("graph"), py::arg("structure"), py::arg("rows"), py::arg("batched"), py::arg("time_axes"),
-           py::arg("chunk"))
+                      const std::optional<std::vector<int>>& time_axes, int chunk) {
+            const GraphHandle& source = graph_of(graph);
+            if (!batched && rows != 1)
+              throw std::invalid_argument("rows: an unbatched stream has 1 row");
+            g::StreamLayout layout =
+                g::find_stream_layout(*source.plans->graph(), time_axes ? &*time_axes : nullptr);
+            auto handle = std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle{
+                g::ModelStream(source.plans->graph(), std::move(layout), rows, chunk), batched});
+            handle->describe(structure);
+            return handle;
+          }),
+          py::arg("graph"), py::arg("structure"), py::arg("rows"), py::arg("batched"),
+          py::arg("time_axes"), py::arg("chunk"))
       .def(py::init([](py::handle other) {
              return std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle(handle_of(other)));
            }),
@@ -352,13 +356,11 @@ void bind_model_stream(py::module_& m) {
              require_shape(data, shape, part.name.c_str());
              h.stream.set_state(index, data.data());
            })
-      .def("_shape",
-           [](py::handle self, bool input, int i, std::int64_t frames) {
-             return handle_of(self).shape(input, i, frames);
-           })
+      .def("_shape", [](py::handle self, bool input, int i,
+                        std::int64_t frames) { return handle_of(self).shape(input, i, frames); })
       .def_property_readonly("rows", [](py::handle self) { return handle_of(self).stream.rows(); })
-      .def_property_readonly("time_axes",
-                             [](py::handle self) { return handle_of(self).stream.layout().input_time; })
+      .def_property_readonly(
+          "time_axes", [](py::handle self) { return handle_of(self).stream.layout().input_time; })
       .def_property_readonly("output_time_axes", [](py::handle self) {
         return handle_of(self).stream.layout().output_time;
       });

@@ -17,8 +17,7 @@ bool produces_int(const std::string& op) {
 
 int Graph::new_value(const std::string& name, bool is_int, int producer) {
   if (!name.empty()) {
-    if (by_name_.count(name))
-      throw std::invalid_argument("value '" + name + "' is defined twice");
+    if (by_name_.count(name)) throw std::invalid_argument("value '" + name + "' is defined twice");
     by_name_[name] = static_cast<int>(values_.size());
   }
   values_.push_back({name, is_int, producer, std::nullopt});
@@ -75,8 +74,8 @@ void Graph::add_node(const std::string& op, const std::vector<Operand>& inputs,
                      const std::string& source) {
   const int index = static_cast<int>(nodes_.size());
   NodeDef node{op, {}, {}, std::move(attrs), source};
-  const std::string where = "node " + std::to_string(index) + " (" + op +
-                            (source.empty() ? "" : "; " + source) + "): ";
+  const std::string where =
+      "node " + std::to_string(index) + " (" + op + (source.empty() ? "" : "; " + source) + "): ";
   try {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       const Operand& operand = inputs[i];
@@ -127,12 +126,12 @@ void Graph::set_outputs(const std::vector<std::string>& names) {
 void BuildContext::require_inputs(int low, int high) const {
   const int n = inputs();
   if (n < low || (high >= 0 && n > high))
-    throw std::invalid_argument(
-        "expected " +
-        (high < 0 ? "at least " + std::to_string(low)
-                  : low == high ? std::to_string(low)
-                                : std::to_string(low) + " to " + std::to_string(high)) +
-        " inputs, got " + std::to_string(n));
+    throw std::invalid_argument("expected " +
+                                (high < 0 ? "at least " + std::to_string(low)
+                                 : low == high
+                                     ? std::to_string(low)
+                                     : std::to_string(low) + " to " + std::to_string(high)) +
+                                " inputs, got " + std::to_string(n));
 }
 
 void BuildContext::require_outputs(int count) const {
@@ -143,16 +142,18 @@ void BuildContext::require_outputs(int count) const {
 }
 
 void BuildContext::require_tensor(int i, const char* role) const {
-  if (!has(i)) throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
-                                           ") is required");
+  if (!has(i))
+    throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
+                                ") is required");
   if (graph_.value(node_.inputs[i]).is_int)
     throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
                                 ") must be a tensor, got an int");
 }
 
 void BuildContext::require_int(int i, const char* role) const {
-  if (!has(i)) throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
-                                           ") is required");
+  if (!has(i))
+    throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
+                                ") is required");
   if (!graph_.value(node_.inputs[i]).is_int)
     throw std::invalid_argument(std::string(role) + " (input " + std::to_string(i) +
                                 ") must be an int, got a tensor");
@@ -189,8 +190,7 @@ TimeFlow Op::time_flow(const std::vector<int>& input_axes, const NodeDef& node,
                        const std::vector<ValueMeta>& values) const {
   (void)values;
   for (int axis : input_axes)
-    if (axis >= 0)
-      throw std::invalid_argument("op '" + node.op + "' cannot run frame by frame");
+    if (axis >= 0) throw std::invalid_argument("op '" + node.op + "' cannot run frame by frame");
   return {std::vector<int>(node.outputs.size(), -1), false};
 }
 

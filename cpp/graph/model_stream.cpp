@@ -8,15 +8,15 @@
 
 namespace pyrnn::graph {
 
-ModelStream::ModelStream(std::shared_ptr<const Graph> graph, StreamLayout layout,
-                         std::int64_t rows, int chunk_frames)
+ModelStream::ModelStream(std::shared_ptr<const Graph> graph, StreamLayout layout, std::int64_t rows,
+                         int chunk_frames)
     : graph_(std::move(graph)), layout_(std::move(layout)), rows_(rows), chunk_(chunk_frames) {
   if (rows < 1 || rows > INT32_MAX)
     throw std::invalid_argument("batch: expected 1 to 2^31-1 rows, got " + std::to_string(rows));
   if (chunk_frames < 1) throw std::invalid_argument("chunk: expected >= 1 frames");
   const Graph& g = *graph_;
-  const std::vector<ValueMeta> one = infer_values(
-      g, stream_input_metas(g, layout_, 1, rows_), &layout_.value_time);
+  const std::vector<ValueMeta> one =
+      infer_values(g, stream_input_metas(g, layout_, 1, rows_), &layout_.value_time);
   states_.resize(g.node_count());
   for (int n = 0; n < g.node_count(); ++n)
     if (layout_.stateful[n]) states_[n] = g.op(n).make_state(g.node(n), one);
@@ -147,7 +147,8 @@ std::int64_t ModelStream::feed_frames(int j, std::int64_t frames) const {
     const std::uint32_t ticks = next_ticks(seen);
     count += ticks >> clock & 1u;
     for (std::size_t k = 1; k < layout_.clocks.size(); ++k)
-      if (ticks >> layout_.clocks[k].parent & 1u) seen[k] = layout_.clocks[k].window.fold(seen[k] + 1);
+      if (ticks >> layout_.clocks[k].parent & 1u)
+        seen[k] = layout_.clocks[k].window.fold(seen[k] + 1);
   }
   return count;
 }

@@ -43,8 +43,8 @@ std::vector<ValueMeta> infer_values(const Graph& g, const std::vector<ValueMeta>
                                     const std::vector<std::int64_t>* emitted) {
   std::vector<ValueMeta> values(g.value_count(), ValueMeta{});
   if (inputs.size() != g.inputs().size())
-    throw std::invalid_argument("expected " + std::to_string(g.inputs().size()) +
-                                " inputs, got " + std::to_string(inputs.size()));
+    throw std::invalid_argument("expected " + std::to_string(g.inputs().size()) + " inputs, got " +
+                                std::to_string(inputs.size()));
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const GraphInput& spec = g.inputs()[i];
     const ValueMeta& given = inputs[i];
@@ -121,7 +121,8 @@ void Plan::lay_out() {
         const int source = node.inputs[0];
         storage[out] = Storage::View;
         root[out] = root[source];
-        const std::size_t bytes = static_cast<std::size_t>(*offset) * dtype_size(values_[out].dtype);
+        const std::size_t bytes =
+            static_cast<std::size_t>(*offset) * dtype_size(values_[out].dtype);
         root_offset[out] = root_offset[source] + bytes;
         views_.push_back({out, source, bytes});
       } else {

@@ -31,8 +31,7 @@ class Plan {
   // (per node: its OpState, null for stateless nodes) make stateful ops carry their state
   // across runs; without them, every run starts from each op's initial state.
   Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inputs,
-       const std::vector<int>* time_axes = nullptr,
-       const std::vector<OpState*>* states = nullptr,
+       const std::vector<int>* time_axes = nullptr, const std::vector<OpState*>* states = nullptr,
        const std::vector<std::int64_t>* emitted = nullptr);
 
   const Graph& graph() const noexcept { return *graph_; }
@@ -67,9 +66,9 @@ class Plan {
   std::shared_ptr<const Graph> graph_;
   std::vector<ValueMeta> values_;
   std::vector<void*> pointers_;
-  std::vector<View> views_;           // resolved each run, in order
-  std::vector<int> external_;         // per output j: the value written straight into it, or -1
-  std::vector<Copy> copies_;          // outputs copied at the end (inputs, constants, views)
+  std::vector<View> views_;    // resolved each run, in order
+  std::vector<int> external_;  // per output j: the value written straight into it, or -1
+  std::vector<Copy> copies_;   // outputs copied at the end (inputs, constants, views)
   std::vector<Bound> kernels_;
   AlignedBuffer arena_;
   std::size_t arena_bytes_ = 0;

@@ -46,8 +46,10 @@ Attempt follow_time(const Graph& g, const std::vector<int>& input_time,
     meta.dtype = input.dtype;
     for (std::size_t a = 0; a < input.dims.size(); ++a) {
       std::int64_t extent = input.dims[a];
-      if (static_cast<int>(a) == input_time[i]) extent = kProbeFrames;
-      else if (static_cast<int>(a) == input_batch[i]) extent = kProbeBatch[0];
+      if (static_cast<int>(a) == input_time[i])
+        extent = kProbeFrames;
+      else if (static_cast<int>(a) == input_batch[i])
+        extent = kProbeBatch[0];
       meta.shape.push_back(extent);
     }
     metas.push_back(meta);
@@ -205,8 +207,10 @@ std::vector<ValueMeta> stream_input_metas(const Graph& g, const StreamLayout& la
     meta.dtype = input.dtype;
     for (std::size_t a = 0; a < input.dims.size(); ++a) {
       std::int64_t extent = input.dims[a];
-      if (static_cast<int>(a) == layout.input_time[i]) extent = frames;
-      else if (static_cast<int>(a) == layout.input_batch[i]) extent = batch;
+      if (static_cast<int>(a) == layout.input_time[i])
+        extent = frames;
+      else if (static_cast<int>(a) == layout.input_batch[i])
+        extent = batch;
       meta.shape.push_back(extent);
     }
     metas.push_back(meta);

@@ -22,14 +22,14 @@ struct StreamClock {
 };
 
 struct StreamLayout {
-  std::vector<int> input_time;     // per graph input
-  std::vector<int> input_batch;    // per graph input, -1: none
-  std::vector<int> output_time;    // per graph output, -1: the output has no time axis
-  std::vector<int> output_batch;   // per graph output, -1: does not depend on the batch
-  std::vector<int> output_clock;   // per graph output, -1 without a time axis
-  std::vector<int> value_time;     // per value
-  std::vector<int> value_clock;    // per value, -1 without a time axis
-  std::vector<bool> stateful;      // per node
+  std::vector<int> input_time;    // per graph input
+  std::vector<int> input_batch;   // per graph input, -1: none
+  std::vector<int> output_time;   // per graph output, -1: the output has no time axis
+  std::vector<int> output_batch;  // per graph output, -1: does not depend on the batch
+  std::vector<int> output_clock;  // per graph output, -1 without a time axis
+  std::vector<int> value_time;    // per value
+  std::vector<int> value_clock;   // per value, -1 without a time axis
+  std::vector<bool> stateful;     // per node
   std::vector<StreamClock> clocks;
 };
 

@@ -97,7 +97,8 @@ void unary(UnaryOp op, const UnaryParams& p, const float* x, float* y, std::size
       return map_vectors(x, y, n, [](V v) { return mul(v, sigmoid(v)); });
     case UnaryOp::LeakyRelu: {
       const V slope = broadcast(p.a);
-      return map_vectors(x, y, n, [slope](V v) { return select(less(v, zero()), mul(v, slope), v); });
+      return map_vectors(x, y, n,
+                         [slope](V v) { return select(less(v, zero()), mul(v, slope), v); });
     }
     case UnaryOp::Hardtanh: {
       const V lo = broadcast(p.a), hi = broadcast(p.b);

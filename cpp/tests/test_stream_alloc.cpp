@@ -372,7 +372,8 @@ void check_model_stream(const pyrnn::KernelTable& kernels) {
   const auto gather = [&](int t0, int count) {
     std::vector<float> part(std::size_t(N) * C * count);
     for (int r = 0; r < N * C; ++r)
-      for (int t = 0; t < count; ++t) part[std::size_t(r) * count + t] = x[std::size_t(r) * T + t0 + t];
+      for (int t = 0; t < count; ++t)
+        part[std::size_t(r) * count + t] = x[std::size_t(r) * T + t0 + t];
     return part;
   };
   std::vector<std::vector<float>> pieces;
@@ -393,8 +394,8 @@ void check_model_stream(const pyrnn::KernelTable& kernels) {
   for (std::size_t i = 0; i < counts.size(); ++i) {
     const void* in[] = {pieces[i].data()};
     void* out[] = {z_pieces[i].data(), h_n.data()};
-    const g::RunStatus status = counts[i] < 0 ? stream.step(kernels, in, out)
-                                              : stream.feed(kernels, counts[i], in, out);
+    const g::RunStatus status =
+        counts[i] < 0 ? stream.step(kernels, in, out) : stream.feed(kernels, counts[i], in, out);
     PYRNN_CHECK(status.message == nullptr);
   }
   g_counting.store(false);

@@ -56,7 +56,8 @@ inline TimeFlow same_axes(const std::vector<int>& input_axes, const NodeDef& nod
 inline void copy_slabs(const std::byte* src, std::ptrdiff_t src_stride, std::byte* dst,
                        std::ptrdiff_t dst_stride, std::int64_t outer, std::size_t inner) noexcept {
   if (inner == 0) return;
-  for (std::int64_t o = 0; o < outer; ++o) std::memcpy(dst + o * dst_stride, src + o * src_stride, inner);
+  for (std::int64_t o = 0; o < outer; ++o)
+    std::memcpy(dst + o * dst_stride, src + o * src_stride, inner);
 }
 
 }  // namespace pyrnn::graph::ops

@@ -45,7 +45,10 @@ Ncl ncl_of(const Shape& s) {
 class History final : public OpState {
  public:
   History(std::int64_t rows, std::int64_t channels, const TimeWindow& window)
-      : rows_(rows), channels_(channels), window_(window), seen_(window.pad_left),
+      : rows_(rows),
+        channels_(channels),
+        window_(window),
+        seen_(window.pad_left),
         frames_(checked_mul(checked_mul(static_cast<std::size_t>(rows), channels),
                             static_cast<std::size_t>(window.span - 1))) {}
   std::unique_ptr<OpState> clone() const override { return std::make_unique<History>(*this); }
@@ -108,7 +111,8 @@ void extend_with_history(History& history, const float* x, const Ncl& in, float*
     float* row = extended + r * total;
     float* kept = history.data() + r * context;
     std::memcpy(row, kept, static_cast<std::size_t>(context) * sizeof(float));
-    std::memcpy(row + context, x + r * in.length, static_cast<std::size_t>(in.length) * sizeof(float));
+    std::memcpy(row + context, x + r * in.length,
+                static_cast<std::size_t>(in.length) * sizeof(float));
     std::memcpy(kept, row + total - context, static_cast<std::size_t>(context) * sizeof(float));
   }
 }
@@ -149,8 +153,11 @@ TimeFlow window_time_flow(const std::vector<int>& axes, const NodeDef& node,
   if (axes[0] != rank - 1)
     shape_error(node.op + " over an input whose channel or batch axis carries time");
   if (w.pad_left > w.span() - 1)
-    shape_error(node.op + " pads " + str(w.pad_left) + " frames on the left, more than its window "
-                "of " + str(w.span()) + " frames reaches back: its first outputs would see "
+    shape_error(node.op + " pads " + str(w.pad_left) +
+                " frames on the left, more than its window "
+                "of " +
+                str(w.span()) +
+                " frames reaches back: its first outputs would see "
                 "padding only");
   return TimeFlow::windowed_by({axes[0]}, w.along_time());
 }
@@ -193,8 +200,8 @@ class Conv1d final : public Op {
       b = bias.floats();
     }
     for (std::int64_t g = 0; g < groups_; ++g)
-      biases_.push_back(pack_bias(b ? b + g * group_out_ : nullptr, nullptr, 1,
-                                  static_cast<int>(group_out_)));
+      biases_.push_back(
+          pack_bias(b ? b + g * group_out_ : nullptr, nullptr, 1, static_cast<int>(group_out_)));
   }
   void infer(InferContext& ctx) const override {
     const ValueMeta& x = ctx.in(0);
@@ -253,14 +260,13 @@ struct WindowStarts {
 
 class Conv1dKernel final : public Kernel {
  public:
-  Conv1dKernel(const Conv1d& op, int in, int out, Ncl input, std::int64_t out_len,
-               History* history)
+  Conv1dKernel(const Conv1d& op, int in, int out, Ncl input, std::int64_t out_len, History* history)
       : op_(op), in_(in), out_(out), input_(input), out_len_(out_len), history_(history) {
     const std::size_t rows = static_cast<std::size_t>(std::min(out_len, kConvChunkRows));
     const Window& w = op.window();
     columns_.resize(checked_mul(rows, static_cast<std::size_t>(op.group_in() * w.kernel)));
-    products_.resize(checked_mul(rows, static_cast<std::size_t>(padded_units(
-                                           static_cast<int>(op.group_out())))));
+    products_.resize(checked_mul(
+        rows, static_cast<std::size_t>(padded_units(static_cast<int>(op.group_out())))));
     if (history) {
       const std::size_t frames = static_cast<std::size_t>(history->context() + input.length);
       extended_.resize(checked_mul(static_cast<std::size_t>(input.rows * input.channels), frames));
@@ -435,7 +441,8 @@ class Pool1d final : public Op {
         : op_(op), in_(in), out_(out), input_(input), out_len_(out_len), history_(history) {
       if (history) {
         const std::size_t frames = static_cast<std::size_t>(history->context() + input.length);
-        extended_.resize(checked_mul(static_cast<std::size_t>(input.rows * input.channels), frames));
+        extended_.resize(
+            checked_mul(static_cast<std::size_t>(input.rows * input.channels), frames));
         offsets_.resize(static_cast<std::size_t>(input.length) + 1);
       }
     }
@@ -447,9 +454,9 @@ class Pool1d final : public Op {
       if (!history_) {
         for (std::int64_t line = 0; line < lines; ++line)
           for (std::int64_t t = 0; t < out_len_; ++t)
-            y[line * out_len_ + t] = op_.window_value(x + line * input_.length,
-                                                      t * w.stride - w.pad_left, 0, input_.length,
-                                                      input_.length);
+            y[line * out_len_ + t] =
+                op_.window_value(x + line * input_.length, t * w.stride - w.pad_left, 0,
+                                 input_.length, input_.length);
         return;
       }
       // Stream: positions count from the first real frame; the left padding is z < 0.

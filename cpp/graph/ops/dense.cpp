@@ -103,8 +103,7 @@ class LinearKernel final : public Kernel {
 
 std::unique_ptr<Kernel> Linear::prepare(const PrepareContext& ctx) const {
   const Shape& s = ctx.in(0).shape;
-  return std::make_unique<LinearKernel>(*this, ctx.in_id(0), ctx.out_id(0),
-                                        s.span(0, s.rank - 1));
+  return std::make_unique<LinearKernel>(*this, ctx.in_id(0), ctx.out_id(0), s.span(0, s.rank - 1));
 }
 
 class Embedding final : public Op {
@@ -123,7 +122,8 @@ class Embedding final : public Op {
   void infer(InferContext& ctx) const override {
     const ValueMeta& indices = ctx.in(1);
     if (indices.dtype != DType::I64)
-      shape_error("embedding: indices must be int64, got " + std::string(dtype_name(indices.dtype)));
+      shape_error("embedding: indices must be int64, got " +
+                  std::string(dtype_name(indices.dtype)));
     Shape out = indices.shape;
     out.push_back(dim_);
     ctx.set_tensor(0, DType::F32, out);

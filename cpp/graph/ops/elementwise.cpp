@@ -88,7 +88,7 @@ class Unary final : public Op {
 struct BroadcastLoop {
   std::vector<std::int64_t> extents;  // outer axes, outermost first
   std::vector<std::int64_t> a_strides, b_strides;
-  std::int64_t inner = 1;             // elements per kernel call
+  std::int64_t inner = 1;                 // elements per kernel call
   std::ptrdiff_t a_step = 0, b_step = 0;  // 0 or 1 within the inner run
 };
 
@@ -172,12 +172,11 @@ class BinaryKernelRun final : public Kernel {
       : op_(op), a_(a), b_(b), out_(out), loop_(std::move(loop)), total_(total), dtype_(dtype) {}
   void run(const RunContext& ctx) noexcept override {
     if (dtype_ == DType::I64) {
-      walk(ctx.ptr<const std::int64_t>(a_), ctx.ptr<const std::int64_t>(b_),
-           ctx.ptr<std::int64_t>(out_),
-           [this](const std::int64_t* a, std::ptrdiff_t sa, const std::int64_t* b,
-                  std::ptrdiff_t sb, std::int64_t* y, std::size_t n) {
-             binary_int64(op_, a, sa, b, sb, y, n);
-           });
+      walk(
+          ctx.ptr<const std::int64_t>(a_), ctx.ptr<const std::int64_t>(b_),
+          ctx.ptr<std::int64_t>(out_),
+          [this](const std::int64_t* a, std::ptrdiff_t sa, const std::int64_t* b, std::ptrdiff_t sb,
+                 std::int64_t* y, std::size_t n) { binary_int64(op_, a, sa, b, sb, y, n); });
     } else {
       walk(ctx.ptr<const float>(a_), ctx.ptr<const float>(b_), ctx.ptr<float>(out_),
            [this, &ctx](const float* a, std::ptrdiff_t sa, const float* b, std::ptrdiff_t sb,

@@ -71,10 +71,9 @@ class LayerNorm final : public Op {
     };
     const Shape& s = ctx.in(0).shape;
     const int split = s.rank - static_cast<int>(rank_);
-    return std::make_unique<Run>(ctx.in_id(0), ctx.out_id(0),
-                                 static_cast<std::size_t>(s.span(0, split)),
-                                 static_cast<std::size_t>(s.span(split, s.rank)), weight_, bias_,
-                                 eps_);
+    return std::make_unique<Run>(
+        ctx.in_id(0), ctx.out_id(0), static_cast<std::size_t>(s.span(0, split)),
+        static_cast<std::size_t>(s.span(split, s.rank)), weight_, bias_, eps_);
   }
   TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
                      const std::vector<ValueMeta>& values) const override {
@@ -117,7 +116,8 @@ class BatchNorm final : public Op {
     if (w) check(ctx.constant(1, "weight"), "weight");
     if (b) check(ctx.constant(2, "bias"), "bias");
     for (std::int64_t c = 0; c < channels_; ++c) {
-      const float inv = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var.floats()[c]) + eps));
+      const float inv =
+          static_cast<float>(1.0 / std::sqrt(static_cast<double>(var.floats()[c]) + eps));
       const float scale = inv * (w ? w[c] : 1.0f);
       scale_.data()[c] = scale;
       shift_.data()[c] = (b ? b[c] : 0.0f) - mean.floats()[c] * scale;
@@ -136,7 +136,12 @@ class BatchNorm final : public Op {
      public:
       Run(int in, int out, std::int64_t outer, std::int64_t channels, std::int64_t inner,
           const float* scale, const float* shift)
-          : in_(in), out_(out), outer_(outer), channels_(channels), inner_(inner), scale_(scale),
+          : in_(in),
+            out_(out),
+            outer_(outer),
+            channels_(channels),
+            inner_(inner),
+            scale_(scale),
             shift_(shift) {}
       void run(const RunContext& ctx) noexcept override {
         const float* x = ctx.ptr<const float>(in_);

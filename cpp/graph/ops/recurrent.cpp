@@ -88,7 +88,8 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
 class RecurrentState final : public OpState {
  public:
   RecurrentState(const Network& network, int rows) : network_(network), rows_(rows) {
-    for (int l = 0; l < network.config().num_layers; ++l) layers_.emplace_back(network.config(), rows);
+    for (int l = 0; l < network.config().num_layers; ++l)
+      layers_.emplace_back(network.config(), rows);
     pending_.assign(static_cast<std::size_t>(rows), 1);
   }
   std::unique_ptr<OpState> clone() const override {
@@ -122,7 +123,8 @@ class RecurrentState final : public OpState {
     const std::size_t block =
         static_cast<std::size_t>(rows_) * (part == 0 ? c.output_size() : c.hidden_size);
     for (std::size_t l = 0; l < layers_.size(); ++l)
-      layers_[l].store(part == 0 ? data + l * block : nullptr, part == 1 ? data + l * block : nullptr);
+      layers_[l].store(part == 0 ? data + l * block : nullptr,
+                       part == 1 ? data + l * block : nullptr);
   }
   void set(int part, const float* data) override {
     const NetworkConfig& c = network_.config();
@@ -131,8 +133,8 @@ class RecurrentState final : public OpState {
     std::vector<float> keep;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       // load() writes both h and c: keep the part not being set.
-      const std::size_t other = static_cast<std::size_t>(rows_) *
-                                (part == 0 ? c.hidden_size : c.output_size());
+      const std::size_t other =
+          static_cast<std::size_t>(rows_) * (part == 0 ? c.hidden_size : c.output_size());
       keep.assign(other, 0.0f);
       if (part == 0) {
         layers_[l].store(nullptr, keep.data());
@@ -186,9 +188,9 @@ class Recurrent final : public Op {
     if (ctx.has(1)) ctx.require_tensor(1, "h0");
     if (ctx.has(2)) ctx.require_tensor(2, "c0");
     if (ctx.has(2) && kind_ != CellKind::Lstm) shape_error("only LSTMs take c0");
-    network_ = build_network(ctx, kind_, static_cast<int>(ctx.attrs().integer("num_layers", 1, 1 << 20)),
-                             ctx.attrs().boolean("bidirectional"),
-                             ctx.attrs().boolean("has_biases"), 3);
+    network_ =
+        build_network(ctx, kind_, static_cast<int>(ctx.attrs().integer("num_layers", 1, 1 << 20)),
+                      ctx.attrs().boolean("bidirectional"), ctx.attrs().boolean("has_biases"), 3);
   }
   const NetworkConfig& config() const noexcept { return network_->config(); }
   void infer(InferContext& ctx) const override {
@@ -236,8 +238,9 @@ class Recurrent final : public Op {
       throw NotTheTimeAxis("its input carries time on axis " + str(axes[0]) +
                            ", not on the sequence axis " + str(time));
     if (config().bidirectional)
-      shape_error("a bidirectional layer reads the sequence from its end, so no output exists "
-                  "before the whole sequence has arrived");
+      shape_error(
+          "a bidirectional layer reads the sequence from its end, so no output exists "
+          "before the whole sequence has arrived");
     for (std::size_t i = 1; i < axes.size(); ++i)
       if (axes[i] >= 0) shape_error("an initial state carries time");
     std::vector<int> out(node.outputs.size(), -1);
@@ -260,7 +263,8 @@ class Recurrent final : public Op {
 };
 
 SequenceIn sequence_in(const float* data, const Shape& s, bool batch_first) {
-  const auto T = static_cast<int>(s[batch_first ? 1 : 0]), N = static_cast<int>(s[batch_first ? 0 : 1]);
+  const auto T = static_cast<int>(s[batch_first ? 1 : 0]),
+             N = static_cast<int>(s[batch_first ? 0 : 1]);
   const auto F = static_cast<int>(s[2]);
   const std::ptrdiff_t step = batch_first ? F : static_cast<std::ptrdiff_t>(N) * F;
   const std::ptrdiff_t row = batch_first ? static_cast<std::ptrdiff_t>(T) * F : F;
@@ -276,10 +280,14 @@ class RecurrentKernel final : public Kernel {
  public:
   RecurrentKernel(const Recurrent& op, const PrepareContext& ctx, RecurrentState* state)
       : op_(op),
-        x_(ctx.in_id(0)), h0_(ctx.in_id(1)), c0_(ctx.in_id(2)),
-        out_(ctx.out_id(0)), hn_(ctx.out_id(1)),
+        x_(ctx.in_id(0)),
+        h0_(ctx.in_id(1)),
+        c0_(ctx.in_id(2)),
+        out_(ctx.out_id(0)),
+        hn_(ctx.out_id(1)),
         cn_(ctx.node().outputs.size() > 2 ? ctx.out_id(2) : -1),
-        x_shape_(ctx.in(0).shape), out_shape_(ctx.out(0).shape),
+        x_shape_(ctx.in(0).shape),
+        out_shape_(ctx.out(0).shape),
         state_(state) {
     const SequenceIn v = sequence_in(nullptr, x_shape_, op.batch_first());
     if (state) {
@@ -366,9 +374,13 @@ class Cell final : public Op {
       Run(const Network& network, const PrepareContext& ctx)
           : rows_(static_cast<int>(ctx.in(0).shape[0])),
             pass_(network, rows_, 1),
-            x_(ctx.in_id(0)), h_(ctx.in_id(1)), c_(ctx.in_id(2)),
-            h_out_(ctx.out_id(0)), c_out_(ctx.node().outputs.size() > 1 ? ctx.out_id(1) : -1),
-            features_(network.config().input_size), hidden_(network.config().hidden_size) {}
+            x_(ctx.in_id(0)),
+            h_(ctx.in_id(1)),
+            c_(ctx.in_id(2)),
+            h_out_(ctx.out_id(0)),
+            c_out_(ctx.node().outputs.size() > 1 ? ctx.out_id(1) : -1),
+            features_(network.config().input_size),
+            hidden_(network.config().hidden_size) {}
       void run(const RunContext& ctx) noexcept override {
         const SequenceIn x{ctx.ptr<const float>(x_), 0, features_, 1, rows_, features_};
         const SequenceOut out{ctx.ptr<float>(h_out_), 0, hidden_, 1, rows_, hidden_};

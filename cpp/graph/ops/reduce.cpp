@@ -19,8 +19,10 @@ class Reduction final : public Op {
     ctx.require_outputs(1);
     ctx.require_tensor(0, "x");
     const std::string& op = ctx.node().op;
-    kind_ = op == "sum" ? Reduce::Sum : op == "mean" ? Reduce::Mean : op == "amax" ? Reduce::Amax
-                                                                                : Reduce::Norm;
+    kind_ = op == "sum"    ? Reduce::Sum
+            : op == "mean" ? Reduce::Mean
+            : op == "amax" ? Reduce::Amax
+                           : Reduce::Norm;
     if (kind_ == Reduce::Norm) ord_ = ctx.attrs().number("ord");
   }
   std::vector<bool> reduced(int rank) const {
@@ -189,8 +191,7 @@ class Softmax final : public Op {
   }
   TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
                      const std::vector<ValueMeta>& values) const override {
-    if (axes[0] >= 0 &&
-        normalize_axis(dim_, values[node.inputs[0]].shape.rank, "dim") == axes[0])
+    if (axes[0] >= 0 && normalize_axis(dim_, values[node.inputs[0]].shape.rank, "dim") == axes[0])
       shape_error(node.op + " along the time axis needs every frame of the sequence");
     return same_axes(axes, node);
   }

@@ -144,8 +144,7 @@ class Squeeze final : public ViewOp {
     std::vector<bool> drop(x.shape.rank, dims_.empty());
     for (std::int64_t d : dims_)
       if (x.shape.rank > 0) drop[normalize_axis(d, x.shape.rank, "dim")] = true;
-    for (int i = 0; i < x.shape.rank; ++i)
-      drop[i] = drop[i] && x.shape[i] == 1 && i != x.time_axis;
+    for (int i = 0; i < x.shape.rank; ++i) drop[i] = drop[i] && x.shape[i] == 1 && i != x.time_axis;
     return drop;
   }
   void infer(InferContext& ctx) const override {
@@ -376,8 +375,9 @@ class Select final : public Op {
     std::int64_t index;
     resolve(values[node.inputs[0]].shape, &axis, &index);
     if (axis == axes[0])
-      shape_error("select picks one step of the time axis: a stream cannot know which step is "
-                  "last (or n-th) before the sequence ends");
+      shape_error(
+          "select picks one step of the time axis: a stream cannot know which step is "
+          "last (or n-th) before the sequence ends");
     return {{axes[0] > axis ? axes[0] - 1 : axes[0]}, false};
   }
 
@@ -428,8 +428,7 @@ class Slice final : public Op {
   std::optional<std::int64_t> view_offset(const ValueMeta& in, const ValueMeta&,
                                           const NodeDef& node,
                                           const std::vector<ValueMeta>& values) const override {
-    const Range r =
-        resolve(in, values[node.inputs[1]].int_value, values[node.inputs[2]].int_value);
+    const Range r = resolve(in, values[node.inputs[1]].int_value, values[node.inputs[2]].int_value);
     if (r.whole) return 0;
     if (in.shape.span(0, r.axis) > 1 || (step_ != 1 && r.count > 1)) return std::nullopt;
     return r.start * in.shape.span(r.axis + 1, in.shape.rank);
@@ -530,8 +529,8 @@ class ConcatKernel final : public Kernel {
     auto* dst = ctx.ptr<std::byte>(out_);
     std::size_t at = 0;
     for (const Piece& p : pieces_) {
-      copy_slabs(ctx.ptr<const std::byte>(p.value), static_cast<std::ptrdiff_t>(p.bytes),
-                 dst + at, static_cast<std::ptrdiff_t>(out_bytes_), outer_, p.bytes);
+      copy_slabs(ctx.ptr<const std::byte>(p.value), static_cast<std::ptrdiff_t>(p.bytes), dst + at,
+                 static_cast<std::ptrdiff_t>(out_bytes_), outer_, p.bytes);
       at += p.bytes;
     }
   }
