@@ -106,6 +106,10 @@ def test_batch_first_and_time_first_stream(batch_first: bool) -> None:
     # h_n and c_n have no time axis: after each frame they hold the state so far.
     assert_close(steps[-1][1][0], h_n, "h_n")
     assert_close(steps[-1][1][1], c_n, "c_n")
+    # A feed of no frames has no frames to give, and no state to report.
+    empty = np.zeros((2, 0, 6) if batch_first else (0, 2, 6), np.float32)
+    out_empty, state = stream.feed(empty)
+    assert out_empty.shape == ((2, 0, 3) if batch_first else (0, 2, 3)) and state == (None, None)
 
 
 def test_speaker_embedding_is_the_forward_over_the_frames_so_far(isa: str) -> None:

@@ -219,10 +219,13 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   if (status.message != nullptr)
     throw std::invalid_argument(graph.describe(status.node) + ": " + status.message + " (" +
                                 std::to_string(status.detail) + ")");
-  // A step whose strided or delayed window emitted nothing gives None for that output.
-  if (frames < 0) {
+  // A step whose strided or delayed window emitted nothing gives None for that output; so does
+  // a feed of no frames for an output without a time axis (nothing ran to give its value).
+  if (frames <= 0) {
     for (std::size_t j = 0; j < n_out; ++j) {
-      if (self.stream.output_ticked(static_cast<int>(j))) continue;
+      const bool given_value = frames < 0 ? self.stream.output_ticked(static_cast<int>(j))
+                                          : self.stream.layout().output_time[j] >= 0;
+      if (given_value) continue;
       if (listed)
         PyList_SetItem(made.ptr(), static_cast<py::ssize_t>(j), py::none().release().ptr());
       else

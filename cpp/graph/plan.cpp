@@ -95,8 +95,7 @@ void Plan::lay_out() {
   const Graph& g = *graph_;
   const int count = g.value_count();
   std::vector<Storage> storage(count, Storage::None);
-  std::vector<int> root(count);
-  std::vector<std::size_t> root_offset(count, 0);  // bytes from the root's start
+  std::vector<int> root(count);  // the tensor whose bytes a view lies in
   for (int v = 0; v < count; ++v) root[v] = v;
   for (const GraphInput& input : g.inputs()) storage[input.value] = Storage::Input;
   for (const Constant& constant : g.constants()) storage[constant.value] = Storage::Constant;
@@ -121,10 +120,8 @@ void Plan::lay_out() {
         const int source = node.inputs[0];
         storage[out] = Storage::View;
         root[out] = root[source];
-        const std::size_t bytes =
-            static_cast<std::size_t>(*offset) * dtype_size(values_[out].dtype);
-        root_offset[out] = root_offset[source] + bytes;
-        views_.push_back({out, source, bytes});
+        views_.push_back(
+            {out, source, static_cast<std::size_t>(*offset) * dtype_size(values_[out].dtype)});
       } else {
         storage[out] = Storage::Arena;
         first[out] = last[out] = i;
