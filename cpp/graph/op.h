@@ -145,8 +145,9 @@ class OpState {
 // Binding an op to the shapes of one plan.
 class PrepareContext {
  public:
-  PrepareContext(const NodeDef& node, const std::vector<ValueMeta>& values, OpState* state)
-      : node_(node), values_(values), state_(state) {}
+  PrepareContext(const NodeDef& node, const std::vector<ValueMeta>& values, OpState* state,
+                 const std::vector<bool>* used = nullptr)
+      : node_(node), values_(values), state_(state), used_(used) {}
   const NodeDef& node() const noexcept { return node_; }
   bool has(int i) const noexcept {
     return i < static_cast<int>(node_.inputs.size()) && node_.inputs[i] >= 0;
@@ -157,11 +158,15 @@ class PrepareContext {
   int out_id(int i) const noexcept { return node_.outputs[i]; }
   // A stream's state for this node (streams only; null in a whole-sequence plan).
   OpState* state() const noexcept { return state_; }
+  // Whether anything reads output i (a later node or the caller): an op may skip writing an
+  // output nobody reads (a recurrent layer's h_n in a stream that only uses its outputs).
+  bool used(int i) const noexcept { return used_ == nullptr || (*used_)[node_.outputs[i]]; }
 
  private:
   const NodeDef& node_;
   const std::vector<ValueMeta>& values_;
   OpState* state_;
+  const std::vector<bool>* used_;
 };
 
 // How an op treats the time axis when a model streams: which axis of each output carries the

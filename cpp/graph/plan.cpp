@@ -22,12 +22,17 @@ Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inp
     : graph_(std::move(graph)), values_(infer_values(*graph_, inputs, time_axes, emitted)) {
   lay_out();
   const Graph& g = *graph_;
+  std::vector<bool> used(g.value_count(), false);
+  for (int i = 0; i < g.node_count(); ++i)
+    for (int input : g.node(i).inputs)
+      if (input >= 0) used[input] = true;
+  for (int output : g.outputs()) used[output] = true;
   for (int i = 0; i < g.node_count(); ++i) {
     const NodeDef& node = g.node(i);
     OpState* state = states != nullptr ? (*states)[i] : nullptr;
     std::unique_ptr<Kernel> kernel;
     try {
-      kernel = g.op(i).prepare(PrepareContext(node, values_, state));
+      kernel = g.op(i).prepare(PrepareContext(node, values_, state, &used));
     } catch (const std::invalid_argument& error) {
       throw std::invalid_argument(g.describe(i) + ": " + error.what());
     }

@@ -165,20 +165,23 @@ void binary(BinaryOp op, const float* a, std::ptrdiff_t a_step, const float* b,
 // Softmax in three passes over the row: max, sum of exp(x - max), then scale (or, for
 // log-softmax, x - max - log(sum)). Subtracting the max keeps exp finite, as torch does.
 #if defined(PYRNN_ELEMENTWISE_SIMD)
+// Rows in whole vectors; the tail goes through one padded vector (-inf pads give exp 0), so a
+// row shorter than a vector (10 classes) still runs vectorised instead of 10 libm calls.
 void softmax(const float* x, float* y, std::size_t rows, std::size_t cols, bool log) noexcept {
-  alignas(64) float lanes[kLanes];
+  const std::size_t whole = cols / kLanes * kLanes, tail = cols - whole;
+  alignas(64) float lanes[kLanes], padded[kLanes];
   for (std::size_t r = 0; r < rows; ++r) {
     const float* in = x + r * cols;
     float* out = y + r * cols;
-    const std::size_t whole = cols / kLanes * kLanes;
-    // NaN in a row makes the row NaN, as in torch: comparisons below skip it, the sum keeps it.
-    V top_v = broadcast(-INFINITY);
+    for (int k = 0; k < kLanes; ++k)
+      padded[k] = static_cast<std::size_t>(k) < tail ? in[whole + k] : -INFINITY;
+    // NaN in a row makes the row NaN, as in torch: the max may skip it, the sum keeps it.
+    V top_v = load(padded);
     for (std::size_t i = 0; i < whole; i += kLanes)
       top_v = clamp(load(in + i), top_v, broadcast(INFINITY));
     store(lanes, top_v);
     float top = -INFINITY;
     for (int k = 0; k < kLanes; ++k) top = lanes[k] > top ? lanes[k] : top;
-    for (std::size_t i = whole; i < cols; ++i) top = in[i] > top ? in[i] : top;
     const V shift = broadcast(top);
     V sum_v = zero();
     for (std::size_t i = 0; i < whole; i += kLanes) {
@@ -186,24 +189,22 @@ void softmax(const float* x, float* y, std::size_t rows, std::size_t cols, bool 
       if (!log) store(out + i, e);
       sum_v = add(sum_v, e);
     }
+    const V tail_e = exp_flushed(sub(load(padded), shift));
+    sum_v = add(sum_v, tail_e);
     store(lanes, sum_v);
     double sum = 0.0;
     for (int k = 0; k < kLanes; ++k) sum += lanes[k];
-    for (std::size_t i = whole; i < cols; ++i) {
-      const float e = expf(in[i] - top);
-      if (!log) out[i] = e;
-      sum += e;
-    }
     if (log) {
-      const V total = broadcast(top + logf(static_cast<float>(sum)));
-      for (std::size_t i = 0; i < whole; i += kLanes) store(out + i, sub(load(in + i), total));
-      const float t = top + logf(static_cast<float>(sum));
-      for (std::size_t i = whole; i < cols; ++i) out[i] = in[i] - t;
+      const float total = top + logf(static_cast<float>(sum));
+      const V shift_all = broadcast(total);
+      for (std::size_t i = 0; i < whole; i += kLanes) store(out + i, sub(load(in + i), shift_all));
+      for (std::size_t i = whole; i < cols; ++i) out[i] = in[i] - total;
     } else {
       const float inverse = static_cast<float>(1.0 / sum);
       const V scale = broadcast(inverse);
       for (std::size_t i = 0; i < whole; i += kLanes) store(out + i, mul(load(out + i), scale));
-      for (std::size_t i = whole; i < cols; ++i) out[i] *= inverse;
+      store(lanes, mul(tail_e, scale));
+      for (std::size_t i = whole; i < cols; ++i) out[i] = lanes[i - whole];
     }
   }
 }

@@ -355,17 +355,35 @@ void gemm_slice(const GemmArgs& g, int row0, int m) noexcept {
   }
 }
 
+// One row (a linear layer on a stream's frame): a register tile of one row gives each output
+// vector a single chain of K dependent FMAs (64 x 4 cycles for a 64-input layer); row_dot's
+// independent accumulator sets keep enough FMAs in flight instead. Measured on a streamed
+// Linear(64, 64) frame: the one-row tile took about 0.2 us, 5x its throughput bound.
+template <int G>
+void gemv_g(const GemmArgs& g) noexcept {
+  constexpr int kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
+  constexpr int kSets = kCols >= 8 ? 1 : (8 + kCols - 1) / kCols;
+  const int k = g.w->k();
+  for (int j = g.block_begin; j < g.block_end; ++j) {
+    V acc[kCols];
+    row_dot<G, kSets>(g.a, g.w->panel(j), k, acc);
+    float* out = g.c + j * kWidth;
+    for (int c = 0; c < kCols; ++c) {
+      V value = acc[c];
+      if (g.bias != nullptr) value = add(value, load(g.bias + j * kWidth + c * kLanes));
+      store(out + c * kLanes, value);
+    }
+  }
+}
+
 void gemm(const GemmArgs& g) noexcept {
   switch (g.w->gates()) {
     case 4:
-      gemm_g<4>(g);
-      break;
+      return g.m == 1 ? gemv_g<4>(g) : gemm_g<4>(g);
     case 3:
-      gemm_g<3>(g);
-      break;
+      return g.m == 1 ? gemv_g<3>(g) : gemm_g<3>(g);
     default:
-      gemm_g<1>(g);
-      break;
+      return g.m == 1 ? gemv_g<1>(g) : gemm_g<1>(g);
   }
 }
 

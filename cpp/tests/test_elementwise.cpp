@@ -146,6 +146,14 @@ void check_rows(const KernelTable& table, const KernelTable& scalar, std::mt1993
   for (bool log : {false, true}) {
     table.softmax(row.data(), out.data(), 1, row.size(), log);
     for (float v : out) PYRNN_CHECK(std::isnan(v));
+    // Shorter than a vector: the NaN in the padded tail.
+    table.softmax(row.data(), out.data(), 1, 10, log);
+    for (int i = 0; i < 10; ++i) PYRNN_CHECK(std::isnan(out[i]));
+    // Every value -inf: NaN, as torch gives (-inf minus the -inf maximum).
+    const float minus_inf = -std::numeric_limits<float>::infinity();
+    const std::vector<float> empty_mass(5, minus_inf);
+    table.softmax(empty_mass.data(), out.data(), 1, 5, log);
+    for (int i = 0; i < 5; ++i) PYRNN_CHECK(std::isnan(out[i]));
   }
 }
 

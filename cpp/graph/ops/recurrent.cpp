@@ -284,8 +284,8 @@ class RecurrentKernel final : public Kernel {
         h0_(ctx.in_id(1)),
         c0_(ctx.in_id(2)),
         out_(ctx.out_id(0)),
-        hn_(ctx.out_id(1)),
-        cn_(ctx.node().outputs.size() > 2 ? ctx.out_id(2) : -1),
+        hn_(ctx.used(1) ? ctx.out_id(1) : -1),  // h_n/c_n nobody reads are not written
+        cn_(ctx.node().outputs.size() > 2 && ctx.used(2) ? ctx.out_id(2) : -1),
         x_shape_(ctx.in(0).shape),
         out_shape_(ctx.out(0).shape),
         state_(state) {
@@ -302,7 +302,7 @@ class RecurrentKernel final : public Kernel {
     const SequenceOut out = sequence_out(ctx.ptr<float>(out_), out_shape_, bf);
     const float* h0 = h0_ >= 0 ? ctx.ptr<const float>(h0_) : nullptr;
     const float* c0 = c0_ >= 0 ? ctx.ptr<const float>(c0_) : nullptr;
-    float* hn = ctx.ptr<float>(hn_);
+    float* hn = hn_ >= 0 ? ctx.ptr<float>(hn_) : nullptr;
     float* cn = cn_ >= 0 ? ctx.ptr<float>(cn_) : nullptr;
     if (!state_) {
       pass_->run(ctx.kernels, x, out, h0, c0, hn, cn);
@@ -310,7 +310,7 @@ class RecurrentKernel final : public Kernel {
     }
     state_->take_initial(h0, c0);
     run_unidirectional(ctx.kernels, op_.network(), x, out, state_->layers(), *workspace_);
-    state_->get(0, hn);
+    if (hn) state_->get(0, hn);
     if (cn) state_->get(1, cn);
   }
 
