@@ -43,8 +43,7 @@ GOALS = (
         "model-stream-head",
         "x ort-1t",
         8.0,
-        "streamed head model >= 8x faster than ONNX Runtime running its graph per frame "
-        "(1 thread)",
+        "streamed head model >= 8x faster than ONNX Runtime running its graph per frame (1 thread)",
     ),
     ModelGoal(
         "model-seq-head",

@@ -92,6 +92,4 @@ def test_model_sequence(benchmark: Any, workload: str, engine: str) -> None:
         np.testing.assert_allclose(output, reference, rtol=SEQUENCE_RTOL, atol=SEQUENCE_ATOL)
         benchmark.pedantic(runner.run, rounds=5, iterations=1, warmup_rounds=1)
     if benchmark.stats is not None:  # None under --benchmark-disable
-        benchmark.extra_info["us_per_step"] = (
-            benchmark.stats.stats.median / case.x.shape[0] * 1e6
-        )
+        benchmark.extra_info["us_per_step"] = benchmark.stats.stats.median / case.x.shape[0] * 1e6

@@ -69,8 +69,9 @@ def torch_model(workload: ModelWorkload, seed: int = 0) -> Any:
     Its layers are `inp` (when the workload has an input Linear), `lstm` and `head`."""
     torch = _import_torch()
     nn = torch.nn
+    base: Any = nn.Module
 
-    class HeadModel(nn.Module):  # type: ignore[misc]
+    class HeadModel(base):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             if workload.input_linear:
@@ -229,7 +230,9 @@ def _torch_frame_module(case: ModelCase, cell: bool) -> Any:
         weights = {k.removesuffix("_l0"): v for k, v in network.lstm.state_dict().items()}
         lstm_cell.load_state_dict(weights)
 
-    class Frame(torch.nn.Module):  # type: ignore[misc]
+    base: Any = torch.nn.Module
+
+    class Frame(base):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.network = network
@@ -423,7 +426,9 @@ def sequence_engines() -> list[ModelEngine]:
         ModelEngine(
             "lstm", "pyrnn", _prepare_lstm_sequence, reference="lstm", call="the bare LSTM: lstm(x)"
         ),
-        ModelEngine("torch-1t", "torch", _prepare_torch_sequence, call="torch model, inference_mode"),
+        ModelEngine(
+            "torch-1t", "torch", _prepare_torch_sequence, call="torch model, inference_mode"
+        ),
         ModelEngine(
             "ort-1t",
             "onnxruntime",
@@ -510,6 +515,16 @@ def _run_stream(
     }
 
 
+def _bound(prepare: Callable[[ModelCase], Runner], case: ModelCase) -> Callable[..., Runner]:
+    """`prepare` as an Engine's prepare(module, x), which runner.prepare_engine calls: the case
+    holds the model and the input, so both arguments are ignored."""
+
+    def bound(module: Module, x: np.ndarray) -> Runner:
+        return prepare(case)
+
+    return bound
+
+
 def _run_sequence(
     workload: ModelWorkload, case: ModelCase, options: BenchOptions, progress: Progress
 ) -> dict[str, Any]:
@@ -520,8 +535,7 @@ def _run_sequence(
     prepared = []
     for engine in sequence_engines():
         progress(f"{workload.name}: preparing and verifying {engine.name}")
-        # prepare_engine calls engine.prepare(module, x): bind the case instead.
-        adapter = Engine(engine.name, engine.library, lambda _m, _x, f=engine.prepare: f(case))
+        adapter = Engine(engine.name, engine.library, _bound(engine.prepare, case))
         result, runner = prepare_engine(adapter, case.lstm, case.x, references[engine.reference])
         prepared.append(({**result, "call": engine.call}, runner))
     timed = [(result, runner) for result, runner in prepared if runner is not None]

@@ -129,6 +129,7 @@ _LSTM_64_GOALS = (
 )
 _OVERHEAD_GOALS = (Goal("overhead_us", 1.0, "Python overhead of s.step(x, out=y) <= 1 us"),)
 
+
 @dataclass(frozen=True)
 class ModelWorkload:
     """A torch model of an LSTM between linear layers, converted with pyrnn.from_torch:
