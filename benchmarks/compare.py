@@ -30,7 +30,10 @@ def compare(argv: list[str]) -> int:
             workloads = json.load(file)["workloads"]
     verdicts = evaluate(workloads)
     if verdicts:
-        print("\nGoals of the whole-model workloads (benchmarks/model_goals.py):")
+        print(
+            "\nGoals of the whole-model workloads (benchmarks/model_goals.py), judged on this run "
+            "(benchmarks/models.py times them alone, with more repeats):"
+        )
         print("\n".join(format_goals(verdicts)))
     return status
 

@@ -200,7 +200,7 @@ def test_compare_script_prints_the_model_goals_after_the_bench(tmp_path, monkeyp
     assert args[-2] == "--json"  # a report of its own, in a scratch folder, gone afterwards
     assert not Path(args[-1]).exists()
     out = capsys.readouterr().out
-    assert "Goals of the whole-model workloads (benchmarks/model_goals.py):" in out
+    assert "Goals of the whole-model workloads (benchmarks/model_goals.py), judged on" in out
     (verdict,) = [line for line in out.splitlines() if line.startswith("goal ")]
     assert verdict.startswith("goal met: 2-layer LSTM 256 + Linear head")  # only what ran
     assert verdict.endswith("(measured 1.04x, target 1.1x)")
