@@ -84,6 +84,7 @@ def test_bench_compare_model_workloads_table_json_and_png(tmp_path):
     )  # fmt: skip
     assert (sequence["name"], sequence["mode"]) == ("model-seq-head", "sequence")
     assert sequence["workload"]["steps"] == 100  # --quick: a tenth of T=1000
+    assert "steps" not in stream["workload"]  # a stream has no sequence length
 
     results = {r["engine"]: r for r in stream["results"]}
     assert list(results) == STEP_ENGINES

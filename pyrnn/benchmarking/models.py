@@ -571,13 +571,18 @@ def run_model_workload(
     unused (the models have no hardware bound here); it keeps the runner signature."""
     steps = options.steps(workload.steps) if workload.mode == "sequence" else None
     names = [e.name for e in (step_engines() if workload.mode == "stream" else sequence_engines())]
+    described = asdict(workload)
+    if steps is None:
+        del described["steps"]  # a stream has no sequence length
+    else:
+        described["steps"] = steps
     entry: dict[str, Any] = {
         "name": workload.name,
         "category": workload.category,
         "label": workload.label,
         "mode": workload.mode,
         "description": workload.describe(steps),
-        "workload": {**asdict(workload), **({"steps": steps} if steps else {})},
+        "workload": described,
         "flops_per_step": workload.flops_per_step(),
     }
     progress(f"{workload.name}: building the torch model and converting it")
