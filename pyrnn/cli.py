@@ -19,6 +19,7 @@ examples:
   pyrnn bench --compare --json r.json every workload against PyTorch and ONNX Runtime
   pyrnn bench --quick --workloads seq-lstm-256,seq-gru-256
   pyrnn bench --workloads stream-lstm-64,stream-overhead   streaming latency and its goals
+  pyrnn bench --workloads model-stream-head,model-seq-head whole models converted from torch
   pyrnn bench --model model.safetensors --kind lstm --prefix encoder.rnn.
                                       an LSTM inside a PyTorch model's state_dict
 """
@@ -81,8 +82,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="time pyrnn (and with --compare, PyTorch and ONNX Runtime) against the hardware",
         description="Measures this core's FMA peak and read bandwidth, times a model in\n"
         "whole-sequence use and streamed one step per call (s.step(x, out=y)), and with\n"
-        "--compare runs the benchmark workloads (whole sequences and streaming) on pyrnn,\n"
-        "PyTorch and ONNX Runtime in one run.",
+        "--compare runs the benchmark workloads (whole sequences, streaming and whole\n"
+        "models converted from torch) on pyrnn, PyTorch and ONNX Runtime in one run.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -33,6 +33,7 @@ from pyrnn.benchmarking.streaming import (
 )
 from pyrnn.benchmarking.workloads import (
     Goal,
+    ModelWorkload,
     SequenceWorkload,
     StreamWorkload,
     flops_per_step,
@@ -413,7 +414,8 @@ def test_stream_workloads_are_registered_with_the_issue_goals():
     assert list(streams) == [
         "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-overhead"
     ]  # fmt: skip
-    assert all(isinstance(w, SequenceWorkload | StreamWorkload) for w in WORKLOADS.values())
+    kinds = SequenceWorkload | StreamWorkload | ModelWorkload
+    assert all(isinstance(w, kinds) for w in WORKLOADS.values())
     lstm = streams["stream-lstm-64"]
     assert (lstm.kind, lstm.input_size, lstm.hidden_size, lstm.batch) == ("lstm", 64, 64, 64)
     assert [(g.metric, g.target) for g in lstm.goals] == [

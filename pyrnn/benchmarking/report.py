@@ -73,6 +73,10 @@ def _stream_workloads(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [w for w in report["workloads"] if w.get("category") == "stream"]
 
 
+def _model_workloads(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [w for w in report["workloads"] if w.get("category") == "model"]
+
+
 def format_comparison(report: dict[str, Any]) -> list[str]:
     workloads = _sequence_workloads(report)
     if not workloads:
@@ -229,12 +233,79 @@ def format_streaming(report: dict[str, Any]) -> list[str]:
     return lines + _not_timed(workloads)
 
 
+def format_models(report: dict[str, Any]) -> list[str]:
+    """The whole-model table: per-frame time of each engine on each model workload, relative to
+    the pyrnn model, and what the model costs against its bare LSTM."""
+    workloads = _model_workloads(report)
+    if not workloads:
+        return []
+    lines = ["Whole models converted with pyrnn.from_torch, batch 1:"]
+    for workload in workloads:
+        timing, tolerance = workload.get("timing"), workload.get("tolerance")
+        if timing is None or tolerance is None:  # nothing could run
+            continue
+        check = f"|err| <= {tolerance['atol']:g} + {tolerance['rtol']:g}*|ref|"
+        if workload["mode"] == "stream":
+            lines.append(
+                f"  {workload['name']}: one frame per call from Python; best of "
+                f"{timing['loops']} loops of ~{timing['seconds_per_engine'] / timing['loops']:.2g}"
+                f" s per engine, engines alternating; outputs after {tolerance['steps_checked']} "
+                f"frames checked against pyrnn's scalar path: {check}"
+            )
+        else:
+            lines.append(
+                f"  {workload['name']}: whole sequence; median of {timing['repeats']} calls after "
+                f"{timing['warmup']} warm-up, engines taking turns; outputs checked against "
+                f"pyrnn's scalar path: {check}"
+            )
+    lines.append(
+        "x model = engine time / the pyrnn model's time (s.step(x, out=y) streamed, model(x) "
+        "over a sequence): > 1 means the pyrnn model is faster."
+    )
+    header = ["workload", "engine", "threads", "us/step", "x model", "max err", "call"]
+    rows = []
+    for workload in workloads:
+        name = workload["name"]
+        for result in workload["results"]:
+            if result["status"] == "ok":
+                ratio = result.get("ratio_vs_model")
+                rows.append(
+                    [
+                        name,
+                        result["engine"],
+                        result["threads"],
+                        f"{result['us_per_step']:.3f}",
+                        "-" if ratio is None else f"{ratio:.2f}",
+                        f"{result['max_abs_err']:.1e}",
+                        result.get("call", ""),
+                    ]
+                )
+            else:
+                rows.append([name, result["engine"], result.get("threads", "-"), result["status"]])
+                rows[-1] += ["", "", ""]
+            name = ""
+    lines += _table(header, rows, {3, 4})
+    for workload in workloads:
+        versus = workload["vs_lstm"]
+        if versus["status"] != "ok":
+            continue
+        what = "s.step(x, out=y)" if workload["mode"] == "stream" else "model(x)"
+        lines.append(
+            f"{workload['name']} ({workload['label']}): the model's {what} takes "
+            f"{versus['ratio']:.2f}x the bare LSTM's time ({versus['model_us']:.3f} vs "
+            f"{versus['lstm_us']:.3f} us per frame, {versus['extra_us']:+.3f} us for the rest of "
+            "the model)"
+        )
+    return lines + _not_timed(workloads)
+
+
 def format_report(report: dict[str, Any]) -> str:
     sections = [
         format_machine(report),
         format_model(report),
         format_comparison(report),
         format_streaming(report),
+        format_models(report),
     ]
     return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
 
@@ -287,6 +358,11 @@ def write_png(report: dict[str, Any], path: str) -> bool:
         met = sum(goal["status"] == "met" for goal in workload["goals"])
         goals = f", goals met {met}/{len(workload['goals'])}" if workload["goals"] else ""
         panels.append((f"{workload['name']} ({workload['label']}{goals})", labels, values, None))
+    for workload in _model_workloads(report):
+        ok = [r for r in workload["results"] if r["status"] == "ok"]
+        if ok:
+            labels, values = [r["engine"] for r in ok], [r["us_per_step"] for r in ok]
+            panels.append((f"{workload['name']} ({workload['label']})", labels, values, None))
     height = 1.2 + 1.6 * len(panels)
     figure, axes = plt.subplots(len(panels), 1, figsize=(7, height), squeeze=False)
     for axis, (title, labels, values, bound) in zip(axes[:, 0], panels, strict=True):

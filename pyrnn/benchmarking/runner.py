@@ -261,10 +261,19 @@ def run_sequence_workload(
     }
 
 
+def _run_model_workload(
+    workload: Any, machine: dict[str, Any], options: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    from .models import run_model_workload  # models.py builds on this module's timing
+
+    return run_model_workload(workload, machine, options, progress)
+
+
 # The runner of each workload category (workloads.py).
 RUNNERS: dict[str, Callable[[Any, dict[str, Any], BenchOptions, Progress], dict[str, Any]]] = {
     "sequence": run_sequence_workload,
     "stream": run_stream_workload,
+    "model": _run_model_workload,
 }
 
 

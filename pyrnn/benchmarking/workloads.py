@@ -1,8 +1,10 @@
 """What the comparison times, and the arithmetic that turns a time into GFLOP/s and a bound.
 
 Workloads are registered by category, each category with its runner in runner.RUNNERS:
-"sequence" (one whole-sequence forward, timed on every engine) and "stream" (one step per call
-from Python, timed on pyrnn streams, torch cells and per-step ONNX Runtime runs; streaming.py).
+"sequence" (one whole-sequence forward, timed on every engine), "stream" (one step per call
+from Python, timed on pyrnn streams, torch cells and per-step ONNX Runtime runs; streaming.py)
+and "model" (a whole torch model converted with pyrnn.from_torch, streamed or run over a
+sequence, against its recurrent layer alone and the peers; models.py).
 """
 
 from __future__ import annotations
@@ -127,7 +129,64 @@ _LSTM_64_GOALS = (
 )
 _OVERHEAD_GOALS = (Goal("overhead_us", 1.0, "Python overhead of s.step(x, out=y) <= 1 us"),)
 
-Workload = SequenceWorkload | StreamWorkload
+
+@dataclass(frozen=True)
+class ModelWorkload:
+    """A torch model of an LSTM between linear layers, converted with pyrnn.from_torch:
+    [Linear(I -> I)] -> LSTM(I, H, num_layers) -> Linear(H -> output_size) [-> LogSoftmax].
+
+    mode="stream": one frame per call, batch 1, from a ModelStream, timed against the bare
+    pyrnn LSTM's stream step and the peers run frame by frame with the state fed back.
+    mode="sequence": model(x) over `steps` frames, batch 1, against the LSTM alone and the
+    peers running the whole model."""
+
+    category: ClassVar[str] = "model"
+
+    name: str
+    label: str  # a short name of the model for the table, e.g. "head LSTM 64"
+    mode: Literal["stream", "sequence"]
+    input_size: int
+    hidden_size: int
+    output_size: int
+    num_layers: int = 1
+    input_linear: bool = False  # a Linear(I -> I) before the LSTM
+    log_softmax: bool = False  # a LogSoftmax over the head's outputs
+    steps: int = 1000  # frames of a sequence workload
+
+    def lstm_config(self) -> dict[str, Any]:
+        """The configuration of the model's LSTM (also the bare LSTM it is timed against)."""
+        return {
+            "kind": "lstm",
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": False,
+        }
+
+    def flops_per_step(self) -> float:
+        """The LSTM's FLOPs of one frame plus the linear layers' 2*in*out each."""
+        linear = 2 * self.hidden_size * self.output_size
+        if self.input_linear:
+            linear += 2 * self.input_size * self.input_size
+        return flops_per_step(self.lstm_config()) + linear
+
+    def layers(self) -> str:
+        """The model's layers, e.g. "Linear(64->64) -> LSTM(64, 64) -> Linear(64->10)"."""
+        parts = [f"Linear({self.input_size}->{self.input_size})"] if self.input_linear else []
+        layers = f", {self.num_layers} layers" if self.num_layers > 1 else ""
+        parts.append(f"LSTM({self.input_size}, {self.hidden_size}{layers})")
+        parts.append(f"Linear({self.hidden_size}->{self.output_size})")
+        if self.log_softmax:
+            parts.append("LogSoftmax")
+        return " -> ".join(parts)
+
+    def describe(self, steps: int | None = None) -> str:
+        if self.mode == "stream":
+            return f"{self.layers()}: one frame per call, batch 1"
+        return f"{self.layers()}: whole sequence, B=1, T={steps or self.steps}"
+
+
+Workload = SequenceWorkload | StreamWorkload | ModelWorkload
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -151,6 +210,17 @@ WORKLOADS: dict[str, Workload] = {
             measure="overhead",
             goals=_OVERHEAD_GOALS,
         ),
+        ModelWorkload(
+            "model-stream-head",
+            "head LSTM 64",
+            "stream",
+            64,
+            64,
+            10,
+            input_linear=True,
+            log_softmax=True,
+        ),
+        ModelWorkload("model-seq-head", "LSTM 256 x2 + head", "sequence", 256, 256, 32, 2),
     )
 }
 
