@@ -1,7 +1,6 @@
 // AVX2 + FMA kernels (x86-64, Haswell and later): 8-lane vectors, 16 ymm registers. This file
 // alone is compiled with -mavx2 -mfma; dispatch only calls it when the CPU reports both.
 #include <immintrin.h>
-
 #include <math.h>
 
 #include <cstddef>
@@ -45,6 +44,31 @@ inline V pow2(V n) noexcept {
 inline Mask less(V a, V b) noexcept { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
 inline V select(Mask m, V if_true, V if_false) noexcept {
   return {_mm256_blendv_ps(if_false.v, if_true.v, m)};
+}
+// Lanes [0, count) set, count < 8.
+inline __m256i first_lanes(int count) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+// The first `count` (< 8) lanes from p, `fill` in the others; stores only the first `count`.
+inline V load_partial(const float* p, int count, float fill) noexcept {
+  const __m256i lanes = first_lanes(count);
+  return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, lanes),
+                           _mm256_castsi256_ps(lanes))};
+}
+inline void store_partial(float* p, V x, int count) noexcept {
+  _mm256_maskstore_ps(p, first_lanes(count), x.v);
+}
+inline float reduce_max(V x) noexcept {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(x.v), _mm256_extractf128_ps(x.v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+inline float reduce_add(V x) noexcept {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x.v), _mm256_extractf128_ps(x.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
 }
 
 // Step tiles (rows x vectors per gate) sized for 16 registers: LSTM 3 x 4 gates x 1 = 12

@@ -64,6 +64,15 @@ inline Mask less(V a, V b) noexcept { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_L
 inline V select(Mask m, V if_true, V if_false) noexcept {
   return {_mm512_mask_blend_ps(m, if_false.v, if_true.v)};
 }
+// The first `count` (< 16) lanes from p, `fill` in the others; stores only the first `count`.
+inline V load_partial(const float* p, int count, float fill) noexcept {
+  return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<Mask>((1u << count) - 1), p)};
+}
+inline void store_partial(float* p, V x, int count) noexcept {
+  _mm512_mask_storeu_ps(p, static_cast<Mask>((1u << count) - 1), x.v);
+}
+inline float reduce_max(V x) noexcept { return _mm512_reduce_max_ps(x.v); }
+inline float reduce_add(V x) noexcept { return _mm512_reduce_add_ps(x.v); }
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates = 24 accumulators, GRU 8 x 3 = 24,
 // RNN 12 x 1 = 12 (the weight vector and the row broadcasts take the rest). One vector per gate

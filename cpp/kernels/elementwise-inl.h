@@ -64,6 +64,11 @@ inline float binary_formula(BinaryOp op, float a, float b) noexcept {
   return a;
 }
 
+// log of a softmax denominator, sum = 1 (the max's own term) + the rest: log1p of the rest
+// keeps the digits a float log(sum) would round away when the max dominates (a confident
+// class's log-probability near 0).
+inline float log_of_sum(double sum) noexcept { return static_cast<float>(log1p(sum - 1.0)); }
+
 #if defined(PYRNN_ELEMENTWISE_SIMD)
 
 // e^x with results below the normal range flushed to 0 (exp_approx is meant for sigmoid and
@@ -78,10 +83,8 @@ PYRNN_SIMD_INLINE void map_vectors(const float* x, float* y, std::size_t n, F f)
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) store(y + i, f(load(x + i)));
   if (i < n) {
-    alignas(64) float buffer[kLanes] = {};
-    for (std::size_t k = i; k < n; ++k) buffer[k - i] = x[k];
-    store(buffer, f(load(buffer)));
-    for (std::size_t k = i; k < n; ++k) y[k] = buffer[k - i];
+    const int rest = static_cast<int>(n - i);
+    store_partial(y + i, f(load_partial(x + i, rest, 0.0f)), rest);
   }
 }
 
@@ -122,12 +125,12 @@ PYRNN_SIMD_INLINE void combine(const float* a, std::ptrdiff_t a_step, const floa
   const V a0 = broadcast(a[0]), b0 = broadcast(b[0]);
   for (; i + kLanes <= n; i += kLanes)
     store(y + i, f(a_step ? load(a + i) : a0, b_step ? load(b + i) : b0));
-  for (; i < n; ++i) {
-    alignas(64) float pa[kLanes] = {}, pb[kLanes] = {}, py[kLanes];
-    pa[0] = a[i * a_step];
-    pb[0] = b[i * b_step];
-    store(py, f(load(pa), load(pb)));
-    y[i] = py[0];
+  if (i < n) {
+    const int rest = static_cast<int>(n - i);
+    // Padding lanes read 1 so a division there is harmless (they are never stored).
+    const V u = a_step ? load_partial(a + i, rest, 1.0f) : a0;
+    const V v = b_step ? load_partial(b + i, rest, 1.0f) : b0;
+    store_partial(y + i, f(u, v), rest);
   }
 }
 
@@ -167,7 +170,30 @@ void binary(BinaryOp op, const float* a, std::ptrdiff_t a_step, const float* b,
 #if defined(PYRNN_ELEMENTWISE_SIMD)
 // Rows in whole vectors; the tail goes through one padded vector (-inf pads give exp 0), so a
 // row shorter than a vector (10 classes) still runs vectorised instead of 10 libm calls.
+// A row that fits one vector (the classes of a streamed frame): masked loads and stores, the
+// max and sum across lanes in registers, so the whole row is one short dependency chain.
+PYRNN_SIMD_INLINE void softmax_short(const float* in, float* out, int cols, bool log) noexcept {
+  const V v = cols == kLanes ? load(in) : load_partial(in, cols, -INFINITY);
+  // A NaN lane: whether or not the max sees it, exp of it makes the sum, so every output, NaN.
+  const V shift = broadcast(reduce_max(v));
+  const V e = exp_flushed(sub(v, shift));
+  // The max's own term is exactly 1: log1pf of the rest keeps a dominant class's
+  // log-probability accurate, as log_of_sum does for longer rows.
+  const float sum = reduce_add(e);
+  const V result =
+      log ? sub(sub(v, shift), broadcast(log1pf(sum - 1.0f))) : mul(e, broadcast(1.0f / sum));
+  if (cols == kLanes)
+    store(out, result);
+  else
+    store_partial(out, result, cols);
+}
+
 void softmax(const float* x, float* y, std::size_t rows, std::size_t cols, bool log) noexcept {
+  if (cols <= static_cast<std::size_t>(kLanes)) {
+    for (std::size_t r = 0; r < rows; ++r)
+      softmax_short(x + r * cols, y + r * cols, static_cast<int>(cols), log);
+    return;
+  }
   const std::size_t whole = cols / kLanes * kLanes, tail = cols - whole;
   alignas(64) float lanes[kLanes], padded[kLanes];
   for (std::size_t r = 0; r < rows; ++r) {
@@ -195,10 +221,13 @@ void softmax(const float* x, float* y, std::size_t rows, std::size_t cols, bool 
     double sum = 0.0;
     for (int k = 0; k < kLanes; ++k) sum += lanes[k];
     if (log) {
-      const float total = top + logf(static_cast<float>(sum));
-      const V shift_all = broadcast(total);
-      for (std::size_t i = 0; i < whole; i += kLanes) store(out + i, sub(load(in + i), shift_all));
-      for (std::size_t i = whole; i < cols; ++i) out[i] = in[i] - total;
+      // (x - max) - log(sum) as torch does: adding log(sum) to the max first would round it
+      // to the max's ulp.
+      const float log_sum = log_of_sum(sum);
+      const V l = broadcast(log_sum);
+      for (std::size_t i = 0; i < whole; i += kLanes)
+        store(out + i, sub(sub(load(in + i), shift), l));
+      for (std::size_t i = whole; i < cols; ++i) out[i] = (in[i] - top) - log_sum;
     } else {
       const float inverse = static_cast<float>(1.0 / sum);
       const V scale = broadcast(inverse);
@@ -222,8 +251,8 @@ void softmax(const float* x, float* y, std::size_t rows, std::size_t cols, bool 
       sum += e;
     }
     if (log) {
-      const float shift = top + logf(static_cast<float>(sum));
-      for (std::size_t i = 0; i < cols; ++i) out[i] = in[i] - shift;
+      const float log_sum = log_of_sum(sum);
+      for (std::size_t i = 0; i < cols; ++i) out[i] = (in[i] - top) - log_sum;
     } else {
       const float scale = static_cast<float>(1.0 / sum);
       for (std::size_t i = 0; i < cols; ++i) out[i] *= scale;

@@ -1,7 +1,6 @@
 // ARM NEON (Advanced SIMD) kernels for AArch64, where NEON is mandatory: 4-lane vectors, 32
 // q registers. Compiled only for aarch64 targets (no extra flags needed there).
 #include <arm_neon.h>
-
 #include <math.h>
 
 #include <cstddef>
@@ -42,6 +41,22 @@ inline Mask less(V a, V b) noexcept { return vcltq_f32(a.v, b.v); }
 inline V select(Mask m, V if_true, V if_false) noexcept {
   return {vbslq_f32(m, if_true.v, if_false.v)};
 }
+// The first `count` (< 4) lanes from p, `fill` in the others; stores only the first `count`
+// (lane by lane: NEON has no masked loads).
+inline V load_partial(const float* p, int count, float fill) noexcept {
+  float32x4_t v = vdupq_n_f32(fill);
+  if (count > 0) v = vsetq_lane_f32(p[0], v, 0);
+  if (count > 1) v = vsetq_lane_f32(p[1], v, 1);
+  if (count > 2) v = vsetq_lane_f32(p[2], v, 2);
+  return {v};
+}
+inline void store_partial(float* p, V x, int count) noexcept {
+  if (count > 0) p[0] = vgetq_lane_f32(x.v, 0);
+  if (count > 1) p[1] = vgetq_lane_f32(x.v, 1);
+  if (count > 2) p[2] = vgetq_lane_f32(x.v, 2);
+}
+inline float reduce_max(V x) noexcept { return vmaxvq_f32(x.v); }
+inline float reduce_add(V x) noexcept { return vaddvq_f32(x.v); }
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates x 1 = 24 accumulators, GRU 8 x 3 x 1 = 24,
 // RNN 6 x 1 x 4 = 24 (a whole block of 16 units). GEMM: 6 rows x 4 contiguous vectors (one

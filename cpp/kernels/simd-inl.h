@@ -9,7 +9,9 @@
 //   add, sub, mul, div, fma(a, b, c) = a*b + c, abs, copysign(magnitude, sign_source)
 //   clamp(x, lo, hi) that returns NaN for NaN x, round_nearest(x) (integral float),
 //   pow2(n) = 2^n for integral float n in [-127, 127] (0 for -127),
-//   Mask less(a, b) (false for NaN), select(mask, if_true, if_false).
+//   Mask less(a, b) (false for NaN), select(mask, if_true, if_false),
+//   load_partial(p, count, fill) / store_partial(p, v, count) for the first count < L lanes,
+//   reduce_max(v) and reduce_add(v) across the lanes (reduce_max may return NaN or skip it).
 //
 // Shape contract as in core/kernel_table.h: panels are K rows of W = G*16 floats per block,
 // panel[k][g*16 + u]; a tile covers R rows of the left operand and, for each gate g, S vectors

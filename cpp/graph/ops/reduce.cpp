@@ -218,9 +218,10 @@ class Softmax final : public Op {
           for (std::int64_t k = 0; k < n_; ++k) top = in[k * inner_] > top ? in[k * inner_] : top;
           double sum = 0.0;
           for (std::int64_t k = 0; k < n_; ++k) sum += std::exp(in[k * inner_] - top);
-          const float shift = top + static_cast<float>(std::log(sum));
+          // As the row kernels: (x - max) - log(sum), log(sum) as log1p of all but the max.
+          const float log_sum = static_cast<float>(std::log1p(sum - 1.0));
           for (std::int64_t k = 0; k < n_; ++k)
-            out[k * inner_] = log_ ? in[k * inner_] - shift
+            out[k * inner_] = log_ ? (in[k * inner_] - top) - log_sum
                                    : static_cast<float>(std::exp(in[k * inner_] - top) / sum);
         }
       }
