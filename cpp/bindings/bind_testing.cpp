@@ -1,8 +1,14 @@
 // Test-only hooks into the kernels (underscore names, not public API): lets the Python tests
-// measure each ISA's vectorised activations against float64 numpy over the whole float range.
+// measure each ISA's vectorised activations against float64 numpy over the whole float range,
+// and pretend a machine with less memory to exercise the graph planner's memory limit.
+#include <pybind11/stl.h>
+
+#include <optional>
+
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
 #include "core/dispatch.h"
+#include "graph/memory_limit.h"
 
 namespace pyrnn::bindings {
 
@@ -29,6 +35,14 @@ void bind_testing(py::module_& m) {
       },
       py::arg("isa"), py::arg("name"), py::arg("x"),
       "Test hook: the vectorised activation `name` of kernel table `isa` applied to x.");
+  m.def(
+      "_set_physical_memory",
+      [](std::optional<std::size_t> bytes) {
+        if (bytes && *bytes == 0) throw std::invalid_argument("bytes: expected > 0 or None");
+        graph::set_physical_memory_for_testing(bytes);
+      },
+      py::arg("bytes"),
+      "Test hook: graph plans see a machine of `bytes` physical memory (None: the real one).");
 }
 
 }  // namespace pyrnn::bindings
