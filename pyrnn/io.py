@@ -595,8 +595,9 @@ def _parse_json(text: str, failure: str) -> Any:
     except RecursionError:  # nested deeper than the parser's stack
         raise FormatError(f"{failure} (nested too deeply)") from None
     except ValueError as error:
-        # JSONDecodeError, _JsonRefused, and an int of more digits than int() converts.
-        raise FormatError(f"{failure} ({error})") from None
+        # JSONDecodeError, _JsonRefused, and an int of more digits than int() converts (whose
+        # advice after the ';' is about raising Python's limit, not about the file).
+        raise FormatError(f"{failure} ({str(error).split(';')[0]})") from None
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -52,6 +52,14 @@ def test_load_harness_on_the_corpus() -> None:
         HARNESSES["load"].check_one(data + bytes([HARNESSES["load"].PT_MARKER]))
 
 
+def test_load_harness_on_its_graph_seeds(tmp_path: Path) -> None:
+    HARNESSES["load"].write_graph_seeds(str(tmp_path))
+    seeds = sorted(tmp_path.iterdir())
+    assert len(seeds) > 20  # the valid graph and the graph cases whose graph is JSON
+    for path in seeds:
+        HARNESSES["load"].check_one(path.read_bytes())
+
+
 def test_forward_harness_on_seeded_inputs() -> None:
     rng = random.Random(5)
     for _ in range(300):
