@@ -94,8 +94,9 @@ Semantics are torch's, operand for operand; the details a core must get right:
 - Int values are int64; ``int_floordiv`` rounds toward -inf. ``full`` dtype is float32 or int64.
 
 Everything here is plain data: loading a graph imports neither torch nor onnx, and
-``Graph.from_json`` refuses malformed input with ``GraphError`` naming the problem; the C++ core
-re-checks every node, edge and shape when it builds and plans.
+``Graph.from_json`` refuses malformed input (more than ``MAX_NODES`` nodes, inputs or constants
+included) with ``GraphError`` naming the problem; the C++ core re-checks every node, edge and
+shape when it builds and plans, and refuses to plan what would exceed physical memory.
 """
 
 from __future__ import annotations
