@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ._base import Module
-from ._spec import KINDS, SEQUENCE_KINDS, Spec
+from ._spec import KINDS, SEQUENCE_KINDS, Spec, physical_memory_bytes
 from .graph import Graph, GraphError
 from .model import Model
 
@@ -908,6 +908,7 @@ def _load_graph(
             raise FormatError(
                 f"{path}: tensor {name!r} has rank {rank}; graph constants have at most {_MAX_RANK}"
             )
+    _check_build_memory(path, graph, header)
     tensors = _read_tensors(file, path, header, raw, graph.constants)
     try:
         model = Model(graph, tensors)
@@ -918,6 +919,43 @@ def _load_graph(
 
 
 _MAX_RANK = 8  # the core's kMaxRank
+_UNIT_BLOCK = 16  # kUnitBlock in cpp/core/dims.h: packed weights pad rows to multiples of it
+
+
+def _check_build_memory(path: str, graph: Graph, header: dict[str, Any]) -> None:
+    """Refuses, from the header alone, a graph whose building would need more than physical
+    memory. A small file can ask for much: the core packs a weight once per node that uses it,
+    so one tensor named by 10**6 operands is packed 10**6 times. The bound counts each constant
+    as read, copied by pyrnn.Model and copied again by the core, and per use its packed copy:
+    at most twice its bytes plus a 16-row block of padding per gate (4 gates at most) and per
+    convolution group, and ~1 KiB of bookkeeping per use (packed arrays, layer states)."""
+    memory = physical_memory_bytes()
+    if memory is None:
+        return
+    sizes = {}  # constant -> (float32 or int64 bytes, bytes of one row)
+    needed = 0
+    for name in graph.constants:
+        shape = header[name]["shape"]
+        count = int(np.prod(shape, dtype=object))
+        item = 8 if header[name]["dtype"] == "I64" else 4
+        row = count // shape[0] if shape and shape[0] else count
+        sizes[name] = (count * item, row * item)
+        needed += count * _GRAPH_DTYPES[header[name]["dtype"]].itemsize + 2 * count * item
+    uses = 0
+    for node in graph.nodes:
+        groups = node.attrs.get("groups", 1) if node.op == "conv1d" else 1
+        for operand in node.inputs:
+            if isinstance(operand, str) and operand in sizes:
+                nbytes, row = sizes[operand]
+                needed += 2 * nbytes + (4 + groups) * _UNIT_BLOCK * row + 1024 * groups
+                uses += 1
+    if needed > memory:
+        raise FormatError(
+            f"{path}: building the graph would need about {needed / 2**30:.1f} GiB (its "
+            f"{len(sizes)} constants are used {uses} times by its nodes, each use packed "
+            f"anew), more than this machine's physical memory ({memory / 2**30:.1f} GiB); "
+            "nothing was allocated"
+        )
 
 
 def _probe_shapes(path: str, model: Model) -> None:

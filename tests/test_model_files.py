@@ -232,6 +232,49 @@ def test_huge_counts_are_refused_before_the_graph_is_built(tmp_path: Path, key: 
         pyrnn.load(path)
 
 
+def shared_weight_graph(uses: int) -> dict[str, Any]:
+    """x (N, 256) through `uses` linear layers that all use one (256, 256) weight."""
+    nodes = [
+        {
+            "op": "linear",
+            "inputs": ["x" if i == 0 else f"v{i - 1}", "w", None],
+            "outputs": [f"v{i}"],
+            "attrs": {},
+            "source": "",
+        }
+        for i in range(uses)
+    ]
+    return {
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 256]}],
+        "outputs": {"tensor": f"v{uses - 1}"},
+        "constants": ["w"],
+        "nodes": nodes,
+    }
+
+
+def test_a_weight_packed_once_per_use_beyond_memory_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One 256 KiB weight in the file; each of 300 uses packs its own copy: ~180 MiB.
+    import pyrnn.io
+
+    weight = np.eye(256, dtype=np.float32)
+    path = graph_file(tmp_path / "m.safetensors", shared_weight_graph(300), {"w": weight})
+    monkeypatch.setattr(pyrnn.io, "physical_memory_bytes", lambda: 64 * 2**20)
+    read_tensors = pyrnn.io._read_tensors
+    monkeypatch.setattr(pyrnn.io, "_read_tensors", lambda *a: pytest.fail("tensors were read"))
+    with pytest.raises(
+        pyrnn.FormatError,
+        match=r"building the graph would need about 0\.\d GiB \(its 1 constants are used 300 "
+        r"times by its nodes, each use packed anew\), more than this machine's physical memory",
+    ):
+        pyrnn.load(path)
+    monkeypatch.setattr(pyrnn.io, "_read_tensors", read_tensors)
+    monkeypatch.setattr(pyrnn.io, "physical_memory_bytes", lambda: 2**30)
+    x = np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)
+    np.testing.assert_array_equal(pyrnn.load(path)(x), x)
+
+
 def test_a_long_graph_within_the_limit_loads_and_runs(tmp_path: Path) -> None:
     path = graph_file(tmp_path / "m.safetensors", relu_chain(5000), {})
     model = pyrnn.load(path)

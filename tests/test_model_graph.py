@@ -218,9 +218,33 @@ def test_kernel_scratch_beyond_memory_is_refused(
     graph = Graph.from_json({**graph_json([node("linear", ["x", "w"], ["y"])]), "constants": ["w"]})
     model = pyrnn.Model(graph, {"w": np.ones((3, 4), np.float32)})
     small_machine(12 * 1024)
-    with pytest.raises(ValueError, match=r"node 0 \(linear\): its kernel's scratch would take"):
+    with pytest.raises(
+        ValueError,
+        match=r"node 0 \(linear\): a buffer of 16384 bytes would take this plan's kernel "
+        r"scratch past this machine's physical memory",
+    ):
         model(np.ones((300, 4), np.float32))
     np.testing.assert_array_equal(model(np.ones((10, 4), np.float32)), 4)
+
+
+def test_packing_a_shared_weight_beyond_memory_is_refused(
+    small_machine: Callable[[int | None], None],
+) -> None:
+    # Each linear node packs its own copy of the 1 MiB weight.
+    nodes = [node("linear", ["x", "w"], ["a"]), node("linear", ["a", "w"], ["y"])]
+    graph = Graph.from_json({**graph_json(nodes), "constants": ["w"]})
+    graph.inputs[0].shape = [None, 512]
+    weight = np.eye(512, dtype=np.float32)
+    small_machine(3 * 2**20)  # the core's copy and one packed copy fit, the second does not
+    with pytest.raises(
+        GraphError,
+        match=r"node 1 \(linear\): a buffer of \d+ bytes would take the graph's constants and "
+        r"packed weights past this machine's physical memory",
+    ):
+        pyrnn.Model(graph, {"w": weight})
+    small_machine(None)
+    x = np.ones((2, 512), np.float32)
+    np.testing.assert_array_equal(pyrnn.Model(graph, {"w": weight})(x), x)
 
 
 INFER_PEAK = """

@@ -13,6 +13,7 @@
 #include "bindings/graph_handle.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
+#include "graph/memory_limit.h"
 #include "graph/plan_cache.h"
 
 namespace pyrnn::bindings {
@@ -63,6 +64,9 @@ g::AttrValue attr_value(const std::string& key, py::handle value) {
 
 GraphHandle build(const py::list& inputs, const py::list& constants, const py::list& nodes,
                   const std::vector<std::string>& outputs) {
+  // Constants copied and weights packed (once per use: a weight shared by many nodes is packed
+  // for each) are held to physical memory, refused before the buffer that would exceed it.
+  const AllocationBudget budget(g::plan_memory_limit(), "the graph's constants and packed weights");
   auto graph = std::make_shared<g::Graph>();
   for (py::handle item : inputs) {
     const auto [name, dtype, dims] =

@@ -23,12 +23,13 @@ inline std::size_t checked_mul(std::size_t a, std::size_t b) {
 
 // While a budget is installed on a thread, every AlignedBuffer allocated on that thread is
 // charged to it, and one that would exceed what is left throws std::length_error before any
-// memory is taken. Graph plans install one while their kernels allocate scratch, so scratch
-// sized by a hostile shape is refused rather than attempted.
+// memory is taken. Graphs install one while they pack their weights, and plans while their
+// kernels allocate scratch, so sizes from a hostile file are refused rather than attempted.
 class AllocationBudget {
  public:
-  explicit AllocationBudget(std::size_t remaining) noexcept
-      : remaining_(remaining), previous_(current()) {
+  // `purpose` (a string literal) names what the budget holds, for the error message.
+  AllocationBudget(std::size_t remaining, const char* purpose) noexcept
+      : remaining_(remaining), purpose_(purpose), previous_(current()) {
     current() = this;
   }
   ~AllocationBudget() { current() = previous_; }
@@ -42,9 +43,10 @@ class AllocationBudget {
     AllocationBudget* budget = current();
     if (budget == nullptr) return;
     if (bytes > budget->remaining_)
-      throw std::length_error("a buffer of " + std::to_string(bytes) +
-                              " bytes exceeds the memory left to this plan (" +
-                              std::to_string(budget->remaining_) + " bytes)");
+      throw std::length_error("a buffer of " + std::to_string(bytes) + " bytes would take " +
+                              budget->purpose_ + " past this machine's physical memory (" +
+                              std::to_string(budget->remaining_) +
+                              " bytes left); nothing more was allocated");
     budget->remaining_ -= bytes;
   }
 
@@ -55,6 +57,7 @@ class AllocationBudget {
   }
 
   std::size_t remaining_;
+  const char* purpose_;
   AllocationBudget* previous_;
 };
 

@@ -27,7 +27,7 @@ Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inp
   const Graph& g = *graph_;
   // Kernels allocate their scratch as they are made: charged against what the arena and the
   // outputs leave of the limit.
-  const AllocationBudget budget(plan_memory_limit() - used);
+  const AllocationBudget budget(plan_memory_limit() - used, "this plan's kernel scratch");
   for (int i = 0; i < g.node_count(); ++i) {
     const NodeDef& node = g.node(i);
     OpState* state = states != nullptr ? (*states)[i] : nullptr;
@@ -37,10 +37,7 @@ Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inp
     } catch (const std::invalid_argument& error) {
       throw std::invalid_argument(g.describe(i) + ": " + error.what());
     } catch (const std::length_error& error) {
-      throw std::length_error(g.describe(i) +
-                              ": its kernel's scratch would take this plan past "
-                              "this machine's physical memory (" +
-                              error.what() + "); use smaller inputs");
+      throw std::length_error(g.describe(i) + ": " + error.what() + " (use smaller inputs)");
     }
     if (kernel) {
       kernel->node = i;

@@ -75,13 +75,13 @@ void check_value_bytes() {
 void check_allocation_budget() {
   using pyrnn::AllocationBudget;
   {
-    const AllocationBudget budget(1000);
+    const AllocationBudget budget(1000, "the test");
     pyrnn::AlignedBuffer fits(100);  // 400 bytes, 448 rounded up to the alignment
     PYRNN_CHECK(budget.remaining() == 1000 - 448);
     PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer over(200); }));
     PYRNN_CHECK(budget.remaining() == 1000 - 448);  // a refused buffer costs nothing
     {
-      const AllocationBudget inner(64);  // the innermost budget is charged
+      const AllocationBudget inner(64, "the inner test");  // the innermost budget is charged
       PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer over(17); }));
       pyrnn::AlignedBuffer small(16);
       PYRNN_CHECK(inner.remaining() == 0);
