@@ -8,7 +8,10 @@ right, so the mutations reach the graph checks rather than the safetensors frami
 file must load or raise FormatError, nothing else; a model that loads must run (or refuse its
 inputs with ValueError) on zeros of the sizes its inputs declare. The seeds of this mode (the
 valid graph and every graph case of tests/hostile/make_corpus.py) are written to the first
-corpus directory when the fuzzer starts.
+corpus directory when the fuzzer starts, and a JSON-aware mutator edits them as JSON most of
+the time (a value replaced by an extreme int, another op, a name from elsewhere in the graph,
+an empty or nested container; an item dropped or repeated), libFuzzer's byte mutations
+otherwise.
 
     python fuzz/fuzz_load.py [libFuzzer args] [corpus dirs]     # see tools/run_fuzzers.sh
 
@@ -16,10 +19,12 @@ check_one() is also imported by tests/test_fuzz_crashers.py to replay saved cras
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
 import os
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +42,7 @@ MEMORY_LIMIT = 256 * 2**20
 MAX_INPUT_ELEMENTS = 10**5
 
 _directory = tempfile.mkdtemp(prefix="pyrnn-fuzz-load-")
+VALID_GRAPH = "{}"  # the corpus' valid graph JSON, set by main()
 _corpus: ModuleType | None = None
 
 
@@ -160,16 +166,115 @@ def write_graph_seeds(directory: str) -> None:
             file.write(data)
 
 
+# Values a JSON edit may put anywhere: sizes at and past every limit, wrong types, empties.
+_EXTREMES: tuple[Any, ...] = (
+    0,
+    -1,
+    1,
+    3,
+    8,
+    2**31 - 1,
+    2**31,
+    2**40,
+    2**62,
+    2**62 + 1,
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    -(2**63) - 1,
+    10**30,
+    0.5,
+    -0.0,
+    1e308,
+    "inf",
+    "-inf",
+    "nan",
+    True,
+    False,
+    None,
+    "",
+    "x",
+    "ids",
+    [],
+    {},
+    [None],
+    {"tensor": "x"},
+    "float32",
+    "int64",
+)
+
+
+def _slots(item: Any, found: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Every (container, key or index) in a JSON value, depth first."""
+    if isinstance(item, dict):
+        for key in list(item):
+            found.append((item, key))
+            _slots(item[key], found)
+    elif isinstance(item, list):
+        for index in range(len(item)):
+            found.append((item, index))
+            _slots(item[index], found)
+    return found
+
+
+def mutate_graph(graph: Any, rng: random.Random) -> Any:
+    """One edit of a graph's JSON: a slot's value replaced, or a list item dropped or repeated."""
+    from pyrnn.graph import OPS
+
+    slots = _slots(graph, [])
+    if not slots:
+        return rng.choice(_EXTREMES)
+    container, key = rng.choice(slots)
+    action = rng.randrange(7)
+    value = container[key]
+    if action == 6 and isinstance(value, int) and not isinstance(value, bool):
+        container[key] = rng.choice((value + 1, value - 1, 2 * value, -value, 0))
+    elif action == 0 and isinstance(container, list):
+        del container[key]
+    elif action == 1 and isinstance(container, list):
+        container.insert(key, copy.deepcopy(container[key]))
+    elif action == 2:
+        container[key] = rng.choice(sorted(OPS))
+    elif action == 3:  # a value from elsewhere in the graph: names, shapes, structures
+        other, other_key = rng.choice(slots)
+        container[key] = copy.deepcopy(other[other_key])
+    else:
+        container[key] = copy.deepcopy(rng.choice(_EXTREMES))
+    return graph
+
+
+def _mutator(data: bytes, max_size: int, seed: int) -> bytes:
+    import atheris
+
+    rng = random.Random(seed)
+    if data[:1] == b"{" and rng.random() < 0.8:
+        try:
+            # Most graph seeds are refused for one reason already: start over from the valid
+            # graph at times, so edits reach the checks past the first.
+            graph = json.loads(VALID_GRAPH if rng.random() < 0.3 else data)
+        except (ValueError, RecursionError):
+            graph = None
+        if graph is not None:
+            for _ in range(1 + rng.randrange(3)):
+                graph = mutate_graph(graph, rng)
+            text = json.dumps(graph, separators=(",", ":")).encode()
+            if text[:1] == b"{" and len(text) <= max_size:
+                return text
+    return bytes(atheris.Mutate(data, max_size))
+
+
 def main() -> None:
+    global VALID_GRAPH
     import atheris
     import numpy  # noqa: F401  (imported first: not worth instrumenting)
 
+    VALID_GRAPH = make_corpus().graph_metadata()["graph"]
     directories = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
     if directories:
         write_graph_seeds(directories[0])
     with atheris.instrument_imports(include=["pyrnn"]):
         import pyrnn  # noqa: F401
-    atheris.Setup(sys.argv, check_one)
+    atheris.Setup(sys.argv, check_one, custom_mutator=_mutator)
     atheris.Fuzz()
 
 

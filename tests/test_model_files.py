@@ -507,3 +507,34 @@ def test_saving_a_model_over_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError):
         pyrnn.save(convert("anonymous_constants")[0], folder)
     assert folder.is_dir() and list(folder.iterdir()) == []
+
+
+# -- other readers of model files --------------------------------------------------------------
+def test_pyrnn_bench_says_a_graph_file_is_not_a_recurrent_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyrnn.cli import main
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr("pyrnn.benchmarking.run_bench", started)
+    path = tmp_path / "m.safetensors"
+    pyrnn.save(convert("anonymous_constants")[0], path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--model", str(path)])
+    assert exit_info.value.code == 2
+    assert "holds a Model (a converted graph); pyrnn bench measures the recurrent modules" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_loaded_model_streams_as_the_original(tmp_path: Path) -> None:
+    model, _, make = convert("language_model")
+    pyrnn.save(model, tmp_path / "m.safetensors")
+    loaded = pyrnn.load(tmp_path / "m.safetensors")
+    assert isinstance(loaded, pyrnn.Model)
+    tokens = make(2, 9)[0].numpy()
+    original, restored = model.stream(batch=2), loaded.stream(batch=2)
+    for t in range(tokens.shape[1]):
+        assert_identical(restored.step(tokens[:, t]), original.step(tokens[:, t]))
