@@ -962,24 +962,24 @@ def _probe_shapes(path: str, model: Model) -> None:
     """Shape inference (nothing allocated or run) with every free input dim at a plausible
     size: the input's lower bound where that is larger, its upper bound where that is smaller.
     A graph whose shapes contradict each other fails at every size; one that needs larger
-    inputs than the first probe passes at the second. Only a graph failing at both is refused,
-    with the first failure named."""
-    failures = []
+    inputs than the first probe passes at the second. Only a graph failing at every probe is
+    refused, each failure named."""
+    inputs = model.graph.inputs
+    probes: list[list[list[int]]] = []
     for size in _PROBE_SIZES:
-        shapes = [
-            (spec.dtype, _probe_dims(spec.shape, spec.ranges, size)) for spec in model.graph.inputs
-        ]
+        dims = [_probe_dims(spec.shape, spec.ranges, size) for spec in inputs]
+        if dims not in probes:  # no free dim, or bounds that allow one size only
+            probes.append(dims)
+    failures = []
+    for dims in probes:
         try:
-            model._core.infer(shapes)
+            model._core.infer([(spec.dtype, d) for spec, d in zip(inputs, dims, strict=True)])
             return
         except ValueError as error:
             shown = ", ".join(
-                f"{spec.name} {tuple(dims)}"
-                for spec, (_, dims) in zip(model.graph.inputs, shapes, strict=True)
+                f"{spec.name} {tuple(d)}" for spec, d in zip(inputs, dims, strict=True)
             )
             failures.append(f"with inputs {shown or '(none)'}: {error}")
-        if all(d is not None for spec in model.graph.inputs for d in spec.shape):
-            break  # no free dim: another size would infer the same
     raise FormatError(f"{path}: the graph cannot run: {'; '.join(failures)}")
 
 
