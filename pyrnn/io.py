@@ -42,7 +42,7 @@ import stat
 import struct
 import warnings
 import zipfile
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -233,6 +233,24 @@ def _renamed(error: OSError, path: str, note: str = "") -> OSError:
 
 
 # -- loading ---------------------------------------------------------------------------------
+@overload
+def load(
+    path: PathArgument,
+    kind: str,
+    prefix: str = "",
+    *,
+    nonlinearity: str | None = None,
+    batch_first: bool | None = None,
+) -> Module: ...  # a kind is a recurrent module's, never a graph file's
+@overload
+def load(
+    path: PathArgument,
+    kind: None = None,
+    prefix: str = "",
+    *,
+    nonlinearity: str | None = None,
+    batch_first: bool | None = None,
+) -> Module | Model: ...
 def load(
     path: PathArgument,
     kind: str | None = None,
