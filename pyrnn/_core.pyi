@@ -86,7 +86,9 @@ class Graph:
     def forward(self, inputs: list[Any]) -> list[np.ndarray]:
         """Every output, for C-contiguous arrays of the declared dtypes."""
     def infer(self, inputs: Sequence[tuple[str, Sequence[int]]]) -> dict[str, Any]:
-        """Each named value's shape (or an int's value) for inputs (dtype, shape)."""
+        """Each named value's shape (or an int's value) for inputs (dtype, shape): shape
+        inference only, nothing allocated; ValueError if a shape does not fit or any tensor
+        would exceed physical memory."""
     @property
     def cached_plans(self) -> int: ...
 
@@ -153,6 +155,9 @@ def _activation(isa: str, name: str, x: _Float32Like) -> _Float32Array:
 
 def _isa_choice(requested: str | None, features: dict[str, bool]) -> tuple[str, str, str]:
     """(ISA chosen, warning, why `requested` cannot run) on a CPU with `features`."""
+
+def _set_physical_memory(bytes: int | None) -> None:
+    """Graph plans see a machine of `bytes` physical memory (None: the real one)."""
 
 def _probe_isas() -> list[str]: ...
 def _probe_fma_peak(seconds: float, isa: str = "") -> dict[str, Any]:

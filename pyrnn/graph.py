@@ -94,8 +94,9 @@ Semantics are torch's, operand for operand; the details a core must get right:
 - Int values are int64; ``int_floordiv`` rounds toward -inf. ``full`` dtype is float32 or int64.
 
 Everything here is plain data: loading a graph imports neither torch nor onnx, and
-``Graph.from_json`` refuses malformed input with ``GraphError`` naming the problem; the C++ core
-re-checks every node, edge and shape when it builds and plans.
+``Graph.from_json`` refuses malformed input (more than ``MAX_NODES`` nodes, inputs or constants
+included) with ``GraphError`` naming the problem; the C++ core re-checks every node, edge and
+shape when it builds and plans, and refuses to plan what would exceed physical memory.
 """
 
 from __future__ import annotations
@@ -205,6 +206,8 @@ DTYPES = ("float32", "int64")
 _FLOAT_WORDS = {"inf": math.inf, "-inf": -math.inf}
 _MAX_RANK = 8
 _MAX_NAME = 1024
+# Far above any converted model (hundreds of nodes); bounds what a file can make the core build.
+MAX_NODES = 100_000
 
 Operand = str | int | None
 Structure = Any  # nested {"tensor": name} / {"tuple": [...]} / ... (see the module docstring)
@@ -273,6 +276,10 @@ class Graph:
         if not isinstance(data, dict):
             raise GraphError(f"graph: expected a JSON object, got {type(data).__name__}")
         _only_fields(data, {"inputs", "outputs", "constants", "nodes"}, "graph")
+        for key in ("inputs", "constants", "nodes"):
+            count = len(_list(data, key))
+            if count > MAX_NODES:
+                raise GraphError(f"graph: {count} {key} exceed the limit of {MAX_NODES}")
         inputs = [_input_from_json(item, i) for i, item in enumerate(_list(data, "inputs"))]
         constants = [
             _name(item, f"constants[{i}]") for i, item in enumerate(_list(data, "constants"))

@@ -1,5 +1,7 @@
 """pyrnn's file format: a .safetensors file with the weights under PyTorch's key names and, in
-the header metadata, {"format": "pyrnn", "version": "1", "config": <JSON constructor args>}.
+the header metadata, {"format": "pyrnn", "version": "1", "config": <JSON constructor args>} for
+the six recurrent modules, or {"format": "pyrnn", "version": "2", "graph": <JSON graph>} for a
+pyrnn.Model (a converted graph: pyrnn.graph describes the JSON; its constants are the tensors).
 Plain PyTorch state_dicts saved by safetensors or by torch.save load too, by kind and key prefix.
 torch is imported only for torch.save files (recognised by their content: a zip archive holding
 a data.pkl, or the legacy pickle, or any file named .pt/.pth), which are read only through
@@ -18,12 +20,13 @@ well-formed safetensors file (bad header length, header not a UTF-8 JSON object,
 keys, NaN/Infinity literals, unknown fields in a tensor entry, offsets reversed / overlapping /
 leaving gaps / past the end, a byte count that does not match the shape), tensors whose dtype is
 not F16/F32/F64 (BF16, integers and BOOL are refused: numpy has no bfloat16, and integer weights
-would only load by guessing a scale; convert to float32 first), and metadata or shapes that do not
-describe a valid module. Files of other formats (numpy .npz/.npy, HDF5, other zips and pickles)
-are named for what they are. Errors of the operating system about the path itself (no such file,
-a directory, no permission) propagate as OSError subclasses (FileNotFoundError,
-IsADirectoryError, PermissionError); a FIFO, device or socket is refused with OSError without
-being read (opening a FIFO would block)."""
+would only load by guessing a scale; convert to float32 first; a version 2 file may also hold
+I64 constants, which its graph uses as indices or sizes), and metadata or shapes that do not
+describe a valid module or a graph that can run. Files of other formats (numpy .npz/.npy, HDF5,
+other zips and pickles) are named for what they are. Errors of the operating system about the
+path itself (no such file, a directory, no permission) propagate as OSError subclasses
+(FileNotFoundError, IsADirectoryError, PermissionError); a FIFO, device or socket is refused
+with OSError without being read (opening a FIFO would block)."""
 
 from __future__ import annotations
 
@@ -40,17 +43,20 @@ import struct
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from ._base import Module
-from ._spec import KINDS, SEQUENCE_KINDS, Spec
+from ._spec import KINDS, SEQUENCE_KINDS, Spec, physical_memory_bytes
+from .graph import Graph, GraphError
+from .model import Model
 
 __all__ = ["FormatError", "load", "save"]
 
 FORMAT_NAME = "pyrnn"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "1"  # the six recurrent modules: a config and their weights
+GRAPH_FORMAT_VERSION = "2"  # pyrnn.Model: a graph and its constants
 # A header larger than this is refused before reading it (safetensors itself caps at 100 MB).
 MAX_HEADER_BYTES = 100_000_000
 _DTYPES: dict[str, np.dtype[Any]] = {
@@ -58,6 +64,11 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "F32": np.dtype("<f4"),
     "F64": np.dtype("<f8"),
 }
+# A graph's integer constants (indices, sizes) are int64; only version 2 files may hold them.
+_GRAPH_DTYPES = {**_DTYPES, "I64": np.dtype("<i8")}
+# Free input dims are set to these sizes (or an input's lower bound, if larger) to check at load
+# that a graph's shapes fit together: a graph that infers at neither size cannot run.
+_PROBE_SIZES = (8, 64)
 _ENTRY_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
 _INT64_MAX = 2**63 - 1
 # Files always read with torch.load(weights_only=True), whatever their content looks like (so
@@ -125,8 +136,9 @@ def _not_a_regular_file(path: str, mode: int, refusal: str) -> OSError:
 
 
 # -- saving ----------------------------------------------------------------------------------
-def save(module: Module, path: PathArgument) -> None:
-    """Writes `module` to `path` atomically: the file appears complete or not at all.
+def save(module: Module | Model, path: PathArgument) -> None:
+    """Writes `module` (one of the six recurrent modules, format version 1, or a pyrnn.Model,
+    version 2) to `path` atomically: the file appears complete or not at all.
 
     The model is written to a new file in the destination's directory and renamed over it, so
     a reader never sees a partial file. A symlink is followed and its target replaced (a
@@ -134,17 +146,23 @@ def save(module: Module, path: PathArgument) -> None:
     permission bits (a new file gets 0666 minus the umask, as with open()); owner, group, ACLs
     and other hard links are not carried over. A path that exists but is not a regular file
     (directory, FIFO, device, socket) is refused with OSError and left untouched."""
-    if not isinstance(module, Module):
-        raise TypeError(f"module: expected a pyrnn module, got {type(module).__name__}")
+    if isinstance(module, Model):
+        tensors, metadata = _graph_contents(module)
+    elif isinstance(module, Module):
+        tensors = module.state_dict()
+        metadata = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "config": json.dumps(module.config, sort_keys=True),
+        }
+    else:
+        raise TypeError(
+            f"module: expected a pyrnn module or pyrnn.Model, got {type(module).__name__}"
+        )
     shown = _path_argument(path)
     from safetensors.numpy import save as serialize
 
-    metadata = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "config": json.dumps(module.config, sort_keys=True),
-    }
-    payload = serialize(module.state_dict(), metadata=metadata)
+    payload = serialize(tensors, metadata=metadata)
     try:
         existing = os.stat(shown)  # follows symlinks, as the kernel resolves them
     except FileNotFoundError:
@@ -179,6 +197,23 @@ def save(module: Module, path: PathArgument) -> None:
         raise
 
 
+def _graph_contents(model: Model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The tensors and metadata of a version 2 file. The graph is checked as load will read it,
+    so a model whose file could not load is refused here, before anything is written."""
+    try:
+        text = json.dumps(model.graph.to_json(), separators=(",", ":"), allow_nan=False)
+        Graph.from_json(json.loads(text))
+    except (TypeError, ValueError) as error:  # GraphError is a ValueError
+        raise ValueError(f"module: the model's graph cannot be saved: {error}") from None
+    tensors = model.state_dict()
+    if "__metadata__" in tensors:
+        raise ValueError(
+            "module: a constant named '__metadata__' cannot be stored (safetensors reserves the "
+            "name); rename that buffer or parameter"
+        )
+    return tensors, {"format": FORMAT_NAME, "version": GRAPH_FORMAT_VERSION, "graph": text}
+
+
 def _temporary_name(directory: str) -> str:
     """A hidden name for the file written before the rename: short and independent of the
     destination's name, so a destination near the file system's name limit can be saved."""
@@ -199,6 +234,24 @@ def _renamed(error: OSError, path: str, note: str = "") -> OSError:
 
 
 # -- loading ---------------------------------------------------------------------------------
+@overload
+def load(
+    path: PathArgument,
+    kind: str,
+    prefix: str = "",
+    *,
+    nonlinearity: str | None = None,
+    batch_first: bool | None = None,
+) -> Module: ...  # a kind is a recurrent module's, never a graph file's
+@overload
+def load(
+    path: PathArgument,
+    kind: None = None,
+    prefix: str = "",
+    *,
+    nonlinearity: str | None = None,
+    batch_first: bool | None = None,
+) -> Module | Model: ...
 def load(
     path: PathArgument,
     kind: str | None = None,
@@ -206,14 +259,15 @@ def load(
     *,
     nonlinearity: str | None = None,
     batch_first: bool | None = None,
-) -> Module:
+) -> Module | Model:
     """Loads a module from a pyrnn file, or from a plain PyTorch state_dict saved with
     safetensors or torch.save: then `kind` ('rnn', 'lstm', 'gru', 'rnn_cell', 'lstm_cell',
     'gru_cell') says what it is, `prefix` selects its keys (e.g. 'encoder.rnn.'), and sizes,
     layers, bidirectionality and proj_size are inferred from the shapes. `nonlinearity` and
     `batch_first` cannot be inferred from weights and are taken as given (default 'tanh' and
     False). A pyrnn file describes itself: `kind`, `nonlinearity` and `batch_first` may repeat
-    what it holds but a contradiction raises ValueError, as does any `prefix`."""
+    what it holds but a contradiction raises ValueError, as does any `prefix`. A file saved
+    from a pyrnn.Model (format version 2) loads as a pyrnn.Model, and takes none of them."""
     name = _path_argument(path)
     _check_arguments(kind, prefix, nonlinearity, batch_first)
     with _open_for_reading(name) as file:
@@ -329,7 +383,7 @@ def _load_from(
     prefix: str,
     nonlinearity: str | None,
     batch_first: bool | None,
-) -> Module:
+) -> Module | Model:
     reader = _reader_for(file, path, size)
     header: dict[str, Any] | None = None
     tensors: dict[str, np.ndarray] | None = None
@@ -345,6 +399,9 @@ def _load_from(
     else:
         header, raw = _read_header(file, path, size)
         metadata = header.pop("__metadata__", {})
+        if _is_graph_file(metadata):
+            _refuse_module_arguments(path, kind, prefix, nonlinearity, batch_first)
+            return _load_graph(file, path, header, raw, metadata)
         shapes = {key: tuple(entry["shape"]) for key, entry in header.items()}
     if metadata.get("format") == FORMAT_NAME:
         spec = _spec_from_metadata(path, metadata)
@@ -377,10 +434,7 @@ def _load_from(
     # One tensor at a time, each copied by the module before the next is read: a file's weights
     # are never all held twice.
     module = _module(path, spec, _FileTensors(file, path, header, len(raw), rename))
-    # The header read again: a file rewritten meanwhile (even to the same size) shows here.
-    file.seek(0)
-    if _read_exact(file, len(raw)) != raw:
-        raise _changed_error(path)
+    _check_header_unchanged(file, path, raw)
     return module
 
 
@@ -518,25 +572,23 @@ def _read_header(file: io.FileIO, path: str, size: int) -> tuple[dict[str, Any],
     if len(raw) != length:
         raise _changed_error(path)
     try:
-        header = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_unique_object,
-            parse_constant=_refuse_constant,
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, _JsonRefused, RecursionError) as error:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise FormatError(f"{path}: header is not valid JSON ({error})") from None
+    header = _parse_json(text, f"{path}: header is not valid JSON")
     if not isinstance(header, dict):
         raise FormatError(f"{path}: header must be a JSON object, got {type(header).__name__}")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise FormatError(f"{path}: __metadata__ must map strings to strings")
+    dtypes = _GRAPH_DTYPES if _is_graph_file(metadata) else _DTYPES
     data_size = size - 8 - length
     spans = []
     for key, entry in header.items():
-        if key == "__metadata__":
-            if not isinstance(entry, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in entry.items()
-            ):
-                raise FormatError(f"{path}: __metadata__ must map strings to strings")
-            continue
-        spans.append((*_check_entry(path, key, entry, data_size), key))
+        if key != "__metadata__":
+            spans.append((*_check_entry(path, key, entry, data_size, dtypes), key))
     # The tensors must tile the data section exactly, as the safetensors format requires:
     # sorted by offset, each starts where the previous ends, the last ends at the end of file.
     spans.sort()
@@ -562,6 +614,19 @@ class _JsonRefused(ValueError):
     pass
 
 
+def _parse_json(text: str, failure: str) -> Any:
+    """`text` parsed as strict JSON (no duplicate keys, no NaN/Infinity), or FormatError
+    starting with `failure`."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_refuse_constant)
+    except RecursionError:  # nested deeper than the parser's stack
+        raise FormatError(f"{failure} (nested too deeply)") from None
+    except ValueError as error:
+        # JSONDecodeError, _JsonRefused, and an int of more digits than int() converts (whose
+        # advice after the ';' is about raising Python's limit, not about the file).
+        raise FormatError(f"{failure} ({str(error).split(';')[0]})") from None
+
+
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # json.loads silently keeps the last of duplicate keys; two readers could then disagree on
     # what a file holds, so duplicates are refused.
@@ -577,7 +642,9 @@ def _refuse_constant(name: str) -> Any:
     raise _JsonRefused(f"{name} is not JSON")
 
 
-def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, int]:
+def _check_entry(
+    path: str, key: str, entry: Any, data_size: int, dtypes: dict[str, np.dtype[Any]]
+) -> tuple[int, int]:
     if not isinstance(entry, dict):
         raise FormatError(f"{path}: tensor {key!r}: expected an object, got {entry!r:.80}")
     unknown = sorted(set(entry) - _ENTRY_FIELDS)
@@ -588,9 +655,9 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
             f"missing {missing}, unknown {unknown}"
         )
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in _DTYPES:
+    if not isinstance(dtype, str) or dtype not in dtypes:
         raise FormatError(
-            f"{path}: tensor {key!r}: dtype must be one of {sorted(_DTYPES)}, got {dtype!r:.40} "
+            f"{path}: tensor {key!r}: dtype must be one of {sorted(dtypes)}, got {dtype!r:.40} "
             "(convert the weights to float32 first)"
         )
     if not isinstance(shape, list) or not all(
@@ -619,7 +686,7 @@ def _check_entry(path: str, key: str, entry: Any, data_size: int) -> tuple[int, 
             f"{path}: tensor {key!r}: data_offsets {offsets!r:.80} outside the "
             f"{data_size}-byte data section (reversed, or past the end: truncated file?)"
         )
-    expected = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize  # exact: no overflow
+    expected = int(np.prod(shape, dtype=object)) * dtypes[dtype].itemsize  # exact: no overflow
     if expected != end - begin:
         raise FormatError(
             f"{path}: tensor {key!r}: shape {shape!r:.80} of {dtype} needs {expected} bytes, "
@@ -634,7 +701,7 @@ def _read_tensor(
     """Tensor `key`, read with ordinary reads into a new array of its dtype and shape (little
     endian as the format says; numpy converts on big-endian hosts)."""
     entry = header[key]
-    array = np.empty(entry["shape"], _DTYPES[entry["dtype"]])
+    array = np.empty(entry["shape"], _GRAPH_DTYPES[entry["dtype"]])  # validated already
     if array.nbytes:
         try:
             file.seek(data_start + entry["data_offsets"][0])
@@ -646,6 +713,28 @@ def _read_tensor(
         if count != array.nbytes:
             raise _changed_error(path)  # the header said these bytes were there
     return array
+
+
+def _check_header_unchanged(file: io.FileIO, path: str, raw: bytes) -> None:
+    """`raw` is the header as first read (length prefix included), read again after the
+    tensors: a file rewritten meanwhile (even to the same size) is refused."""
+    try:
+        file.seek(0)
+        again = _read_exact(file, len(raw))
+    except OSError as error:
+        raise FormatError(f"{path}: cannot read ({error.strerror or error})") from None
+    if again != raw:
+        raise _changed_error(path)
+
+
+def _read_tensors(
+    file: io.FileIO, path: str, header: dict[str, Any], raw: bytes, keys: list[str]
+) -> dict[str, np.ndarray]:
+    """The tensors `keys`, read in one forward pass, then the header checked unchanged."""
+    order = sorted(keys, key=lambda k: header[k]["data_offsets"][0])
+    tensors = {key: _read_tensor(file, path, header, len(raw), key) for key in order}
+    _check_header_unchanged(file, path, raw)
+    return tensors
 
 
 class _FileTensors(Mapping[str, np.ndarray]):
@@ -771,19 +860,14 @@ def _check_shapes(path: str, spec: Spec, shapes: dict[str, tuple[int, ...]]) -> 
 # -- what the file holds ---------------------------------------------------------------------
 def _spec_from_metadata(path: str, metadata: dict[str, str]) -> Spec:
     version = metadata.get("version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION:  # version 2 files were sent to _load_graph already
         raise FormatError(
-            f"{path}: pyrnn format version {version!r} is not supported (expected "
-            f"{FORMAT_VERSION!r}); upgrade pyrnn"
+            f"{path}: pyrnn format version {version!r:.40} is not supported (expected "
+            f"{FORMAT_VERSION!r} or {GRAPH_FORMAT_VERSION!r}); upgrade pyrnn"
         )
     if "config" not in metadata:
         raise FormatError(f"{path}: pyrnn metadata lacks 'config'")
-    try:
-        config = json.loads(
-            metadata["config"], object_pairs_hook=_unique_object, parse_constant=_refuse_constant
-        )
-    except (json.JSONDecodeError, _JsonRefused, RecursionError) as error:
-        raise FormatError(f"{path}: metadata 'config' is not JSON ({error})") from None
+    config = _parse_json(metadata["config"], f"{path}: metadata 'config' is not JSON")
     if not isinstance(config, dict):
         raise FormatError(f"{path}: metadata 'config' must be a JSON object, got {config!r:.80}")
     try:
@@ -833,3 +917,147 @@ def _infer_spec(path: str, kind: str, shapes: dict[str, tuple[int, ...]], **fixe
         return Spec.from_config(args)
     except (TypeError, ValueError) as error:
         raise FormatError(f"{path}: inferred an invalid {kind}: {error}") from None
+
+
+# -- graph files (format version 2) ------------------------------------------------------------
+def _is_graph_file(metadata: dict[str, str]) -> bool:
+    return metadata.get("format") == FORMAT_NAME and metadata.get("version") == GRAPH_FORMAT_VERSION
+
+
+def _refuse_module_arguments(
+    path: str, kind: str | None, prefix: str, nonlinearity: str | None, batch_first: bool | None
+) -> None:
+    """A graph file describes itself; the arguments that describe a recurrent module's weights
+    have nothing to say about it."""
+    given = [
+        f"{name}={value!r}"
+        for name, value in (
+            ("kind", kind),
+            ("prefix", prefix or None),
+            ("nonlinearity", nonlinearity),
+            ("batch_first", batch_first),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ValueError(
+            f"{given[0].split('=')[0]}: {path} holds a pyrnn.Model (a graph, pyrnn format "
+            f"version 2), which describes itself; kind, prefix, nonlinearity and batch_first "
+            f"apply to recurrent modules only, got {', '.join(given)}"
+        )
+
+
+def _load_graph(
+    file: io.FileIO, path: str, header: dict[str, Any], raw: bytes, metadata: dict[str, str]
+) -> Model:
+    """A pyrnn.Model from a version 2 file whose header (without __metadata__) is `header`.
+    Every check that the header alone allows comes before any tensor is read; whatever the
+    graph or the core refuse becomes FormatError naming the file."""
+    if "graph" not in metadata:
+        raise FormatError(f"{path}: pyrnn metadata of version 2 lacks 'graph'")
+    data = _parse_json(metadata["graph"], f"{path}: metadata 'graph' is not JSON")
+    try:
+        graph = Graph.from_json(data)
+    except GraphError as error:
+        raise FormatError(f"{path}: invalid graph: {error}") from None
+    missing = [name for name in graph.constants if name not in header]
+    unexpected = sorted(set(header) - set(graph.constants))
+    if missing or unexpected:
+        raise FormatError(
+            f"{path}: the graph's constants and the file's tensors differ: missing "
+            f"{missing[:8]}, unexpected {unexpected[:8]}"
+        )
+    for name in graph.constants:
+        rank = len(header[name]["shape"])
+        if rank > _MAX_RANK:
+            raise FormatError(
+                f"{path}: tensor {name!r} has rank {rank}; graph constants have at most {_MAX_RANK}"
+            )
+    _check_build_memory(path, graph, header)
+    tensors = _read_tensors(file, path, header, raw, graph.constants)
+    try:
+        model = Model(graph, tensors)
+    except (TypeError, ValueError) as error:  # GraphError is a ValueError
+        raise FormatError(f"{path}: the graph does not build: {error}") from None
+    _probe_shapes(path, model)
+    return model
+
+
+_MAX_RANK = 8  # the core's kMaxRank
+_UNIT_BLOCK = 16  # kUnitBlock in cpp/core/dims.h: packed weights pad rows to multiples of it
+
+
+def _check_build_memory(path: str, graph: Graph, header: dict[str, Any]) -> None:
+    """Refuses, from the header alone, a graph whose building would need more than physical
+    memory. A small file can ask for much: the core packs a weight once per node that uses it,
+    so one tensor named by 10**6 operands is packed 10**6 times. The bound counts each constant
+    as read, copied by pyrnn.Model and copied again by the core, and per use its packed copy:
+    at most twice its bytes plus a 16-row block of padding per gate (4 gates at most) and per
+    convolution group, and ~1 KiB of bookkeeping per use (packed arrays, layer states)."""
+    memory = physical_memory_bytes()
+    if memory is None:
+        return
+    sizes = {}  # constant -> (float32 or int64 bytes, bytes of one row)
+    needed = 0
+    for name in graph.constants:
+        shape = header[name]["shape"]
+        count = int(np.prod(shape, dtype=object))
+        item = 8 if header[name]["dtype"] == "I64" else 4
+        row = count // shape[0] if shape and shape[0] else count
+        sizes[name] = (count * item, row * item)
+        needed += count * _GRAPH_DTYPES[header[name]["dtype"]].itemsize + 2 * count * item
+    uses = 0
+    for node in graph.nodes:
+        groups = node.attrs.get("groups", 1) if node.op == "conv1d" else 1
+        for operand in node.inputs:
+            if isinstance(operand, str) and operand in sizes:
+                nbytes, row = sizes[operand]
+                needed += 2 * nbytes + (4 + groups) * _UNIT_BLOCK * row + 1024 * groups
+                uses += 1
+    if needed > memory:
+        raise FormatError(
+            f"{path}: building the graph would need about {needed / 2**30:.1f} GiB (its "
+            f"{len(sizes)} constants are used {uses} times by its nodes, each use packed "
+            f"anew), more than this machine's physical memory ({memory / 2**30:.1f} GiB); "
+            "nothing was allocated"
+        )
+
+
+def _probe_shapes(path: str, model: Model) -> None:
+    """Shape inference (nothing allocated or run) with every free input dim at a plausible
+    size: the input's lower bound where that is larger, its upper bound where that is smaller.
+    A graph whose shapes contradict each other fails at every size; one that needs larger
+    inputs than the first probe passes at the second. Only a graph failing at every probe is
+    refused, each failure named."""
+    inputs = model.graph.inputs
+    probes: list[list[list[int]]] = []
+    for size in _PROBE_SIZES:
+        dims = [_probe_dims(spec.shape, spec.ranges, size) for spec in inputs]
+        if dims not in probes:  # no free dim, or bounds that allow one size only
+            probes.append(dims)
+    failures = []
+    for dims in probes:
+        try:
+            model._core.infer([(spec.dtype, d) for spec, d in zip(inputs, dims, strict=True)])
+            return
+        except ValueError as error:
+            shown = ", ".join(
+                f"{spec.name} {tuple(d)}" for spec, d in zip(inputs, dims, strict=True)
+            )
+            failures.append(f"with inputs {shown or '(none)'}: {error}")
+    raise FormatError(f"{path}: the graph cannot run: {'; '.join(failures)}")
+
+
+def _probe_dims(
+    shape: list[int | None], ranges: list[tuple[int, int, int | None]], size: int
+) -> list[int]:
+    bounds = {dim: (low, high) for dim, low, high in ranges}
+    dims = []
+    for axis, fixed in enumerate(shape):
+        if fixed is not None:
+            dims.append(fixed)
+            continue
+        low, high = bounds.get(axis, (0, None))
+        probe = max(size, low)
+        dims.append(probe if high is None else min(probe, high))
+    return dims

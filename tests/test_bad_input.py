@@ -358,8 +358,9 @@ FILE_CASES = [
     ("overlap", lambda p: _with_header(p, b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}', b"\0" * 12), {}, r"tensors 'a' and 'b' overlap"),
     ("no metadata, no kind", lambda p: _with_metadata(p, None), {}, r"no pyrnn metadata \(format=None\); to load a plain PyTorch state_dict pass kind='lstm'"),
     ("foreign format, no kind", lambda p: _with_metadata(p, {"format": "pt"}), {}, r"no pyrnn metadata \(format='pt'\)"),
-    ("no version", lambda p: _with_metadata(p, {"format": "pyrnn", "config": "{}"}), {}, r"pyrnn format version None is not supported \(expected '1'\)"),
-    ("future version", lambda p: _with_metadata(p, {**_config(), "version": "2"}), {}, r"pyrnn format version '2' is not supported \(expected '1'\); upgrade pyrnn"),
+    ("no version", lambda p: _with_metadata(p, {"format": "pyrnn", "config": "{}"}), {}, r"pyrnn format version None is not supported \(expected '1' or '2'\)"),
+    ("future version", lambda p: _with_metadata(p, {**_config(), "version": "3"}), {}, r"pyrnn format version '3' is not supported \(expected '1' or '2'\); upgrade pyrnn"),
+    ("version 2 without graph", lambda p: _with_metadata(p, {**_config(), "version": "2"}), {}, r"pyrnn metadata of version 2 lacks 'graph'"),
     ("no config", lambda p: _with_metadata(p, {"format": "pyrnn", "version": "1"}), {}, r"pyrnn metadata lacks 'config'"),
     ("config not JSON", lambda p: _with_metadata(p, {**_config(), "config": "{kind: lstm"}), {}, r"metadata 'config' is not JSON"),
     ("config a list", lambda p: _with_metadata(p, {**_config(), "config": "[1]"}), {}, r"metadata 'config' must be a JSON object, got \[1\]"),
@@ -400,7 +401,9 @@ def test_unknown_kind_is_a_value_error(tmp_path: Path) -> None:
 
 
 def test_save_refuses_non_modules(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match=r"module: expected a pyrnn module, got Linear"):
+    with pytest.raises(
+        TypeError, match=r"module: expected a pyrnn module or pyrnn\.Model, got Linear"
+    ):
         pyrnn.save(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
     assert not list(tmp_path.iterdir())
 

@@ -5,7 +5,9 @@ that breaks is noticed here rather than in a CI fuzz run."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import random
 import sys
 from pathlib import Path
@@ -50,6 +52,22 @@ def test_load_harness_on_the_corpus() -> None:
         data = path.read_bytes()
         HARNESSES["load"].check_one(data)
         HARNESSES["load"].check_one(data + bytes([HARNESSES["load"].PT_MARKER]))
+
+
+def test_load_harness_on_its_graph_seeds_and_their_json_edits(tmp_path: Path) -> None:
+    harness = HARNESSES["load"]
+    harness.write_graph_seeds(str(tmp_path))
+    seeds = sorted(tmp_path.iterdir())
+    assert len(seeds) > 20  # the valid graph and the graph cases whose graph is JSON
+    rng = random.Random(11)
+    for path in seeds:
+        harness.check_one(path.read_bytes())
+    valid = json.loads(harness.make_corpus().graph_metadata()["graph"])
+    for _ in range(300):  # what the fuzzer's JSON-aware mutator makes of the valid graph
+        graph = copy.deepcopy(valid)
+        for _ in range(1 + rng.randrange(3)):
+            graph = harness.mutate_graph(graph, rng)
+        harness.check_one(json.dumps(graph).encode())
 
 
 def test_forward_harness_on_seeded_inputs() -> None:

@@ -74,6 +74,42 @@ def test_the_base_file_loads() -> None:
         np.testing.assert_array_equal(getattr(module, key), value)
 
 
+def _rnn_reference(x: np.ndarray, w: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The base graph's tanh RNN (batch first) in numpy: every step's h, and the last."""
+    h = np.zeros((x.shape[0], 3), np.float64)
+    steps = []
+    for t in range(x.shape[1]):
+        h = np.tanh(
+            x[:, t] @ w["rnn.weight_ih_l0"].T
+            + w["rnn.bias_ih_l0"]
+            + h @ w["rnn.weight_hh_l0"].T
+            + w["rnn.bias_hh_l0"]
+        )
+        steps.append(h)
+    return np.stack(steps, 1), h
+
+
+def test_the_base_graph_file_loads_and_computes_its_graph() -> None:
+    model = pyrnn.load(CORPUS / "valid_graph.safetensors")
+    assert isinstance(model, pyrnn.Model)
+    constants = make_corpus.graph_constants()
+    assert model.state_dict().keys() == constants.keys()
+    for key, value in constants.items():
+        assert model.state_dict()[key].dtype == value.dtype
+        np.testing.assert_array_equal(model.state_dict()[key], value)
+    x = np.random.default_rng(0).standard_normal((2, 5, 2)).astype(np.float32)
+    ids = np.array([0, 3, 1])
+    logits, parts = model(x, ids)
+    _, last = _rnn_reference(x.astype(np.float64), constants)
+    expected = last @ constants["fc.weight"].T + constants["fc.bias"]
+    # float32 against float64 over 5 steps of 3 units: a few ulps of values of size ~1.
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(parts["h"][0], last, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(parts["vectors"], constants["embed.weight"][ids + 1])
+    with pytest.raises(ValueError, match="index"):
+        model(x, np.array([4]))  # shifted to 5, past the 5 rows of the table
+
+
 @pytest.mark.parametrize(
     "name",
     [pytest.param(name, marks=[needs_torch] if name.endswith(".pt") else []) for name in MANIFEST],

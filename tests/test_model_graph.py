@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import subprocess
+import sys
 import threading
 import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,6 +143,147 @@ def test_absurd_reshape_is_refused_not_allocated() -> None:
     model = pyrnn.Model(graph, {})
     with pytest.raises(ValueError, match="reshape"):
         model(np.ones((2, 4), np.float32))
+
+
+# -- memory: sizes from a file or an input shape, refused before they are allocated -----------
+@pytest.fixture
+def small_machine() -> Iterator[Callable[[int | None], None]]:
+    """Sets the physical memory graph plans see (the real one is restored afterwards)."""
+    from pyrnn import _core
+
+    try:
+        yield _core._set_physical_memory
+    finally:
+        _core._set_physical_memory(None)
+
+
+def full_model(dims: list[int], output: bool = False) -> pyrnn.Model:
+    """x (N, 4) -> relu; full(dims) summed (or returned as is, with `output`)."""
+    nodes = [
+        node("relu", ["x"], ["y"]),
+        node("full", dims, ["f"], value=1.0, dtype="float32"),
+        node("sum", ["f"], ["total"], dims=[], keepdim=False),
+    ]
+    result = "f" if output else "total"
+    graph = Graph.from_json(graph_json(nodes, {"tuple": [{"tensor": "y"}, {"tensor": result}]}))
+    return pyrnn.Model(graph, {})
+
+
+def test_an_intermediate_of_2_pow_62_floats_is_refused_not_run() -> None:
+    # 2^62 elements pass the element limit, and their 2^64 bytes wrapped to 0: the plan gave
+    # the tensor no memory and the fill wrote 16 EiB through it.
+    model = full_model([2**31, 2**31])
+    message = (
+        r"node 1 \(full\): output 'f' of shape \(2147483648, 2147483648\) float32 needs "
+        r"16\.0 EiB, more than this machine's physical memory"
+    )
+    with pytest.raises(ValueError, match=message):
+        model(np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match=message):
+        model._core.infer([("float32", [2, 4])])
+
+
+@pytest.mark.parametrize("output", [False, True])
+def test_a_tensor_beyond_physical_memory_is_refused_before_allocating(output: bool) -> None:
+    model = full_model([2**40], output)
+    with pytest.raises(ValueError, match=r"needs 4\.0 TiB, more than this machine's physical"):
+        model(np.ones((2, 4), np.float32))
+
+
+def test_intermediates_and_outputs_beyond_memory_together_are_refused(
+    small_machine: Callable[[int | None], None],
+) -> None:
+    # a and b live at once (400 KiB each at 25600 rows), and y is as large: 1.2 MiB in all.
+    graph = Graph.from_json(
+        graph_json(
+            [node("relu", ["x"], ["a"]), node("neg", ["x"], ["b"]), node("add", ["a", "b"], ["y"])]
+        )
+    )
+    model = pyrnn.Model(graph, {})
+    small_machine(2**20)
+    with pytest.raises(
+        ValueError,
+        match=r"running the graph on inputs x \(25600, 4\): its intermediate tensors and outputs "
+        r"at once needs 1\.2 MiB, more than this machine's physical memory \(1\.0 MiB\)",
+    ):
+        model(np.ones((25600, 4), np.float32))
+    np.testing.assert_array_equal(model(np.ones((10000, 4), np.float32)), 0)
+
+
+def test_kernel_scratch_beyond_memory_is_refused(
+    small_machine: Callable[[int | None], None],
+) -> None:
+    # linear with 3 outputs writes 16-wide rows into scratch: 256 rows of 64 bytes, 16 KiB,
+    # more than the 12 KiB machine has left after x (6 KB) and y (3.6 KB).
+    graph = Graph.from_json({**graph_json([node("linear", ["x", "w"], ["y"])]), "constants": ["w"]})
+    model = pyrnn.Model(graph, {"w": np.ones((3, 4), np.float32)})
+    small_machine(12 * 1024)
+    with pytest.raises(
+        ValueError,
+        match=r"node 0 \(linear\): a buffer of 16384 bytes would take this plan's kernel "
+        r"scratch past this machine's physical memory",
+    ):
+        model(np.ones((300, 4), np.float32))
+    np.testing.assert_array_equal(model(np.ones((10, 4), np.float32)), 4)
+
+
+def test_packing_a_shared_weight_beyond_memory_is_refused(
+    small_machine: Callable[[int | None], None],
+) -> None:
+    # Each linear node packs its own copy of the 1 MiB weight.
+    nodes = [node("linear", ["x", "w"], ["a"]), node("linear", ["a", "w"], ["y"])]
+    graph = Graph.from_json({**graph_json(nodes), "constants": ["w"]})
+    graph.inputs[0].shape = [None, 512]
+    weight = np.eye(512, dtype=np.float32)
+    small_machine(3 * 2**20)  # the core's copy and one packed copy fit, the second does not
+    with pytest.raises(
+        GraphError,
+        match=r"node 1 \(linear\): a buffer of \d+ bytes would take the graph's constants and "
+        r"packed weights past this machine's physical memory",
+    ):
+        pyrnn.Model(graph, {"w": weight})
+    small_machine(None)
+    x = np.ones((2, 512), np.float32)
+    np.testing.assert_array_equal(pyrnn.Model(graph, {"w": weight})(x), x)
+
+
+INFER_PEAK = """
+import resource
+import numpy as np
+import pyrnn
+from pyrnn.graph import Graph
+graph = Graph.from_json({
+    "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 4]}],
+    "outputs": {"tuple": [{"tensor": "y"}, {"tensor": "total"}]},
+    "constants": [],
+    "nodes": [
+        {"op": "relu", "inputs": ["x"], "outputs": ["y"], "attrs": {}, "source": ""},
+        {"op": "full", "inputs": [2**27], "outputs": ["f"],
+         "attrs": {"value": 1.0, "dtype": "float32"}, "source": ""},
+        {"op": "sum", "inputs": ["f"], "outputs": ["total"],
+         "attrs": {"dims": [], "keepdim": False}, "source": ""},
+    ],
+})
+model = pyrnn.Model(graph, {})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+shapes = model._core.infer([("float32", [8, 4])])
+assert shapes["f"] == (2**27,), shapes
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)  # KiB on Linux
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB: Linux")
+def test_infer_is_shape_inference_and_allocates_nothing(tmp_path: Path) -> None:
+    # A 512 MiB intermediate: a plan would allocate and zero it. Measured in a fresh process.
+    result = subprocess.run(
+        [sys.executable, "-c", INFER_PEAK],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the source tree, whose pyrnn/ lacks the extension
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) < 128 * 1024, "infer allocated the plan's tensors"
 
 
 # -- running -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""`import pyrnn`, pyrnn.load (pyrnn files and plain state_dicts by prefix), running and saving
-all work in a process where importing torch, onnx or onnxruntime fails."""
+"""`import pyrnn`, pyrnn.load (pyrnn files, converted models' graph files and plain state_dicts by
+prefix), running and saving all work in a process where importing torch, onnx or onnxruntime
+fails."""
 
 from __future__ import annotations
 
@@ -112,6 +113,59 @@ def test_import_load_run_save_without_torch(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected_out)
     np.testing.assert_array_equal(np.load(tmp_path / "h.npy"), expected_h)
     assert np.abs(np.load(tmp_path / "gru.npy") - expected_gru.numpy()).max() <= 1e-5
+
+
+class _Tagger(torch.nn.Module):
+    """Embedding, a bidirectional GRU, layer norm and a linear head, with dict outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(30, 6)
+        self.gru = torch.nn.GRU(6, 5, batch_first=True, bidirectional=True)
+        self.norm = torch.nn.LayerNorm(10)
+        self.head = torch.nn.Linear(10, 4)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        states, last = self.gru(self.embed(tokens))
+        return {"tags": self.head(self.norm(states)).log_softmax(-1), "last": last}
+
+
+def test_a_converted_model_loads_and_runs_without_torch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tagger = _Tagger().eval()
+    model = pyrnn.from_torch(tagger, torch.randint(0, 30, (4, 12)))
+    assert isinstance(model, pyrnn.Model)
+    pyrnn.save(model, tmp_path / "tagger.safetensors")
+    tokens = np.random.default_rng(1).integers(0, 30, (3, 17))
+    np.save(tmp_path / "tokens.npy", tokens)
+    expected = model(tokens)
+
+    _run(
+        """
+        import sys
+        import numpy as np
+        import pyrnn
+
+        model = pyrnn.load("tagger.safetensors")
+        assert type(model).__name__ == "Model", type(model)
+        out = model(np.load("tokens.npy"))
+        np.save("tags.npy", out["tags"])
+        np.save("last.npy", out["last"])
+        pyrnn.save(model, "again.safetensors")
+        again = pyrnn.load("again.safetensors")
+        assert np.array_equal(again(np.load("tokens.npy"))["tags"], out["tags"])
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] in
+                        ("torch", "onnx", "onnxruntime") and sys.modules[name] is not None)
+        assert not loaded, loaded
+        """,
+        tmp_path,
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "tags.npy"), expected["tags"])
+    np.testing.assert_array_equal(np.load(tmp_path / "last.npy"), expected["last"])
+    with torch.no_grad():
+        want = tagger(torch.from_numpy(tokens))["tags"].numpy()
+    # The file changes nothing; against torch, float32 rounding of a few ops: 1e-5 + 1e-5 |ref|.
+    assert np.all(np.abs(np.load(tmp_path / "tags.npy") - want) <= 1e-5 + 1e-5 * np.abs(want))
 
 
 def test_import_pyrnn_does_not_import_torch(tmp_path: Path) -> None:

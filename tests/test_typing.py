@@ -72,7 +72,9 @@ _USER_CODE = """
     assert_type(stream.feed(x[:, 0]), npt.NDArray[np.float32])
     assert_type(stream.clone(), pyrnn.Stream)
     stream.reset([0])
-    assert_type(pyrnn.load("m.safetensors"), pyrnn.Module)
+    assert_type(pyrnn.load("m.safetensors"), pyrnn.Module | pyrnn.Model)
+    assert_type(pyrnn.load("m.pt", kind="lstm"), pyrnn.Module)  # a graph file takes no kind
+    assert_type(pyrnn.load("m.pt", "gru", "encoder."), pyrnn.Module)
     assert_type(pyrnn.cpu_info(), dict[str, Any])
     assert_type(pyrnn.available_isas(), list[str])
     pyrnn.save(lstm, "m.safetensors")

@@ -13,6 +13,7 @@
 #include "bindings/graph_handle.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
+#include "graph/memory_limit.h"
 #include "graph/plan_cache.h"
 
 namespace pyrnn::bindings {
@@ -63,6 +64,9 @@ g::AttrValue attr_value(const std::string& key, py::handle value) {
 
 GraphHandle build(const py::list& inputs, const py::list& constants, const py::list& nodes,
                   const std::vector<std::string>& outputs) {
+  // Constants copied and weights packed (once per use: a weight shared by many nodes is packed
+  // for each) are held to physical memory, refused before the buffer that would exceed it.
+  const AllocationBudget budget(g::plan_memory_limit(), "the graph's constants and packed weights");
   auto graph = std::make_shared<g::Graph>();
   for (py::handle item : inputs) {
     const auto [name, dtype, dims] =
@@ -155,7 +159,9 @@ py::list forward(GraphHandle& self, const py::list& arrays) {
   return results;
 }
 
-// Shapes of every value for these input shapes (tests and repr): name -> shape or int.
+// Shapes of every value for these input shapes: name -> shape or int. Shape inference only:
+// nothing is allocated or run, so a model file can be checked with it at load. Refuses, like
+// a plan, any tensor larger than this machine's physical memory.
 py::dict infer(GraphHandle& self,
                const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& inputs) {
   std::vector<g::ValueMeta> metas;
@@ -165,13 +171,14 @@ py::dict infer(GraphHandle& self,
     for (std::int64_t d : dims) meta.shape.push_back(d);
     metas.push_back(meta);
   }
-  const g::Plan plan(self.plans->graph(), metas);
+  const g::Graph& graph = *self.plans->graph();
+  const std::vector<g::ValueMeta> values = g::infer_values(graph, metas);
+  g::check_value_memory(graph, values);
   py::dict result;
-  const g::Graph& graph = plan.graph();
   for (int v = 0; v < graph.value_count(); ++v) {
     const g::ValueInfo& info = graph.value(v);
     if (info.name.empty()) continue;
-    const g::ValueMeta& meta = plan.values()[v];
+    const g::ValueMeta& meta = values[v];
     if (meta.is_int) {
       result[py::str(info.name)] = meta.int_value;
     } else {

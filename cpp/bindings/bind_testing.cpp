@@ -1,6 +1,7 @@
 // Test-only hooks into the kernels (underscore names, not public API): lets the Python tests
 // measure each ISA's vectorised activations against float64 numpy over the whole float range,
-// and ask the ISA choice about CPUs other than this one.
+// and ask the ISA choice about CPUs other than this one, and pretend a machine with less memory
+// to exercise the graph planner's memory limit.
 #include <pybind11/stl.h>
 
 #include <map>
@@ -10,6 +11,7 @@
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
 #include "core/dispatch.h"
+#include "graph/memory_limit.h"
 
 namespace pyrnn::bindings {
 
@@ -59,6 +61,14 @@ void bind_testing(py::module_& m) {
       py::arg("requested"), py::arg("features"),
       "Test hook: (ISA chosen, warning, why `requested` cannot run) for PYRNN_ISA=`requested` "
       "on a CPU with `features` (avx2, fma, avx512f, neon: bool; absent ones false).");
+  m.def(
+      "_set_physical_memory",
+      [](std::optional<std::size_t> bytes) {
+        if (bytes && *bytes == 0) throw std::invalid_argument("bytes: expected > 0 or None");
+        graph::set_physical_memory_for_testing(bytes);
+      },
+      py::arg("bytes"),
+      "Test hook: graph plans see a machine of `bytes` physical memory (None: the real one).");
 }
 
 }  // namespace pyrnn::bindings

@@ -8,6 +8,7 @@
 #include <limits>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace pyrnn {
@@ -19,6 +20,46 @@ inline std::size_t checked_mul(std::size_t a, std::size_t b) {
   }
   return a * b;
 }
+
+// While a budget is installed on a thread, every AlignedBuffer allocated on that thread is
+// charged to it, and one that would exceed what is left throws std::length_error before any
+// memory is taken. Graphs install one while they pack their weights, and plans while their
+// kernels allocate scratch, so sizes from a hostile file are refused rather than attempted.
+class AllocationBudget {
+ public:
+  // `purpose` (a string literal) names what the budget holds, for the error message.
+  AllocationBudget(std::size_t remaining, const char* purpose) noexcept
+      : remaining_(remaining), purpose_(purpose), previous_(current()) {
+    current() = this;
+  }
+  ~AllocationBudget() { current() = previous_; }
+  AllocationBudget(const AllocationBudget&) = delete;
+  AllocationBudget& operator=(const AllocationBudget&) = delete;
+
+  std::size_t remaining() const noexcept { return remaining_; }
+
+  // Charges `bytes` to the thread's budget, if one is installed.
+  static void charge(std::size_t bytes) {
+    AllocationBudget* budget = current();
+    if (budget == nullptr) return;
+    if (bytes > budget->remaining_)
+      throw std::length_error("a buffer of " + std::to_string(bytes) + " bytes would take " +
+                              budget->purpose_ + " past this machine's physical memory (" +
+                              std::to_string(budget->remaining_) +
+                              " bytes left); nothing more was allocated");
+    budget->remaining_ -= bytes;
+  }
+
+ private:
+  static AllocationBudget*& current() noexcept {
+    thread_local AllocationBudget* installed = nullptr;
+    return installed;
+  }
+
+  std::size_t remaining_;
+  const char* purpose_;
+  AllocationBudget* previous_;
+};
 
 class AlignedBuffer {
  public:
@@ -44,7 +85,10 @@ class AlignedBuffer {
     size_ = 0;
     if (count == 0) return;
     std::size_t bytes = checked_mul(count, sizeof(float));
+    if (bytes > std::numeric_limits<std::size_t>::max() - (kAlignment - 1))
+      throw std::length_error("pyrnn: size computation overflows");  // rounding up would wrap
     bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    AllocationBudget::charge(bytes);
     data_ = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
     if (data_ == nullptr) throw std::bad_alloc();
     std::memset(data_, 0, bytes);

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "graph/memory_limit.h"
+
 namespace pyrnn::graph {
 namespace {
 
@@ -20,26 +22,50 @@ Plan::Plan(std::shared_ptr<const Graph> graph, const std::vector<ValueMeta>& inp
            const std::vector<int>* time_axes, const std::vector<OpState*>* states,
            const std::vector<std::int64_t>* emitted)
     : graph_(std::move(graph)), values_(infer_values(*graph_, inputs, time_axes, emitted)) {
-  lay_out();
+  check_value_memory(*graph_, values_);
+  const std::size_t used = lay_out();
   const Graph& g = *graph_;
-  std::vector<bool> used(g.value_count(), false);
+  std::vector<bool> read_later(g.value_count(), false);  // by a node or the caller
   for (int i = 0; i < g.node_count(); ++i)
     for (int input : g.node(i).inputs)
-      if (input >= 0) used[input] = true;
-  for (int output : g.outputs()) used[output] = true;
+      if (input >= 0) read_later[input] = true;
+  for (int output : g.outputs()) read_later[output] = true;
+  // Kernels allocate their scratch as they are made: charged against what the arena and the
+  // outputs leave of the limit.
+  const AllocationBudget budget(plan_memory_limit() - used, "this plan's kernel scratch");
   for (int i = 0; i < g.node_count(); ++i) {
     const NodeDef& node = g.node(i);
     OpState* state = states != nullptr ? (*states)[i] : nullptr;
     std::unique_ptr<Kernel> kernel;
     try {
-      kernel = g.op(i).prepare(PrepareContext(node, values_, state, &used));
+      kernel = g.op(i).prepare(PrepareContext(node, values_, state, &read_later));
     } catch (const std::invalid_argument& error) {
       throw std::invalid_argument(g.describe(i) + ": " + error.what());
+    } catch (const std::length_error& error) {
+      throw std::length_error(g.describe(i) + ": " + error.what() + " (use smaller inputs)");
     }
     if (kernel) {
       kernel->node = i;
       kernels_.push_back({i, std::move(kernel)});
     }
+  }
+}
+
+void check_value_memory(const Graph& g, const std::vector<ValueMeta>& values) {
+  const std::size_t limit = plan_memory_limit();
+  for (int v = 0; v < g.value_count(); ++v) {
+    const ValueMeta& meta = values[v];
+    if (meta.is_int) continue;
+    const std::size_t count = static_cast<std::size_t>(meta.shape.numel());  // < 2^62
+    const std::size_t item = dtype_size(meta.dtype);
+    if (count <= limit / item) continue;
+    const ValueInfo& info = g.value(v);
+    const std::string tensor =
+        "'" + info.name + "' of shape " + meta.shape.str() + " " + dtype_name(meta.dtype);
+    const std::string what = info.producer >= 0         ? g.describe(info.producer) + ": output "
+                             : g.constant(v) != nullptr ? "constant "
+                                                        : "input ";
+    refuse_memory(what + tensor, static_cast<double>(count) * static_cast<double>(item));
   }
 }
 
@@ -96,7 +122,7 @@ std::vector<ValueMeta> infer_values(const Graph& g, const std::vector<ValueMeta>
   return values;
 }
 
-void Plan::lay_out() {
+std::size_t Plan::lay_out() {
   const Graph& g = *graph_;
   const int count = g.value_count();
   std::vector<Storage> storage(count, Storage::None);
@@ -166,6 +192,15 @@ void Plan::lay_out() {
     int first, last;
   };
   std::vector<Placed> placed;
+  // Every value fits the limit on its own (check_value_memory), so these sums cannot wrap while
+  // they stay under it.
+  const std::size_t limit = plan_memory_limit();
+  std::size_t outputs_bytes = 0;
+  for (int v : outputs) {
+    const std::size_t bytes = values_[v].bytes();
+    if (bytes > limit - outputs_bytes) refuse_plan(static_cast<double>(outputs_bytes) + bytes);
+    outputs_bytes += bytes;
+  }
   for (int v : order) {
     const std::size_t size = aligned(values_[v].bytes());
     std::vector<std::pair<std::size_t, std::size_t>> busy;
@@ -177,6 +212,8 @@ void Plan::lay_out() {
       if (at + size <= b) break;
       at = std::max(at, e);
     }
+    if (size > limit - outputs_bytes || at > limit - outputs_bytes - size)
+      refuse_plan(static_cast<double>(outputs_bytes) + static_cast<double>(at) + size);
     offset[v] = at;
     placed.push_back({at, at + size, first[v], last[v]});
     arena_bytes_ = std::max(arena_bytes_, at + size);
@@ -188,6 +225,18 @@ void Plan::lay_out() {
   for (int v : order) pointers_[v] = base + offset[v];
   for (const Constant& constant : g.constants())
     pointers_[constant.value] = const_cast<float*>(constant.data.data());
+  return arena_bytes_ + outputs_bytes;
+}
+
+void Plan::refuse_plan(double bytes) const {
+  const Graph& g = *graph_;
+  std::string shapes;
+  for (std::size_t i = 0; i < g.inputs().size(); ++i)
+    shapes += (i ? ", " : "") + g.value(g.inputs()[i].value).name + " " +
+              values_[g.inputs()[i].value].shape.str();
+  refuse_memory(
+      "running the graph on inputs " + shapes + ": its intermediate tensors and outputs at once",
+      bytes);
 }
 
 RunStatus Plan::run(const KernelTable& kernels, const void* const* inputs,

@@ -25,6 +25,14 @@ std::vector<ValueMeta> infer_values(const Graph& graph, const std::vector<ValueM
                                     const std::vector<int>* time_axes = nullptr,
                                     const std::vector<std::int64_t>* emitted = nullptr);
 
+// Throws std::length_error naming the value when any one tensor of `values` (a plan's metas)
+// needs more than this machine's physical memory: shapes made from ints in a file (a reshape,
+// full or expand to 2^40) are refused here, before anything is allocated or added up.
+void check_value_memory(const Graph& graph, const std::vector<ValueMeta>& values);
+
+// A plan needs its arena, the outputs it fills and its kernels' scratch at once; making one
+// that would exceed physical memory throws std::length_error before allocating (see
+// graph/memory_limit.h).
 class Plan {
  public:
   // `inputs` holds each graph input's dtype and shape. For a stream, `time_axes` and `states`
@@ -61,7 +69,9 @@ class Plan {
     std::unique_ptr<Kernel> kernel;
   };
 
-  void lay_out();
+  // Storage of every value; returns the bytes the arena and the outputs take together.
+  std::size_t lay_out();
+  [[noreturn]] void refuse_plan(double bytes) const;
 
   std::shared_ptr<const Graph> graph_;
   std::vector<ValueMeta> values_;

@@ -1,6 +1,7 @@
 // Shapes: checked element counts, edits, and printing for error messages.
 #include "graph/tensor.h"
 
+#include <limits>
 #include <stdexcept>
 
 namespace pyrnn::graph {
@@ -51,6 +52,15 @@ bool Shape::operator==(const Shape& other) const noexcept {
   for (int i = 0; i < rank; ++i)
     if (dims[i] != other.dims[i]) return false;
   return true;
+}
+
+std::size_t ValueMeta::bytes() const {
+  const auto count = static_cast<std::size_t>(shape.numel());
+  const std::size_t item = dtype_size(dtype);
+  if (count > std::numeric_limits<std::size_t>::max() / item)
+    throw std::length_error("shape " + shape.str() + " of " + dtype_name(dtype) +
+                            " has more bytes than the address space");
+  return count * item;
 }
 
 int normalize_axis(std::int64_t axis, int rank, const char* what) {

@@ -45,7 +45,9 @@ struct ValueMeta {
   // ops whose meaning changes frame by frame (a slice along time) read it.
   int time_axis = -1;
 
-  std::size_t bytes() const { return static_cast<std::size_t>(shape.numel()) * dtype_size(dtype); }
+  // The tensor's size in bytes; throws std::length_error when it does not fit in size_t (2^62
+  // float32 elements would wrap to 0).
+  std::size_t bytes() const;
 };
 
 // `axis` in [-rank, rank) as an index in [0, rank); throws std::invalid_argument naming `what`.

@@ -1,17 +1,22 @@
 // Size arithmetic cannot overflow: checked_mul and AlignedBuffer refuse impossible sizes, and
 // NetworkConfig::validate refuses configs whose derived widths would not fit the core's int
-// indices; default_chunk_steps is defined for any row count.
+// indices; default_chunk_steps is defined for any row count. Graph values' byte counts do not
+// wrap, and an allocation budget refuses buffers before allocating them.
 #include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <new>
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 #include "check.h"
 #include "core/aligned_buffer.h"
 #include "core/network.h"
 #include "core/sequence.h"
+#include "graph/memory_limit.h"
+#include "graph/tensor.h"
 
 namespace {
 
@@ -45,8 +50,66 @@ void check_multiplication() {
       [] { pyrnn::checked_mul(std::size_t{1} << 32, std::size_t{1} << 32); }));
   // count * sizeof(float) overflows: refused before asking the allocator.
   PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer buffer(kMax / 2); }));
+  // count * sizeof(float) fits, but rounding it up to the 64-byte alignment would wrap to a
+  // few bytes, leaving a buffer far smaller than its size().
+  PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer buffer(kMax / 4); }));
+  PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer buffer(kMax / 4 - 7); }));
   pyrnn::AlignedBuffer empty(0);
   PYRNN_CHECK(empty.size() == 0 && empty.data() == nullptr);
+}
+
+void check_value_bytes() {
+  using pyrnn::graph::DType;
+  pyrnn::graph::ValueMeta meta;
+  meta.shape.push_back(std::int64_t{1} << 31);
+  meta.shape.push_back(std::int64_t{1} << 31);
+  // 2^62 elements pass the element limit, but 2^62 * 4 bytes wrapped to 0.
+  PYRNN_CHECK(meta.shape.numel() == std::int64_t{1} << 62);
+  PYRNN_CHECK(throws<std::length_error>([&] { (void)meta.bytes(); }));
+  meta.dtype = DType::I64;
+  PYRNN_CHECK(throws<std::length_error>([&] { (void)meta.bytes(); }));
+  meta.shape[0] = 3;
+  PYRNN_CHECK(meta.bytes() == (std::size_t{3} << 31) * 8);
+}
+
+void check_allocation_budget() {
+  using pyrnn::AllocationBudget;
+  {
+    const AllocationBudget budget(1000, "the test");
+    pyrnn::AlignedBuffer fits(100);  // 400 bytes, 448 rounded up to the alignment
+    PYRNN_CHECK(budget.remaining() == 1000 - 448);
+    PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer over(200); }));
+    PYRNN_CHECK(budget.remaining() == 1000 - 448);  // a refused buffer costs nothing
+    {
+      const AllocationBudget inner(64, "the inner test");  // the innermost budget is charged
+      PYRNN_CHECK(throws<std::length_error>([] { pyrnn::AlignedBuffer over(17); }));
+      pyrnn::AlignedBuffer small(16);
+      PYRNN_CHECK(inner.remaining() == 0);
+    }
+    pyrnn::AlignedBuffer next(100);
+    PYRNN_CHECK(budget.remaining() == 1000 - 2 * 448);
+  }
+  pyrnn::AlignedBuffer unbudgeted(1 << 20);  // no budget installed: nothing is refused
+  PYRNN_CHECK(unbudgeted.size() == std::size_t{1} << 20);
+}
+
+void check_memory_limit() {
+  namespace g = pyrnn::graph;
+  g::set_physical_memory_for_testing(std::size_t{12345});
+  PYRNN_CHECK(g::physical_memory_bytes() == std::size_t{12345});
+  PYRNN_CHECK(g::plan_memory_limit() == 12345);
+  bool named = false;
+  try {
+    g::refuse_memory("node 3 (full)", 4.0 * 1024 * 1024 * 1024 * 1024);
+  } catch (const std::length_error& error) {
+    const std::string text = error.what();
+    named = text.find(
+                "node 3 (full) needs 4.0 TiB, more than this machine's physical memory "
+                "(12.1 KiB)") != std::string::npos;
+  }
+  PYRNN_CHECK(named);
+  g::set_physical_memory_for_testing(std::nullopt);
+  PYRNN_CHECK(g::plan_memory_limit() <= std::numeric_limits<std::size_t>::max() / 4);
 }
 
 void check_config_limits() {
@@ -79,6 +142,9 @@ void check_chunking() {
 
 int main() {
   check_multiplication();
+  check_value_bytes();
+  check_allocation_budget();
+  check_memory_limit();
   check_config_limits();
   check_chunking();
   if (pyrnn::testing::failures() != 0) {

@@ -7,7 +7,9 @@ FormatError. Seeded and deterministic; rerun after changing a case, never hand-e
 Each case is (name, bytes, kind, expected message fragment). `kind` is passed to pyrnn.load
 (None for pyrnn files). MANIFEST.json records every case for tests/test_hostile_files.py.
 The files are built by hand here, not by pyrnn.save, so a bug in the writer cannot hide one in
-the reader; `valid_file()` is the base that every mutation starts from, and it must load."""
+the reader; `valid_file()` is the base that every mutation starts from, and it must load.
+`valid_graph_file()` is the same for graph files (format version 2, a pyrnn.Model): the graph
+cases are mutations of `GRAPH` and its constants."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def layout(
     if metadata is not None:
         header["__metadata__"] = metadata
     data = b""
-    dtypes = {"<f2": "F16", "<f4": "F32", "<f8": "F64"}
+    dtypes = {"<f2": "F16", "<f4": "F32", "<f8": "F64", "<i8": "I64"}
     for key, array in tensors.items():
         blob = np.ascontiguousarray(array).tobytes()
         header[key] = {
@@ -109,6 +111,14 @@ def with_header(edit: Callable[[dict[str, Any]], None]) -> bytes:
     return safetensors(header, data)
 
 
+def header_text_edit(old: bytes, new: bytes) -> bytes:
+    """The valid file with its header's JSON text edited (for what json.dumps cannot write)."""
+    header, data = layout(weights(), pyrnn_metadata())
+    text = raw_header(header)
+    assert old in text
+    return safetensors(text.replace(old, new, 1), data)
+
+
 def with_config(**changes: Any) -> bytes:
     config = {**CONFIG, **changes}
     config = {key: value for key, value in config.items() if value is not ...}
@@ -130,6 +140,574 @@ def lstm_weights(hidden: int = 2, inputs: int = 3) -> dict[str, np.ndarray]:
         "bias_hh_l0": (4 * hidden,),
     }
     return {key: rng.uniform(-0.5, 0.5, shape).astype("<f4") for key, shape in shapes.items()}
+
+
+# -- graph files (format version 2) --------------------------------------------------------
+# x (N, T, 2) through a tanh RNN of 3 units, its last step through a linear layer; int64 token
+# ids shifted by an int64 constant and looked up in an embedding table.
+GRAPH: dict[str, Any] = {
+    "inputs": [
+        {"name": "x", "dtype": "float32", "shape": [None, None, 2], "ranges": [[1, 1, None]]},
+        {"name": "ids", "dtype": "int64", "shape": [None]},
+    ],
+    "outputs": {
+        "tuple": [
+            {"tensor": "logits"},
+            {"dict": [["h", {"tensor": "h_n"}], ["vectors", {"tensor": "vectors"}]]},
+        ]
+    },
+    "constants": [
+        "rnn.weight_ih_l0",
+        "rnn.weight_hh_l0",
+        "rnn.bias_ih_l0",
+        "rnn.bias_hh_l0",
+        "fc.weight",
+        "fc.bias",
+        "embed.weight",
+        "offset",
+    ],
+    "nodes": [
+        {
+            "op": "rnn",
+            "inputs": [
+                "x",
+                None,
+                None,
+                "rnn.weight_ih_l0",
+                "rnn.weight_hh_l0",
+                "rnn.bias_ih_l0",
+                "rnn.bias_hh_l0",
+            ],
+            "outputs": ["seq", "h_n"],
+            "attrs": {
+                "mode": "rnn_tanh",
+                "num_layers": 1,
+                "bidirectional": False,
+                "batch_first": True,
+                "has_biases": True,
+            },
+            "source": "rnn (torch.nn.RNN), model.py:10",
+        },
+        {
+            "op": "select",
+            "inputs": ["seq"],
+            "outputs": ["last"],
+            "attrs": {"dim": 1, "index": -1},
+            "source": "model.py:11",
+        },
+        {
+            "op": "linear",
+            "inputs": ["last", "fc.weight", "fc.bias"],
+            "outputs": ["logits"],
+            "attrs": {},
+            "source": "fc (torch.nn.Linear), model.py:12",
+        },
+        {
+            "op": "add",
+            "inputs": ["ids", "offset"],
+            "outputs": ["shifted"],
+            "attrs": {},
+            "source": "model.py:13",
+        },
+        {
+            "op": "embedding",
+            "inputs": ["embed.weight", "shifted"],
+            "outputs": ["vectors"],
+            "attrs": {},
+            "source": "embed (torch.nn.Embedding), model.py:13",
+        },
+    ],
+}
+GRAPH_SHAPES = {
+    "rnn.weight_ih_l0": (3, 2),
+    "rnn.weight_hh_l0": (3, 3),
+    "rnn.bias_ih_l0": (3,),
+    "rnn.bias_hh_l0": (3,),
+    "fc.weight": (2, 3),
+    "fc.bias": (2,),
+    "embed.weight": (5, 2),
+}
+
+
+def graph_constants() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(SEED + 2)
+    tensors = {
+        key: rng.uniform(-0.5, 0.5, shape).astype("<f4") for key, shape in GRAPH_SHAPES.items()
+    }
+    tensors["offset"] = np.array(1, "<i8")
+    return tensors
+
+
+def graph_metadata(description: Any = None, **override: str | None) -> dict[str, str]:
+    text = json.dumps(GRAPH if description is None else description, separators=(",", ":"))
+    metadata: dict[str, str | None] = {"format": "pyrnn", "version": "2", "graph": text}
+    metadata.update(override)
+    return {key: value for key, value in metadata.items() if value is not None}
+
+
+def valid_graph_file() -> bytes:
+    header, data = layout(graph_constants(), graph_metadata())
+    return safetensors(header, data)
+
+
+def with_graph(edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """The valid graph file with its graph edited (tensors unchanged)."""
+    graph = json.loads(json.dumps(GRAPH))
+    edit(graph)
+    header, data = layout(graph_constants(), graph_metadata(graph))
+    return safetensors(header, data)
+
+
+def with_graph_text(text: str) -> bytes:
+    header, data = layout(graph_constants(), graph_metadata())
+    header["__metadata__"]["graph"] = text
+    return safetensors(header, data)
+
+
+def with_graph_tensors(**changes: np.ndarray | None) -> bytes:
+    """The valid graph file with tensors replaced, added or (None) removed."""
+    tensors = {**graph_constants(), **changes}
+    tensors = {key: value for key, value in tensors.items() if value is not None}
+    header, data = layout(tensors, graph_metadata())
+    return safetensors(header, data)
+
+
+def node(graph: dict[str, Any], op: str) -> dict[str, Any]:
+    return next(item for item in graph["nodes"] if item["op"] == op)
+
+
+def set_attr(op: str, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(graph: dict[str, Any]) -> None:
+        node(graph, op)["attrs"][key] = value
+
+    return edit
+
+
+def set_node(op: str, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(graph: dict[str, Any]) -> None:
+        node(graph, op)[key] = value
+
+    return edit
+
+
+def append_node(
+    item: dict[str, Any], output: str | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """Adds `item` at the end; `output` (when given) replaces the logits output."""
+
+    def edit(graph: dict[str, Any]) -> None:
+        graph["nodes"].append({"attrs": {}, "source": "", **item})
+        if output is not None:
+            graph["outputs"]["tuple"][0] = {"tensor": output}
+
+    return edit
+
+
+def graph_cases() -> Iterator[Case]:
+    """Graph files (format version 2) whose metadata, graph or tensors are hostile."""
+    yield (
+        "graph_missing",
+        safetensors(*layout(graph_constants(), graph_metadata(graph=None))),
+        None,
+        "version 2 lacks 'graph'",
+    )
+    yield (
+        "graph_version_3",  # int64 tensors are refused in any other version: none here
+        safetensors(
+            *layout(
+                {**graph_constants(), "offset": np.array(1.0, "<f4")}, graph_metadata(version="3")
+            )
+        ),
+        None,
+        "version '3' is not supported",
+    )
+    yield "graph_not_json", with_graph_text("{nodes: []}"), None, "metadata 'graph' is not JSON"
+    yield (
+        "graph_nan",
+        with_graph_text(json.dumps(GRAPH).replace('"index": -1', '"index": NaN')),
+        None,
+        "NaN is not JSON",
+    )
+    yield (
+        "graph_duplicate_key",
+        with_graph_text(json.dumps(GRAPH)[:-1] + ', "nodes": []}'),
+        None,
+        "duplicate key 'nodes'",
+    )
+    yield (
+        "graph_deeply_nested",
+        with_graph_text("[" * 100_000 + "]" * 100_000),
+        None,
+        "metadata 'graph' is not JSON (nested too deeply)",
+    )
+    yield (
+        "graph_int_5000_digits",
+        with_graph_text(json.dumps(GRAPH).replace('"index": -1', '"index": ' + "9" * 5000)),
+        None,
+        "metadata 'graph' is not JSON",
+    )
+    yield "graph_is_list", with_graph_text("[]"), None, "graph: expected a JSON object"
+    yield (
+        "graph_unknown_field",
+        with_graph(lambda g: g.__setitem__("training", True)),
+        None,
+        "unknown fields ['training']",
+    )
+    yield "graph_unknown_op", with_graph(set_node("linear", "op", "attention")), None, "unknown op"
+    yield (
+        "graph_op_not_string",
+        with_graph(set_node("linear", "op", ["linear"])),
+        None,
+        "unknown op ['linear']",
+    )
+
+    def dangle(graph: dict[str, Any]) -> None:
+        node(graph, "linear")["inputs"][0] = "nowhere"
+
+    yield "graph_dangling_edge", with_graph(dangle), None, "'nowhere' is not defined before"
+
+    def cycle(graph: dict[str, Any]) -> None:
+        node(graph, "select")["inputs"][0] = "logits"  # made by the node after it
+
+    yield "graph_cyclic_edge", with_graph(cycle), None, "(dangling or cyclic edge)"
+
+    def self_loop(graph: dict[str, Any]) -> None:
+        node(graph, "select")["inputs"][0] = "last"
+
+    yield "graph_self_loop", with_graph(self_loop), None, "(dangling or cyclic edge)"
+    yield (
+        "graph_duplicate_output_name",
+        with_graph(set_node("linear", "outputs", ["seq"])),
+        None,
+        "value 'seq' is defined twice",
+    )
+    yield (
+        "graph_output_shadows_constant",
+        with_graph(set_node("linear", "outputs", ["fc.bias"])),
+        None,
+        "value 'fc.bias' is defined twice",
+    )
+    yield (
+        "graph_duplicate_constant",
+        with_graph(lambda g: g["constants"].append("offset")),
+        None,
+        "value 'offset' is defined twice",
+    )
+    yield (
+        "graph_duplicate_input",
+        with_graph(lambda g: g["inputs"][1].__setitem__("name", "x")),
+        None,
+        "value 'x' is defined twice",
+    )
+    yield (
+        "graph_output_undefined",
+        with_graph(lambda g: g["outputs"]["tuple"].__setitem__(0, {"tensor": "missing"})),
+        None,
+        "outputs: 'missing' is not a value of the graph",
+    )
+    nested: dict[str, Any] = {"tensor": "logits"}
+    for _ in range(40):
+        nested = {"tuple": [nested]}
+    yield (
+        "graph_outputs_deeply_nested",
+        with_graph(lambda g: g.__setitem__("outputs", nested)),
+        None,
+        "nested more than 32 levels deep",
+    )
+    yield (
+        "graph_outputs_unknown_kind",
+        with_graph(lambda g: g.__setitem__("outputs", {"set": [{"tensor": "logits"}]})),
+        None,
+        "unknown structure kind 'set'",
+    )
+    yield (
+        "graph_outputs_dict_key_repeated",
+        with_graph(
+            lambda g: g.__setitem__(
+                "outputs", {"dict": [["a", {"tensor": "logits"}], ["a", {"tensor": "h_n"}]]}
+            )
+        ),
+        None,
+        "dict key 'a' is repeated",
+    )
+    yield (
+        "graph_output_is_int",
+        with_graph(
+            append_node({"op": "size", "inputs": ["x"], "outputs": ["n"], "attrs": {"dim": 0}}, "n")
+        ),
+        None,
+        "'n' is an int, not a tensor",
+    )
+    yield (
+        "graph_too_many_operands",
+        with_graph(set_node("select", "inputs", ["seq", "seq"])),
+        None,
+        "expected 1..1 inputs, got 2",
+    )
+    yield (
+        "graph_too_many_outputs",
+        with_graph(set_node("select", "outputs", ["a", "b", "c", "d"])),
+        None,
+        "outputs must be a list of 1 to 3 names",
+    )
+    yield (
+        "graph_attr_missing",
+        with_graph(lambda g: node(g, "rnn")["attrs"].pop("has_biases")),
+        None,
+        "missing fields ['has_biases']",
+    )
+    yield (
+        "graph_attr_unknown",
+        with_graph(set_attr("select", "keepdim", True)),
+        None,
+        "unknown fields ['keepdim']",
+    )
+    yield (
+        "graph_attr_int_as_string",
+        with_graph(set_attr("rnn", "num_layers", "1")),
+        None,
+        "attr 'num_layers': expected an int",
+    )
+    yield (
+        "graph_attr_int_as_bool",
+        with_graph(set_attr("select", "dim", True)),
+        None,
+        "attr 'dim': expected an int",
+    )
+    yield (
+        "graph_attr_bool_as_int",
+        with_graph(set_attr("rnn", "batch_first", 1)),
+        None,
+        "attr 'batch_first': expected true or false",
+    )
+    yield (
+        "graph_attr_int_2pow62",
+        with_graph(set_attr("select", "index", 2**62 + 1)),
+        None,
+        "attr 'index': expected an int",
+    )
+    yield (
+        "graph_attr_unknown_mode",
+        with_graph(set_attr("rnn", "mode", "transformer")),
+        None,
+        "transformer",
+    )
+    yield (
+        "graph_attr_num_layers_huge",
+        with_graph(set_attr("rnn", "num_layers", 10**9)),
+        None,
+        "num_layers",
+    )
+    yield (
+        "graph_int_literal_2pow63",
+        with_graph(
+            append_node(
+                {
+                    "op": "full",
+                    "inputs": [2**63],
+                    "outputs": ["f"],
+                    "attrs": {"value": 0.0, "dtype": "float32"},
+                }
+            )
+        ),
+        None,
+        "does not fit in 64 bits",
+    )
+    yield (
+        "graph_input_dtype",
+        with_graph(lambda g: g["inputs"][0].__setitem__("dtype", "float16")),
+        None,
+        "dtype must be one of",
+    )
+    yield (
+        "graph_input_rank_9",
+        with_graph(lambda g: g["inputs"][0].__setitem__("shape", [None] * 9)),
+        None,
+        "at most 8 dims",
+    )
+    yield (
+        "graph_input_dim_2pow31",
+        with_graph(lambda g: g["inputs"][0].__setitem__("shape", [None, None, 2**31])),
+        None,
+        "in [0, 2**31)",
+    )
+    yield (
+        "graph_input_range_reversed",
+        with_graph(lambda g: g["inputs"][0].__setitem__("ranges", [[1, 9, 3]])),
+        None,
+        "a range is [dim, min, max]",
+    )
+
+    # Constants against the file's tensors.
+    yield (
+        "graph_constant_missing",
+        with_graph_tensors(**{"fc.bias": None}),
+        None,
+        "missing ['fc.bias'], unexpected []",
+    )
+    yield (
+        "graph_tensor_extra",
+        with_graph_tensors(stray=np.zeros(3, "<f4")),
+        None,
+        "missing [], unexpected ['stray']",
+    )
+    yield (
+        "graph_constant_rank_9",
+        with_graph_tensors(**{"fc.bias": np.zeros((1,) * 8 + (2,), "<f4")}),
+        None,
+        "graph constants have at most 8",
+    )
+    yield (
+        "graph_dtype_BF16",
+        with_header_of(valid_graph_file_parts(), "fc.bias", "dtype", "BF16"),
+        None,
+        "got 'BF16'",
+    )
+    yield (
+        "graph_dtype_I32",
+        with_header_of(valid_graph_file_parts(), "offset", "dtype", "I32"),
+        None,
+        "got 'I32'",
+    )
+    # I64 is for graph files only: a version 1 file (or a plain state_dict) keeps the old rules.
+    yield (
+        "dtype_I64_version_1",
+        plain_with_dtype(pyrnn_metadata(), "bias_ih_l0", "I64"),
+        None,
+        "got 'I64'",
+    )
+    yield (
+        "dtype_I64_plain",
+        plain_with_dtype(None, "bias_ih_l0", "I64"),
+        "rnn",
+        "got 'I64'",
+    )
+    # Weights the core checks when it builds the graph.
+    yield (
+        "graph_weight_int64",
+        with_graph_tensors(**{"fc.weight": np.zeros((2, 3), "<i8")}),
+        None,
+        "the graph does not build",
+    )
+    yield (
+        "graph_weight_wrong_shape",
+        with_graph_tensors(**{"rnn.weight_hh_l0": np.zeros((3, 4), "<f4")}),
+        None,
+        "the graph does not build",
+    )
+
+    # Shapes that contradict each other only once input sizes are known: the load-time probe.
+    yield (
+        "graph_shape_contradiction",
+        with_graph_tensors(**{"fc.weight": np.zeros((2, 4), "<f4")}),
+        None,
+        "the graph cannot run",
+    )
+    yield (
+        "graph_ids_as_float",
+        with_graph_tensors(offset=np.array(1.0, "<f4")),
+        None,
+        "the graph cannot run",
+    )
+    yield (
+        "graph_select_out_of_range",
+        with_graph(set_attr("select", "dim", 5)),
+        None,
+        "the graph cannot run",
+    )
+    yield (
+        "graph_range_beyond_sizes",
+        with_graph(lambda g: g["inputs"][0].__setitem__("ranges", [[0, 2**31 - 1, None]])),
+        None,
+        "the graph cannot run",
+    )
+    # Absurd sizes: refused from the shapes, before anything is allocated.
+    yield (
+        "graph_full_2pow62_float32",
+        with_graph(
+            append_node(
+                {
+                    "op": "full",
+                    "inputs": [2**31, 2**31],
+                    "outputs": ["f"],
+                    "attrs": {"value": 1.0, "dtype": "float32"},
+                },
+                "f",
+            )
+        ),
+        None,
+        "more than this machine's physical memory",
+    )
+    yield (
+        "graph_full_2pow63",
+        with_graph(
+            append_node(
+                {
+                    "op": "full",
+                    "inputs": [2**31, 2**31, 4],
+                    "outputs": ["f"],
+                    "attrs": {"value": 1.0, "dtype": "float32"},
+                },
+                "f",
+            )
+        ),
+        None,
+        "more than 2^62 elements",
+    )
+    yield (
+        "graph_expand_2pow46",
+        with_graph(
+            append_node(
+                {"op": "expand", "inputs": ["x", 2**20, 2**20, -1, -1, -1], "outputs": ["big"]},
+                "big",
+            )
+        ),
+        None,
+        "more than this machine's physical memory",
+    )
+    yield (
+        "graph_full_intermediate_2pow60",  # no output: the arena would hold it
+        with_graph(
+            append_node(
+                {
+                    "op": "full",
+                    "inputs": [2**30, 2**30],
+                    "outputs": ["f"],
+                    "attrs": {"value": 1.0, "dtype": "float32"},
+                }
+            ),
+        ),
+        None,
+        "more than this machine's physical memory",
+    )
+    yield (
+        "graph_reshape_absurd",
+        with_graph(
+            append_node(
+                {"op": "reshape", "inputs": ["x", 2**31 - 1, 2**31 - 1, -1], "outputs": ["r"]}, "r"
+            )
+        ),
+        None,
+        "the graph cannot run",
+    )
+
+
+def valid_graph_file_parts() -> tuple[dict[str, Any], bytes]:
+    return layout(graph_constants(), graph_metadata())
+
+
+def with_header_of(parts: tuple[dict[str, Any], bytes], key: str, field: str, value: Any) -> bytes:
+    header, data = parts
+    header[key][field] = value
+    return safetensors(header, data)
+
+
+def plain_with_dtype(metadata: dict[str, str] | None, key: str, dtype: str) -> bytes:
+    """The base RNN's tensors with `key` stored as 8-byte `dtype` (same byte count as float64)."""
+    tensors = {**weights(), key: weights()[key].astype("<f8")}
+    header, data = layout(tensors, metadata)
+    header[key]["dtype"] = dtype
+    return safetensors(header, data)
 
 
 # -- .pt files -------------------------------------------------------------------------------
@@ -392,10 +970,22 @@ def cases() -> Iterator[Case]:
     # Metadata and config.
     yield "no_metadata_no_kind", plain(weights()), None, "no pyrnn metadata"
     yield (
-        "version_2",
+        "version_2_without_graph",
         with_header(lambda h: h["__metadata__"].__setitem__("version", "2")),
         None,
-        "version '2' is not supported",
+        "version 2 lacks 'graph'",
+    )
+    yield (
+        "version_3",
+        with_header(lambda h: h["__metadata__"].__setitem__("version", "3")),
+        None,
+        "version '3' is not supported",
+    )
+    yield (
+        "header_int_5000_digits",
+        header_text_edit(b'"shape":[3]', b'"shape":[' + b"9" * 5000 + b"]"),
+        None,
+        "header is not valid JSON (Exceeds the limit",
     )
     yield (
         "config_missing",
@@ -410,6 +1000,8 @@ def cases() -> Iterator[Case]:
     yield "config_is_list", safetensors(header, data), None, "'config' must be a JSON object"
     header["__metadata__"]["config"] = '{"kind": "rnn", "input_size": 2, "hidden_size": NaN}'
     yield "config_nan", safetensors(header, data), None, "'config' is not JSON"
+    header["__metadata__"]["config"] = '{"kind": "rnn", "hidden_size": ' + "7" * 5000 + "}"
+    yield "config_int_5000_digits", safetensors(header, data), None, "'config' is not JSON"
     yield "config_size_string", with_config(hidden_size="3"), None, "hidden_size: expected an int"
     yield "config_size_float", with_config(input_size=2.0), None, "input_size: expected an int"
     yield "config_size_bool", with_config(num_layers=True), None, "num_layers: expected an int"
@@ -561,14 +1153,22 @@ def cases() -> Iterator[Case]:
     )
 
 
+def all_cases() -> Iterator[Case]:
+    yield from cases()
+    yield from graph_cases()
+
+
 def file_name(name: str) -> str:
     return name if name.endswith(".pt") else name + ".safetensors"
 
 
 def build() -> dict[str, bytes]:
-    files: dict[str, bytes] = {"valid.safetensors": valid_file()}
+    files: dict[str, bytes] = {
+        "valid.safetensors": valid_file(),
+        "valid_graph.safetensors": valid_graph_file(),
+    }
     manifest = {}
-    for name, payload, kind, expect in cases():
+    for name, payload, kind, expect in all_cases():
         path = file_name(name)
         if path in files:
             raise SystemExit(f"duplicate case name {name}")
