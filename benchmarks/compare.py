@@ -1,6 +1,6 @@
 """The comparison script: pyrnn vs PyTorch vs ONNX Runtime on every workload, in one run.
-Same as `pyrnn bench --compare`, followed by the goals of the whole-model workloads
-(model_goals.py) judged on the same run; any `pyrnn bench` option may follow, e.g.
+Same as `pyrnn bench --compare`, followed by the goals (goals.py) of the streaming and
+whole-model workloads, judged on the same run; any `pyrnn bench` option may follow, e.g.
 
     python benchmarks/compare.py --json results.json --png results.png
 """
@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 
-from model_goals import evaluate, format_goals
+from goals import evaluate, format_goals
 
 from pyrnn.cli import _parsers, main
 
@@ -31,8 +31,8 @@ def compare(argv: list[str]) -> int:
     verdicts = evaluate(workloads)
     if verdicts:
         print(
-            "\nGoals of the whole-model workloads (benchmarks/model_goals.py), judged on this run "
-            "(benchmarks/models.py times them alone, with more repeats):"
+            "\nGoals (benchmarks/goals.py), judged on this run (benchmarks/stream_latency.py "
+            "and benchmarks/models.py time their workloads alone):"
         )
         print("\n".join(format_goals(verdicts)))
     return status

@@ -1,6 +1,6 @@
 """Whole models converted with pyrnn.from_torch: the model workloads of `pyrnn bench --compare`
 (pyrnn/benchmarking/models.py) without the machine probes and the other workloads, followed by
-each goal of model_goals.py, met or missed with the measured value. It takes 15 repeats by
+each of their goals (goals.py), met or missed with the measured value. It takes 15 repeats by
 default, not `pyrnn bench`'s 5: a model(x) over T=1000 lasts ~25 ms, and the median of 5 such
 calls on a shared machine moved the model/LSTM ratio by +-10%, as much as the 1.1x goal allows.
 
@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from model_goals import evaluate, format_goals
+from goals import evaluate, format_goals
 
 from pyrnn.benchmarking import WORKLOADS, BenchOptions, ModelWorkload
 from pyrnn.benchmarking.models import run_model_workload

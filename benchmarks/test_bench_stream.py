@@ -1,7 +1,7 @@
-"""pytest-benchmark cases for streaming (issue 4): one step from Python on pyrnn streams, torch
-cells and onnxruntime, and a batch=64 stream against 64 separate ones. The same engines and
-workloads as the streaming part of `pyrnn bench --compare` (pyrnn/benchmarking/streaming.py),
-which prints the summary table with the goals.
+"""pytest-benchmark cases for streaming: one step from Python on pyrnn streams, torch cells and
+onnxruntime, and a batch=64 stream against 64 separate ones. The same engines and workloads as
+the streaming part of `pyrnn bench --compare` (pyrnn/benchmarking/streaming.py), which prints
+the summary table; `python benchmarks/stream_latency.py` prints it with the goals.
 
     pytest benchmarks/test_bench_stream.py --benchmark-only
     pytest benchmarks/test_bench_stream.py --benchmark-only -k "stream-lstm-64"

@@ -18,7 +18,7 @@ examples:
   pyrnn bench                         the bundled model, whole sequence and streamed
   pyrnn bench --compare --json r.json every workload against PyTorch and ONNX Runtime
   pyrnn bench --quick --workloads seq-lstm-256,seq-gru-256
-  pyrnn bench --workloads stream-lstm-64,stream-overhead   streaming latency and its goals
+  pyrnn bench --workloads stream-lstm-64,stream-overhead   streaming latency from Python
   pyrnn bench --workloads model-stream-head,model-seq-head whole models converted from torch
   pyrnn bench --model model.safetensors --kind lstm --prefix encoder.rnn.
                                       an LSTM inside a PyTorch model's state_dict

@@ -1,17 +1,15 @@
 """The whole-model benchmark workloads (model-stream-head, model-seq-head): `pyrnn bench` runs
-them and reports their table without any goal; benchmarks/models.py and benchmarks/compare.py
-judge the goals of benchmarks/model_goals.py on the measurements. Commands run in a subprocess
-from a scratch folder, with tiny repeat counts; no test asserts anything about timings."""
+them and reports their measurements without any goal (benchmarks/models.py and
+benchmarks/compare.py judge the goals of benchmarks/goals.py on them: tests/test_goals.py).
+Commands run in a subprocess from a scratch folder, with tiny repeat counts; no test asserts
+anything about timings."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +24,6 @@ from pyrnn.benchmarking.models import (
     torch_model,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 STEP_ENGINES = ["pyrnn", "pyrnn-out", "lstm-out", "lstm-c++", "torch-1t", "torch-lstm-1t", "ort-1t"]
 SEQUENCE_ENGINES = ["pyrnn", "lstm", "torch-1t", "ort-1t"]
 QUICK = ["--quick", "--repeats", "1"]
@@ -36,18 +33,6 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *command], cwd=cwd, capture_output=True, text=True, check=False
     )
-
-
-def model_goals() -> ModuleType:
-    """benchmarks/model_goals.py (a script folder, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "model_goals", REPO / "benchmarks" / "model_goals.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_model_workloads_are_registered():
@@ -78,6 +63,8 @@ def test_bench_compare_model_workloads_table_json_and_png(tmp_path):
     assert "goal" not in out.lower()  # the package measures; benchmarks/ judges the goals
 
     report = json.loads(report_path.read_text())
+    for workload in report["workloads"]:
+        assert "goal" not in json.dumps(workload).lower()
     stream, sequence = report["workloads"]
     assert (stream["name"], stream["category"], stream["mode"]) == (
         "model-stream-head", "model", "stream"
@@ -143,112 +130,6 @@ def test_model_workloads_without_torch_are_reported_unavailable(tmp_path):
             assert "torch is not installed" in entry["reason"]
         assert workload["vs_lstm"] == {"status": "not measured"}
     assert "Not timed:" in result.stdout
-
-
-def test_model_goals_script_prints_the_table_and_every_goal(tmp_path):
-    report_path = tmp_path / "m.json"
-    script = REPO / "benchmarks" / "models.py"
-    result = run([str(script), *QUICK, "--json", str(report_path)], tmp_path)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(report_path.read_text())
-    assert [w["name"] for w in report["workloads"]] == ["model-stream-head", "model-seq-head"]
-    goals = model_goals()
-    assert [v["goal"] for v in report["goals"]] == [g.text for g in goals.GOALS]
-    stream = report["workloads"][0]
-    by_engine = {r["engine"]: r for r in stream["results"]}
-    for verdict in report["goals"]:
-        workload = next(w for w in report["workloads"] if w["name"] == verdict["workload"])
-        if verdict["metric"] == "model / lstm":
-            assert verdict["value"] == workload["vs_lstm"]["ratio"]
-        else:
-            assert verdict["value"] == by_engine[verdict["metric"][2:]]["ratio_vs_model"]
-        at_most = verdict["metric"] == "model / lstm"
-        met = (
-            verdict["value"] <= verdict["target"]
-            if at_most
-            else verdict["value"] >= verdict["target"]
-        )
-        assert verdict["status"] == ("met" if met else "missed"), verdict
-        assert f"goal {verdict['status']}: {verdict['goal']} (measured " in result.stdout
-    assert "Whole models converted with pyrnn.from_torch" in result.stdout
-
-
-def compare_script(monkeypatch: pytest.MonkeyPatch, workloads: list[dict[str, Any]]) -> Any:
-    """benchmarks/compare.py with `pyrnn bench` replaced by one writing a report of
-    `workloads` to the --json path it was given; the arguments it got are in `calls`."""
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("compare", REPO / "benchmarks" / "compare.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.calls = []
-
-    def bench(args: list[str]) -> int:
-        module.calls.append(list(args))
-        Path(args[args.index("--json") + 1]).write_text(json.dumps({"workloads": workloads}))
-        return 0
-
-    monkeypatch.setattr(module, "main", bench)
-    return module
-
-
-def test_compare_script_prints_the_model_goals_after_the_bench(tmp_path, monkeypatch, capsys):
-    measured = _workload("model-seq-head", {}, 1.04)
-    compare = compare_script(monkeypatch, [measured])
-    assert compare.compare(["--quick", "--workloads", "model-seq-head"]) == 0
-    (args,) = compare.calls
-    assert args[:4] == ["bench", "--compare", "--quick", "--workloads"]
-    assert args[-2] == "--json"  # a report of its own, in a scratch folder, gone afterwards
-    assert not Path(args[-1]).exists()
-    out = capsys.readouterr().out
-    assert "Goals of the whole-model workloads (benchmarks/model_goals.py), judged on" in out
-    (verdict,) = [line for line in out.splitlines() if line.startswith("goal ")]
-    assert verdict.startswith("goal met: 2-layer LSTM 256 + Linear head")  # only what ran
-    assert verdict.endswith("(measured 1.04x, target 1.1x)")
-
-    report_path = tmp_path / "mine.json"
-    compare.calls.clear()
-    assert compare.compare(["--json", str(report_path)]) == 0
-    assert compare.calls == [["bench", "--compare", "--json", str(report_path)]]
-    assert report_path.exists()  # the caller's report is the one read, and kept
-    assert "goal met" in capsys.readouterr().out
-
-
-def test_compare_script_without_model_workloads_prints_no_goals(monkeypatch, capsys):
-    compare = compare_script(monkeypatch, [{"name": "stream-overhead", "results": []}])
-    assert compare.compare(["--workloads", "stream-overhead"]) == 0
-    assert "whole-model" not in capsys.readouterr().out
-
-
-def _workload(name: str, ratios: dict[str, float | None], versus: float | None) -> dict[str, Any]:
-    results = [
-        {"engine": engine, "status": "unavailable"}
-        if ratio is None
-        else {"engine": engine, "status": "ok", "ratio_vs_model": ratio}
-        for engine, ratio in ratios.items()
-    ]
-    vs_lstm = {"status": "not measured"} if versus is None else {"status": "ok", "ratio": versus}
-    return {"name": name, "results": results, "vs_lstm": vs_lstm}
-
-
-def test_model_goals_are_judged_at_most_or_at_least():
-    goals = model_goals()
-    workloads = [_workload("model-stream-head", {"torch-1t": 15.0, "ort-1t": 7.9}, 1.31)]
-    verdicts = goals.evaluate(workloads)
-    assert [(v["metric"], v["status"]) for v in verdicts] == [
-        ("model / lstm", "missed"),  # 1.31 > 1.3: at most
-        ("x torch-1t", "met"),  # 15 >= 15: at least
-        ("x ort-1t", "missed"),
-    ]  # the sequence goal is left out: its workload did not run
-    workloads = [
-        _workload("model-stream-head", {"torch-1t": None, "ort-1t": 9.0}, 1.3),
-        _workload("model-seq-head", {}, None),
-    ]
-    verdicts = goals.evaluate(workloads)
-    assert [v["status"] for v in verdicts] == ["met", "not measured", "met", "not measured"]
-    lines = goals.format_goals(verdicts)
-    assert lines[1].startswith("goal not measured: streamed head model >= 15x faster")
-    assert lines[2].endswith("(measured 9.00x, target 8x)")
 
 
 # -- the engines' graphs and models agree with the converted model ---------------------------

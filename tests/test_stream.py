@@ -23,7 +23,7 @@ from pyrnn import _core
 
 # Streams run the same kernels in the same order per step as forward(); only where chunks start
 # differs, which changes no arithmetic. The tolerance still allows 1e-5 absolute (bounded tanh /
-# sigmoid outputs) plus 1e-5 relative (relu RNNs grow without bound), the contract.
+# sigmoid outputs) plus 1e-5 relative (relu RNNs grow without bound), the documented contract.
 ATOL, RTOL = 1e-5, 1e-5
 
 

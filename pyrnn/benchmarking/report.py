@@ -160,8 +160,8 @@ def _not_timed(workloads: list[dict[str, Any]]) -> list[str]:
 
 
 def format_streaming(report: dict[str, Any]) -> list[str]:
-    """The streaming table: per-step latency from Python, many streams in one call, the Python
-    overhead of a step, and each goal of the streaming issue met or missed."""
+    """The streaming table: per-step latency from Python, many streams in one call, and the
+    Python overhead of a step."""
     workloads = _stream_workloads(report)
     if not workloads:
         return []
@@ -220,15 +220,6 @@ def format_streaming(report: dict[str, Any]) -> list[str]:
                 f"Python overhead of s.step(x, out=y), {workload['label']}: "
                 f"{overhead['overhead_us']:.3f} us ({overhead['step_us']:.3f} us from Python - "
                 f"{overhead['cpp_us']:.3f} us in the C++ loop)"
-            )
-    goals = [goal for workload in workloads for goal in workload["goals"]]
-    for goal in goals:
-        if goal["value"] is None:
-            lines.append(f"goal not measured: {goal['goal']}")
-        else:
-            unit = " us" if goal["metric"].endswith("_us") else "x"
-            lines.append(
-                f"goal {goal['status']}: {goal['goal']} (measured {goal['value']:.2f}{unit})"
             )
     return lines + _not_timed(workloads)
 
@@ -355,9 +346,7 @@ def write_png(report: dict[str, Any], path: str) -> bool:
             rows = batch["rows"]
             labels += [f"batch={rows}, per row", f"{rows} streams, per stream"]
             values += [batch["batch_us"] / rows, batch["separate_us"] / rows]
-        met = sum(goal["status"] == "met" for goal in workload["goals"])
-        goals = f", goals met {met}/{len(workload['goals'])}" if workload["goals"] else ""
-        panels.append((f"{workload['name']} ({workload['label']}{goals})", labels, values, None))
+        panels.append((f"{workload['name']} ({workload['label']})", labels, values, None))
     for workload in _model_workloads(report):
         ok = [r for r in workload["results"] if r["status"] == "ok"]
         if ok:

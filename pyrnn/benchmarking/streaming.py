@@ -371,21 +371,6 @@ def _many_streams(
     return runners, difference, scalar_stream_reference(module, xs, 1)
 
 
-def _goals(workload: StreamWorkload, metrics: dict[str, float]) -> list[dict[str, Any]]:
-    goals = []
-    for goal in workload.goals:
-        value = metrics.get(goal.metric)
-        entry: dict[str, Any] = {"goal": goal.text, "metric": goal.metric, "target": goal.target}
-        if value is None:
-            entry.update(value=None, status="not measured")
-        else:
-            at_most = goal.metric.endswith("_us")
-            met = value <= goal.target if at_most else value >= goal.target
-            entry.update(value=value, status="met" if met else "missed")
-        goals.append(entry)
-    return goals
-
-
 def stream_seconds(options: BenchOptions) -> float:
     """Seconds of timed loops per engine and workload (split over the repeats)."""
     return 0.1 if options.quick else 0.5
@@ -425,12 +410,10 @@ def run_stream_workload(
         else:
             result.update(_summary(outcome))
     ok = {r["engine"]: r for r in (result for result, _ in prepared) if r["status"] == "ok"}
-    metrics: dict[str, float] = {}
     base = ok.get("pyrnn-out")
     if base is not None:
         for result in ok.values():
             result["ratio_vs_pyrnn_out"] = result["us_per_step"] / base["us_per_step"]
-            metrics[f"x {result['engine']}"] = result["ratio_vs_pyrnn_out"]
     if batch is not None and "status" not in batch:
         together, separate = outcomes[len(timed)], outcomes[len(timed) + 1]
         if isinstance(together, str) or isinstance(separate, str):
@@ -447,12 +430,10 @@ def run_stream_workload(
                 ratio=separate_us / batch_us,
                 calls=[r.call for r in runners[len(timed) :]],
             )
-            metrics["x batch"] = batch["ratio"]
     overhead: dict[str, float] | None = None
     if workload.measure == "overhead" and "pyrnn-out" in ok and "pyrnn-c++" in ok:
         step_us, cpp_us = ok["pyrnn-out"]["us_per_step"], ok["pyrnn-c++"]["us_per_step"]
         overhead = {"step_us": step_us, "cpp_us": cpp_us, "overhead_us": step_us - cpp_us}
-        metrics["overhead_us"] = overhead["overhead_us"]
     return {
         "name": workload.name,
         "category": workload.category,
@@ -465,5 +446,4 @@ def run_stream_workload(
         "results": [result for result, _ in prepared],
         "batch": batch,
         "overhead": overhead,
-        "goals": _goals(workload, metrics),
     }

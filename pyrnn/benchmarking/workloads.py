@@ -67,18 +67,6 @@ class SequenceWorkload:
 
 
 @dataclass(frozen=True)
-class Goal:
-    """A target of the streaming issue: `metric` of the workload's result must reach `target`.
-    Metrics: "x torch-1t" / "x ort-1t" (that engine's step time over s.step(x, out=y)'s),
-    "x batch" (throughput of one batch stream over as many separate ones), "overhead_us"
-    (at most `target`)."""
-
-    metric: str
-    target: float
-    text: str
-
-
-@dataclass(frozen=True)
 class StreamWorkload:
     """Steps of a fresh seeded unidirectional 1-layer module fed one at a time from Python.
 
@@ -90,13 +78,12 @@ class StreamWorkload:
     category: ClassVar[str] = "stream"
 
     name: str
-    label: str  # the row name of the streaming issue's table, e.g. "LSTM 64"
+    label: str  # a short name of the model for the table, e.g. "LSTM 64"
     kind: str  # "lstm" or "gru"
     input_size: int
     hidden_size: int
     batch: int = 64
     measure: Literal["latency", "overhead"] = "latency"
-    goals: tuple[Goal, ...] = ()
 
     def config(self) -> dict[str, Any]:
         return {
@@ -119,15 +106,6 @@ class StreamWorkload:
         return (
             f"{shape}: one step per call, batch 1; and batch={self.batch} vs {self.batch} streams"
         )
-
-
-# The speed goals of the streaming issue, measured on the models it names.
-_LSTM_64_GOALS = (
-    Goal("x torch-1t", 20.0, "LSTM 64 s.step(x, out=y) >= 20x faster than torch LSTMCell (1t)"),
-    Goal("x ort-1t", 10.0, "LSTM 64 s.step(x, out=y) >= 10x faster than ORT per-step run (1t)"),
-    Goal("x batch", 10.0, "LSTM 64 batch=64 stream >= 10x the throughput of 64 streams"),
-)
-_OVERHEAD_GOALS = (Goal("overhead_us", 1.0, "Python overhead of s.step(x, out=y) <= 1 us"),)
 
 
 @dataclass(frozen=True)
@@ -198,18 +176,10 @@ WORKLOADS: dict[str, Workload] = {
         SequenceWorkload(
             "stack-bilstm", "lstm", 64, 128, batch=8, steps=500, num_layers=2, bidirectional=True
         ),
-        StreamWorkload("stream-lstm-64", "LSTM 64", "lstm", 64, 64, goals=_LSTM_64_GOALS),
+        StreamWorkload("stream-lstm-64", "LSTM 64", "lstm", 64, 64),
         StreamWorkload("stream-gru-64", "GRU 64", "gru", 64, 64),
         StreamWorkload("stream-lstm-1x32", "LSTM I=1 H=32", "lstm", 1, 32),
-        StreamWorkload(
-            "stream-overhead",
-            "1-unit LSTM",
-            "lstm",
-            1,
-            1,
-            measure="overhead",
-            goals=_OVERHEAD_GOALS,
-        ),
+        StreamWorkload("stream-overhead", "1-unit LSTM", "lstm", 1, 1, measure="overhead"),
         ModelWorkload(
             "model-stream-head",
             "head LSTM 64",

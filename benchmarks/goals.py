@@ -1,10 +1,13 @@
-"""The speed goals of whole-model inference, judged on the measurements of the model workloads
-(pyrnn/benchmarking/models.py; `pyrnn bench --workloads model-stream-head,model-seq-head`).
-The package measures; only this project folder holds the goals and says met or missed.
+"""The project's speed goals, judged on the measurements `pyrnn bench` reports (its JSON
+"workloads"): streaming (pyrnn/benchmarking/streaming.py) and whole models (models.py).
+The package measures; only this folder holds the goals and says met or missed.
 
 Metrics of a workload's result:
+  "x ENGINE"      ENGINE's time per step over pyrnn's: s.step(x, out=y)'s on a stream workload,
+                  the pyrnn model's on a model workload (at least target)
+  "x batch"       one batch stream's throughput over as many separate streams' (at least target)
+  "overhead_us"   the Python overhead of s.step(x, out=y), in microseconds (at most target)
   "model / lstm"  the pyrnn model's time per frame over the bare pyrnn LSTM's (at most target)
-  "x ENGINE"      ENGINE's time per frame over the pyrnn model's (at least target)
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+_AT_MOST = ("overhead_us", "model / lstm")
+
 
 @dataclass(frozen=True)
-class ModelGoal:
+class Goal:
     workload: str
     metric: str
     target: float
@@ -22,30 +27,58 @@ class ModelGoal:
 
     @property
     def at_most(self) -> bool:
-        return self.metric == "model / lstm"
+        return self.metric in _AT_MOST
+
+    @property
+    def unit(self) -> str:
+        return " us" if self.metric.endswith("_us") else "x"
 
 
 GOALS = (
-    ModelGoal(
+    Goal(
+        "stream-lstm-64",
+        "x torch-1t",
+        20.0,
+        "LSTM 64 s.step(x, out=y) >= 20x faster than torch LSTMCell (1 thread)",
+    ),
+    Goal(
+        "stream-lstm-64",
+        "x ort-1t",
+        10.0,
+        "LSTM 64 s.step(x, out=y) >= 10x faster than ONNX Runtime's per-step run (1 thread)",
+    ),
+    Goal(
+        "stream-lstm-64",
+        "x batch",
+        10.0,
+        "LSTM 64 batch=64 stream >= 10x the throughput of 64 streams",
+    ),
+    Goal(
+        "stream-overhead",
+        "overhead_us",
+        1.0,
+        "Python overhead of s.step(x, out=y) <= 1 us",
+    ),
+    Goal(
         "model-stream-head",
         "model / lstm",
         1.3,
         "streamed Linear -> LSTM 64 -> Linear -> LogSoftmax: s.step(x, out=y) costs at most 1.3x "
         "a bare LSTM 64 s.step(x, out=y)",
     ),
-    ModelGoal(
+    Goal(
         "model-stream-head",
         "x torch-1t",
         15.0,
         "streamed head model >= 15x faster than the torch model per frame (1 thread)",
     ),
-    ModelGoal(
+    Goal(
         "model-stream-head",
         "x ort-1t",
         8.0,
         "streamed head model >= 8x faster than ONNX Runtime running its graph per frame (1 thread)",
     ),
-    ModelGoal(
+    Goal(
         "model-seq-head",
         "model / lstm",
         1.1,
@@ -55,21 +88,28 @@ GOALS = (
 
 
 def measured(workload: dict[str, Any], metric: str) -> float | None:
-    """The value of `metric` in one model workload's result, None when it was not measured."""
+    """The value of `metric` in one workload's result, None when it was not measured."""
     if metric == "model / lstm":
-        versus = workload.get("vs_lstm", {})
+        versus = workload.get("vs_lstm") or {}
         return float(versus["ratio"]) if versus.get("status") == "ok" else None
+    if metric == "x batch":
+        batch = workload.get("batch") or {}
+        return float(batch["ratio"]) if batch.get("status") == "ok" else None
+    if metric == "overhead_us":
+        overhead = workload.get("overhead")
+        return None if overhead is None else float(overhead["overhead_us"])
     engine = metric.removeprefix("x ")
+    key = "ratio_vs_model" if workload.get("category") == "model" else "ratio_vs_pyrnn_out"
     for result in workload.get("results", []):
         if result["engine"] == engine and result["status"] == "ok":
-            ratio = result.get("ratio_vs_model")
+            ratio = result.get(key)
             return None if ratio is None else float(ratio)
     return None
 
 
 def evaluate(workloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each goal whose workload is among `workloads`: its value and status (met, missed, or not
-    measured when the engine or the model did not run)."""
+    measured when an engine or a measurement did not run)."""
     by_name = {workload["name"]: workload for workload in workloads}
     verdicts = []
     for goal in GOALS:
@@ -87,6 +127,7 @@ def evaluate(workloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "metric": goal.metric,
                 "target": goal.target,
                 "at_most": goal.at_most,
+                "unit": goal.unit,
                 "goal": goal.text,
                 "value": value,
                 "status": status,
@@ -101,8 +142,9 @@ def format_goals(verdicts: list[dict[str, Any]]) -> list[str]:
         if verdict["value"] is None:
             lines.append(f"goal not measured: {verdict['goal']}")
         else:
+            unit = verdict["unit"]
             lines.append(
                 f"goal {verdict['status']}: {verdict['goal']} "
-                f"(measured {verdict['value']:.2f}x, target {verdict['target']:g}x)"
+                f"(measured {verdict['value']:.2f}{unit}, target {verdict['target']:g}{unit})"
             )
     return lines
