@@ -35,9 +35,12 @@ class Model:
 
     def __init__(self, graph: Graph, constants: Mapping[str, Any]) -> None:
         graph.validate()
-        expected = _tensor_names(graph)
-        missing = [name for name in expected if name not in constants]
-        unexpected = [name for name in constants if name not in expected]
+        # int8 scales come with int8 weights (checked with them); floats get fresh ones.
+        scales = _scale_names(graph)
+        missing = [name for name in graph.constants if name not in constants]
+        unexpected = [
+            name for name in constants if name not in graph.constants and name not in scales
+        ]
         if missing or unexpected:
             raise GraphError(
                 f"constants: missing {missing[:8]}, unexpected {unexpected[:8]} for the graph"
@@ -193,13 +196,6 @@ def _scale_names(graph: Graph) -> dict[str, str]:
     if graph.weight_dtype != "int8":
         return {}
     return {name + SCALE_SUFFIX: name for name in graph.quantized}
-
-
-def _tensor_names(graph: Graph) -> list[str]:
-    """The tensors a model of `graph` holds: its constants, each int8 one followed by its
-    scales."""
-    scales = {name for name in graph.quantized} if graph.weight_dtype == "int8" else set()
-    return [k for name in graph.constants for k in (name, name + SCALE_SUFFIX) if k == name or name in scales]
 
 
 def _constants(
