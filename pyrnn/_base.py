@@ -101,7 +101,11 @@ def _core_scales(spec: Spec, parameters: dict[str, np.ndarray]) -> list[_CoreSca
         return parameters[group[role][0] + SCALE_SUFFIX]
 
     return [
-        (scale(group, "w_ih"), scale(group, "w_hh"), scale(group, "w_hr") if "w_hr" in group else None)
+        (
+            scale(group, "w_ih"),
+            scale(group, "w_hh"),
+            scale(group, "w_hr") if "w_hr" in group else None,
+        )
         for group in spec.parameter_groups()
     ]
 

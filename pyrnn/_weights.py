@@ -59,7 +59,7 @@ def to_bf16(weights: np.ndarray) -> np.ndarray:
     # Adding 0x7FFF plus the lowest kept bit rounds half to even; the carry may roll into the
     # exponent, which is the correct rounding (up to inf past bfloat16's largest value).
     rounded = bits + (np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
-    result = (rounded >> np.uint32(16)).astype(np.uint16)
+    result: np.ndarray = (rounded >> np.uint32(16)).astype(np.uint16)
     nan = np.isnan(weights)
     if nan.any():  # the addition could carry a NaN's payload into inf; keep it a quiet NaN
         result[nan] = ((bits[nan] >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
@@ -67,7 +67,8 @@ def to_bf16(weights: np.ndarray) -> np.ndarray:
 
 
 def from_bf16(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    wide: np.ndarray = (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return wide
 
 
 def to_int8(weights: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +87,9 @@ def to_int8(weights: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     return quantized.reshape(weights.shape), scales
 
 
-def quantize_array(weights: np.ndarray, dtype: str, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def quantize_array(
+    weights: np.ndarray, dtype: str, name: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """A float32 weight matrix stored as `dtype`: (storage array, scales or None), both
     read-only and C-contiguous."""
     weights = np.ascontiguousarray(weights, dtype=np.float32)
@@ -115,12 +118,11 @@ def widen(stored: np.ndarray, dtype: str, scales: np.ndarray | None = None) -> n
         return from_bf16(stored)
     assert scales is not None
     shape = (stored.shape[0],) + (1,) * (stored.ndim - 1)
-    return stored.astype(np.float32) * scales.reshape(shape)
+    values: np.ndarray = stored.astype(np.float32) * scales.reshape(shape)
+    return values
 
 
-def check_stored(
-    value: Any, dtype: str, name: str, shape: tuple[int, ...]
-) -> np.ndarray:
+def check_stored(value: Any, dtype: str, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """A private read-only copy of an already-quantised matrix, checked: exactly the storage
     dtype of `dtype` and `shape`."""
     array = np.asarray(value)

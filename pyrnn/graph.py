@@ -348,7 +348,6 @@ class Graph:
             if name not in defined:
                 raise GraphError(f"outputs: {name!r} is not a value of the graph")
 
-
     def _validate_quantized(self, constants: set[str]) -> None:
         if self.weight_dtype == "fp32":
             if self.quantized:

@@ -69,7 +69,7 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 _GRAPH_DTYPES = {**_DTYPES, "I64": np.dtype("<i8")}
 # A quantised model's matrices (pyrnn files only, where the file declares them): bfloat16 as
 # the uint16 of its bits, int8 with float32 scales in '<key>_scale'.
-_NARROW_DTYPES = {"BF16": np.dtype("<u2"), "I8": np.dtype("i1")}
+_NARROW_DTYPES: dict[str, np.dtype[Any]] = {"BF16": np.dtype("<u2"), "I8": np.dtype("i1")}
 _ALL_DTYPES = {**_GRAPH_DTYPES, **_NARROW_DTYPES}
 # Free input dims are set to these sizes (or an input's lower bound, if larger) to check at load
 # that a graph's shapes fit together: a graph that infers at neither size cannot run.
@@ -460,7 +460,9 @@ def _load_from(
             nonlinearity="tanh" if nonlinearity is None else nonlinearity,
             batch_first=bool(batch_first),
         )
-    _check_shapes(path, spec, {short: shapes[full] for short, full in rename.items() if full in shapes})
+    _check_shapes(
+        path, spec, {short: shapes[full] for short, full in rename.items() if full in shapes}
+    )
     if header is not None and metadata.get("format") == FORMAT_NAME:
         _check_module_dtypes(path, spec, header)
     if tensors is not None:
@@ -907,9 +909,10 @@ def _check_module_dtypes(path: str, spec: Spec, header: dict[str, Any]) -> None:
         if key.endswith(SCALE_SUFFIX) and key not in shapes:
             weight = key[: -len(SCALE_SUFFIX)]
             if dtype != "int8" or weight not in matrices:
+                why = f"{weight!r} is no weight matrix" if weight in shapes else "no such weight"
                 raise FormatError(
                     f"{path}: tensor {key!r}: a scale with no int8 tensor (the file's "
-                    f"weight_dtype is {dtype!r}{'' if weight in matrices else f', and {weight!r} is no weight matrix'})"
+                    f"weight_dtype is {dtype!r}; {why if weight not in matrices else 'not int8'})"
                 )
             rows = shapes[weight][0]
             if found != "F32" or entry["shape"] != [rows]:
@@ -925,7 +928,7 @@ def _check_module_dtypes(path: str, spec: Spec, header: dict[str, Any]) -> None:
             what = f"weight_dtype {dtype!r} stores its weight matrices as {allowed[0]}"
         elif dtype != "fp32":
             allowed = ["F32"]
-            what = f"biases stay float32 (F32) with weight_dtype {dtype!r}"
+            what = f"biases stay float32 with weight_dtype {dtype!r}"
         else:
             allowed = sorted(_DTYPES)
             what = "the file's weight_dtype is fp32 (convert the weights to float32 first)"
@@ -1056,7 +1059,9 @@ def _load_graph(
     if missing or unexpected:
         lacking = [scale for scale in scales if scale not in header]
         stray = [key for key in unexpected if key.endswith(SCALE_SUFFIX)]
-        note = f" (int8 tensors with no scale: {[scales[k] for k in lacking][:8]})" if lacking else ""
+        note = (
+            f" (int8 tensors with no scale: {[scales[k] for k in lacking][:8]})" if lacking else ""
+        )
         note += f" (a scale with no int8 tensor: {stray[:8]})" if stray else ""
         raise FormatError(
             f"{path}: the graph's constants and the file's tensors differ: missing "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,15 +47,14 @@ def quantize(model: M, weights: str) -> M:
     """
     if weights not in NARROW_DTYPES:
         raise ValueError(
-            f"weights: expected one of {', '.join(repr(d) for d in NARROW_DTYPES)}, "
-            f"got {weights!r}"
+            f"weights: expected one of {', '.join(repr(d) for d in NARROW_DTYPES)}, got {weights!r}"
         )
     if isinstance(model, Module):
         _refuse_quantized(model.weight_dtype)
         return _quantize_module(model, weights)  # type: ignore[return-value]
     if isinstance(model, Model):
         _refuse_quantized(model.weight_dtype)
-        return _quantize_model(model, weights)  # type: ignore[return-value]
+        return _quantize_model(model, weights)
     raise TypeError(
         f"model: expected a pyrnn module (RNN, LSTM, GRU or a cell) or a pyrnn.Model, got "
         f"{type(model).__name__}"
@@ -84,9 +83,9 @@ def _quantize_module(module: Module, weights: str) -> Module:
 _WEIGHT_OPERANDS = {"linear": ((1,), 2), "conv1d": ((1,), 3), "rnn_cell": ((3, 4), 2)}
 
 
-def _rnn_matrices(inputs: list[object], attrs: dict[str, object]) -> list[int]:
+def _rnn_matrices(inputs: list[str | int | None], attrs: dict[str, Any]) -> list[int]:
     """Operand positions of an rnn node's W_ih, W_hh (and W_hr) of every layer."""
-    groups = int(attrs["num_layers"]) * (2 if attrs["bidirectional"] else 1)  # type: ignore[call-overload]
+    groups = int(attrs["num_layers"]) * (2 if attrs["bidirectional"] else 1)
     base = 4 if attrs["has_biases"] else 2
     count = len(inputs) - 3
     if groups < 1 or count % groups:
@@ -144,5 +143,7 @@ def _quantize_model(model: Model, weights: str) -> Model:
             "recurrent layers, used by nothing else)"
         )
     quantized = [name for name in graph.constants if name in chosen]
-    new_graph = Graph.from_json({**graph.to_json(), "weight_dtype": weights, "quantized": quantized})
+    new_graph = Graph.from_json(
+        {**graph.to_json(), "weight_dtype": weights, "quantized": quantized}
+    )
     return Model(new_graph, constants)
