@@ -101,8 +101,9 @@ inline WeightType parse_weight_type(const std::string& name, const std::string& 
   if (name == "fp16") return WeightType::F16;
   if (name == "bf16") return WeightType::BF16;
   if (name == "int8") return WeightType::I8;
-  throw std::invalid_argument(where + ": weight_type: expected 'fp32', 'fp16', 'bf16' or 'int8', "
-                                      "got '" +
+  throw std::invalid_argument(where +
+                              ": weight_type: expected 'fp32', 'fp16', 'bf16' or 'int8', "
+                              "got '" +
                               name + "'");
 }
 

@@ -98,8 +98,8 @@ RawWeights raw_weights(const NetworkConfig& config, const std::vector<WeightTupl
     RawLayerWeights entry;
     entry.w_ih = matrix(w_ih, type, {GH, config.layer_input_size(layer)},
                         s ? &std::get<0>(*s) : nullptr, "w_ih", raw);
-    entry.w_hh = matrix(w_hh, type, {GH, config.output_size()}, s ? &std::get<1>(*s) : nullptr,
-                        "w_hh", raw);
+    entry.w_hh =
+        matrix(w_hh, type, {GH, config.output_size()}, s ? &std::get<1>(*s) : nullptr, "w_hh", raw);
     if (b_ih) require_shape(*b_ih, {GH}, "b_ih");
     if (b_hh) require_shape(*b_hh, {GH}, "b_hh");
     entry.b_ih = b_ih ? b_ih->data() : nullptr;
@@ -204,8 +204,8 @@ py::tuple reference_forward(const std::string& kind, int input_size, int hidden_
   FloatArray cn({LD, N, static_cast<py::ssize_t>(hidden_size)});
   {
     py::gil_scoped_release release;
-    reference::forward(config, raw.layers, static_cast<int>(T), static_cast<int>(N), x.data(), h0_data,
-                       c0_data, out.mutable_data(), hn.mutable_data(), cn.mutable_data());
+    reference::forward(config, raw.layers, static_cast<int>(T), static_cast<int>(N), x.data(),
+                       h0_data, c0_data, out.mutable_data(), hn.mutable_data(), cn.mutable_data());
   }
   return py::make_tuple(out, hn, cn);
 }
@@ -244,8 +244,7 @@ void bind_network(py::module_& m) {
   m.def("reference_forward", &reference_forward, py::arg("kind"), py::arg("input_size"),
         py::arg("hidden_size"), py::arg("num_layers"), py::arg("bidirectional"),
         py::arg("proj_size"), py::arg("weights"), py::arg("x"), py::arg("h0") = py::none(),
-        py::arg("c0") = py::none(), py::arg("weight_type") = "fp32",
-        py::arg("scales") = py::none(),
+        py::arg("c0") = py::none(), py::arg("weight_type") = "fp32", py::arg("scales") = py::none(),
         "The readable scalar oracle: returns (out, hn, cn) for contiguous x (T, N, I).");
 }
 

@@ -54,9 +54,9 @@ void Graph::add_constant(const std::string& name, DType dtype, const Shape& shap
     throw std::invalid_argument(where + dtype_name(dtype) + " constants are weight matrices, got " +
                                 "shape " + shape.str());
   if ((dtype == DType::I8) != (scales != nullptr))
-    throw std::invalid_argument(where + (scales ? "only int8 constants take scales, got " +
-                                                      std::string(dtype_name(dtype))
-                                                : std::string("int8 needs one scale per row")));
+    throw std::invalid_argument(
+        where + (scales ? "only int8 constants take scales, got " + std::string(dtype_name(dtype))
+                        : std::string("int8 needs one scale per row")));
   const std::int64_t rows = shape.rank ? shape[0] : 0;
   for (std::int64_t row = 0; scales != nullptr && row < rows; ++row)
     if (!(std::isfinite(scales[row]) && scales[row] > 0.0f))

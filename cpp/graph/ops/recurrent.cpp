@@ -63,8 +63,8 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
     // Matrices in the network's weight type (that of weight_ih_l0), biases float32.
     const auto tensor = [&](int offset, const std::string& name,
                             std::initializer_list<std::int64_t> dims, bool matrix) {
-      const auto c = matrix ? ctx.weight(at + offset, name.c_str())
-                            : ctx.constant(at + offset, name.c_str());
+      const auto c =
+          matrix ? ctx.weight(at + offset, name.c_str()) : ctx.constant(at + offset, name.c_str());
       Shape expected;
       for (std::int64_t d : dims) expected.push_back(d);
       const DType dtype = matrix ? w_ih0.dtype : DType::F32;
@@ -82,8 +82,7 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
       w.b_hh = tensor(3, "bias_hh", {GH}, false).floats();
     }
     if (projected)
-      w.w_hr =
-          tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size}, true).matrix();
+      w.w_hr = tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size}, true).matrix();
     raw.push_back(w);
   }
   return std::make_shared<const Network>(config, raw);
