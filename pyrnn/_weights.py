@@ -150,7 +150,8 @@ def check_scales(value: Any, name: str, rows: int) -> np.ndarray:
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(
-            f"{name}: scale of row {row} is {scales[row]!r}; every scale must be finite and > 0"
+            f"{name}: scale of row {row} is {float(scales[row])!r}; every scale must be finite "
+            "and > 0"
         )
     scales.flags.writeable = False
     return scales

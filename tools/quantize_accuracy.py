@@ -5,7 +5,7 @@ weights against the same model in fp32, and torch's own dynamic int8 LSTM
 Models: LSTM(40, 128, num_layers=2), the shape of the bundled default model, and GRU(40, 128),
 over T=200 steps of 4 sequences of standard normal inputs, with two sets of weights:
 "random" is PyTorch's default initialisation; "trained-like" scales each row of every matrix by
-10**u, u uniform in [-2, 1] (rows spanning 3 orders of magnitude, as trained networks' rows
+10**u, u uniform in [-3, 0] (rows spanning 3 orders of magnitude, as trained networks' rows
 do), which is what per-row scales are for. Errors: max |y - y_fp32| over every output of every
 step, and the cosine similarity of the final hidden states (flattened) with fp32's.
 
@@ -26,13 +26,13 @@ STEPS, BATCH, INPUT, HIDDEN = 200, 4, 40, 128
 
 
 def trained_like(module: torch.nn.Module, seed: int) -> None:
-    """Each row of every weight matrix scaled by 10**u, u uniform in [-2, 1]."""
+    """Each row of every weight matrix scaled by 10**u, u uniform in [-3, 0]."""
     rng = np.random.default_rng(seed)
     with torch.no_grad():
         for name, parameter in module.named_parameters():
             if name.startswith("weight"):
                 rows = parameter.shape[0]
-                factors = 10.0 ** rng.uniform(-2.0, 1.0, rows)
+                factors = 10.0 ** rng.uniform(-3.0, 0.0, rows)
                 parameter.mul_(torch.from_numpy(factors).float()[:, None])
 
 
