@@ -21,7 +21,9 @@ keys, NaN/Infinity literals, unknown fields in a tensor entry, offsets reversed 
 leaving gaps / past the end, a byte count that does not match the shape), tensors whose dtype is
 not F16/F32/F64 (BF16, integers and BOOL are refused: numpy has no bfloat16, and integer weights
 would only load by guessing a scale; convert to float32 first; a version 2 file may also hold
-I64 constants, which its graph uses as indices or sizes), and metadata or shapes that do not
+I64 constants, which its graph uses as indices or sizes; a quantised model's file, which
+declares its weight_dtype, holds its matrices as F16, BF16 or I8, int8 ones with F32 scales in
+'<key>_scale', and nothing else narrow), and metadata or shapes that do not
 describe a valid module or a graph that can run. Files of other formats (numpy .npz/.npy, HDF5,
 other zips and pickles) are named for what they are. Errors of the operating system about the
 path itself (no such file, a directory, no permission) propagate as OSError subclasses
