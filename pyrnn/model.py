@@ -16,6 +16,7 @@ from . import _core
 from ._arrays import as_float32
 from ._base import IncompatibleKeys
 from .graph import Graph, GraphError, Node, Structure, structure_leaves
+from .graph_passes import fold_linear_into_recurrent
 
 __all__ = ["Model"]
 
@@ -199,6 +200,7 @@ def _constant(name: str, value: Any, dtype: np.dtype[Any] | None = None) -> np.n
 
 
 def _build_core(graph: Graph, constants: Mapping[str, np.ndarray]) -> Any:
+    graph, constants = fold_linear_into_recurrent(graph, constants)
     try:
         return _core.Graph(
             [(s.name, s.dtype, [-1 if d is None else d for d in s.shape]) for s in graph.inputs],
