@@ -17,6 +17,7 @@ from ._arrays import as_float32
 from ._base import IncompatibleKeys
 from ._weights import SCALE_SUFFIX, checked_matrix
 from .graph import Graph, GraphError, Node, Structure, structure_leaves
+from .graph_passes import fold_linear_into_recurrent
 
 __all__ = ["Model"]
 
@@ -243,6 +244,7 @@ def _constant(name: str, value: Any, dtype: np.dtype[Any] | None = None) -> np.n
 
 
 def _build_core(graph: Graph, constants: Mapping[str, np.ndarray]) -> Any:
+    graph, constants = fold_linear_into_recurrent(graph, constants)
     try:
         quantized = set(graph.quantized)
         return _core.Graph(

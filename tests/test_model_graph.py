@@ -296,6 +296,50 @@ def test_head_model_matches_torch(isa: str, shape: tuple[int, ...]) -> None:
     np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_linear_read_only_by_a_recurrent_layer_folds_into_its_input_weights() -> None:
+    from pyrnn.graph_passes import fold_linear_into_recurrent
+
+    model, reference = head_model()
+    folded, constants = fold_linear_into_recurrent(model.graph, model.state_dict())
+    assert [node.op for node in folded.nodes] == ["rnn", "linear", "log_softmax"]
+    assert "fc.weight" not in constants and "lstm.weight_ih_l0" not in constants
+    w_ih, w_hh = constants["_folded0.0.w_ih"], model.state_dict()["lstm.weight_ih_l0"]
+    np.testing.assert_allclose(
+        w_ih, w_hh.astype(np.float64) @ model.state_dict()["fc.weight"], rtol=1e-6, atol=1e-7
+    )
+    # The model still shows and saves what it was given.
+    assert [node.op for node in model.graph.nodes] == ["linear", "rnn", "linear", "log_softmax"]
+    # Not folded: the linear output read elsewhere too, or a bias with nowhere to go.
+    twice = Graph(
+        model.graph.inputs,
+        {"tuple": [{"tensor": "y"}, {"tensor": "a"}]},
+        model.graph.constants,
+        model.graph.nodes,
+    )
+    assert fold_linear_into_recurrent(twice, model.state_dict())[0] is twice
+    no_bias = Graph(
+        model.graph.inputs,
+        model.graph.outputs,
+        model.graph.constants,
+        [
+            *model.graph.nodes[:1],
+            Node(
+                "rnn",
+                ["a", None, None, "lstm.weight_ih_l0", "lstm.weight_hh_l0"],
+                ["o", "h", "c"],
+                {**model.graph.nodes[1].attrs, "has_biases": False},
+            ),
+            *model.graph.nodes[2:],
+        ],
+    )
+    assert fold_linear_into_recurrent(no_bias, model.state_dict())[0] is no_bias
+    # Folded, the model still matches torch (test_head_model_matches_torch), streamed too.
+    x = np.random.default_rng(7).standard_normal((2, 9, 5)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_empty_sequences_give_empty_outputs() -> None:
     # torch refuses zero steps; pyrnn returns zero output frames, as its RNN modules do.
     model, _ = head_model()
