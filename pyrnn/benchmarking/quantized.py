@@ -318,7 +318,7 @@ def _prepared(
     atol, rtol = tolerance
     result.update(
         threads=runner.threads,
-        call=engine.call or runner.call,
+        call=engine.call or getattr(runner, "call", ""),
         checked_against="the fp32 model" if peer else f"pyrnn's scalar kernels, {engine.weights}",
         tolerance={"atol": atol, "rtol": rtol},
     )

@@ -472,7 +472,7 @@ def write_png(report: dict[str, Any], path: str) -> bool:
         axis.barh(labels, values, color=colors)
         axis.invert_yaxis()
         if isinstance(bound, list):  # each bar's own bound (its weight type's)
-            axis.scatter(bound, labels, marker="|", s=200, color="black", label="bound")
+            axis.scatter(bound, labels, marker="|", s=60, color="black", label="bound")
             axis.legend(loc="lower right", fontsize=7)
         elif bound is not None:
             axis.axvline(bound, color="black", linestyle="--", linewidth=1, label="bound")
