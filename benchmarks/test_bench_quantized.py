@@ -36,6 +36,10 @@ STREAMED = [name for name, w in QUANT.items() if w.mode == "stream"]
 SEQUENCES = [name for name, w in QUANT.items() if w.mode == "sequence"]
 STEP_ENGINES = {engine.name: engine for engine in step_engines()}
 SEQUENCE_ENGINES = {engine.name: engine for engine in sequence_engines(peers=True)}
+# Each sequence workload with the engines it runs (the peers only where it has them).
+SEQUENCE_CASES = [
+    (name, engine.name) for name in SEQUENCES for engine in sequence_engines(QUANT[name].peers)
+]
 
 _cases: dict[str, QuantCase] = {}
 
@@ -68,12 +72,9 @@ def test_quant_step(benchmark: Any, workload: str, engine: str) -> None:
         benchmark(as_function(runner))
 
 
-@pytest.mark.parametrize("engine", list(SEQUENCE_ENGINES))
-@pytest.mark.parametrize("workload", SEQUENCES)
+@pytest.mark.parametrize(("workload", "engine"), SEQUENCE_CASES)
 def test_quant_sequence(benchmark: Any, workload: str, engine: str) -> None:
     definition = SEQUENCE_ENGINES[engine]
-    if definition.library != "pyrnn" and not QUANT[workload].peers:
-        pytest.skip(f"{workload} times pyrnn's weight types only")
     case = case_of(workload)
     try:
         runner = definition.prepare(case)
