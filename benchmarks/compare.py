@@ -1,6 +1,7 @@
 """The comparison script: pyrnn vs PyTorch vs ONNX Runtime on every workload, in one run.
-Same as `pyrnn bench --compare`, followed by the goals (goals.py) of the streaming and
-whole-model workloads, judged on the same run; any `pyrnn bench` option may follow, e.g.
+Same as `pyrnn bench --compare`, followed by the goals (goals.py) of the streaming,
+whole-model and reduced-precision workloads, judged on the same run; any `pyrnn bench` option
+may follow, e.g.
 
     python benchmarks/compare.py --json results.json --png results.png
 """
@@ -31,8 +32,8 @@ def compare(argv: list[str]) -> int:
     verdicts = evaluate(workloads)
     if verdicts:
         print(
-            "\nGoals (benchmarks/goals.py), judged on this run (benchmarks/stream_latency.py "
-            "and benchmarks/models.py time their workloads alone):"
+            "\nGoals (benchmarks/goals.py), judged on this run (benchmarks/stream_latency.py, "
+            "benchmarks/models.py and benchmarks/quantized.py time their workloads alone):"
         )
         print("\n".join(format_goals(verdicts)))
     return status

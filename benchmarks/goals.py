@@ -1,6 +1,7 @@
 """The project's speed goals, judged on the measurements `pyrnn bench` reports (its JSON
-"workloads"): streaming (pyrnn/benchmarking/streaming.py) and whole models (models.py).
-The package measures; only this folder holds the goals and says met or missed.
+"workloads"): streaming (pyrnn/benchmarking/streaming.py), whole models (models.py) and
+reduced-precision weights (quantized.py). The package measures; only this folder holds the goals
+and says met or missed.
 
 Metrics of a workload's result:
   "x ENGINE"      ENGINE's time per step over pyrnn's: s.step(x, out=y)'s on a stream workload,
@@ -8,6 +9,9 @@ Metrics of a workload's result:
   "x batch"       one batch stream's throughput over as many separate streams' (at least target)
   "overhead_us"   the Python overhead of s.step(x, out=y), in microseconds (at most target)
   "model / lstm"  the pyrnn model's time per frame over the bare pyrnn LSTM's (at most target)
+  "A / B"         engine A's time per step over engine B's, both timed in the same run, on a
+                  reduced-precision workload (at least target): "pyrnn-fp32 / pyrnn-int8" is
+                  how much faster int8 weights run than fp32 ones
 """
 
 from __future__ import annotations
@@ -84,6 +88,63 @@ GOALS = (
         1.1,
         "2-layer LSTM 256 + Linear head, model(x) over T=1000: at most 1.1x the LSTM alone",
     ),
+    Goal(
+        "quant-seq-lstm-1024",
+        "pyrnn-fp32 / pyrnn-int8",
+        4.0,
+        "LSTM 1024 over T=200 (B=1): int8 weights >= 4x faster than fp32",
+    ),
+    Goal(
+        "quant-seq-lstm-1024",
+        "pyrnn-fp32 / pyrnn-fp16",
+        1.8,
+        "LSTM 1024 over T=200 (B=1): fp16 weights >= 1.8x faster than fp32",
+    ),
+    Goal(
+        "quant-seq-lstm-1024",
+        "pyrnn-fp32 / pyrnn-bf16",
+        1.8,
+        "LSTM 1024 over T=200 (B=1): bf16 weights >= 1.8x faster than fp32",
+    ),
+    Goal(
+        "quant-stream-lstm-512",
+        "pyrnn-fp32 / pyrnn-int8",
+        3.0,
+        "LSTM 512 s.step(x, out=y): int8 weights >= 3x faster than fp32",
+    ),
+    Goal(
+        "quant-stream-lstm-512",
+        "pyrnn-fp32 / pyrnn-fp16",
+        1.7,
+        "LSTM 512 s.step(x, out=y): fp16 weights >= 1.7x faster than fp32",
+    ),
+    Goal(
+        "quant-stream-lstm-512",
+        "pyrnn-fp32 / pyrnn-bf16",
+        1.7,
+        "LSTM 512 s.step(x, out=y): bf16 weights >= 1.7x faster than fp32",
+    ),
+    Goal(
+        "quant-peers-lstm-512",
+        "ort-int8-1t / pyrnn-int8",
+        1.5,
+        "LSTM 512 over T=1000 (B=1, 1 thread): pyrnn int8 >= 1.5x faster than ONNX Runtime's "
+        "DynamicQuantizeLSTM",
+    ),
+    Goal(
+        "quant-peers-lstm-512",
+        "torch-int8-1t / pyrnn-int8",
+        1.5,
+        "LSTM 512 over T=1000 (B=1, 1 thread): pyrnn int8 >= 1.5x faster than torch's dynamic "
+        "int8 LSTM",
+    ),
+    Goal(
+        "quant-peers-lstm-512",
+        "torch-bf16-1t / pyrnn-bf16",
+        1.0,
+        "LSTM 512 over T=1000 (B=1, 1 thread): pyrnn bf16 at least as fast as torch's LSTM in "
+        "bfloat16",
+    ),
 )
 
 
@@ -98,6 +159,12 @@ def measured(workload: dict[str, Any], metric: str) -> float | None:
     if metric == "overhead_us":
         overhead = workload.get("overhead")
         return None if overhead is None else float(overhead["overhead_us"])
+    if " / " in metric:  # two engines of one run
+        ok = {r["engine"]: r for r in workload.get("results", []) if r["status"] == "ok"}
+        numerator, denominator = metric.split(" / ")
+        if numerator not in ok or denominator not in ok:
+            return None
+        return float(ok[numerator]["us_per_step"]) / float(ok[denominator]["us_per_step"])
     engine = metric.removeprefix("x ")
     key = "ratio_vs_model" if workload.get("category") == "model" else "ratio_vs_pyrnn_out"
     for result in workload.get("results", []):

@@ -19,7 +19,7 @@ function(pyrnn_add_kernels target)
     # They are optimised even in Debug builds: at -O0 the inline helpers they call from shared
     # headers (PackedPanels::k() ...) would be emitted as ISA-compiled weak copies that the
     # linker may pick for baseline code (the isa_objects test checks none are left).
-    set(avx2_options -mavx2 -mfma $<$<CONFIG:Debug>:-O2>)
+    set(avx2_options -mavx2 -mfma -mf16c $<$<CONFIG:Debug>:-O2>)
     set_source_files_properties(${dir}/avx2.cpp PROPERTIES COMPILE_OPTIONS "${avx2_options}")
     set(avx512_options -mavx512f -mavx2 -mfma $<$<CONFIG:Debug>:-O2>)
     if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)

@@ -14,6 +14,7 @@ from .isa import active_isa, available_isas, cpu_info, set_isa
 from .model import Model
 from .model_stream import ModelStream
 from .modules import GRU, LSTM, RNN
+from .quantize import quantize
 from .stream import Stream
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "cpu_info",
     "from_torch",
     "load",
+    "quantize",
     "save",
     "set_isa",
 ]

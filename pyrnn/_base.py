@@ -11,6 +11,7 @@ import numpy as np
 from . import _core
 from ._arrays import as_parameter
 from ._spec import Spec
+from ._weights import SCALE_SUFFIX, checked_matrix
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -29,32 +30,47 @@ _CLASSES: dict[str, type[Module]] = {}
 def checked_parameters(
     spec: Spec, state_dict: Mapping[str, Any], strict: bool, owner: object
 ) -> tuple[dict[str, np.ndarray], IncompatibleKeys]:
-    """The weights of `state_dict` that `spec` has, as private float32 arrays, after checking
-    every shape (and, when strict, that the keys match exactly)."""
+    """The weights of `state_dict` that `spec` has, as private read-only arrays after checking
+    every shape (and, when strict, that the keys match exactly): float32, or for a quantised
+    spec its matrices in the storage dtype of spec.weight_dtype (given so, or float32 values
+    quantised here), int8 ones followed by their '<key>_scale'."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(
             f"state_dict: expected a mapping of key -> array, got {type(state_dict).__name__}"
         )
     shapes = spec.parameter_shapes()
+    dtype = spec.weight_dtype
+    matrices = set(spec.matrix_keys()) if dtype != "fp32" else set()
+    scale_of = {key + SCALE_SUFFIX: key for key in matrices} if dtype == "int8" else {}
     missing = [key for key in shapes if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in shapes]
+    unexpected = [key for key in state_dict if key not in shapes and key not in scale_of]
     if strict and (missing or unexpected):
         found = [f"missing keys {missing}"] if missing else []
         found += [f"unexpected keys {unexpected}"] if unexpected else []
         raise ValueError(
             f"state_dict: {' and '.join(found)} for {owner!r}; expected exactly {list(shapes)}"
+            + (" (int8 weights with their '<key>_scale')" if scale_of else "")
         )
-    parameters = {
-        key: as_parameter(state_dict[key], key, shape)
-        for key, shape in shapes.items()
-        if key in state_dict
-    }
+    parameters: dict[str, np.ndarray] = {}
+    for key, shape in shapes.items():
+        if key not in state_dict:
+            continue
+        if key in matrices:
+            parameters.update(checked_matrix(state_dict, key, shape, dtype))
+        else:
+            parameters[key] = as_parameter(state_dict[key], key, shape)
+    for scale, key in scale_of.items():
+        if scale in state_dict and key not in state_dict:
+            raise ValueError(
+                f"state_dict[{scale!r}]: a scale without its int8 weight {key!r}; give both"
+            )
     return parameters, IncompatibleKeys(missing, unexpected)
 
 
 _CoreWeights = tuple[
     np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None
 ]
+_CoreScales = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
 def _core_weights(spec: Spec, parameters: dict[str, np.ndarray]) -> list[_CoreWeights]:
@@ -71,6 +87,24 @@ def _core_weights(spec: Spec, parameters: dict[str, np.ndarray]) -> list[_CoreWe
             optional(group, "b_ih"),
             optional(group, "b_hh"),
             optional(group, "w_hr"),
+        )
+        for group in spec.parameter_groups()
+    ]
+
+
+def _core_scales(spec: Spec, parameters: dict[str, np.ndarray]) -> list[_CoreScales] | None:
+    """int8 only: per (layer, direction), (s_ih, s_hh, s_hr) as the core takes them."""
+    if spec.weight_dtype != "int8":
+        return None
+
+    def scale(group: dict[str, tuple[str, tuple[int, ...]]], role: str) -> np.ndarray:
+        return parameters[group[role][0] + SCALE_SUFFIX]
+
+    return [
+        (
+            scale(group, "w_ih"),
+            scale(group, "w_hh"),
+            scale(group, "w_hr") if "w_hr" in group else None,
         )
         for group in spec.parameter_groups()
     ]
@@ -106,6 +140,9 @@ class Module:
         for array in parameters.values():
             array.flags.writeable = False
         spec = self._spec
+        # Kept in torch's key order, each int8 scale right after its weight.
+        order = [k for key in spec.parameter_shapes() for k in (key, key + SCALE_SUFFIX)]
+        parameters = {key: parameters[key] for key in order if key in parameters}
         weights = _core_weights(spec, parameters)
         network = _core.Network(
             spec.core_kind,
@@ -115,6 +152,8 @@ class Module:
             spec.bidirectional,
             spec.proj_size,
             weights,
+            spec.weight_dtype,
+            _core_scales(spec, parameters),
         )
         self._parameters = parameters
         self._network = network
@@ -136,6 +175,8 @@ class Module:
             np.ascontiguousarray(x, dtype=np.float32),
             h0,
             c0,
+            spec.weight_dtype,
+            _core_scales(spec, self._parameters),
         )
 
     # -- public API shared by all modules -----------------------------------------------------
@@ -151,15 +192,25 @@ class Module:
             return parameters[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    @property
+    def weight_dtype(self) -> str:
+        """How the weight matrices are stored: 'fp32', or 'fp16', 'bf16', 'int8' for a model
+        made by pyrnn.quantize (biases are float32 in every case)."""
+        return self._spec.weight_dtype
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """PyTorch key -> a fresh, writable float32 copy of the weight."""
+        """PyTorch key -> a fresh, writable copy of the weight: float32, or for a quantised
+        module its matrices as stored (float16; uint16 holding bfloat16 bits; int8, each
+        followed by '<key>_scale', its float32 scale per row)."""
         return {key: array.copy() for key, array in self._parameters.items()}
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True
     ) -> IncompatibleKeys:
         """Loads weights by PyTorch key names. Shapes must always match; with strict=True the keys
-        must match exactly. Nothing changes unless every check passes."""
+        must match exactly. Nothing changes unless every check passes. A quantised module takes
+        its matrices as state_dict() gives them (int8 with their '<key>_scale') or as floats,
+        which it quantises to its weight_dtype."""
         parameters, skipped = checked_parameters(self._spec, state_dict, strict, self)
         self._install({**self._parameters, **parameters})
         return skipped
@@ -195,10 +246,14 @@ class Module:
         extras = [
             f"{key}={value!r}"
             for key, value in spec.to_config().items()
-            if key not in ("kind", "input_size", "hidden_size") and getattr(defaults, key) != value
+            if key not in ("kind", "input_size", "hidden_size", "weight_dtype")
+            and getattr(defaults, key) != value
         ]
         arguments = [str(spec.input_size), str(spec.hidden_size), *extras]
-        return f"{type(self).__name__}({', '.join(arguments)})"
+        text = f"{type(self).__name__}({', '.join(arguments)})"
+        if spec.weight_dtype != "fp32":  # not a constructor argument: made by quantize
+            text = f"pyrnn.quantize({text}, weights={spec.weight_dtype!r})"
+        return text
 
     # -- pickling and copying: config + weights; the packed network is rebuilt -----------------
     def __getstate__(self) -> dict[str, Any]:

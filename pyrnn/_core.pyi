@@ -16,6 +16,8 @@ _Float32Like: TypeAlias = npt.ArrayLike
 _LayerWeights: TypeAlias = tuple[
     _Float32Like, _Float32Like, _Float32Like | None, _Float32Like | None, _Float32Like | None
 ]
+# (s_ih, s_hh, s_hr) of one (layer, direction) of an int8 network: one float32 scale per row.
+_LayerScales: TypeAlias = tuple[_Float32Like, _Float32Like, _Float32Like | None]
 
 class Network:
     """A packed, immutable recurrent network."""
@@ -29,7 +31,13 @@ class Network:
         bidirectional: bool,
         proj_size: int,
         weights: Sequence[_LayerWeights],  # L*D entries, layer-major
-    ) -> None: ...
+        weight_type: str = "fp32",  # "fp32", "fp16", "bf16" or "int8"
+        scales: Sequence[_LayerScales] | None = None,  # int8 only, L*D entries
+    ) -> None:
+        """Matrices of a narrow weight_type are arrays of its storage dtype (float16; uint16
+        holding bfloat16 bits; int8), C-contiguous, never converted; biases are float32."""
+    @property
+    def weight_type(self) -> str: ...
     def forward(
         self,
         x: np.ndarray,  # (T, N, I) float32, unit stride on the last axis
@@ -79,7 +87,9 @@ class Graph:
     def __init__(
         self,
         inputs: list[Any],  # (name, dtype 'float32'|'int64', dims with -1 where free)
-        constants: list[Any],  # (name, C-contiguous float32 or int64 array)
+        # (name, C-contiguous float32 or int64 array), or for a weight matrix stored narrow
+        # (name, array of the storage dtype, weight_type, float32 scales per row or None)
+        constants: list[Any],
         nodes: list[Any],  # _Node each
         outputs: Sequence[str],
     ) -> None: ...
@@ -146,6 +156,8 @@ def reference_forward(
     x: _Float32Like,  # (T, N, I)
     h0: _Float32Like | None = None,
     c0: _Float32Like | None = None,
+    weight_type: str = "fp32",
+    scales: Sequence[_LayerScales] | None = None,
 ) -> tuple[_Float32Array, _Float32Array, _Float32Array]:
     """(out (T, N, D*P), hn (L*D, N, P), cn (L*D, N, H)); cn is meaningless unless LSTM."""
 

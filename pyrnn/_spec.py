@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ._weights import check_weight_dtype
+
 SEQUENCE_KINDS = ("rnn", "lstm", "gru")
 CELL_KINDS = ("rnn_cell", "lstm_cell", "gru_cell")
 KINDS = SEQUENCE_KINDS + CELL_KINDS
@@ -128,10 +130,13 @@ class Spec:
     dropout: float = 0.0
     bidirectional: bool = False
     proj_size: int = 0
+    # How the weight matrices are stored (pyrnn.quantize): 'fp32', 'fp16', 'bf16' or 'int8'.
+    weight_dtype: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        check_weight_dtype(self.weight_dtype, "weight_dtype")
         set_ = object.__setattr__
         set_(self, "input_size", _require_int("input_size", self.input_size, 1))
         set_(self, "hidden_size", _require_int("hidden_size", self.hidden_size, 1))
@@ -381,6 +386,16 @@ class Spec:
         """PyTorch key -> shape, in torch.nn's order."""
         return {key: shape for group in self.parameter_groups() for key, shape in group.values()}
 
+    def matrix_keys(self) -> list[str]:
+        """The keys of the weight matrices (W_ih, W_hh, W_hr): what a weight type narrows;
+        biases stay float32."""
+        return [
+            key
+            for group in self.parameter_groups()
+            for role, (key, _) in group.items()
+            if role.startswith("w_")
+        ]
+
     # -- serialisation ------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
         """The constructor arguments this kind accepts, plus 'kind' (the file format's config)."""
@@ -392,6 +407,8 @@ class Spec:
             keep |= {"num_layers", "batch_first", "dropout", "bidirectional"}
         if self.kind == "lstm":
             keep.add("proj_size")
+        if self.weight_dtype != "fp32":  # absent means fp32: fp32 configs are as they were
+            keep.add("weight_dtype")
         return {key: value for key, value in config.items() if key in keep}
 
     @classmethod

@@ -20,6 +20,8 @@ examples:
   pyrnn bench --quick --workloads seq-lstm-256,seq-gru-256
   pyrnn bench --workloads stream-lstm-64,stream-overhead   streaming latency from Python
   pyrnn bench --workloads model-stream-head,model-seq-head whole models converted from torch
+  pyrnn bench --workloads quant-seq-lstm-1024,quant-stream-lstm-512,quant-peers-lstm-512
+                                      weights in fp32, fp16, bf16 and int8 (pyrnn.quantize)
   pyrnn bench --model model.safetensors --kind lstm --prefix encoder.rnn.
                                       an LSTM inside a PyTorch model's state_dict
 """
@@ -82,8 +84,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="time pyrnn (and with --compare, PyTorch and ONNX Runtime) against the hardware",
         description="Measures this core's FMA peak and read bandwidth, times a model in\n"
         "whole-sequence use and streamed one step per call (s.step(x, out=y)), and with\n"
-        "--compare runs the benchmark workloads (whole sequences, streaming and whole\n"
-        "models converted from torch) on pyrnn, PyTorch and ONNX Runtime in one run.",
+        "--compare runs the benchmark workloads (whole sequences, streaming, whole models\n"
+        "converted from torch, and weights in each type of pyrnn.quantize) on pyrnn, PyTorch\n"
+        "and ONNX Runtime in one run.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

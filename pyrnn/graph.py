@@ -16,6 +16,12 @@ JSON form (``Graph.to_json``)::
      "nodes": [{"op": "linear", "inputs": ["x", "fc.weight", "fc.bias"], "outputs": ["v1"],
                 "attrs": {}, "source": "fc (model.py:12)"}, ...]}
 
+A quantised model (``pyrnn.quantize``) adds ``"weight_dtype"`` ('fp16', 'bf16' or 'int8') and
+``"quantized"``: the constants stored in that type, each a weight matrix of a ``linear``,
+``conv1d``, ``rnn`` or ``rnn_cell`` op and used by nothing else (the core refuses a narrow
+constant anywhere else). An int8 constant ``name`` has its float32 scales, one per row (dim 0),
+in the tensor ``name + "_scale"``. Both keys are absent in an fp32 graph.
+
 An input's optional ``ranges`` bound its free dims, ``[dim, min, max]`` with ``max`` null for
 unbounded: the captured program is valid only for those sizes (a convolution needs at least its
 kernel's extent; code that branches on a size was traced down one branch). A free dim without a
@@ -104,6 +110,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._weights import NARROW_DTYPES, SCALE_SUFFIX
 
 __all__ = ["OPS", "ConversionError", "Graph", "GraphError", "InputSpec", "Node", "Structure"]
 
@@ -260,22 +268,33 @@ class Graph:
     outputs: Structure
     constants: list[str]
     nodes: list[Node]
+    # A quantised model (pyrnn.quantize): the constants stored as weight_dtype ('fp16', 'bf16'
+    # or 'int8'); every other constant is float32 or int64.
+    weight_dtype: str = "fp32"
+    quantized: list[str] = field(default_factory=list)
 
     # -- JSON ----------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "inputs": [spec.to_json() for spec in self.inputs],
             "outputs": self.outputs,
             "constants": list(self.constants),
             "nodes": [node.to_json() for node in self.nodes],
         }
+        if self.weight_dtype != "fp32":  # absent means fp32: fp32 graphs are as they were
+            data["weight_dtype"] = self.weight_dtype
+            data["quantized"] = list(self.quantized)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Graph:
         """A graph from its JSON form, every field checked (GraphError otherwise)."""
         if not isinstance(data, dict):
             raise GraphError(f"graph: expected a JSON object, got {type(data).__name__}")
-        _only_fields(data, {"inputs", "outputs", "constants", "nodes"}, "graph")
+        fields = {"inputs", "outputs", "constants", "nodes"}
+        if "weight_dtype" in data or "quantized" in data:
+            fields |= {"weight_dtype", "quantized"}  # both or neither
+        _only_fields(data, fields, "graph")
         for key in ("inputs", "constants", "nodes"):
             count = len(_list(data, key))
             if count > MAX_NODES:
@@ -285,7 +304,18 @@ class Graph:
             _name(item, f"constants[{i}]") for i, item in enumerate(_list(data, "constants"))
         ]
         nodes = [_node_from_json(item, i) for i, item in enumerate(_list(data, "nodes"))]
-        graph = cls(inputs, data["outputs"], constants, nodes)
+        weight_dtype, quantized = "fp32", []
+        if "weight_dtype" in data:
+            weight_dtype = data["weight_dtype"]
+            if weight_dtype not in NARROW_DTYPES:
+                raise GraphError(
+                    f"graph: 'weight_dtype' must be one of {NARROW_DTYPES} (absent for fp32), "
+                    f"got {weight_dtype!r:.40}"
+                )
+            quantized = [
+                _name(item, f"quantized[{i}]") for i, item in enumerate(_list(data, "quantized"))
+            ]
+        graph = cls(inputs, data["outputs"], constants, nodes, weight_dtype, quantized)
         graph.validate()
         return graph
 
@@ -304,6 +334,7 @@ class Graph:
             define(spec.name, "an input")
         for name in self.constants:
             define(name, "a constant")
+        self._validate_quantized(set(self.constants))
         for index, node in enumerate(self.nodes):
             for position, operand in enumerate(node.inputs):
                 if isinstance(operand, str) and operand not in defined:
@@ -316,6 +347,28 @@ class Graph:
         for name in structure_leaves(self.outputs):
             if name not in defined:
                 raise GraphError(f"outputs: {name!r} is not a value of the graph")
+
+    def _validate_quantized(self, constants: set[str]) -> None:
+        if self.weight_dtype == "fp32":
+            if self.quantized:
+                raise GraphError("quantized: lists constants, but weight_dtype is fp32")
+            return
+        if self.weight_dtype not in NARROW_DTYPES:
+            raise GraphError(
+                f"weight_dtype: expected one of {NARROW_DTYPES}, got {self.weight_dtype!r:.40}"
+            )
+        seen: set[str] = set()
+        for name in self.quantized:
+            if name not in constants:
+                raise GraphError(f"quantized: {name!r:.80} is not a constant of the graph")
+            if name in seen:
+                raise GraphError(f"quantized: {name!r:.80} is listed twice")
+            seen.add(name)
+            if self.weight_dtype == "int8" and name + SCALE_SUFFIX in constants:
+                raise GraphError(
+                    f"quantized: the scales of int8 {name!r:.80} would be named "
+                    f"{name + SCALE_SUFFIX!r:.80}, which is a constant of the graph"
+                )
 
 
 def structure_leaves(structure: Structure) -> list[str]:

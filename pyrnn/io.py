@@ -21,7 +21,9 @@ keys, NaN/Infinity literals, unknown fields in a tensor entry, offsets reversed 
 leaving gaps / past the end, a byte count that does not match the shape), tensors whose dtype is
 not F16/F32/F64 (BF16, integers and BOOL are refused: numpy has no bfloat16, and integer weights
 would only load by guessing a scale; convert to float32 first; a version 2 file may also hold
-I64 constants, which its graph uses as indices or sizes), and metadata or shapes that do not
+I64 constants, which its graph uses as indices or sizes; a quantised model's file, which
+declares its weight_dtype, holds its matrices as F16, BF16 or I8, int8 ones with F32 scales in
+'<key>_scale', and nothing else narrow), and metadata or shapes that do not
 describe a valid module or a graph that can run. Files of other formats (numpy .npz/.npy, HDF5,
 other zips and pickles) are named for what they are. Errors of the operating system about the
 path itself (no such file, a directory, no permission) propagate as OSError subclasses
@@ -49,6 +51,7 @@ import numpy as np
 
 from ._base import Module
 from ._spec import KINDS, SEQUENCE_KINDS, Spec, physical_memory_bytes
+from ._weights import FILE_DTYPES, SCALE_SUFFIX
 from .graph import Graph, GraphError
 from .model import Model
 
@@ -66,6 +69,10 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 }
 # A graph's integer constants (indices, sizes) are int64; only version 2 files may hold them.
 _GRAPH_DTYPES = {**_DTYPES, "I64": np.dtype("<i8")}
+# A quantised model's matrices (pyrnn files only, where the file declares them): bfloat16 as
+# the uint16 of its bits, int8 with float32 scales in '<key>_scale'.
+_NARROW_DTYPES: dict[str, np.dtype[Any]] = {"BF16": np.dtype("<u2"), "I8": np.dtype("i1")}
+_ALL_DTYPES = {**_GRAPH_DTYPES, **_NARROW_DTYPES}
 # Free input dims are set to these sizes (or an input's lower bound, if larger) to check at load
 # that a graph's shapes fit together: a graph that infers at neither size cannot run.
 _PROBE_SIZES = (8, 64)
@@ -148,6 +155,7 @@ def save(module: Module | Model, path: PathArgument) -> None:
     (directory, FIFO, device, socket) is refused with OSError and left untouched."""
     if isinstance(module, Model):
         tensors, metadata = _graph_contents(module)
+        bf16 = set(module.graph.quantized) if module.weight_dtype == "bf16" else set()
     elif isinstance(module, Module):
         tensors = module.state_dict()
         metadata = {
@@ -155,14 +163,13 @@ def save(module: Module | Model, path: PathArgument) -> None:
             "version": FORMAT_VERSION,
             "config": json.dumps(module.config, sort_keys=True),
         }
+        bf16 = set(module._spec.matrix_keys()) if module.weight_dtype == "bf16" else set()
     else:
         raise TypeError(
             f"module: expected a pyrnn module or pyrnn.Model, got {type(module).__name__}"
         )
     shown = _path_argument(path)
-    from safetensors.numpy import save as serialize
-
-    payload = serialize(tensors, metadata=metadata)
+    payload = _serialize(tensors, metadata, bf16)
     try:
         existing = os.stat(shown)  # follows symlinks, as the kernel resolves them
     except FileNotFoundError:
@@ -195,6 +202,32 @@ def save(module: Module | Model, path: PathArgument) -> None:
         if isinstance(error, OSError):
             raise _renamed(error, shown) from None
         raise
+
+
+def _serialize(tensors: dict[str, np.ndarray], metadata: dict[str, str], bf16: set[str]) -> bytes:
+    """The bytes of a safetensors file holding `tensors` (those named in `bf16` are uint16
+    arrays of bfloat16 bits, stored as BF16, which numpy has no dtype for): an 8-byte
+    little-endian header length, the JSON header padded with spaces to a multiple of 8, then
+    each tensor's little-endian bytes, widest elements first so that each is aligned to its
+    own size."""
+    names = {np.dtype(t): name for name, t in _ALL_DTYPES.items() if name != "BF16"}
+    order = sorted(tensors, key=lambda key: (-tensors[key].dtype.itemsize, key))
+    header: dict[str, Any] = {"__metadata__": metadata}
+    blobs, offset = [], 0
+    for key in order:
+        array = tensors[key]
+        dtype = "BF16" if key in bf16 else names[array.dtype.newbyteorder("<")]
+        blob = np.ascontiguousarray(array, dtype=_ALL_DTYPES[dtype]).tobytes()
+        header[key] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return b"".join([struct.pack("<Q", len(text)), text, *blobs])
 
 
 def _graph_contents(model: Model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -406,7 +439,9 @@ def _load_from(
     if metadata.get("format") == FORMAT_NAME:
         spec = _spec_from_metadata(path, metadata)
         _check_against_file(path, spec, kind, prefix, nonlinearity, batch_first)
+        # int8 scales are checked with the dtypes, once the keys and shapes are known good.
         rename = {key: key for key in shapes}
+        shapes = {key: shape for key, shape in shapes.items() if not key.endswith(SCALE_SUFFIX)}
     else:
         if kind is None:
             raise FormatError(
@@ -427,7 +462,11 @@ def _load_from(
             nonlinearity="tanh" if nonlinearity is None else nonlinearity,
             batch_first=bool(batch_first),
         )
-    _check_shapes(path, spec, {short: shapes[full] for short, full in rename.items()})
+    _check_shapes(
+        path, spec, {short: shapes[full] for short, full in rename.items() if full in shapes}
+    )
+    if header is not None and metadata.get("format") == FORMAT_NAME:
+        _check_module_dtypes(path, spec, header)
     if tensors is not None:
         return _module(path, spec, {short: tensors[full] for short, full in rename.items()})
     assert header is not None
@@ -584,6 +623,8 @@ def _read_header(file: io.FileIO, path: str, size: int) -> tuple[dict[str, Any],
     ):
         raise FormatError(f"{path}: __metadata__ must map strings to strings")
     dtypes = _GRAPH_DTYPES if _is_graph_file(metadata) else _DTYPES
+    if metadata.get("format") == FORMAT_NAME:  # what each tensor may be is checked later
+        dtypes = {**dtypes, **_NARROW_DTYPES}
     data_size = size - 8 - length
     spans = []
     for key, entry in header.items():
@@ -701,7 +742,7 @@ def _read_tensor(
     """Tensor `key`, read with ordinary reads into a new array of its dtype and shape (little
     endian as the format says; numpy converts on big-endian hosts)."""
     entry = header[key]
-    array = np.empty(entry["shape"], _GRAPH_DTYPES[entry["dtype"]])  # validated already
+    array = np.empty(entry["shape"], _ALL_DTYPES[entry["dtype"]])  # validated already
     if array.nbytes:
         try:
             file.seek(data_start + entry["data_offsets"][0])
@@ -857,6 +898,55 @@ def _check_shapes(path: str, spec: Spec, shapes: dict[str, tuple[int, ...]]) -> 
             )
 
 
+def _check_module_dtypes(path: str, spec: Spec, header: dict[str, Any]) -> None:
+    """The dtype of every tensor of a version 1 file, from the header alone: an fp32 module's
+    tensors are F16, F32 or F64 (converted to float32); a quantised module's matrices are
+    exactly its weight type's (F16, BF16 or I8, each int8 one with its F32 '<key>_scale' of
+    one value per row) and its biases F32."""
+    dtype = spec.weight_dtype
+    matrices = set(spec.matrix_keys())
+    shapes = spec.parameter_shapes()
+    for key, entry in header.items():
+        found = entry["dtype"]
+        if key.endswith(SCALE_SUFFIX) and key not in shapes:
+            weight = key[: -len(SCALE_SUFFIX)]
+            if dtype != "int8" or weight not in matrices:
+                why = f"{weight!r} is no weight matrix" if weight in shapes else "no such weight"
+                raise FormatError(
+                    f"{path}: tensor {key!r}: a scale with no int8 tensor (the file's "
+                    f"weight_dtype is {dtype!r}; {why if weight not in matrices else 'not int8'})"
+                )
+            rows = shapes[weight][0]
+            if found != "F32" or entry["shape"] != [rows]:
+                raise FormatError(
+                    f"{path}: tensor {key!r}: int8 scales must be F32 of shape [{rows}] (one "
+                    f"per row of {weight!r}), got {found} {entry['shape']!r:.80}"
+                )
+            continue
+        if key not in shapes:
+            continue  # named by _check_shapes
+        if dtype != "fp32" and key in matrices:
+            allowed = [FILE_DTYPES[dtype]]
+            what = f"weight_dtype {dtype!r} stores its weight matrices as {allowed[0]}"
+        elif dtype != "fp32":
+            allowed = ["F32"]
+            what = f"biases stay float32 with weight_dtype {dtype!r}"
+        else:
+            allowed = sorted(_DTYPES)
+            what = "the file's weight_dtype is fp32 (convert the weights to float32 first)"
+        if found not in allowed:
+            raise FormatError(
+                f"{path}: tensor {key!r}: dtype must be {' or '.join(allowed)} ({what}), "
+                f"got {found!r}"
+            )
+    if dtype == "int8":
+        for key in matrices:
+            if key in header and key + SCALE_SUFFIX not in header:
+                raise FormatError(
+                    f"{path}: int8 tensor {key!r} has no scale tensor {key + SCALE_SUFFIX!r}"
+                )
+
+
 # -- what the file holds ---------------------------------------------------------------------
 def _spec_from_metadata(path: str, metadata: dict[str, str]) -> Spec:
     version = metadata.get("version")
@@ -960,13 +1050,26 @@ def _load_graph(
         graph = Graph.from_json(data)
     except GraphError as error:
         raise FormatError(f"{path}: invalid graph: {error}") from None
+    scales = (
+        {name + SCALE_SUFFIX: name for name in graph.quantized}
+        if graph.weight_dtype == "int8"
+        else {}
+    )
     missing = [name for name in graph.constants if name not in header]
-    unexpected = sorted(set(header) - set(graph.constants))
+    missing += [scale for scale in scales if scale not in header]
+    unexpected = sorted(set(header) - set(graph.constants) - set(scales))
     if missing or unexpected:
+        lacking = [scale for scale in scales if scale not in header]
+        stray = [key for key in unexpected if key.endswith(SCALE_SUFFIX)]
+        note = (
+            f" (int8 tensors with no scale: {[scales[k] for k in lacking][:8]})" if lacking else ""
+        )
+        note += f" (a scale with no int8 tensor: {stray[:8]})" if stray else ""
         raise FormatError(
             f"{path}: the graph's constants and the file's tensors differ: missing "
-            f"{missing[:8]}, unexpected {unexpected[:8]}"
+            f"{missing[:8]}, unexpected {unexpected[:8]}{note}"
         )
+    _check_graph_dtypes(path, graph, header, scales)
     for name in graph.constants:
         rank = len(header[name]["shape"])
         if rank > _MAX_RANK:
@@ -974,13 +1077,49 @@ def _load_graph(
                 f"{path}: tensor {name!r} has rank {rank}; graph constants have at most {_MAX_RANK}"
             )
     _check_build_memory(path, graph, header)
-    tensors = _read_tensors(file, path, header, raw, graph.constants)
+    tensors = _read_tensors(file, path, header, raw, [*graph.constants, *scales])
     try:
         model = Model(graph, tensors)
     except (TypeError, ValueError) as error:  # GraphError is a ValueError
         raise FormatError(f"{path}: the graph does not build: {error}") from None
     _probe_shapes(path, model)
     return model
+
+
+def _check_graph_dtypes(
+    path: str, graph: Graph, header: dict[str, Any], scales: dict[str, str]
+) -> None:
+    """The dtype of every tensor of a version 2 file, from the header alone: the graph's
+    quantized constants exactly its weight type's, each int8 one with F32 scales of one value
+    per row; every other constant F16, F32, F64 or I64."""
+    quantized = set(graph.quantized)
+    for name in graph.constants:
+        found = header[name]["dtype"]
+        if name in quantized:
+            expected = FILE_DTYPES[graph.weight_dtype]
+            if found != expected:
+                raise FormatError(
+                    f"{path}: tensor {name!r}: the graph's weight_dtype {graph.weight_dtype!r} "
+                    f"stores it as {expected}, got {found!r}"
+                )
+            if len(header[name]["shape"]) < 2:
+                raise FormatError(
+                    f"{path}: tensor {name!r}: a quantized constant is a weight matrix, got "
+                    f"shape {header[name]['shape']!r:.80}"
+                )
+        elif found not in _GRAPH_DTYPES:
+            raise FormatError(
+                f"{path}: tensor {name!r}: dtype must be one of {sorted(_GRAPH_DTYPES)} (only "
+                f"the graph's quantized weight matrices are stored narrow), got {found!r}"
+            )
+    for scale, name in scales.items():
+        rows = header[name]["shape"][0]
+        entry = header[scale]
+        if entry["dtype"] != "F32" or entry["shape"] != [rows]:
+            raise FormatError(
+                f"{path}: tensor {scale!r}: int8 scales must be F32 of shape [{rows}] (one per "
+                f"row of {name!r}), got {entry['dtype']} {entry['shape']!r:.80}"
+            )
 
 
 _MAX_RANK = 8  # the core's kMaxRank
@@ -1005,7 +1144,7 @@ def _check_build_memory(path: str, graph: Graph, header: dict[str, Any]) -> None
         item = 8 if header[name]["dtype"] == "I64" else 4
         row = count // shape[0] if shape and shape[0] else count
         sizes[name] = (count * item, row * item)
-        needed += count * _GRAPH_DTYPES[header[name]["dtype"]].itemsize + 2 * count * item
+        needed += count * _ALL_DTYPES[header[name]["dtype"]].itemsize + 2 * count * item
     uses = 0
     for node in graph.nodes:
         groups = node.attrs.get("groups", 1) if node.op == "conv1d" else 1

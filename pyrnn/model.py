@@ -15,6 +15,7 @@ import numpy as np
 from . import _core
 from ._arrays import as_float32
 from ._base import IncompatibleKeys
+from ._weights import SCALE_SUFFIX, checked_matrix
 from .graph import Graph, GraphError, Node, Structure, structure_leaves
 from .graph_passes import fold_linear_into_recurrent
 
@@ -35,14 +36,18 @@ class Model:
 
     def __init__(self, graph: Graph, constants: Mapping[str, Any]) -> None:
         graph.validate()
+        # int8 scales come with int8 weights (checked with them); floats get fresh ones.
+        scales = _scale_names(graph)
         missing = [name for name in graph.constants if name not in constants]
-        unexpected = [name for name in constants if name not in graph.constants]
+        unexpected = [
+            name for name in constants if name not in graph.constants and name not in scales
+        ]
         if missing or unexpected:
             raise GraphError(
                 f"constants: missing {missing[:8]}, unexpected {unexpected[:8]} for the graph"
             )
         self._graph = graph
-        self._constants = {name: _constant(name, constants[name]) for name in graph.constants}
+        self._constants = _constants(graph, constants, None)
         self._core = _build_core(graph, self._constants)
 
     # -- running ---------------------------------------------------------------------------
@@ -108,37 +113,40 @@ class Model:
         return "\n".join(lines) + "\n)"
 
     # -- weights ---------------------------------------------------------------------------
+    @property
+    def weight_dtype(self) -> str:
+        """How the weight matrices of linear, conv1d and recurrent ops are stored: 'fp32', or
+        'fp16', 'bf16', 'int8' for a model made by pyrnn.quantize."""
+        return self._graph.weight_dtype
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Weight and buffer name (as in the torch module's state_dict) -> a writable copy."""
+        """Weight and buffer name (as in the torch module's state_dict) -> a writable copy; a
+        quantised model's matrices as stored (float16; uint16 holding bfloat16 bits; int8,
+        each followed by '<name>_scale', its float32 scale per row)."""
         return {name: array.copy() for name, array in self._constants.items()}
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True
     ) -> IncompatibleKeys:
         """Replaces weights by name; shapes and dtypes must match. Nothing changes unless
-        every check passes (and, with strict, the keys match exactly)."""
+        every check passes (and, with strict, the keys match exactly). A quantised model
+        takes its matrices as state_dict() gives them or as floats, which it quantises."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}"
             )
-        missing = [name for name in self._constants if name not in state_dict]
-        unexpected = [name for name in state_dict if name not in self._constants]
+        graph = self._graph
+        scales = _scale_names(graph)
+        missing = [name for name in graph.constants if name not in state_dict]
+        unexpected = [
+            name for name in state_dict if name not in graph.constants and name not in scales
+        ]
         if strict and (missing or unexpected):
             raise ValueError(
                 f"state_dict: missing keys {missing[:8]}, unexpected keys {unexpected[:8]}"
             )
-        updated = dict(self._constants)
-        for name, value in state_dict.items():
-            if name not in self._constants:
-                continue
-            old = self._constants[name]
-            array = _constant(name, value, old.dtype)
-            if array.shape != old.shape:
-                raise ValueError(
-                    f"state_dict[{name!r}]: expected shape {old.shape}, got {array.shape}"
-                )
-            updated[name] = array
-        core = _build_core(self._graph, updated)
+        updated = {**self._constants, **_constants(graph, state_dict, self._constants)}
+        core = _build_core(graph, updated)
         self._constants, self._core = updated, core
         return IncompatibleKeys(missing, unexpected)
 
@@ -184,6 +192,42 @@ def _describe(node: Node, constants: Mapping[str, np.ndarray]) -> str:
     return f"{node.op}({settings})"
 
 
+def _scale_names(graph: Graph) -> dict[str, str]:
+    """int8 graphs: scale tensor name -> its weight's name."""
+    if graph.weight_dtype != "int8":
+        return {}
+    return {name + SCALE_SUFFIX: name for name in graph.quantized}
+
+
+def _constants(
+    graph: Graph, given: Mapping[str, Any], current: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """The constants of `given` that `graph` has, checked and copied: against the dtypes and
+    shapes of `current` when replacing, else as given. Quantised matrices are taken in their
+    storage dtype (int8 with scales) or quantised from floats."""
+    quantized = set(graph.quantized)
+    scales = _scale_names(graph)
+    result: dict[str, np.ndarray] = {}
+    for name in graph.constants:
+        if name not in given:
+            continue
+        if name in quantized:
+            shape = None if current is None else current[name].shape
+            result.update(checked_matrix(given, name, shape, graph.weight_dtype))
+            continue
+        old = None if current is None else current[name]
+        array = _constant(name, given[name], None if old is None else old.dtype)
+        if old is not None and array.shape != old.shape:
+            raise ValueError(f"state_dict[{name!r}]: expected shape {old.shape}, got {array.shape}")
+        result[name] = array
+    for scale, name in scales.items():
+        if scale in given and name not in given:
+            raise ValueError(
+                f"state_dict[{scale!r}]: a scale without its int8 weight {name!r}; give both"
+            )
+    return result
+
+
 def _constant(name: str, value: Any, dtype: np.dtype[Any] | None = None) -> np.ndarray:
     """A private, read-only, C-contiguous copy of one weight (float32 or int64)."""
     array = np.asarray(value)
@@ -202,9 +246,20 @@ def _constant(name: str, value: Any, dtype: np.dtype[Any] | None = None) -> np.n
 def _build_core(graph: Graph, constants: Mapping[str, np.ndarray]) -> Any:
     graph, constants = fold_linear_into_recurrent(graph, constants)
     try:
+        quantized = set(graph.quantized)
         return _core.Graph(
             [(s.name, s.dtype, [-1 if d is None else d for d in s.shape]) for s in graph.inputs],
-            [(name, constants[name]) for name in graph.constants],
+            [
+                (
+                    name,
+                    constants[name],
+                    graph.weight_dtype,
+                    constants.get(name + SCALE_SUFFIX) if graph.weight_dtype == "int8" else None,
+                )
+                if name in quantized
+                else (name, constants[name])
+                for name in graph.constants
+            ],
             [
                 (node.op, list(node.inputs), list(node.outputs), dict(node.attrs), node.source)
                 for node in graph.nodes

@@ -51,10 +51,16 @@ def to_onnx(
     `initial_state` is true also ``h0`` (L*D, N, H) and, for LSTM, ``c0`` (L*D, N, H), all
     required (pass zeros for PyTorch's default). Outputs: ``output`` (shaped like torch's),
     ``h_n`` and, for LSTM, ``c_n``. T and N are dynamic. Stacked layers become chained operator
-    nodes. Raises TypeError for cells and ValueError for LSTM proj_size (ONNX has no projection).
+    nodes. Raises TypeError for cells, ValueError for LSTM proj_size (ONNX has no projection) and
+    for a quantised module.
     """
     if not isinstance(module, Module):
         raise TypeError(f"module: expected a pyrnn RNN, LSTM or GRU, got {type(module).__name__}")
+    if module.weight_dtype != "fp32":
+        raise ValueError(
+            f"module: its weights are stored as {module.weight_dtype} (pyrnn.quantize); ONNX "
+            "export writes float32 weights: export the float32 model it was made from"
+        )
     destination = None if path is None else _path_argument(path)
     config = module.config
     kind = config["kind"]

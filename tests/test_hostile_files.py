@@ -110,6 +110,26 @@ def test_the_base_graph_file_loads_and_computes_its_graph() -> None:
         model(x, np.array([4]))  # shifted to 5, past the 5 rows of the table
 
 
+def test_the_quantized_base_files_load() -> None:
+    module = pyrnn.load(CORPUS / "valid_int8.safetensors")
+    assert isinstance(module, pyrnn.RNN) and module.weight_dtype == "int8"
+    for key, value in make_corpus.quantized_weights().items():
+        assert getattr(module, key).dtype == value.dtype
+        np.testing.assert_array_equal(getattr(module, key), value)
+    model = pyrnn.load(CORPUS / "valid_graph_int8.safetensors")
+    assert isinstance(model, pyrnn.Model) and model.weight_dtype == "int8"
+    assert model.graph.quantized == make_corpus.GRAPH_QUANTIZED
+    constants = make_corpus.quantized_graph_constants()
+    assert model.state_dict().keys() == constants.keys()
+    for key, value in constants.items():
+        np.testing.assert_array_equal(model.state_dict()[key], value)
+
+
+def test_every_truncation_of_a_quantized_file_is_refused(tmp_path: Path) -> None:
+    payload = make_corpus.quantized_file()
+    assert _truncations(payload, tmp_path, ".safetensors", None) == len(payload)
+
+
 @pytest.mark.parametrize(
     "name",
     [pytest.param(name, marks=[needs_torch] if name.endswith(".pt") else []) for name in MANIFEST],

@@ -167,7 +167,7 @@ def test_set_isa_compiled_but_unsupported_is_refused() -> None:
 def test_isa_choice_on_other_cpus() -> None:
     from pyrnn import _core
 
-    avx2_cpu = {"avx2": True, "fma": True}
+    avx2_cpu = {"avx2": True, "fma": True, "f16c": True}
     isa, warning, why = _core._isa_choice("avx512", avx2_cpu)
     assert isa == "avx2"
     assert why == "'avx512' is not supported by this CPU (missing avx512f); available: scalar, avx2"
@@ -175,8 +175,8 @@ def test_isa_choice_on_other_cpus() -> None:
         "available, instead."
     )
     isa, _, why = _core._isa_choice("avx2", {"avx512f": True})
-    assert (isa, why) == ("scalar", "'avx2' is not supported by this CPU (missing avx2, fma); "
-                          "available: scalar")  # fmt: skip
+    assert (isa, why) == ("scalar", "'avx2' is not supported by this CPU (missing avx2, fma, "
+                          "f16c); available: scalar")  # fmt: skip
     assert _core._isa_choice("avx512", {**avx2_cpu, "avx512f": True}) == ("avx512", "", "")
     assert _core._isa_choice(None, avx2_cpu) == ("avx2", "", "")
     assert _core._isa_choice("", {}) == ("scalar", "", "")

@@ -347,8 +347,11 @@ def test_empty_sequences_give_empty_outputs() -> None:
     assert model(np.ones((0, 4, 5), np.float32)).shape == (0, 4, 3)
 
 
-def test_threads_share_a_model() -> None:
+@pytest.mark.parametrize("weights", ["fp32", "int8"])
+def test_threads_share_a_model(weights: str) -> None:
     model, _ = head_model()
+    if weights != "fp32":
+        model = pyrnn.quantize(model, weights)
     rng = np.random.default_rng(2)
     inputs = [rng.standard_normal((2, 11 + i % 3, 5)).astype(np.float32) for i in range(8)]
     expected = [model(x) for x in inputs]
@@ -367,8 +370,11 @@ def test_threads_share_a_model() -> None:
         np.testing.assert_array_equal(got, want)
 
 
-def test_stream_step_feed_forward_agree_and_step_allocates_nothing(isa: str) -> None:
+@pytest.mark.parametrize("weights", ["fp32", "fp16", "bf16", "int8"])
+def test_stream_step_feed_forward_agree_and_step_allocates_nothing(isa: str, weights: str) -> None:
     model, _ = head_model()
+    if weights != "fp32":
+        model = pyrnn.quantize(model, weights)
     x = np.random.default_rng(3).standard_normal((2, 40, 5)).astype(np.float32)
     full = model(x)
     stream = model.stream(batch=2)

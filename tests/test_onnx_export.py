@@ -172,6 +172,12 @@ def test_path_is_a_file_name_as_pyrnn_save_takes(tmp_path, spell):
         to_onnx(module, 1)  # type: ignore[arg-type]
 
 
+def test_quantized_modules_are_refused_clearly():
+    module = pyrnn.quantize(pyrnn.GRU(3, 4), "fp16")
+    with pytest.raises(ValueError, match=r"stored as fp16 \(pyrnn.quantize\); ONNX export"):
+        to_onnx(module)
+
+
 def test_proj_size_is_refused_clearly():
     with pytest.raises(ValueError, match=r"proj_size=3 .*no projection"):
         to_onnx(pyrnn.LSTM(INPUT, HIDDEN, proj_size=3))

@@ -480,8 +480,11 @@ def _peak_bytes_during(call: Any, repeats: int = 1000) -> int:
     return peak - before
 
 
-def test_step_and_feed_with_out_allocate_nothing_in_python() -> None:
+@pytest.mark.parametrize("weights", ["fp32", "fp16", "bf16", "int8"])
+def test_step_and_feed_with_out_allocate_nothing_in_python(weights: str) -> None:
     module = pyrnn.LSTM(4, 8, num_layers=2, batch_first=True, seed=0)
+    if weights != "fp32":
+        module = pyrnn.quantize(module, weights)
     stream = module.stream(batch=3)
     x, y = np.ones((3, 4), np.float32), np.empty((3, 8), np.float32)
     xs, ys = np.ones((3, 5, 4), np.float32), np.empty((3, 5, 8), np.float32)

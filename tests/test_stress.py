@@ -56,11 +56,17 @@ def _drive(stream: pyrnn.Stream, xs: np.ndarray, lengths: list[int] | None) -> n
 
 
 @pytest.mark.parametrize("isa", pyrnn.available_isas())
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_threads_with_own_streams_equal_the_sequential_run(isa: str, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "weights"), [("lstm", "fp32"), ("gru", "fp32"), ("lstm", "int8"), ("gru", "bf16")]
+)
+def test_threads_with_own_streams_equal_the_sequential_run(
+    isa: str, kind: str, weights: str
+) -> None:
     pyrnn.set_isa(isa)
     factory = pyrnn.LSTM if kind == "lstm" else pyrnn.GRU
     module = factory(5, 24, num_layers=2, seed=7)
+    if weights != "fp32":
+        module = pyrnn.quantize(module, weights)
     plans = [_plan(index) for index in range(THREADS)]
     sequential = []
     for xs, lengths in plans:

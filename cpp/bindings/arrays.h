@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/sequence.h"
+#include "core/weight_type.h"
 
 namespace pyrnn::bindings {
 
@@ -92,6 +93,48 @@ inline void require_float32(const py::array& array, const char* name) {
     throw std::invalid_argument(std::string(name) + ": expected dtype float32, got " +
                                 std::string(py::str(array.dtype())));
   }
+}
+
+// "fp32", "fp16", "bf16" or "int8", as pyrnn.quantize names them.
+inline WeightType parse_weight_type(const std::string& name, const std::string& where) {
+  if (name == "fp32") return WeightType::F32;
+  if (name == "fp16") return WeightType::F16;
+  if (name == "bf16") return WeightType::BF16;
+  if (name == "int8") return WeightType::I8;
+  throw std::invalid_argument(where +
+                              ": weight_type: expected 'fp32', 'fp16', 'bf16' or 'int8', "
+                              "got '" +
+                              name + "'");
+}
+
+// The numpy dtype that holds a weight type: float32, float16, uint16 (bfloat16 bit patterns)
+// or int8.
+inline py::dtype weight_storage_dtype(WeightType type) {
+  switch (type) {
+    case WeightType::F16:
+      return py::dtype("float16");
+    case WeightType::BF16:
+      return py::dtype::of<std::uint16_t>();
+    case WeightType::I8:
+      return py::dtype::of<std::int8_t>();
+    case WeightType::F32:
+      break;
+  }
+  return py::dtype::of<float>();
+}
+
+// A narrow weight matrix is taken as it is, never converted: its dtype must be the storage
+// dtype of `type` (native byte order), C-contiguous and aligned.
+inline void require_weight_dtype(const py::array& array, WeightType type, const std::string& name) {
+  refuse_masked(array, name.c_str());
+  const py::dtype expected = weight_storage_dtype(type);
+  if (!array.dtype().equal(expected))
+    throw std::invalid_argument(name + ": expected dtype " + std::string(py::str(expected)) +
+                                " for weight_type '" + weight_type_name(type) + "', got " +
+                                std::string(py::str(array.dtype())));
+  if (!(array.flags() & py::array::c_style))
+    throw std::invalid_argument(name + ": expected a C-contiguous array");
+  require_aligned(array, name.c_str());
 }
 
 // The bytes [begin, end) that a float32 array's elements lie within, as numpy's

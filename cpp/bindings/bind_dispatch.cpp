@@ -22,6 +22,7 @@ void bind_dispatch(py::module_& m) {
     py::dict features;
     features["avx2"] = f.avx2;
     features["fma"] = f.fma;
+    features["f16c"] = f.f16c;
     features["avx512f"] = f.avx512f;
     features["neon"] = f.neon;
     return features;

@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -74,13 +75,34 @@ GraphHandle build(const py::list& inputs, const py::list& constants, const py::l
     graph->add_input(name, parse_dtype(dtype), dims);
   }
   for (py::handle item : constants) {
-    const auto pair = item.cast<py::tuple>();
-    const auto name = pair[0].cast<std::string>();
-    const auto array = pair[1].cast<py::array>();
-    if (!(array.flags() & py::array::c_style))
-      throw std::invalid_argument("constant '" + name + "': expected a C-contiguous array");
-    graph->add_constant(name, dtype_of(array, "constant '" + name + "'"),
-                        shape_of(array, "constant '" + name + "'"), array.data());
+    const auto entry = item.cast<py::tuple>();
+    if (entry.size() != 2 && entry.size() != 4)
+      throw std::invalid_argument(
+          "constant: expected (name, array) or (name, array, weight_type, scales)");
+    const auto name = entry[0].cast<std::string>();
+    const std::string where = "constant '" + name + "'";
+    const auto array = entry[1].cast<py::array>();
+    if (!(array.flags() & py::array::c_style) ||
+        !(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+      throw std::invalid_argument(where + ": expected a C-contiguous, aligned array");
+    if (entry.size() == 2) {
+      graph->add_constant(name, dtype_of(array, where), shape_of(array, where), array.data());
+      continue;
+    }
+    // A weight matrix stored narrow: its storage dtype must be the one its weight type names.
+    const WeightType type = parse_weight_type(entry[2].cast<std::string>(), where);
+    require_weight_dtype(array, type, where);
+    const g::DType dtype = type == WeightType::F32    ? g::DType::F32
+                           : type == WeightType::F16  ? g::DType::F16
+                           : type == WeightType::BF16 ? g::DType::BF16
+                                                      : g::DType::I8;
+    std::optional<FloatArray> scales;
+    if (!entry[3].is_none()) {
+      scales = entry[3].cast<FloatArray>();
+      require_shape(*scales, {array.ndim() ? array.shape(0) : 0}, (where + " scales").c_str());
+    }
+    graph->add_constant(name, dtype, shape_of(array, where), array.data(),
+                        scales ? scales->data() : nullptr);
   }
   for (py::handle item : nodes) {
     const auto node = item.cast<py::tuple>();

@@ -45,6 +45,7 @@ void bind_testing(py::module_& m) {
         const std::map<std::string, bool CpuFeatures::*> members = {
             {"avx2", &CpuFeatures::avx2},
             {"fma", &CpuFeatures::fma},
+            {"f16c", &CpuFeatures::f16c},
             {"avx512f", &CpuFeatures::avx512f},
             {"neon", &CpuFeatures::neon}};
         for (const auto& [name, present] : flags) {
@@ -60,7 +61,7 @@ void bind_testing(py::module_& m) {
       },
       py::arg("requested"), py::arg("features"),
       "Test hook: (ISA chosen, warning, why `requested` cannot run) for PYRNN_ISA=`requested` "
-      "on a CPU with `features` (avx2, fma, avx512f, neon: bool; absent ones false).");
+      "on a CPU with `features` (avx2, fma, f16c, avx512f, neon: bool; absent ones false).");
   m.def(
       "_set_physical_memory",
       [](std::optional<std::size_t> bytes) {

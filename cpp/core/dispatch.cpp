@@ -27,7 +27,9 @@ struct IsaInfo {
 const std::vector<IsaInfo>& known_isas() {
   static const std::vector<IsaInfo> isas = {
       {"scalar", nullptr, {}},
-      {"avx2", "x86-64", {{"avx2", &CpuFeatures::avx2}, {"fma", &CpuFeatures::fma}}},
+      {"avx2",
+       "x86-64",
+       {{"avx2", &CpuFeatures::avx2}, {"fma", &CpuFeatures::fma}, {"f16c", &CpuFeatures::f16c}}},
       {"avx512",
        "x86-64",
        {{"avx512f", &CpuFeatures::avx512f},
@@ -117,6 +119,7 @@ CpuFeatures detect_cpu_features() noexcept {
   __builtin_cpu_init();
   f.avx2 = __builtin_cpu_supports("avx2");
   f.fma = __builtin_cpu_supports("fma");
+  f.f16c = __builtin_cpu_supports("f16c");
   f.avx512f = __builtin_cpu_supports("avx512f");  // libgcc also checks the OS saves zmm state
 #elif defined(__aarch64__)
   f.neon = true;  // Advanced SIMD is mandatory on AArch64

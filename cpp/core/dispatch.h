@@ -13,6 +13,7 @@ namespace pyrnn {
 struct CpuFeatures {
   bool avx2 = false;
   bool fma = false;
+  bool f16c = false;  // binary16 conversions, for fp16 weights
   bool avx512f = false;
   bool neon = false;
 };

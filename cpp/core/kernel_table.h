@@ -131,9 +131,10 @@ struct KernelTable {
 
   bool use_input_step(int rows, const PackedPanels& w_ih, const PackedPanels& w_hh) const noexcept {
     if (rows <= fused_rows) return true;
-    const std::size_t panel_floats =
+    // Bytes as stored: narrow weights leave more of a block's panels in L1.
+    const std::size_t panel_elements =
         static_cast<std::size_t>(w_ih.k() + w_hh.k()) * static_cast<std::size_t>(w_hh.row_width());
-    return panel_floats * sizeof(float) <= fused_panel_bytes;
+    return panel_elements * weight_size(w_hh.type()) <= fused_panel_bytes;
   }
 
   StepKernel step_for(CellKind kind) const noexcept {

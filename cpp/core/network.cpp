@@ -48,10 +48,14 @@ Network::Network(const NetworkConfig& config, const std::vector<RawLayerWeights>
   layers_.reserve(weights.size());
   for (int index = 0; index < expected; ++index) {
     const RawLayerWeights& raw = weights[index];
-    if (raw.w_ih == nullptr || raw.w_hh == nullptr || (config_.proj_size > 0 && !raw.w_hr)) {
+    if (!raw.w_ih || !raw.w_hh || (config_.proj_size > 0 && !raw.w_hr)) {
       throw std::invalid_argument("pyrnn core: missing weight matrix for layer entry " +
                                   std::to_string(index));
     }
+    const WeightType type = weights.front().w_hh.type;
+    if (raw.w_ih.type != type || raw.w_hh.type != type ||
+        (config_.proj_size > 0 && raw.w_hr.type != type))
+      throw std::invalid_argument("pyrnn core: every weight matrix of a network has one type");
     PackedLayer packed;
     const int layer = index / config_.directions();
     packed.w_ih = PackedPanels(raw.w_ih, gates, hidden, config_.layer_input_size(layer));

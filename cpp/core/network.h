@@ -31,13 +31,14 @@ struct NetworkConfig {
 };
 
 // Weights of one (layer, direction) in PyTorch layout: w_ih (G*H, I_l), w_hh (G*H, P),
-// b_ih and b_hh (G*H) or null when bias=False, w_hr (P, H) or null without projection.
+// b_ih and b_hh (G*H) or null when bias=False, w_hr (P, H) or null without projection. The
+// matrices may be of a narrow weight type (all three the same); biases are always fp32.
 struct RawLayerWeights {
-  const float* w_ih = nullptr;
-  const float* w_hh = nullptr;
+  WeightMatrix w_ih;
+  WeightMatrix w_hh;
   const float* b_ih = nullptr;
   const float* b_hh = nullptr;
-  const float* w_hr = nullptr;
+  WeightMatrix w_hr;
 };
 
 struct PackedLayer {
@@ -56,6 +57,8 @@ class Network {
   Network(const NetworkConfig& config, const std::vector<RawLayerWeights>& weights);
 
   const NetworkConfig& config() const noexcept { return config_; }
+  // How the matrices are stored (every layer the same).
+  WeightType weight_type() const noexcept { return layers_.front().w_hh.type(); }
   const PackedLayer& layer(int layer, int direction) const noexcept {
     return layers_[layer * config_.directions() + direction];
   }

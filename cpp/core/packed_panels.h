@@ -1,13 +1,18 @@
 // Weights re-laid-out for the kernels: a PyTorch gate matrix (G*H rows, K columns, row-major)
 // becomes one panel per block of kUnitBlock hidden units, each panel K rows of G*kUnitBlock
-// floats: panel[j][k][g][u] = W[g*H + j*kUnitBlock + u][k]. A kernel walking k reads one
+// elements: panel[j][k][g][u] = W[g*H + j*kUnitBlock + u][k]. A kernel walking k reads one
 // contiguous stream and accumulates every gate of the block at once. Padded units are zero.
+//
+// Elements are stored in the matrix's weight type (fp32, fp16, bf16 or int8), the layout the
+// same for every type; int8 panels also hold one scale per output column (a gate unit), packed
+// like a bias (blocks x G x kUnitBlock, padding 0).
 #pragma once
 
 #include <cstddef>
 
 #include "core/aligned_buffer.h"
 #include "core/dims.h"
+#include "core/weight_type.h"
 
 namespace pyrnn {
 
@@ -15,26 +20,40 @@ class PackedPanels {
  public:
   PackedPanels() = default;
   // `weights` is (gates*units, k) row-major in PyTorch's gate order.
-  PackedPanels(const float* weights, int gates, int units, int k);
+  PackedPanels(const WeightMatrix& weights, int gates, int units, int k);
 
+  WeightType type() const noexcept { return type_; }
   int gates() const noexcept { return gates_; }
   int units() const noexcept { return units_; }
   int k() const noexcept { return k_; }
   int blocks() const noexcept { return block_count(units_); }
-  // Floats in one panel row (one k): every gate of one block.
+  // Elements in one panel row (one k): every gate of one block.
   int row_width() const noexcept { return gates_ * kUnitBlock; }
   // Floats in one output row of a GEMM against these panels: all blocks side by side.
   int output_width() const noexcept { return blocks() * row_width(); }
-  const float* panel(int block) const noexcept {
-    return data_.data() + static_cast<std::size_t>(block) * k_ * row_width();
+  // Block j's panel as elements of its storage type `W` (float, Half, BFloat16, std::int8_t).
+  template <class W>
+  const W* panel_as(int block) const noexcept {
+    return reinterpret_cast<const W*>(data_.data()) +
+           static_cast<std::size_t>(block) * k_ * row_width();
   }
+  // fp32 panels only.
+  const float* panel(int block) const noexcept { return panel_as<float>(block); }
+  // int8 panels: the scale of each output column (output_width() floats); null otherwise.
+  const float* scales() const noexcept { return scales_.size() ? scales_.data() : nullptr; }
   bool empty() const noexcept { return data_.size() == 0; }
+  // Bytes of the packed elements (what a step streams through the caches).
+  std::size_t bytes() const noexcept {
+    return static_cast<std::size_t>(blocks()) * k_ * row_width() * weight_size(type_);
+  }
 
  private:
+  WeightType type_ = WeightType::F32;
   int gates_ = 0;
   int units_ = 0;
   int k_ = 0;
-  AlignedBuffer data_;
+  AlignedBuffer data_;  // elements of type_, in floats' worth of storage
+  AlignedBuffer scales_;
 };
 
 // Packs a PyTorch bias (G*H) into the panel column order (blocks x G x kUnitBlock); a null

@@ -1,6 +1,7 @@
 // Building a graph: names, operands, ops, with every structural check (see graph.h).
 #include "graph/graph.h"
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -45,14 +46,31 @@ void Graph::add_input(const std::string& name, DType dtype, const std::vector<st
   inputs_.push_back({new_value(name, false, -1), dtype, dims});
 }
 
-void Graph::add_constant(const std::string& name, DType dtype, const Shape& shape,
-                         const void* data) {
+void Graph::add_constant(const std::string& name, DType dtype, const Shape& shape, const void* data,
+                         const float* scales) {
   if (!nodes_.empty()) throw std::logic_error("graph constants must come before nodes");
+  const std::string where = "constant '" + name + "': ";
+  if (is_narrow(dtype) && shape.rank < 2)
+    throw std::invalid_argument(where + dtype_name(dtype) + " constants are weight matrices, got " +
+                                "shape " + shape.str());
+  if ((dtype == DType::I8) != (scales != nullptr))
+    throw std::invalid_argument(
+        where + (scales ? "only int8 constants take scales, got " + std::string(dtype_name(dtype))
+                        : std::string("int8 needs one scale per row")));
+  const std::int64_t rows = shape.rank ? shape[0] : 0;
+  for (std::int64_t row = 0; scales != nullptr && row < rows; ++row)
+    if (!(std::isfinite(scales[row]) && scales[row] > 0.0f))
+      throw std::invalid_argument(where + "scale of row " + std::to_string(row) + " is " +
+                                  std::to_string(scales[row]) + "; expected finite and > 0");
   const int value = new_value(name, false, -1);
-  Constant constant{value, dtype, shape, AlignedBuffer()};
+  Constant constant{value, dtype, shape, AlignedBuffer(), AlignedBuffer()};
   const std::size_t bytes = checked_mul(static_cast<std::size_t>(shape.numel()), dtype_size(dtype));
   constant.data.resize((bytes + sizeof(float) - 1) / sizeof(float));
   if (bytes) std::memcpy(constant.data.data(), data, bytes);
+  if (scales != nullptr) {
+    constant.scales.resize(static_cast<std::size_t>(rows));
+    if (rows) std::memcpy(constant.scales.data(), scales, static_cast<std::size_t>(rows) * 4);
+  }
   constant_of_value_[value] = static_cast<int>(constants_.size());
   constants_.push_back(std::move(constant));
 }
@@ -94,7 +112,9 @@ void Graph::add_node(const std::string& op, const std::vector<Operand>& inputs,
     nodes_.push_back(std::move(node));
     std::unique_ptr<Op> made;
     try {
-      made = make_op(BuildContext(*this, nodes_.back()));
+      std::vector<char> packed(inputs.size(), 0);  // operands the op took as packed weights
+      made = make_op(BuildContext(*this, nodes_.back(), &packed));
+      refuse_narrow_operands(nodes_.back(), packed);
     } catch (...) {
       nodes_.pop_back();
       throw;
@@ -110,6 +130,18 @@ void Graph::add_node(const std::string& op, const std::vector<Operand>& inputs,
   }
 }
 
+void Graph::refuse_narrow_operands(const NodeDef& node, const std::vector<char>& packed) const {
+  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+    const Constant* found = node.inputs[i] >= 0 ? constant(node.inputs[i]) : nullptr;
+    if (found != nullptr && is_narrow(found->dtype) && !packed[i])
+      throw std::invalid_argument(
+          "input " + std::to_string(i) + " '" + values_[node.inputs[i]].name + "' is a " +
+          dtype_name(found->dtype) + " weight; op '" + node.op +
+          "' takes it as a float32 value (only the weight matrices of linear, conv1d, rnn and "
+          "rnn_cell may be stored narrow; keep this constant float32)");
+  }
+}
+
 void Graph::set_outputs(const std::vector<std::string>& names) {
   outputs_.clear();
   for (std::size_t i = 0; i < names.size(); ++i) {
@@ -117,6 +149,11 @@ void Graph::set_outputs(const std::vector<std::string>& names) {
     if (values_[value].is_int)
       throw std::invalid_argument("output " + std::to_string(i) + " '" + names[i] +
                                   "' is an int, not a tensor");
+    const Constant* found = constant(value);
+    if (found != nullptr && is_narrow(found->dtype))
+      throw std::invalid_argument("output " + std::to_string(i) + " '" + names[i] + "' is a " +
+                                  dtype_name(found->dtype) +
+                                  " weight; outputs are float32 or int64 (keep it float32)");
     outputs_.push_back(value);
   }
 }
@@ -163,13 +200,47 @@ bool BuildContext::is_constant(int i) const {
   return has(i) && graph_.constant(node_.inputs[i]) != nullptr;
 }
 
-BuildContext::ConstantView BuildContext::constant(int i, const char* role) const {
+BuildContext::ConstantView BuildContext::view(int i, const char* role) const {
   require_tensor(i, role);
   const Constant* found = graph_.constant(node_.inputs[i]);
   if (found == nullptr)
     throw std::invalid_argument(std::string(role) + " '" + graph_.value(node_.inputs[i]).name +
                                 "' must be a constant (a parameter or buffer), not computed");
-  return {found->dtype, found->shape, found->data.data()};
+  return {found->dtype, found->shape, found->data.data(),
+          found->scales.size() ? found->scales.data() : nullptr};
+}
+
+BuildContext::ConstantView BuildContext::weight(int i, const char* role) const {
+  const ConstantView found = view(i, role);
+  if (packed_ != nullptr && i < static_cast<int>(packed_->size())) (*packed_)[i] = 1;
+  return found;
+}
+
+BuildContext::ConstantView BuildContext::constant(int i, const char* role) const {
+  const ConstantView found = view(i, role);
+  if (is_narrow(found.dtype))
+    throw std::invalid_argument(std::string(role) + " '" + graph_.value(node_.inputs[i]).name +
+                                "' is a " + dtype_name(found.dtype) +
+                                " weight; this op takes float32 (only the weight matrices of "
+                                "linear, conv1d, rnn and rnn_cell may be stored narrow)");
+  return found;
+}
+
+WeightMatrix BuildContext::ConstantView::matrix(std::int64_t first_row) const {
+  const std::int64_t rows = shape.rank ? shape[0] : 1;
+  const std::size_t row = rows ? static_cast<std::size_t>(shape.numel() / rows) : 0;
+  const std::size_t offset = static_cast<std::size_t>(first_row) * row * dtype_size(dtype);
+  const void* at = static_cast<const unsigned char*>(data) + offset;
+  switch (dtype) {
+    case DType::F16:
+      return {WeightType::F16, at, nullptr};
+    case DType::BF16:
+      return {WeightType::BF16, at, nullptr};
+    case DType::I8:
+      return {WeightType::I8, at, scales + first_row};
+    default:
+      return {WeightType::F32, at, nullptr};
+  }
 }
 
 void InferContext::set_tensor(int i, DType dtype, const Shape& shape) {

@@ -35,7 +35,8 @@ struct Constant {
   int value;
   DType dtype;
   Shape shape;
-  AlignedBuffer data;  // 64-byte aligned copy
+  AlignedBuffer data;    // 64-byte aligned copy
+  AlignedBuffer scales;  // I8 only: one scale per row (dim 0), weight = q * scale
 };
 
 class Graph {
@@ -47,7 +48,11 @@ class Graph {
   // Building, in order: inputs and constants, then nodes, then outputs. Each throws
   // std::invalid_argument naming what is wrong.
   void add_input(const std::string& name, DType dtype, const std::vector<std::int64_t>& dims);
-  void add_constant(const std::string& name, DType dtype, const Shape& shape, const void* data);
+  // A narrow (F16, BF16, I8) constant is a weight matrix that only ops packing weights may
+  // take (linear, conv1d, rnn, rnn_cell); I8 needs `scales`, one finite, positive float per
+  // row (dim 0), copied; other dtypes take none.
+  void add_constant(const std::string& name, DType dtype, const Shape& shape, const void* data,
+                    const float* scales = nullptr);
   // An operand is a value name, an int literal, or absent.
   struct Operand {
     enum Kind { Name, Literal, Absent } kind = Absent;
@@ -73,6 +78,8 @@ class Graph {
 
  private:
   int new_value(const std::string& name, bool is_int, int producer);
+  // Narrow constants among `node`'s operands that the op did not take as packed weights.
+  void refuse_narrow_operands(const NodeDef& node, const std::vector<char>& packed) const;
   int lookup(const std::string& name, const std::string& where) const;
 
   std::vector<ValueInfo> values_;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/kernel_table.h"
+#include "core/weight_type.h"
 #include "graph/attrs.h"
 #include "graph/tensor.h"
 
@@ -34,7 +35,11 @@ struct NodeDef {
 // Build time: what an op may know before any shape is: its operands' kinds and the constants.
 class BuildContext {
  public:
-  BuildContext(const Graph& graph, const NodeDef& node) : graph_(graph), node_(node) {}
+  // `packed` (one flag per operand, may be null) records the operands taken by weight().
+  BuildContext(const Graph& graph, const NodeDef& node, std::vector<char>* packed = nullptr)
+      : graph_(graph), node_(node), packed_(packed) {}
+  // The same node seen through `view` (a copy of it with fewer operands), sharing the record.
+  BuildContext within(const NodeDef& view) const { return BuildContext(graph_, view, packed_); }
   const Graph& graph() const noexcept { return graph_; }
   const NodeDef& node() const noexcept { return node_; }
   const Attrs& attrs() const noexcept { return node_.attrs; }
@@ -47,19 +52,29 @@ class BuildContext {
   // Operand count in [low, high] (high < 0: unbounded).
   void require_inputs(int low, int high) const;
   void require_outputs(int count) const;
-  // Operand i as a constant tensor (weights must be): throws unless it is one.
+  // Operand i as a constant tensor (weights must be): throws unless it is one, and unless it
+  // is float32 or int64.
   struct ConstantView {
     DType dtype;
     Shape shape;
     const void* data;
+    const float* scales;  // I8: one per row (dim 0); null otherwise
     const float* floats() const noexcept { return static_cast<const float*>(data); }
+    // Rows [first_row, ...) as a weight matrix of its storage type (F32, F16, BF16 or I8).
+    WeightMatrix matrix(std::int64_t first_row = 0) const;
   };
   ConstantView constant(int i, const char* role) const;
+  // Operand i as a weight matrix to pack: like constant(), but it may also be F16, BF16 or I8
+  // (the caller checks the dtype it accepts). Only ops that pack weights call it.
+  ConstantView weight(int i, const char* role) const;
   bool is_constant(int i) const;
 
  private:
+  ConstantView view(int i, const char* role) const;
+
   const Graph& graph_;
   const NodeDef& node_;
+  std::vector<char>* packed_;
 };
 
 // Shape inference: operands' metas in, outputs' metas out.

@@ -6,7 +6,21 @@
 
 namespace pyrnn::graph {
 
-const char* dtype_name(DType type) noexcept { return type == DType::F32 ? "float32" : "int64"; }
+const char* dtype_name(DType type) noexcept {
+  switch (type) {
+    case DType::F32:
+      return "float32";
+    case DType::I64:
+      return "int64";
+    case DType::F16:
+      return "float16";
+    case DType::BF16:
+      return "bfloat16";
+    case DType::I8:
+      return "int8";
+  }
+  return "?";
+}
 
 std::int64_t Shape::numel() const { return span(0, rank); }
 

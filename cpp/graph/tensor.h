@@ -9,9 +9,16 @@
 
 namespace pyrnn::graph {
 
-enum class DType : std::uint8_t { F32, I64 };
+// F16, BF16 and I8 are storage types of weight constants only (a quantised model's matrices,
+// read by the ops that pack weights); every value an op computes is F32 or I64.
+enum class DType : std::uint8_t { F32, I64, F16, BF16, I8 };
 
-constexpr std::size_t dtype_size(DType type) noexcept { return type == DType::F32 ? 4 : 8; }
+constexpr std::size_t dtype_size(DType type) noexcept {
+  return type == DType::I64 ? 8 : type == DType::F32 ? 4 : type == DType::I8 ? 1 : 2;
+}
+constexpr bool is_narrow(DType type) noexcept {
+  return type == DType::F16 || type == DType::BF16 || type == DType::I8;
+}
 const char* dtype_name(DType type) noexcept;
 
 // Ranks above this are refused when a graph is built (torch allows 64; models here use <= 4).

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "kernels/kernels.h"
@@ -63,6 +64,20 @@ inline float reduce_max(V x) noexcept {
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
   return _mm_cvtss_f32(m);
+}
+// 8 weights widened to float: binary16 by F16C (required with AVX2 by dispatch), bfloat16 by a
+// shift into the high half, int8 by sign extension (its scale is applied to the sums).
+inline V load_w(const float* p) noexcept { return load(p); }
+inline V load_w(const Half* p) noexcept {
+  return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+}
+inline V load_w(const BFloat16* p) noexcept {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(wide, 16))};
+}
+inline V load_w(const std::int8_t* p) noexcept {
+  return {_mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))};
 }
 inline float reduce_add(V x) noexcept {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(x.v), _mm256_extractf128_ps(x.v, 1));

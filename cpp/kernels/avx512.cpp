@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "kernels/kernels.h"
@@ -72,6 +73,21 @@ inline void store_partial(float* p, V x, int count) noexcept {
   _mm512_mask_storeu_ps(p, static_cast<Mask>((1u << count) - 1), x.v);
 }
 inline float reduce_max(V x) noexcept { return _mm512_reduce_max_ps(x.v); }
+// 16 weights widened to float: binary16 by the AVX-512F conversion, bfloat16 by a shift into
+// the high half, int8 by sign extension (its scale is applied to the sums).
+inline V load_w(const float* p) noexcept { return load(p); }
+inline V load_w(const Half* p) noexcept {
+  return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
+}
+inline V load_w(const BFloat16* p) noexcept {
+  const __m512i wide =
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(wide, 16))};
+}
+inline V load_w(const std::int8_t* p) noexcept {
+  return {_mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))))};
+}
 inline float reduce_add(V x) noexcept { return _mm512_reduce_add_ps(x.v); }
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates = 24 accumulators, GRU 8 x 3 = 24,

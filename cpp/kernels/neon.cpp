@@ -4,6 +4,8 @@
 #include <math.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/kernels.h"
@@ -56,6 +58,22 @@ inline void store_partial(float* p, V x, int count) noexcept {
   if (count > 2) p[2] = vgetq_lane_f32(x.v, 2);
 }
 inline float reduce_max(V x) noexcept { return vmaxvq_f32(x.v); }
+// 4 weights widened to float: binary16 by FCVTL, bfloat16 by a shift into the high half, int8
+// by sign extension (its scale is applied to the sums; 4 bytes read, never past the panel).
+inline V load_w(const float* p) noexcept { return load(p); }
+inline V load_w(const Half* p) noexcept {
+  return {vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const std::uint16_t*>(p))))};
+}
+inline V load_w(const BFloat16* p) noexcept {
+  const uint32x4_t wide = vmovl_u16(vld1_u16(reinterpret_cast<const std::uint16_t*>(p)));
+  return {vreinterpretq_f32_u32(vshlq_n_u32(wide, 16))};
+}
+inline V load_w(const std::int8_t* p) noexcept {
+  std::int32_t four;
+  std::memcpy(&four, p, sizeof four);
+  const int16x8_t wide = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(four)));
+  return {vcvtq_f32_s32(vmovl_s16(vget_low_s16(wide)))};
+}
 inline float reduce_add(V x) noexcept { return vaddvq_f32(x.v); }
 
 // Tiles sized for 32 registers: LSTM 6 rows x 4 gates x 1 = 24 accumulators, GRU 8 x 3 x 1 = 24,

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/kernels.h"
 
@@ -15,27 +16,57 @@ inline float sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
 // NaN must propagate like torch.relu, so no std::max here.
 inline float relu(float x) noexcept { return x < 0.0f ? 0.0f : x; }
 
-// acc[col] = sum_k a[k] * panel[k][col] for every column of one panel.
-inline void panel_dot(const float* a, const float* panel, int k, int width, float* acc) noexcept {
+// A weight widened to float: exact for every type (int8 scales are applied to the sums).
+inline float widen(float w) noexcept { return w; }
+inline float widen(Half w) noexcept { return half_to_float(w.bits); }
+inline float widen(BFloat16 w) noexcept { return bfloat16_to_float(w.bits); }
+inline float widen(std::int8_t w) noexcept { return static_cast<float>(w); }
+
+// acc[col] = sum_k a[k] * panel[k][col] for every column of one panel of block j (of weight
+// type W), then times the column's scale for int8 panels.
+template <class W>
+void panel_dot(const float* a, const PackedPanels& w, int j, float* acc) noexcept {
+  const int width = w.row_width(), k = w.k();
+  const W* panel = w.panel_as<W>(j);
   for (int col = 0; col < width; ++col) acc[col] = 0.0f;
   for (int kk = 0; kk < k; ++kk) {
     const float x = a[kk];
-    const float* row = panel + static_cast<std::ptrdiff_t>(kk) * width;
-    for (int col = 0; col < width; ++col) acc[col] += x * row[col];
+    const W* row = panel + static_cast<std::ptrdiff_t>(kk) * width;
+    for (int col = 0; col < width; ++col) acc[col] += x * widen(row[col]);
+  }
+  if (const float* scales = w.scales())
+    for (int col = 0; col < width; ++col) acc[col] *= scales[j * width + col];
+}
+
+// Calls body.template operator()<W>() for the storage type of `type`.
+template <class Body>
+void with_weight_type(WeightType type, Body&& body) noexcept {
+  switch (type) {
+    case WeightType::F32:
+      return body(float{});
+    case WeightType::F16:
+      return body(Half{});
+    case WeightType::BF16:
+      return body(BFloat16{});
+    case WeightType::I8:
+      return body(std::int8_t{});
   }
 }
 
 void gemm(const GemmArgs& g) noexcept {
-  const int width = g.w->row_width();
-  float acc[kMaxRowWidth];
-  for (int j = g.block_begin; j < g.block_end; ++j) {
-    const float* bias = g.bias != nullptr ? g.bias + j * width : nullptr;
-    for (int m = 0; m < g.m; ++m) {
-      panel_dot(g.a + m * g.lda, g.w->panel(j), g.w->k(), width, acc);
-      float* out = g.c + m * g.ldc + j * width;
-      for (int col = 0; col < width; ++col) out[col] = acc[col] + (bias ? bias[col] : 0.0f);
+  with_weight_type(g.w->type(), [&](auto tag) {
+    using W = decltype(tag);
+    const int width = g.w->row_width();
+    float acc[kMaxRowWidth];
+    for (int j = g.block_begin; j < g.block_end; ++j) {
+      const float* bias = g.bias != nullptr ? g.bias + j * width : nullptr;
+      for (int m = 0; m < g.m; ++m) {
+        panel_dot<W>(g.a + m * g.lda, *g.w, j, acc);
+        float* out = g.c + m * g.ldc + j * width;
+        for (int col = 0; col < width; ++col) out[col] = acc[col] + (bias ? bias[col] : 0.0f);
+      }
     }
-  }
+  });
 }
 
 // The cell update of row n, block j, from the recurrent sums `acc` (G*16) and the input
@@ -69,31 +100,37 @@ void update_block(const StepArgs& s, int j, int n, const float* acc, const float
 
 template <CellKind kKind>
 void step(const StepArgs& s) noexcept {
-  constexpr int kWidth = gate_count(kKind) * kUnitBlock;
-  float acc[kWidth];
-  for (int j = s.block_begin; j < s.block_end; ++j) {
-    for (int n = 0; n < s.n; ++n) {
-      panel_dot(s.h_prev + n * s.ldh_prev, s.w_hh->panel(j), s.w_hh->k(), kWidth, acc);
-      update_block<kKind>(s, j, n, acc, s.xp + n * s.ldxp + j * kWidth);
+  with_weight_type(s.w_hh->type(), [&](auto tag) {
+    using W = decltype(tag);
+    constexpr int kWidth = gate_count(kKind) * kUnitBlock;
+    float acc[kWidth];
+    for (int j = s.block_begin; j < s.block_end; ++j) {
+      for (int n = 0; n < s.n; ++n) {
+        panel_dot<W>(s.h_prev + n * s.ldh_prev, *s.w_hh, j, acc);
+        update_block<kKind>(s, j, n, acc, s.xp + n * s.ldxp + j * kWidth);
+      }
     }
-  }
+  });
 }
 
 // step with the input projection of the row computed right before it, block by block.
 template <CellKind kKind>
 void input_step(const InputStepArgs& f) noexcept {
-  constexpr int kWidth = gate_count(kKind) * kUnitBlock;
-  const StepArgs& s = f.step;
-  float acc[kWidth], xp[kWidth];
-  for (int j = s.block_begin; j < s.block_end; ++j) {
-    const float* bias = s.xp + j * kWidth;
-    for (int n = 0; n < s.n; ++n) {
-      panel_dot(f.x + n * f.ldx, f.w_ih->panel(j), f.w_ih->k(), kWidth, xp);
-      for (int col = 0; col < kWidth; ++col) xp[col] += bias[col];
-      panel_dot(s.h_prev + n * s.ldh_prev, s.w_hh->panel(j), s.w_hh->k(), kWidth, acc);
-      update_block<kKind>(s, j, n, acc, xp);
+  with_weight_type(f.step.w_hh->type(), [&](auto tag) {
+    using W = decltype(tag);
+    constexpr int kWidth = gate_count(kKind) * kUnitBlock;
+    const StepArgs& s = f.step;
+    float acc[kWidth], xp[kWidth];
+    for (int j = s.block_begin; j < s.block_end; ++j) {
+      const float* bias = s.xp + j * kWidth;
+      for (int n = 0; n < s.n; ++n) {
+        panel_dot<W>(f.x + n * f.ldx, *f.w_ih, j, xp);
+        for (int col = 0; col < kWidth; ++col) xp[col] += bias[col];
+        panel_dot<W>(s.h_prev + n * s.ldh_prev, *s.w_hh, j, acc);
+        update_block<kKind>(s, j, n, acc, xp);
+      }
     }
-  }
+  });
 }
 
 void sigmoid_array(const float* x, float* y, std::size_t n) noexcept {

@@ -11,9 +11,11 @@
 //   pow2(n) = 2^n for integral float n in [-127, 127] (0 for -127),
 //   Mask less(a, b) (false for NaN), select(mask, if_true, if_false),
 //   load_partial(p, count, fill) / store_partial(p, v, count) for the first count < L lanes,
-//   reduce_max(v) and reduce_add(v) across the lanes (reduce_max may return NaN or skip it).
+//   reduce_max(v) and reduce_add(v) across the lanes (reduce_max may return NaN or skip it),
+//   load_w(const W*) for each weight storage type W (float, Half, BFloat16, std::int8_t): L
+//   weights widened to float.
 //
-// Shape contract as in core/kernel_table.h: panels are K rows of W = G*16 floats per block,
+// Shape contract as in core/kernel_table.h: panels are K rows of G*16 elements per block,
 // panel[k][g*16 + u]; a tile covers R rows of the left operand and, for each gate g, S vectors
 // starting at unit v0*L of the block, so one tile holds every gate of L*S units.
 
@@ -126,17 +128,17 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept { apply_array<
 // R*G*S accumulators live in registers; each k loads G*S weight vectors once for all R rows.
 // With G = 1 the tile is S contiguous vectors starting at vector v0 of a row. kAccumulate adds to
 // acc instead (a fused step sums x W_ih and h W_hh in the same registers).
-template <int R, int G, int S, bool kAccumulate = false>
-inline void tile_dot(const float* a, std::ptrdiff_t lda, const float* panel, int k, int width,
-                     int v0, V (&acc)[R][G * S]) noexcept {
+template <int R, int G, int S, bool kAccumulate = false, class W = float>
+inline void tile_dot(const float* a, std::ptrdiff_t lda, const W* panel, int k, int width, int v0,
+                     V (&acc)[R][G * S]) noexcept {
   if constexpr (!kAccumulate)
     for (int r = 0; r < R; ++r)
       for (int c = 0; c < G * S; ++c) acc[r][c] = zero();
-  const float* w = panel + v0 * kLanes;
+  const W* w = panel + v0 * kLanes;
   for (int kk = 0; kk < k; ++kk, w += width) {
     V b[G * S];
     for (int g = 0; g < G; ++g)
-      for (int s = 0; s < S; ++s) b[g * S + s] = load(w + g * kUnitBlock + s * kLanes);
+      for (int s = 0; s < S; ++s) b[g * S + s] = load_w(w + g * kUnitBlock + s * kLanes);
     for (int r = 0; r < R; ++r) {
       const V x = broadcast(a[r * lda + kk]);
       for (int c = 0; c < G * S; ++c) acc[r][c] = fma(x, b[c], acc[r][c]);
@@ -149,25 +151,25 @@ inline void tile_dot(const float* a, std::ptrdiff_t lda, const float* panel, int
 // their latency even when a block has few vectors (1 for an RNN on AVX-512). No software
 // prefetch: the panels are one sequential stream the hardware prefetcher follows; prefetching
 // 512-2048 bytes ahead measured no different (LSTM/GRU H=256 on Zen 4, ~100 GB/s either way).
-template <int G, int kSets>
-PYRNN_SIMD_INLINE void row_dot(const float* a, const float* panel, int k,
+template <int G, int kSets, class W = float>
+PYRNN_SIMD_INLINE void row_dot(const float* a, const W* panel, int k,
                                V (&acc)[G * kVecPerGate]) noexcept {
   constexpr int kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
   V part[kSets][kCols];
   for (int p = 0; p < kSets; ++p)
     for (int c = 0; c < kCols; ++c) part[p][c] = zero();
-  const float* w = panel;
+  const W* w = panel;
   int kk = 0;
   for (; kk + kSets <= k; kk += kSets, w += kSets * kWidth) {
     for (int p = 0; p < kSets; ++p) {
       const V x = broadcast(a[kk + p]);
       for (int c = 0; c < kCols; ++c)
-        part[p][c] = fma(x, load(w + p * kWidth + c * kLanes), part[p][c]);
+        part[p][c] = fma(x, load_w(w + p * kWidth + c * kLanes), part[p][c]);
     }
   }
   for (; kk < k; ++kk, w += kWidth) {
     const V x = broadcast(a[kk]);
-    for (int c = 0; c < kCols; ++c) part[0][c] = fma(x, load(w + c * kLanes), part[0][c]);
+    for (int c = 0; c < kCols; ++c) part[0][c] = fma(x, load_w(w + c * kLanes), part[0][c]);
   }
   for (int c = 0; c < kCols; ++c) {
     acc[c] = part[0][c];
@@ -233,17 +235,23 @@ struct CellUpdate<CellKind::RnnRelu> {
 
 // Runs the cell update of R rows x (S vectors of every gate) from a tile's accumulators. `xp`
 // points at the input projection of row n0, block j (column 0), rows `ldxp` floats apart.
+// `scales` (int8 weights: W_hh's column scales, packed like a bias; else null) scale the sums.
 template <CellKind kKind, int R, int S>
 inline void update_tile(const StepArgs& s, int j, int n0, int v0,
                         const V (&acc)[R][gate_count(kKind) * S], const float* xp,
-                        std::ptrdiff_t ldxp) noexcept {
+                        std::ptrdiff_t ldxp, const float* scales = nullptr) noexcept {
   constexpr int G = gate_count(kKind);
   for (int r = 0; r < R; ++r) {
     const int n = n0 + r;
     for (int v = 0; v < S; ++v) {
       const int unit = j * kUnitBlock + (v0 + v) * kLanes;
       V pre[G];
-      for (int g = 0; g < G; ++g) pre[g] = acc[r][g * S + v];
+      for (int g = 0; g < G; ++g) {
+        pre[g] = acc[r][g * S + v];
+        if (scales != nullptr)
+          pre[g] =
+              mul(pre[g], load(scales + j * G * kUnitBlock + g * kUnitBlock + (v0 + v) * kLanes));
+      }
       CellUpdate<kKind>::apply(
           pre, xp + r * ldxp + (v0 + v) * kLanes,
           s.rec_bias != nullptr ? s.rec_bias + unit : nullptr, s.h_prev + n * s.ldh_prev + unit,
@@ -307,11 +315,33 @@ struct Tile<4> {
   static constexpr int kGemmRows = kGemmRows4, kGemmCols = kGemmCols4;
 };
 
-template <int G>
+// Calls body(W{}) for the storage type W of `type`, so each kernel is one template per type.
+template <class Body>
+PYRNN_SIMD_INLINE void with_weight_type(WeightType type, Body&& body) noexcept {
+  switch (type) {
+    case WeightType::F32:
+      return body(float{});
+    case WeightType::F16:
+      return body(Half{});
+    case WeightType::BF16:
+      return body(BFloat16{});
+    case WeightType::I8:
+      return body(std::int8_t{});
+  }
+}
+
+// A GEMM's output vector: the sums, times the column scales of int8 panels, plus the bias.
+PYRNN_SIMD_INLINE V finish_column(V sum, const float* scales, const float* bias, int col) noexcept {
+  if (scales != nullptr) sum = mul(sum, load(scales + col));
+  if (bias != nullptr) sum = add(sum, load(bias + col));
+  return sum;
+}
+
+template <int G, class W>
 void gemm_slice(const GemmArgs& g, int row0, int m) noexcept;
 
 // c = a x panels + bias for blocks [block_begin, block_end).
-template <int G>
+template <int G, class W>
 void gemm_g(const GemmArgs& g) noexcept {
   constexpr int kRows = Tile<G>::kGemmRows;
   const int k = g.w->k();
@@ -323,36 +353,63 @@ void gemm_g(const GemmArgs& g) noexcept {
       static_cast<int>(larger<std::ptrdiff_t>(kRows, kSliceBytes / (4 * larger(k, 1))));
   for (int slice = 0; slice < g.m; slice += slice_rows) {
     const int slice_m = smaller(slice_rows, g.m - slice);
-    gemm_slice<G>(g, slice, slice_m);
+    gemm_slice<G, W>(g, slice, slice_m);
   }
 }
 
 // gemm_g on rows [row0, row0 + m) of a and c.
-template <int G>
+template <int G, class W>
 void gemm_slice(const GemmArgs& g, int row0, int m) noexcept {
   constexpr int kRows = Tile<G>::kGemmRows, kCols = Tile<G>::kGemmCols, kWidth = G * kUnitBlock;
   static_assert(kWidth % (kCols * kLanes) == 0, "GEMM tile columns must divide a panel row");
   const int k = g.w->k();
+  const float* scales = g.w->scales();
+  // Narrow weights are widened a K-slice at a time into a 32 KiB stack buffer that every row
+  // tile then reads as fp32: widening once per slice instead of once per tile keeps the GEMM at
+  // the fp32 FMA rate (widening in the tile loop cost 1.5x: 3 uops per int8 vector).
+  constexpr bool kWiden = !std::is_same_v<W, float>;
+  constexpr int kSliceK = kWiden ? 8192 / kWidth : 1;
+  alignas(64) float wide[kWiden ? kSliceK * kWidth : 1];
   for (int j = g.block_begin; j < g.block_end; ++j) {
-    const float* panel = g.w->panel(j);
-    for (int v0 = 0; v0 < kWidth / kLanes; v0 += kCols) {
-      for_each_row_tile<kRows>(m, [&](int tile_row, int height) {
-        const int m0 = row0 + tile_row;
-        with_height<kRows>(height, [&](auto rows) {
-          constexpr int R = decltype(rows)::value;
-          V acc[R][kCols];
-          tile_dot<R, 1, kCols>(g.a + m0 * g.lda, g.lda, panel, k, kWidth, v0, acc);
-          const int col0 = j * kWidth + v0 * kLanes;
-          for (int r = 0; r < R; ++r) {
-            float* out = g.c + (m0 + r) * g.ldc + col0;
-            for (int c = 0; c < kCols; ++c) {
-              V value = acc[r][c];
-              if (g.bias != nullptr) value = add(value, load(g.bias + col0 + c * kLanes));
-              store(out + c * kLanes, value);
+    const W* panel = g.w->panel_as<W>(j);
+    const int slice_k = kWiden ? kSliceK : larger(k, 1);
+    for (int k0 = 0; k0 < k || k0 == 0; k0 += slice_k) {
+      const int slice = smaller(slice_k, k - k0);
+      const bool first = k0 == 0, last = k0 + slice >= k;
+      const float* weights = nullptr;
+      if constexpr (kWiden) {
+        const W* from = panel + static_cast<std::ptrdiff_t>(k0) * kWidth;
+        for (int i = 0; i < slice * kWidth; i += kLanes) store(wide + i, load_w(from + i));
+        weights = wide;
+      }
+      for (int v0 = 0; v0 < kWidth / kLanes; v0 += kCols) {
+        for_each_row_tile<kRows>(m, [&](int tile_row, int height) {
+          const int m0 = row0 + tile_row;
+          with_height<kRows>(height, [&](auto rows) {
+            constexpr int R = decltype(rows)::value;
+            const int col0 = j * kWidth + v0 * kLanes;
+            V acc[R][kCols];
+            if constexpr (kWiden) {
+              // Sums of earlier slices wait in c (raw, before scales and bias).
+              for (int r = 0; r < R; ++r)
+                for (int c = 0; c < kCols; ++c)
+                  acc[r][c] = first ? zero() : load(g.c + (m0 + r) * g.ldc + col0 + c * kLanes);
+              tile_dot<R, 1, kCols, true, float>(g.a + m0 * g.lda + k0, g.lda, weights, slice,
+                                                 kWidth, v0, acc);
+            } else {
+              tile_dot<R, 1, kCols, false, W>(g.a + m0 * g.lda, g.lda, panel, k, kWidth, v0, acc);
             }
-          }
+            for (int r = 0; r < R; ++r) {
+              float* out = g.c + (m0 + r) * g.ldc + col0;
+              for (int c = 0; c < kCols; ++c)
+                store(
+                    out + c * kLanes,
+                    last ? finish_column(acc[r][c], scales, g.bias, col0 + c * kLanes) : acc[r][c]);
+            }
+          });
         });
-      });
+      }
+      if (!kWiden) break;
     }
   }
 }
@@ -361,31 +418,40 @@ void gemm_slice(const GemmArgs& g, int row0, int m) noexcept {
 // vector a single chain of K dependent FMAs (64 x 4 cycles for a 64-input layer); row_dot's
 // independent accumulator sets keep enough FMAs in flight instead. Measured on a streamed
 // Linear(64, 64) frame: the one-row tile took about 0.2 us, 5x its throughput bound.
-template <int G>
+template <int G, class W>
 void gemv_g(const GemmArgs& g) noexcept {
   constexpr int kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
   constexpr int kSets = kCols >= 8 ? 1 : (8 + kCols - 1) / kCols;
   const int k = g.w->k();
+  const float* scales = g.w->scales();
   for (int j = g.block_begin; j < g.block_end; ++j) {
     V acc[kCols];
-    row_dot<G, kSets>(g.a, g.w->panel(j), k, acc);
+    row_dot<G, kSets, W>(g.a, g.w->panel_as<W>(j), k, acc);
     float* out = g.c + j * kWidth;
-    for (int c = 0; c < kCols; ++c) {
-      V value = acc[c];
-      if (g.bias != nullptr) value = add(value, load(g.bias + j * kWidth + c * kLanes));
-      store(out + c * kLanes, value);
-    }
+    for (int c = 0; c < kCols; ++c)
+      store(out + c * kLanes, finish_column(acc[c], scales, g.bias, j * kWidth + c * kLanes));
   }
+}
+
+template <int G>
+void gemm_gates(const GemmArgs& g) noexcept {
+  with_weight_type(g.w->type(), [&](auto tag) {
+    using W = decltype(tag);
+    if (g.m == 1)
+      gemv_g<G, W>(g);
+    else
+      gemm_g<G, W>(g);
+  });
 }
 
 void gemm(const GemmArgs& g) noexcept {
   switch (g.w->gates()) {
     case 4:
-      return g.m == 1 ? gemv_g<4>(g) : gemm_g<4>(g);
+      return gemm_gates<4>(g);
     case 3:
-      return g.m == 1 ? gemv_g<3>(g) : gemm_g<3>(g);
+      return gemm_gates<3>(g);
     default:
-      return g.m == 1 ? gemv_g<1>(g) : gemm_g<1>(g);
+      return gemm_gates<1>(g);
   }
 }
 
@@ -396,7 +462,7 @@ void gemm(const GemmArgs& g) noexcept {
 // tile and vector offset v0 passes over it, and partial sums of a group of rows wait on the
 // stack between slices. Measured on Zen 4, batch 64 LSTM 256: AVX2 step 68 -> 79 GFLOP/s; on
 // AVX-512 (whole-block tiles) slicing only cost time (102 -> 88), so it is off there.
-template <CellKind kKind>
+template <CellKind kKind, class W>
 void step_batched(const StepArgs& s) noexcept {
   constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock;
   constexpr int kRows = Tile<G>::kRows, kVecs = Tile<G>::kVecs;
@@ -406,8 +472,9 @@ void step_batched(const StepArgs& s) noexcept {
   const int k = s.w_hh->k();
   const int slice_k = kSlice ? kSliceK : larger(k, 1);
   const int group_rows = kSlice ? kSliceRows : s.n;
+  const float* scales = s.w_hh->scales();
   for (int j = s.block_begin; j < s.block_end; ++j) {
-    const float* panel = s.w_hh->panel(j);
+    const W* panel = s.w_hh->panel_as<W>(j);
     for (int g0 = 0; g0 < s.n; g0 += group_rows) {
       const int group = smaller(group_rows, s.n - g0);
       for (int k0 = 0; k0 < k || k0 == 0; k0 += slice_k) {
@@ -419,9 +486,9 @@ void step_batched(const StepArgs& s) noexcept {
               constexpr int R = decltype(rows)::value;
               const int n0 = g0 + r0;
               V acc[R][G * kVecs];
-              tile_dot<R, G, kVecs>(s.h_prev + n0 * s.ldh_prev + k0, s.ldh_prev,
-                                    panel + static_cast<std::ptrdiff_t>(k0) * kWidth, slice, kWidth,
-                                    v0, acc);
+              tile_dot<R, G, kVecs, false, W>(s.h_prev + n0 * s.ldh_prev + k0, s.ldh_prev,
+                                              panel + static_cast<std::ptrdiff_t>(k0) * kWidth,
+                                              slice, kWidth, v0, acc);
               if constexpr (kSlice) {
                 for (int r = 0; r < R; ++r)
                   for (int gate = 0; gate < G; ++gate)
@@ -435,7 +502,7 @@ void step_batched(const StepArgs& s) noexcept {
               }
               if (last)
                 update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, s.xp + n0 * s.ldxp + j * kWidth,
-                                             s.ldxp);
+                                             s.ldxp, scales);
             });
           });
         }
@@ -445,8 +512,8 @@ void step_batched(const StepArgs& s) noexcept {
 }
 
 // One time step of one cell kind for blocks [block_begin, block_end).
-template <CellKind kKind>
-void step(const StepArgs& s) noexcept {
+template <CellKind kKind, class W>
+void step_typed(const StepArgs& s) noexcept {
   constexpr int G = gate_count(kKind), kCols = G * kVecPerGate;
   const int k = s.w_hh->k();
   if (s.n == 1) {
@@ -454,12 +521,18 @@ void step(const StepArgs& s) noexcept {
     constexpr int kSets = kCols >= 8 ? 1 : (8 + kCols - 1) / kCols;
     for (int j = s.block_begin; j < s.block_end; ++j) {
       V acc[1][kCols];
-      row_dot<G, kSets>(s.h_prev, s.w_hh->panel(j), k, acc[0]);
-      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, s.xp + j * G * kUnitBlock, 0);
+      row_dot<G, kSets, W>(s.h_prev, s.w_hh->panel_as<W>(j), k, acc[0]);
+      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, s.xp + j * G * kUnitBlock, 0,
+                                         s.w_hh->scales());
     }
     return;
   }
-  step_batched<kKind>(s);
+  step_batched<kKind, W>(s);
+}
+
+template <CellKind kKind>
+void step(const StepArgs& s) noexcept {
+  with_weight_type(s.w_hh->type(), [&](auto tag) { step_typed<kKind, decltype(tag)>(s); });
 }
 
 // One step with the input projection fused in (see InputStepArgs): per block, the x rows against
@@ -467,11 +540,15 @@ void step(const StepArgs& s) noexcept {
 // GRU's input part of the n gate, which r must not scale, waits in a tile buffer on the stack).
 // Saves the m = N GEMM call, the projected buffer's write and read, and a second pass over the
 // blocks: for a batch-1 LSTM 64 stream step about half the time went to the separate GEMM.
-template <CellKind kKind>
-void input_step(const InputStepArgs& f) noexcept {
+template <CellKind kKind, class W>
+void input_step_typed(const InputStepArgs& f) noexcept {
   constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
   const StepArgs& s = f.step;
   const int k_in = f.w_ih->k(), k_rec = s.w_hh->k();
+  // int8: the input and recurrent sums have scales of their own, so they cannot share
+  // accumulators before scaling; the input part is finished on the stack, as for a GRU.
+  const float* in_scales = f.w_ih->scales();
+  const float* rec_scales = s.w_hh->scales();
   if (s.n == 1) {
     constexpr int kSets = kCols >= 8 ? 1 : (8 + kCols - 1) / kCols;
     const int blocks = s.block_end - s.block_begin;
@@ -482,22 +559,24 @@ void input_step(const InputStepArgs& f) noexcept {
       alignas(64) float xp[kWidth];
       const auto input_part = [&] {
         V in[kCols];
-        row_dot<G, kSets>(f.x, f.w_ih->panel(j), k_in, in);
+        row_dot<G, kSets, W>(f.x, f.w_ih->panel_as<W>(j), k_in, in);
         const float* bias = s.xp + j * kWidth;
-        for (int c = 0; c < kCols; ++c) store(xp + c * kLanes, add(in[c], load(bias + c * kLanes)));
+        for (int c = 0; c < kCols; ++c)
+          store(xp + c * kLanes, finish_column(in[c], in_scales ? in_scales + j * kWidth : nullptr,
+                                               bias, c * kLanes));
       };
       V acc[1][kCols];
       if (f.descending) {
         alignas(64) float held[kWidth];
-        row_dot<G, kSets>(s.h_prev, s.w_hh->panel(j), k_rec, acc[0]);
+        row_dot<G, kSets, W>(s.h_prev, s.w_hh->panel_as<W>(j), k_rec, acc[0]);
         for (int c = 0; c < kCols; ++c) store(held + c * kLanes, acc[0][c]);
         input_part();
         for (int c = 0; c < kCols; ++c) acc[0][c] = load(held + c * kLanes);
       } else {
         input_part();
-        row_dot<G, kSets>(s.h_prev, s.w_hh->panel(j), k_rec, acc[0]);
+        row_dot<G, kSets, W>(s.h_prev, s.w_hh->panel_as<W>(j), k_rec, acc[0]);
       }
-      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, xp, 0);
+      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, xp, 0, rec_scales);
     }
     return;
   }
@@ -505,35 +584,43 @@ void input_step(const InputStepArgs& f) noexcept {
   const int blocks = s.block_end - s.block_begin;
   for (int b = 0; b < blocks; ++b) {
     const int j = f.descending ? s.block_end - 1 - b : s.block_begin + b;
-    const float* w_ih = f.w_ih->panel(j);
-    const float* w_hh = s.w_hh->panel(j);
+    const W* w_ih = f.w_ih->panel_as<W>(j);
+    const W* w_hh = s.w_hh->panel_as<W>(j);
     const float* bias = s.xp + j * kWidth;
     for (int v0 = 0; v0 < kVecPerGate; v0 += kVecs) {
       for_each_row_tile<kRows>(s.n, [&](int n0, int height) {
         with_height<kRows>(height, [&](auto rows) {
           constexpr int R = decltype(rows)::value;
           V acc[R][G * kVecs];
-          tile_dot<R, G, kVecs>(f.x + n0 * f.ldx, f.ldx, w_ih, k_in, kWidth, v0, acc);
-          if constexpr (kKind == CellKind::Gru) {
+          tile_dot<R, G, kVecs, false, W>(f.x + n0 * f.ldx, f.ldx, w_ih, k_in, kWidth, v0, acc);
+          if constexpr (kKind == CellKind::Gru || std::is_same_v<W, std::int8_t>) {
             alignas(64) float xp[R * kWidth];
+            const float* col_scales = in_scales ? in_scales + j * kWidth : nullptr;
             for (int r = 0; r < R; ++r)
               for (int gate = 0; gate < G; ++gate)
                 for (int v = 0; v < kVecs; ++v) {
                   const int col = gate * kUnitBlock + (v0 + v) * kLanes;
-                  store(xp + r * kWidth + col, add(acc[r][gate * kVecs + v], load(bias + col)));
+                  store(xp + r * kWidth + col,
+                        finish_column(acc[r][gate * kVecs + v], col_scales, bias, col));
                 }
-            tile_dot<R, G, kVecs>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec, kWidth, v0,
-                                  acc);
-            update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, xp, kWidth);
+            tile_dot<R, G, kVecs, false, W>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec,
+                                            kWidth, v0, acc);
+            update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, xp, kWidth, rec_scales);
           } else {
-            tile_dot<R, G, kVecs, true>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec, kWidth,
-                                        v0, acc);
+            tile_dot<R, G, kVecs, true, W>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec,
+                                           kWidth, v0, acc);
             update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, bias, 0);
           }
         });
       });
     }
   }
+}
+
+template <CellKind kKind>
+void input_step(const InputStepArgs& f) noexcept {
+  with_weight_type(f.step.w_hh->type(),
+                   [&](auto tag) { input_step_typed<kKind, decltype(tag)>(f); });
 }
 
 #define PYRNN_ELEMENTWISE_SIMD

@@ -11,13 +11,15 @@ namespace {
 
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
-// y[r] = sum_k w[r, k] * v[k] + (bias ? bias[r] : 0), w row-major (rows, k).
-std::vector<double> affine(const float* w, const float* bias, const float* v, int rows, int k) {
+// y[r] = sum_k w[r, k] * v[k] + (bias ? bias[r] : 0), w row-major (rows, k) of any weight type
+// (widened exactly: the oracle of a narrow model is the math on its dequantized weights).
+std::vector<double> affine(const WeightMatrix& w, const float* bias, const float* v, int rows,
+                           int k) {
   std::vector<double> y(rows, 0.0);
   for (int r = 0; r < rows; ++r) {
     double sum = bias ? bias[r] : 0.0;
-    const float* row = w + static_cast<std::size_t>(r) * k;  // r * k can exceed int
-    for (int i = 0; i < k; ++i) sum += static_cast<double>(row[i]) * v[i];
+    for (int i = 0; i < k; ++i)
+      sum += static_cast<double>(w.at(static_cast<std::size_t>(r), i, k)) * v[i];
     y[r] = sum;
   }
   return y;

@@ -46,11 +46,11 @@ void check_reasons() {
   PYRNN_CHECK(contains(set_isa_error("sse9"), "isa: expected one of scalar"));
   if (compiled("avx512")) {  // an x86-64 build
     CpuFeatures avx2_cpu;
-    avx2_cpu.avx2 = avx2_cpu.fma = true;
+    avx2_cpu.avx2 = avx2_cpu.fma = avx2_cpu.f16c = true;
     PYRNN_CHECK(pyrnn::isa_unusable_reason("avx512", avx2_cpu) ==
                 "'avx512' is not supported by this CPU (missing avx512f); available: scalar, avx2");
     PYRNN_CHECK(pyrnn::isa_unusable_reason("avx2", none) ==
-                "'avx2' is not supported by this CPU (missing avx2, fma); available: scalar");
+                "'avx2' is not supported by this CPU (missing avx2, fma, f16c); available: scalar");
     const std::string neon = pyrnn::isa_unusable_reason("neon", none);
     PYRNN_CHECK(contains(neon, "'neon' is not built for this architecture"));
     PYRNN_CHECK(contains(set_isa_error("neon"), "isa: 'neon' is not built for this architecture"));

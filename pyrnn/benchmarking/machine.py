@@ -34,13 +34,26 @@ def cache_sizes() -> dict[str, int]:
     return {key: sizes.get(key, fallback) for key, fallback in _FALLBACK_CACHES.items()}
 
 
+def measure_peak(seconds: float = 0.3) -> dict[str, Any]:
+    """The part of measure_machine that lower_bound_us needs when the bandwidth is probed for
+    the weights' own size: the FMA peak per ISA (each probe for about `seconds`) and the cache
+    sizes."""
+    peaks = {isa: _core._probe_fma_peak(seconds, isa)["gflops"] for isa in _core._probe_isas()}
+    best_isa = max(peaks, key=lambda isa: peaks[isa])
+    return {
+        "fma_peak_gflops": peaks[best_isa],
+        "fma_peak_isa": best_isa,
+        "fma_peak_by_isa": peaks,
+        "caches": cache_sizes(),
+    }
+
+
 def measure_machine(seconds: float = 0.3) -> dict[str, Any]:
     """Measures (each probe for about `seconds`, single thread, best short trial kept):
     FMA peak per ISA the CPU runs, and read bandwidth of buffers sized to sit in L2 (half of it),
     in L3 (a quarter of it, as the L3 is shared) and in DRAM (4x the L3)."""
-    caches = cache_sizes()
-    peaks = {isa: _core._probe_fma_peak(seconds, isa)["gflops"] for isa in _core._probe_isas()}
-    best_isa = max(peaks, key=lambda isa: peaks[isa])
+    peak = measure_peak(seconds)
+    caches = peak["caches"]
     buffers = {
         "L2": caches["L2"] // 2,
         "L3": caches["L3"] // 4,
@@ -51,10 +64,7 @@ def measure_machine(seconds: float = 0.3) -> dict[str, Any]:
         result = _core._probe_read_bandwidth(size, seconds)
         bandwidth[level] = {"bytes": int(result["bytes"]), "gbytes_per_s": result["gbytes_per_s"]}
     return {
-        "fma_peak_gflops": peaks[best_isa],
-        "fma_peak_isa": best_isa,
-        "fma_peak_by_isa": peaks,
-        "caches": caches,
+        **peak,
         "read_bandwidth": bandwidth,
         "probe_seconds": seconds,
     }

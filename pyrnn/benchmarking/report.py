@@ -77,6 +77,10 @@ def _model_workloads(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [w for w in report["workloads"] if w.get("category") == "model"]
 
 
+def _quant_workloads(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [w for w in report["workloads"] if w.get("category") == "quantized"]
+
+
 def format_comparison(report: dict[str, Any]) -> list[str]:
     workloads = _sequence_workloads(report)
     if not workloads:
@@ -290,6 +294,105 @@ def format_models(report: dict[str, Any]) -> list[str]:
     return lines + _not_timed(workloads)
 
 
+def _weight_bytes(bound: dict[str, Any], weights: str, workload: dict[str, Any]) -> str:
+    """The bytes one step reads in `weights`, e.g. "4 MiB + 16 KiB scales"."""
+    size = bound["weight_bytes"]
+    if weights != "int8":
+        return _mib(size)
+    described = workload["workload"]
+    rows = 4 * described["hidden_size"]
+    scales = 4 * rows * (2 if workload["mode"] == "stream" else 1)
+    return f"{_mib(size - scales)} + {_mib(scales)} scales"
+
+
+def format_quantized(report: dict[str, Any]) -> list[str]:
+    """The reduced-precision table: each weight type's time per step, its % of that type's
+    bound, its speed-up over fp32 weights, the peers against pyrnn with the same weight type,
+    and each output's error (its check, and against the fp32 model)."""
+    workloads = _quant_workloads(report)
+    if not workloads:
+        return []
+    lines = ["Weights in each type of pyrnn.quantize, batch 1, 1 thread:"]
+    peer_tolerances: dict[str, Any] = {}
+    for workload in workloads:
+        timing, tolerance = workload["timing"], workload["tolerance"]["pyrnn"]
+        check = f"|err| <= {tolerance['atol']:g} + {tolerance['rtol']:g}*|ref|"
+        if workload["mode"] == "stream":
+            lines.append(
+                f"  {workload['name']}: {workload['description']}; best of {timing['loops']} "
+                f"loops of ~{timing['seconds_per_engine'] / timing['loops']:.2g} s per engine, "
+                f"engines alternating; output after {tolerance['steps_checked']} steps checked "
+                f"against pyrnn's scalar kernels on the same quantised model: {check}"
+            )
+        else:
+            lines.append(
+                f"  {workload['name']}: {workload['description']}; median of "
+                f"{timing['repeats']} calls after {timing['warmup']} warm-up, engines taking "
+                f"turns; output checked against pyrnn's scalar kernels on the same quantised "
+                f"model: {check}"
+            )
+        peer_tolerances.update(workload["tolerance"].get("peers", {}))
+    if peer_tolerances:
+        checks = ", ".join(
+            f"{weights} |err| <= {entry['atol']:g} + {entry['rtol']:g}*|ref|"
+            for weights, entry in peer_tolerances.items()
+        )
+        lines.append(
+            "  peers quantise differently (activations too): checked against the fp32 model, "
+            f"{checks}"
+        )
+    lines += [
+        "% bound = the bound of the engine's weight type / its time. x fp32 = pyrnn fp32 time / "
+        "engine time (> 1: faster than fp32 weights).",
+        "x pyrnn = engine time / pyrnn's time with the same weight type (> 1: pyrnn is faster). "
+        "err vs fp32 = max |output - the fp32 model's| (accuracy).",
+    ]
+    header = [
+        "workload", "engine", "weights", "us/step", "% bound", "x fp32", "x pyrnn", "check err",
+        "err vs fp32", "call",
+    ]  # fmt: skip
+    rows = []
+    for workload in workloads:
+        name = workload["name"]
+        for result in workload["results"]:
+            row = [name, result["engine"], result["weights"]]
+            if result["status"] == "ok":
+
+                def ratio(key: str, entry: dict[str, Any] = result) -> str:
+                    return f"{entry[key]:.2f}" if key in entry else "-"
+
+                row += [
+                    f"{result['us_per_step']:.2f}",
+                    f"{result['pct_bound']:.1f}",
+                    ratio("speedup_vs_fp32"),
+                    ratio("ratio_vs_pyrnn"),
+                    f"{result['max_abs_err']:.1e}",
+                    f"{result['err_vs_fp32']:.1e}" if "err_vs_fp32" in result else "-",
+                    result.get("call", ""),
+                ]
+            else:
+                row += [result["status"], "", "", "", "", "", ""]
+            rows.append(row)
+            name = ""
+    lines += _table(header, rows, {3, 4, 5, 6, 7, 8})
+    lines.append(
+        "bound = a lower bound for one core: max(FLOPs at the FMA peak, the weights every step "
+        "reads, in their stored type, at the bandwidth measured for a buffer of their size):"
+    )
+    for workload in workloads:
+        what = "W_ih and W_hh" if workload["mode"] == "stream" else "W_hh"
+        parts = [
+            f"{weights} {_weight_bytes(bound, weights, workload)} ({bound['weights_level']}, "
+            f"{bound['weights_gbytes_per_s']:.1f} GB/s) {bound['us']:.2f} us, {bound['limit']}"
+            for weights, bound in workload["bounds"].items()
+        ]
+        lines.append(
+            f"  {workload['name']} ({workload['flops_per_step'] / 1e6:.1f} MFLOP/step, "
+            f"{what} per step): {'; '.join(parts)}"
+        )
+    return lines + _not_timed(workloads)
+
+
 def format_report(report: dict[str, Any]) -> str:
     sections = [
         format_machine(report),
@@ -297,6 +400,7 @@ def format_report(report: dict[str, Any]) -> str:
         format_comparison(report),
         format_streaming(report),
         format_models(report),
+        format_quantized(report),
     ]
     return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
 
@@ -309,7 +413,8 @@ def write_json(report: dict[str, Any], path: str) -> None:
 
 def write_png(report: dict[str, Any], path: str) -> bool:
     """A bar chart of us/step per engine, one panel per workload (and the model's modes); stream
-    panels add a batch stream's and separate streams' time per stream-step.
+    panels add a batch stream's and separate streams' time per stream-step, reduced-precision
+    panels mark each bar's bound.
     Returns False, writing nothing, when matplotlib is not installed."""
     try:
         import matplotlib
@@ -318,7 +423,8 @@ def write_png(report: dict[str, Any], path: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    panels: list[tuple[str, list[str], list[float], float | None]] = []
+    # (title, bar labels, us per step, the bound: one line, one per bar, or none)
+    panels: list[tuple[str, list[str], list[float], float | list[float] | None]] = []
     model = report["model"]
     panels.append(
         (
@@ -352,6 +458,12 @@ def write_png(report: dict[str, Any], path: str) -> bool:
         if ok:
             labels, values = [r["engine"] for r in ok], [r["us_per_step"] for r in ok]
             panels.append((f"{workload['name']} ({workload['label']})", labels, values, None))
+    for workload in _quant_workloads(report):
+        ok = [r for r in workload["results"] if r["status"] == "ok"]
+        if ok:
+            labels, values = [r["engine"] for r in ok], [r["us_per_step"] for r in ok]
+            bounds = [workload["bounds"][r["weights"]]["us"] for r in ok]
+            panels.append((f"{workload['name']} ({workload['label']})", labels, values, bounds))
     height = 1.2 + 1.6 * len(panels)
     figure, axes = plt.subplots(len(panels), 1, figsize=(7, height), squeeze=False)
     for axis, (title, labels, values, bound) in zip(axes[:, 0], panels, strict=True):
@@ -359,7 +471,10 @@ def write_png(report: dict[str, Any], path: str) -> bool:
         colors = ["tab:blue" if label.startswith(peer) else "tab:orange" for label in labels]
         axis.barh(labels, values, color=colors)
         axis.invert_yaxis()
-        if bound is not None:
+        if isinstance(bound, list):  # each bar's own bound (its weight type's)
+            axis.scatter(bound, labels, marker="|", s=60, color="black", label="bound")
+            axis.legend(loc="lower right", fontsize=7)
+        elif bound is not None:
             axis.axvline(bound, color="black", linestyle="--", linewidth=1, label="bound")
             axis.legend(loc="lower right", fontsize=7)
         axis.set_title(title, fontsize=9)

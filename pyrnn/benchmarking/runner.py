@@ -279,11 +279,20 @@ def _run_model_workload(
     return run_model_workload(workload, machine, options, progress)
 
 
+def _run_quant_workload(
+    workload: Any, machine: dict[str, Any], options: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    from .quantized import run_quant_workload  # quantized.py builds on this module's timing
+
+    return run_quant_workload(workload, machine, options, progress)
+
+
 # The runner of each workload category (workloads.py).
 RUNNERS: dict[str, Callable[[Any, dict[str, Any], BenchOptions, Progress], dict[str, Any]]] = {
     "sequence": run_sequence_workload,
     "stream": run_stream_workload,
     "model": _run_model_workload,
+    "quantized": _run_quant_workload,
 }
 
 

@@ -3,8 +3,10 @@
 Workloads are registered by category, each category with its runner in runner.RUNNERS:
 "sequence" (one whole-sequence forward, timed on every engine), "stream" (one step per call
 from Python, timed on pyrnn streams, torch cells and per-step ONNX Runtime runs; streaming.py)
-and "model" (a whole torch model converted with pyrnn.from_torch, streamed or run over a
-sequence, against its recurrent layer alone and the peers; models.py).
+"model" (a whole torch model converted with pyrnn.from_torch, streamed or run over a
+sequence, against its recurrent layer alone and the peers; models.py) and "quantized" (one
+LSTM with its weights stored in each type of pyrnn.quantize, and the peers' own reduced-precision
+LSTMs; quantized.py).
 """
 
 from __future__ import annotations
@@ -164,7 +166,63 @@ class ModelWorkload:
         return f"{self.layers()}: whole sequence, B=1, T={steps or self.steps}"
 
 
-Workload = SequenceWorkload | StreamWorkload | ModelWorkload
+# The weight types of pyrnn.quantize, and the bytes one weight takes in each (int8 adds a float32
+# scale per output row).
+WEIGHT_TYPES = ("fp32", "fp16", "bf16", "int8")
+WEIGHT_SIZES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class QuantWorkload:
+    """A fresh seeded 1-layer LSTM (I, H) timed with its weights in every type of
+    pyrnn.quantize, batch 1, one thread.
+
+    mode="sequence": lstm(x) over `steps` steps. mode="stream": s.step(x, out=y), one step per
+    call from Python. peers=True (sequence only) adds the peers' own reduced-precision LSTMs
+    with the same weights: torch's dynamic int8 LSTM, torch's LSTM in bfloat16 and ONNX
+    Runtime's DynamicQuantizeLSTM."""
+
+    category: ClassVar[str] = "quantized"
+
+    name: str
+    label: str  # a short name of the model for the table, e.g. "LSTM 1024"
+    mode: Literal["sequence", "stream"]
+    input_size: int
+    hidden_size: int
+    steps: int = 1000  # steps of a sequence workload
+    peers: bool = False
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "lstm",
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": 1,
+            "bidirectional": False,
+        }
+
+    def module(self, seed: int = 0) -> Module:
+        """The float32 LSTM (quantise it for the other types)."""
+        return LSTM(self.input_size, self.hidden_size, seed=seed)
+
+    def step_weight_bytes(self, weights: str) -> int:
+        """Bytes of the weights every step reads in type `weights`: W_hh alone over a sequence
+        (the input projection is one GEMM over all steps), W_ih and W_hh on a stream step. int8
+        counts a float32 scale per row of each matrix read."""
+        rows, size = 4 * self.hidden_size, WEIGHT_SIZES[weights]
+        columns = self.hidden_size + (self.input_size if self.mode == "stream" else 0)
+        matrices = 1 if self.mode == "sequence" else 2
+        scales = 4 * rows * matrices if weights == "int8" else 0
+        return rows * columns * size + scales
+
+    def describe(self, steps: int | None = None) -> str:
+        shape = f"LSTM I={self.input_size} H={self.hidden_size}"
+        if self.mode == "stream":
+            return f"{shape}: s.step(x, out=y), one step per call, batch 1"
+        return f"{shape}: whole sequence, B=1, T={steps or self.steps}"
+
+
+Workload = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -191,6 +249,9 @@ WORKLOADS: dict[str, Workload] = {
             log_softmax=True,
         ),
         ModelWorkload("model-seq-head", "LSTM 256 x2 + head", "sequence", 256, 256, 32, 2),
+        QuantWorkload("quant-seq-lstm-1024", "LSTM 1024", "sequence", 1024, 1024, steps=200),
+        QuantWorkload("quant-stream-lstm-512", "LSTM 512", "stream", 512, 512),
+        QuantWorkload("quant-peers-lstm-512", "LSTM 512", "sequence", 512, 512, peers=True),
     )
 }
 

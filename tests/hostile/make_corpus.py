@@ -9,7 +9,8 @@ Each case is (name, bytes, kind, expected message fragment). `kind` is passed to
 The files are built by hand here, not by pyrnn.save, so a bug in the writer cannot hide one in
 the reader; `valid_file()` is the base that every mutation starts from, and it must load.
 `valid_graph_file()` is the same for graph files (format version 2, a pyrnn.Model): the graph
-cases are mutations of `GRAPH` and its constants."""
+cases are mutations of `GRAPH` and its constants. `quantized_file()` and `quantized_graph_file()`
+are the bases of quantised models (int8 matrices with their scales)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,16 @@ def safetensors(header: bytes | str | dict[str, Any], data: bytes, pad: bool = T
     return struct.pack("<Q", len(header)) + header + data
 
 
+class BF16(np.ndarray):
+    """A uint16 array of bfloat16 bits, stored as BF16."""
+
+
+def bf16(values: np.ndarray) -> np.ndarray:
+    """bfloat16 bits of float32 `values` (truncated: any bits are a valid bfloat16)."""
+    bits = (np.asarray(values, "<f4").view("<u4") >> 16).astype("<u2")
+    return bits.view(BF16)
+
+
 def layout(
     tensors: dict[str, np.ndarray], metadata: dict[str, str] | None
 ) -> tuple[dict[str, Any], bytes]:
@@ -77,11 +88,11 @@ def layout(
     if metadata is not None:
         header["__metadata__"] = metadata
     data = b""
-    dtypes = {"<f2": "F16", "<f4": "F32", "<f8": "F64", "<i8": "I64"}
+    dtypes = {"<f2": "F16", "<f4": "F32", "<f8": "F64", "<i8": "I64", "|i1": "I8"}
     for key, array in tensors.items():
         blob = np.ascontiguousarray(array).tobytes()
         header[key] = {
-            "dtype": dtypes[array.dtype.str],
+            "dtype": "BF16" if isinstance(array, BF16) else dtypes[array.dtype.str],
             "shape": list(array.shape),
             "data_offsets": [len(data), len(data) + len(blob)],
         }
@@ -140,6 +151,128 @@ def lstm_weights(hidden: int = 2, inputs: int = 3) -> dict[str, np.ndarray]:
         "bias_hh_l0": (4 * hidden,),
     }
     return {key: rng.uniform(-0.5, 0.5, shape).astype("<f4") for key, shape in shapes.items()}
+
+
+# -- quantised modules (format version 1, weight_dtype in the config) ------------------------
+def int8(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 matrix, float32 scales): symmetric, one scale per row, max |w| / 127."""
+    scales = (np.abs(values).max(axis=1) / 127).astype("<f4")
+    return np.rint(values / scales[:, None]).astype("i1"), scales
+
+
+def quantized_weights(dtype: str = "int8") -> dict[str, np.ndarray]:
+    """The base RNN's tensors stored as `dtype` (matrices narrow, biases float32)."""
+    tensors: dict[str, np.ndarray] = {}
+    for key, value in weights().items():
+        if not key.startswith("weight_"):
+            tensors[key] = value
+        elif dtype == "int8":
+            tensors[key], tensors[key + "_scale"] = int8(value)
+        else:
+            tensors[key] = value.astype("<f2") if dtype == "fp16" else bf16(value)
+    return tensors
+
+
+def quantized_file(dtype: str = "int8", config: Any = None, **changes: np.ndarray | None) -> bytes:
+    """A quantised base RNN, with tensors replaced, added or (None) removed."""
+    tensors = {**quantized_weights(dtype), **changes}
+    tensors = {key: value for key, value in tensors.items() if value is not None}
+    declared = {**CONFIG, "weight_dtype": dtype} if config is None else config
+    header, data = layout(tensors, pyrnn_metadata(declared))
+    return safetensors(header, data)
+
+
+def scale_with(value: float) -> np.ndarray:
+    scales = quantized_weights()["weight_hh_l0_scale"].copy()
+    scales[1] = value
+    return scales
+
+
+def quantized_cases() -> Iterator[Case]:
+    """Quantised module files whose dtypes or int8 scales are hostile."""
+    finite = "every scale must be finite and > 0"
+    yield "q_scale_nan", quantized_file(weight_hh_l0_scale=scale_with(np.nan)), None, finite
+    yield "q_scale_inf", quantized_file(weight_hh_l0_scale=scale_with(np.inf)), None, finite
+    yield "q_scale_zero", quantized_file(weight_hh_l0_scale=scale_with(0.0)), None, finite
+    yield "q_scale_negative", quantized_file(weight_hh_l0_scale=scale_with(-0.5)), None, finite
+    yield (
+        "q_scale_shape",
+        quantized_file(weight_hh_l0_scale=np.ones(2, "<f4")),
+        None,
+        "int8 scales must be F32 of shape [3]",
+    )
+    yield (
+        "q_scale_f16",
+        quantized_file(weight_hh_l0_scale=np.ones(3, "<f2")),
+        None,
+        "int8 scales must be F32 of shape [3]",
+    )
+    yield (
+        "q_int8_without_scale",
+        quantized_file(weight_hh_l0_scale=None),
+        None,
+        "int8 tensor 'weight_hh_l0' has no scale tensor 'weight_hh_l0_scale'",
+    )
+    yield (
+        "q_scale_without_int8",
+        quantized_file("fp16", weight_ih_l0_scale=np.ones(3, "<f4")),
+        None,
+        "a scale with no int8 tensor",
+    )
+    yield (
+        "q_scale_of_bias",
+        quantized_file(bias_ih_l0_scale=np.ones(3, "<f4")),
+        None,
+        "a scale with no int8 tensor",
+    )
+    yield (
+        "q_int8_declared_f16_stored",
+        quantized_file(weight_ih_l0=weights()["weight_ih_l0"].astype("<f2")),
+        None,
+        "weight_dtype 'int8' stores its weight matrices as I8), got 'F16'",
+    )
+    yield (
+        "q_fp16_declared_bf16_stored",
+        quantized_file("fp16", weight_hh_l0=bf16(weights()["weight_hh_l0"])),
+        None,
+        "weight_dtype 'fp16' stores its weight matrices as F16), got 'BF16'",
+    )
+    yield (
+        "q_fp32_declared_int8_stored",
+        quantized_file(config=CONFIG),
+        None,
+        "the file's weight_dtype is fp32",
+    )
+    yield (
+        "q_bias_bf16",
+        quantized_file(bias_ih_l0=bf16(weights()["bias_ih_l0"])),
+        None,
+        "biases stay float32 with weight_dtype 'int8'), got 'BF16'",
+    )
+    yield (
+        "q_bias_f16",
+        quantized_file("fp16", bias_hh_l0=weights()["bias_hh_l0"].astype("<f2")),
+        None,
+        "biases stay float32 with weight_dtype 'fp16'), got 'F16'",
+    )
+    yield (
+        "q_bias_int8",
+        quantized_file(bias_hh_l0=int8(weights()["bias_hh_l0"][None])[0][0]),
+        None,
+        "got 'I8'",
+    )
+    yield (
+        "q_weight_dtype_unknown",
+        quantized_file(config={**CONFIG, "weight_dtype": "int4"}),
+        None,
+        "weight_dtype: expected one of",
+    )
+    yield (
+        "q_plain_int8",
+        plain(quantized_weights()),
+        "rnn",
+        "got 'I8'",
+    )
 
 
 # -- graph files (format version 2) --------------------------------------------------------
@@ -559,7 +692,7 @@ def graph_cases() -> Iterator[Case]:
     )
     yield (
         "graph_dtype_BF16",
-        with_header_of(valid_graph_file_parts(), "fc.bias", "dtype", "BF16"),
+        with_graph_tensors(**{"fc.bias": bf16(graph_constants()["fc.bias"])}),
         None,
         "got 'BF16'",
     )
@@ -689,6 +822,125 @@ def graph_cases() -> Iterator[Case]:
         ),
         None,
         "the graph cannot run",
+    )
+
+
+# The base graph quantised to int8: the recurrent layer's and the linear layer's matrices.
+GRAPH_QUANTIZED = ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight"]
+
+
+def quantized_graph_constants() -> dict[str, np.ndarray]:
+    tensors: dict[str, np.ndarray] = {}
+    for key, value in graph_constants().items():
+        if key in GRAPH_QUANTIZED:
+            tensors[key], tensors[key + "_scale"] = int8(value)
+        else:
+            tensors[key] = value
+    return tensors
+
+
+def quantized_graph_file(
+    edit: Callable[[dict[str, Any]], None] | None = None, **changes: np.ndarray | None
+) -> bytes:
+    graph = {**json.loads(json.dumps(GRAPH)), "weight_dtype": "int8", "quantized": GRAPH_QUANTIZED}
+    if edit is not None:
+        edit(graph)
+    tensors = {**quantized_graph_constants(), **changes}
+    tensors = {key: value for key, value in tensors.items() if value is not None}
+    header, data = layout(tensors, graph_metadata(graph))
+    return safetensors(header, data)
+
+
+def quantized_graph_cases() -> Iterator[Case]:
+    """Quantised graph files whose dtypes, scales or quantized list are hostile."""
+    scales = quantized_graph_constants()["fc.weight_scale"].copy()
+    for name, value in (("nan", np.nan), ("inf", np.inf), ("zero", 0.0), ("negative", -1.0)):
+        bad = scales.copy()
+        bad[0] = value
+        yield (
+            f"graph_q_scale_{name}",
+            quantized_graph_file(**{"fc.weight_scale": bad}),
+            None,
+            "every scale must be finite and > 0",
+        )
+    yield (
+        "graph_q_scale_shape",
+        quantized_graph_file(**{"fc.weight_scale": np.ones(3, "<f4")}),
+        None,
+        "int8 scales must be F32 of shape [2]",
+    )
+    yield (
+        "graph_q_int8_without_scale",
+        quantized_graph_file(**{"rnn.weight_hh_l0_scale": None}),
+        None,
+        "int8 tensors with no scale: ['rnn.weight_hh_l0']",
+    )
+    yield (
+        "graph_q_scale_without_int8",
+        quantized_graph_file(**{"embed.weight_scale": np.ones(5, "<f4")}),
+        None,
+        "a scale with no int8 tensor: ['embed.weight_scale']",
+    )
+    yield (
+        "graph_q_declared_int8_stored_f16",
+        quantized_graph_file(**{"fc.weight": graph_constants()["fc.weight"].astype("<f2")}),
+        None,
+        "weight_dtype 'int8' stores it as I8, got 'F16'",
+    )
+    yield (
+        "graph_q_bias_int8",
+        quantized_graph_file(**{"fc.bias": np.ones(2, "i1")}),
+        None,
+        "only the graph's quantized weight matrices are stored narrow), got 'I8'",
+    )
+    yield (
+        "graph_q_bias_bf16",
+        quantized_graph_file(**{"fc.bias": bf16(graph_constants()["fc.bias"])}),
+        None,
+        "got 'BF16'",
+    )
+
+    def quantize_embedding(graph: dict[str, Any]) -> None:
+        graph["quantized"] = [*GRAPH_QUANTIZED, "embed.weight"]
+
+    table, table_scales = int8(graph_constants()["embed.weight"])
+    yield (
+        "graph_q_embedding_int8",
+        quantized_graph_file(
+            quantize_embedding, **{"embed.weight": table, "embed.weight_scale": table_scales}
+        ),
+        None,
+        "'embed.weight' is a int8 weight; this op takes float32",
+    )
+
+    def unknown_type(graph: dict[str, Any]) -> None:
+        graph["weight_dtype"] = "int4"
+
+    yield (
+        "graph_q_weight_dtype_unknown",
+        quantized_graph_file(unknown_type),
+        None,
+        "'weight_dtype' must be one of",
+    )
+
+    def not_a_constant(graph: dict[str, Any]) -> None:
+        graph["quantized"] = [*GRAPH_QUANTIZED, "seq"]
+
+    yield (
+        "graph_q_quantized_not_constant",
+        quantized_graph_file(not_a_constant),
+        None,
+        "'seq' is not a constant",
+    )
+
+    def no_weight_dtype(graph: dict[str, Any]) -> None:
+        del graph["weight_dtype"]
+
+    yield (
+        "graph_q_quantized_without_weight_dtype",
+        quantized_graph_file(no_weight_dtype),
+        None,
+        "missing fields ['weight_dtype']",
     )
 
 
@@ -864,7 +1116,14 @@ def cases() -> Iterator[Case]:
     )
     yield "dtype_I32", with_header(set_entry("bias_ih_l0", "dtype", "I32")), None, "got 'I32'"
     yield "dtype_BOOL", with_header(set_entry("bias_ih_l0", "dtype", "BOOL")), None, "got 'BOOL'"
-    yield "dtype_BF16", with_header(set_entry("bias_ih_l0", "dtype", "BF16")), None, "got 'BF16'"
+    yield (
+        "dtype_BF16",
+        safetensors(
+            *layout({**weights(), "bias_ih_l0": bf16(weights()["bias_ih_l0"])}, pyrnn_metadata())
+        ),
+        None,
+        "got 'BF16'",
+    )
     yield "dtype_not_string", with_header(set_entry("bias_ih_l0", "dtype", 7)), None, "got 7"
     yield (
         "shape_negative",
@@ -1156,6 +1415,8 @@ def cases() -> Iterator[Case]:
 def all_cases() -> Iterator[Case]:
     yield from cases()
     yield from graph_cases()
+    yield from quantized_cases()
+    yield from quantized_graph_cases()
 
 
 def file_name(name: str) -> str:
@@ -1166,6 +1427,8 @@ def build() -> dict[str, bytes]:
     files: dict[str, bytes] = {
         "valid.safetensors": valid_file(),
         "valid_graph.safetensors": valid_graph_file(),
+        "valid_int8.safetensors": quantized_file(),
+        "valid_graph_int8.safetensors": quantized_graph_file(),
     }
     manifest = {}
     for name, payload, kind, expect in all_cases():

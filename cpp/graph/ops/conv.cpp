@@ -176,9 +176,10 @@ class Conv1d final : public Op {
     ctx.require_inputs(2, 3);
     ctx.require_outputs(1);
     ctx.require_tensor(0, "x");
-    const auto w = ctx.constant(1, "weight");
-    if (w.dtype != DType::F32 || w.shape.rank != 3)
-      shape_error("conv1d: weight must be a 3-D float32 tensor, got " + w.shape.str());
+    const auto w = ctx.weight(1, "weight");
+    if (w.dtype == DType::I64 || w.shape.rank != 3)
+      shape_error("conv1d: weight must be a 3-D float32 (or float16, bfloat16, int8) tensor, got " +
+                  std::string(dtype_name(w.dtype)) + " " + w.shape.str());
     out_channels_ = w.shape[0];
     group_in_ = w.shape[1];
     window_.kernel = w.shape[2];
@@ -190,7 +191,7 @@ class Conv1d final : public Op {
       shape_error("conv1d: weight " + w.shape.str() + " exceeds the core's limits");
     // Each group's (Cout/g, Cin/g * K) rows are contiguous in torch's layout.
     for (std::int64_t g = 0; g < groups_; ++g)
-      panels_.emplace_back(w.floats() + g * group_out_ * k, 1, static_cast<int>(group_out_),
+      panels_.emplace_back(w.matrix(g * group_out_), 1, static_cast<int>(group_out_),
                            static_cast<int>(k));
     const float* b = nullptr;
     if (ctx.has(2)) {

@@ -18,9 +18,10 @@ class Linear final : public Op {
     ctx.require_inputs(2, 3);
     ctx.require_outputs(1);
     ctx.require_tensor(0, "x");
-    const auto w = ctx.constant(1, "weight");
-    if (w.dtype != DType::F32 || w.shape.rank != 2)
-      shape_error("linear: weight must be a 2-D float32 tensor, got " + w.shape.str());
+    const auto w = ctx.weight(1, "weight");
+    if (w.dtype == DType::I64 || w.shape.rank != 2)
+      shape_error("linear: weight must be a 2-D float32 (or float16, bfloat16, int8) tensor, got " +
+                  std::string(dtype_name(w.dtype)) + " " + w.shape.str());
     if (w.shape[0] > INT32_MAX || w.shape[1] > INT32_MAX)
       shape_error("linear: weight " + w.shape.str() + " exceeds the core's limit of 2^31-1");
     out_features_ = static_cast<int>(w.shape[0]);
@@ -33,7 +34,7 @@ class Linear final : public Op {
                     bias.shape.str());
       b = bias.floats();
     }
-    panels_ = PackedPanels(w.floats(), 1, out_features_, in_features_);
+    panels_ = PackedPanels(w.matrix(), 1, out_features_, in_features_);
     bias_ = pack_bias(b, nullptr, 1, out_features_);
   }
   void infer(InferContext& ctx) const override {

@@ -39,7 +39,7 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
   if (projected && kind != CellKind::Lstm) shape_error("only LSTMs have projection weights");
   const int per = count / groups;
   const int G = gate_count(kind);
-  const auto w_ih0 = ctx.constant(first, "weight_ih_l0");
+  const auto w_ih0 = ctx.weight(first, "weight_ih_l0");
   if (w_ih0.shape.rank != 2 || w_ih0.shape[0] % G != 0 || w_ih0.shape[0] == 0)
     shape_error("weight_ih_l0 has shape " + w_ih0.shape.str() + "; expected (" + str(G) +
                 "*hidden_size, input_size)");
@@ -50,7 +50,7 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
   config.num_layers = layers;
   config.bidirectional = bidirectional;
   if (projected) {
-    const auto w_hr = ctx.constant(first + per - 1, "weight_hr_l0");
+    const auto w_hr = ctx.weight(first + per - 1, "weight_hr_l0");
     if (w_hr.shape.rank != 2) shape_error("weight_hr_l0 must be 2-D");
     config.proj_size = int_extent(w_hr.shape[0], "proj_size");
   }
@@ -60,24 +60,29 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
   for (int index = 0; index < groups; ++index) {
     const int layer = index / dirs, at = first + index * per;
     const std::string suffix = "_l" + str(layer) + (index % dirs ? "_reverse" : "");
+    // Matrices in the network's weight type (that of weight_ih_l0), biases float32.
     const auto tensor = [&](int offset, const std::string& name,
-                            std::initializer_list<std::int64_t> dims) {
-      const auto c = ctx.constant(at + offset, name.c_str());
+                            std::initializer_list<std::int64_t> dims, bool matrix) {
+      const auto c =
+          matrix ? ctx.weight(at + offset, name.c_str()) : ctx.constant(at + offset, name.c_str());
       Shape expected;
       for (std::int64_t d : dims) expected.push_back(d);
-      if (c.dtype != DType::F32 || c.shape != expected)
-        shape_error(name + suffix + ": expected float32 of shape " + expected.str() + ", got " +
-                    c.shape.str());
-      return c.floats();
+      const DType dtype = matrix ? w_ih0.dtype : DType::F32;
+      if (c.dtype != dtype || c.shape != expected)
+        shape_error(name + suffix + ": expected " + dtype_name(dtype) + " of shape " +
+                    expected.str() + ", got " + dtype_name(c.dtype) + " " + c.shape.str());
+      return c;
     };
+    if (w_ih0.dtype == DType::I64) shape_error("weight_ih_l0: expected float32, got int64");
     RawLayerWeights w;
-    w.w_ih = tensor(0, "weight_ih", {GH, config.layer_input_size(layer)});
-    w.w_hh = tensor(1, "weight_hh", {GH, config.output_size()});
+    w.w_ih = tensor(0, "weight_ih", {GH, config.layer_input_size(layer)}, true).matrix();
+    w.w_hh = tensor(1, "weight_hh", {GH, config.output_size()}, true).matrix();
     if (biases) {
-      w.b_ih = tensor(2, "bias_ih", {GH});
-      w.b_hh = tensor(3, "bias_hh", {GH});
+      w.b_ih = tensor(2, "bias_ih", {GH}, false).floats();
+      w.b_hh = tensor(3, "bias_hh", {GH}, false).floats();
     }
-    if (projected) w.w_hr = tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size});
+    if (projected)
+      w.w_hr = tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size}, true).matrix();
     raw.push_back(w);
   }
   return std::make_shared<const Network>(config, raw);
@@ -344,7 +349,7 @@ class Cell final : public Op {
     // Reuse the layer reader on a view of the operands without the absent biases.
     NodeDef weights_only = ctx.node();
     weights_only.inputs.resize(biases ? 7 : 5);
-    network_ = build_network(BuildContext(ctx.graph(), weights_only), kind_, 1, false, biases, 3);
+    network_ = build_network(ctx.within(weights_only), kind_, 1, false, biases, 3);
   }
   void infer(InferContext& ctx) const override {
     const NetworkConfig& c = network_->config();
