@@ -16,6 +16,7 @@ from .model_stream import ModelStream
 from .modules import GRU, LSTM, RNN
 from .quantize import quantize
 from .stream import Stream
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -38,8 +39,10 @@ __all__ = [
     "available_isas",
     "cpu_info",
     "from_torch",
+    "get_num_threads",
     "load",
     "quantize",
     "save",
     "set_isa",
+    "set_num_threads",
 ]

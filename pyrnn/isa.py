@@ -37,10 +37,13 @@ def active_isa() -> str:
 
 
 def cpu_info() -> dict[str, Any]:
-    """Detected CPU features, compiled and available ISAs, and the active one."""
+    """Detected CPU features, compiled and available ISAs, the active one, the CPUs this process
+    may run on and the threads a call may use."""
     return {
         "features": dict(_core.cpu_features()),
         "compiled": list(_core.compiled_isas()),
         "available": available_isas(),
         "active": active_isa(),
+        "cpus": int(_core.available_cpus()),
+        "threads": int(_core.get_num_threads()),
     }

@@ -24,6 +24,15 @@ def _restore_isa() -> Iterator[None]:
     pyrnn.set_isa(previous)
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads() -> Iterator[None]:
+    """A test that changes the thread count (or splits every step) does not leak it."""
+    previous = pyrnn.get_num_threads()
+    yield
+    pyrnn.set_num_threads(previous)
+    pyrnn._core._set_split_every_step(False)
+
+
 @pytest.fixture(params=pyrnn.available_isas())
 def isa(request: pytest.FixtureRequest) -> Iterator[str]:
     """Forces one ISA's kernels for the test and restores the previous choice afterwards."""

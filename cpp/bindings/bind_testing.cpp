@@ -11,11 +11,14 @@
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
 #include "core/dispatch.h"
+#include "core/sequence.h"
 #include "graph/memory_limit.h"
 
 namespace pyrnn::bindings {
 
 void bind_testing(py::module_& m) {
+  m.def("_set_split_every_step", &set_split_every_step, py::arg("split"),
+        "Test hook: split every step across threads, however small (results must not change).");
   m.def(
       "_activation",
       [](const std::string& isa, const std::string& name, const FloatArray& x) {

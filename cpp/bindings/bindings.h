@@ -6,6 +6,7 @@
 namespace pyrnn::bindings {
 void bind_network(pybind11::module_& m);
 void bind_dispatch(pybind11::module_& m);
+void bind_threads(pybind11::module_& m);
 void bind_testing(pybind11::module_& m);
 void bind_probe(pybind11::module_& m);
 void bind_stream(pybind11::module_& m);

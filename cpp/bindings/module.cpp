@@ -4,6 +4,7 @@
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pyrnn's C++ core: packed recurrent networks and their kernels.";
   pyrnn::bindings::bind_dispatch(m);
+  pyrnn::bindings::bind_threads(m);
   pyrnn::bindings::bind_network(m);
   pyrnn::bindings::bind_testing(m);
   pyrnn::bindings::bind_probe(m);

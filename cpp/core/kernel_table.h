@@ -124,6 +124,10 @@ struct KernelTable {
   // once the panels leave L1 or a tile covers only part of each cache line (AVX2, NEON).
   int fused_rows;
   std::size_t fused_panel_bytes;
+  // Recurrent flops per step that one more thread must get for a split across threads to pay
+  // for its barrier (one per step, ~0.2-1 us): measured per ISA, since it scales with the
+  // kernels' speed.
+  double split_step_flops;
   UnaryKernel unary;
   BinaryKernel binary;
   SoftmaxKernel softmax;

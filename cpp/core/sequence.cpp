@@ -3,6 +3,7 @@
 #include "core/sequence.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -104,47 +105,87 @@ bool uniform_row_stride(const SequenceIn& in, std::ptrdiff_t* stride) {
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_split_every_step{false};
+}  // namespace
+
+bool can_split(const NetworkConfig& config) noexcept {
+  return config.bidirectional || block_count(config.hidden_size) > 1;
+}
+
+void set_split_every_step(bool split) noexcept {
+  g_split_every_step.store(split, std::memory_order_relaxed);
+}
+
+int planned_threads(const KernelTable& kernels, const Network& network, int rows) noexcept {
+  const int pool = ThreadPool::instance().threads();
+  if (pool <= 1) return 1;
+  const NetworkConfig& config = network.config();
+  const int blocks = block_count(config.hidden_size);
+  // The recurrent product of one step: the part every step must wait for.
+  const double step_flops =
+      2.0 * rows * config.gates() * blocks * kUnitBlock * padded_units(config.output_size());
+  const int by_work = g_split_every_step.load(std::memory_order_relaxed)
+                          ? blocks
+                          : static_cast<int>(step_flops / kernels.split_step_flops);
+  const int per_direction = std::clamp(by_work, 1, blocks);
+  // The directions of a bidirectional layer are independent: one thread each at least.
+  return std::min(pool, per_direction * config.directions());
+}
+
 void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
-               SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace) noexcept {
+               SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace,
+               const Team& team) noexcept {
   const NetworkConfig& config = network.config();
   const PackedLayer& weights = network.layer(layer, direction);
   const StepKernel step = kernels.step_for(config.kind);
   const InputStepKernel input_step = kernels.input_step_for(config.kind);
   const bool reverse = direction == 1;
   const int rows = in.rows, features = in.features, h_out = config.output_size();
-  const int blocks = weights.w_hh.blocks();
   const std::ptrdiff_t ld_projected = weights.w_ih.output_width();
   const int chunk = workspace.chunk_steps();
   const int chunks = (in.steps + chunk - 1) / chunk;
+  // This thread's blocks of hidden units, and of the output (h, or the projection for LSTM-P).
+  const Range mine = team.share(weights.w_hh.blocks());
+  const Range mine_out = team.share(block_count(h_out));
+  const int out_begin = mine_out.begin * kUnitBlock;
+  const int out_count = std::max(0, std::min(h_out, mine_out.end * kUnitBlock) - out_begin);
+  // Parity of the state buffers, kept locally: every thread flips it alike each step.
+  int current = state.current();
 
   for (int index = 0; index < chunks; ++index) {
     const int c = reverse ? chunks - 1 - index : index;
     const int t0 = c * chunk, t1 = std::min(in.steps, t0 + chunk);
     const SequenceIn part = in.time_slice(t0, t1);
 
-    // 1. The input projection of every step in the chunk: one GEMM. A chunk of one step (a
-    // stream step) skips it when the ISA measured it faster: the fused kernel projects x block
-    // by block inside the step.
+    // 1. The input projection of every step in the chunk: one GEMM, each thread its own blocks
+    // (the only ones its steps read, so no barrier before them). A chunk of one step (a stream
+    // step) skips it when the ISA measured it faster: the fused kernel projects x block by
+    // block inside the step.
     const bool fused = part.steps == 1 && kernels.use_input_step(rows, weights.w_ih, weights.w_hh);
     const float* a = part.data;
     std::ptrdiff_t lda = 0;
     if (!uniform_row_stride(part, &lda)) {
       float* packed = workspace.input_rows();
-      for (int t = 0; t < part.steps; ++t)
-        for (int n = 0; n < rows; ++n)
-          std::memcpy(packed + (static_cast<std::ptrdiff_t>(t) * rows + n) * features,
-                      part.row(t, n), features * sizeof(float));
+      const Range rows_mine = team.share(part.steps * rows);
+      for (int r = rows_mine.begin; r < rows_mine.end; ++r)
+        std::memcpy(packed + static_cast<std::ptrdiff_t>(r) * features,
+                    part.row(r / rows, r % rows), features * sizeof(float));
       a = packed;
       lda = features;
+      team.sync();
     }
-    if (!fused)
+    if (!fused && mine.size() > 0)
       kernels.gemm({a, lda, part.steps * rows, &weights.w_ih, weights.input_bias.data(),
-                    workspace.projected(), ld_projected, 0, blocks});
+                    workspace.projected(), ld_projected, mine.begin, mine.end});
 
-    // 2. The recurrence: one fused kernel call per step (plus the projection GEMM for LSTM-P).
+    // 2. The recurrence: one fused kernel call per step (plus the projection GEMM for LSTM-P),
+    // then a barrier: the next step reads every thread's units.
     for (int s = 0; s < part.steps; ++s) {
       const int t = reverse ? part.steps - 1 - s : s;
-      float* cell_out = config.proj_size > 0 ? workspace.cell_output() : state.h_next();
+      const bool odd = current == 1;
+      float* h_next = state.h(1 - current);
+      float* cell_out = config.proj_size > 0 ? workspace.cell_output() : h_next;
       const std::ptrdiff_t ld_cell =
           config.proj_size > 0 ? padded_units(config.hidden_size) : state.ld_h();
       // Fused: xp is the input bias, shared by every row.
@@ -152,37 +193,48 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
           fused ? weights.input_bias.data()
                 : workspace.projected() + static_cast<std::ptrdiff_t>(t) * rows * ld_projected;
       InputStepArgs args{
-          {&weights.w_hh, xp, ld_projected, weights.recurrent_bias.data(), state.h(), state.ld_h(),
-           cell_out, ld_cell, state.c(), state.ld_c(), rows, 0, blocks},
+          {&weights.w_hh, xp, ld_projected, weights.recurrent_bias.data(), state.h(current),
+           state.ld_h(), cell_out, ld_cell, state.c(), state.ld_c(), rows, mine.begin, mine.end},
           &weights.w_ih,
           a,
           lda};
-      if (fused) {
+      if (mine.size() == 0) {
+        // More threads than blocks: this one only meets the others at the barriers.
+      } else if (fused) {
         // The kernel walks the blocks itself, backwards on odd steps (see below and
         // InputStepArgs::descending): one call per step.
-        args.descending = state.odd_step();
+        args.descending = odd;
         input_step(args);
-      } else if (!state.odd_step()) {
+      } else if (!odd) {
         step(args.step);
       } else {
         // Odd steps walk the blocks backwards, so each step starts on the panels the previous
         // one left in L2 instead of on the ones it evicted first: with W_hh (1 MiB for
         // LSTM 256) about the size of L2, batch-1 steps measured 12.0 -> 10.6 us on Zen 4.
-        for (int j = blocks - 1; j >= 0; --j) {
+        for (int j = mine.end - 1; j >= mine.begin; --j) {
           args.step.block_begin = j;
           args.step.block_end = j + 1;
           step(args.step);
         }
       }
       if (config.proj_size > 0) {
-        kernels.gemm({cell_out, ld_cell, rows, &weights.w_hr, nullptr, state.h_next(), state.ld_h(),
-                      0, weights.w_hr.blocks()});
+        team.sync();  // the projection reads every unit of the cell output
+        if (mine_out.size() > 0)
+          kernels.gemm({cell_out, ld_cell, rows, &weights.w_hr, nullptr, h_next, state.ld_h(),
+                        mine_out.begin, mine_out.end});
       }
-      state.advance();
-      for (int n = 0; n < rows; ++n)
-        std::memcpy(out.row(t0 + t, n), state.h() + n * state.ld_h(), h_out * sizeof(float));
+      team.sync();
+      current = 1 - current;
+      if (out_count > 0)
+        for (int n = 0; n < rows; ++n)
+          std::memcpy(out.row(t0 + t, n) + out_begin, h_next + n * state.ld_h() + out_begin,
+                      out_count * sizeof(float));
     }
   }
+  // Every thread read the parity before the first barrier above; the last one keeps it from
+  // being read again before it is stored.
+  if (team.leader()) state.set_current(current);
+  team.sync();
 }
 
 ForwardPass::ForwardPass(const Network& network, int rows, int steps)
@@ -190,6 +242,7 @@ ForwardPass::ForwardPass(const Network& network, int rows, int steps)
       rows_(rows),
       workspace_(network.config(), rows, default_chunk_steps(rows, steps)) {
   const NetworkConfig& config = network.config();
+  if (can_split(config)) ThreadPool::instance().start();
   const int layers = config.num_layers, dirs = config.directions();
   states_.reserve(static_cast<std::size_t>(layers) * dirs);
   for (int i = 0; i < layers * dirs; ++i) states_.emplace_back(config, rows);
@@ -199,6 +252,10 @@ ForwardPass::ForwardPass(const Network& network, int rows, int steps)
         checked_mul(checked_mul(steps, rows), config.output_size() * dirs);
     if (layers > 1) between_[0].resize(seq_floats);
     if (layers > 2) between_[1].resize(seq_floats);
+    backward_workspace_ =
+        std::make_unique<Workspace>(config, rows, default_chunk_steps(rows, steps));
+    for (std::unique_ptr<Barrier>& barrier : direction_barriers_)
+      barrier = std::make_unique<Barrier>(1);
   }
 }
 
@@ -217,23 +274,44 @@ void ForwardPass::run(const KernelTable& kernels, SequenceIn x, SequenceOut out,
   if (dirs == 1) {
     run_unidirectional(kernels, network_, x, out, states_.data(), workspace_);
   } else {
-    const int features = h_out * dirs;
-    SequenceIn in = x;
-    for (int l = 0; l < layers; ++l) {
-      SequenceOut dst = out;
-      if (l < layers - 1) {
-        dst = {between_[l % 2].data(),
-               static_cast<std::ptrdiff_t>(rows) * features,
-               features,
-               x.steps,
-               rows,
-               features};
-      }
-      for (int d = 0; d < dirs; ++d)
-        run_layer(kernels, network_, l, d, in, dst.columns(d * h_out, h_out), states_[l * dirs + d],
-                  workspace_);
-      in = dst;
-    }
+    ThreadPool::instance().parallel(
+        planned_threads(kernels, network_, rows), [&](const Team& team) {
+          // Two directions at once when there are two threads or more: the team splits in halves,
+          // each with its own barrier and scratch; alone, one direction after the other.
+          const bool split = team.size > 1;
+          const int first_half = (team.size + 1) / 2;
+          const int half = team.index < first_half ? 0 : 1;
+          if (split && team.leader()) {
+            direction_barriers_[0]->reset(first_half);
+            direction_barriers_[1]->reset(team.size - first_half);
+          }
+          team.sync();
+          const Team direction_team = split ? Team{half == 0 ? team.index : team.index - first_half,
+                                                   half == 0 ? first_half : team.size - first_half,
+                                                   direction_barriers_[half].get()}
+                                            : Team{};
+          const int features = h_out * dirs;
+          SequenceIn in = x;
+          for (int l = 0; l < layers; ++l) {
+            SequenceOut dst = out;
+            if (l < layers - 1) {
+              dst = {between_[l % 2].data(),
+                     static_cast<std::ptrdiff_t>(rows) * features,
+                     features,
+                     x.steps,
+                     rows,
+                     features};
+            }
+            for (int d = 0; d < dirs; ++d) {
+              if (split && d != half) continue;
+              run_layer(kernels, network_, l, d, in, dst.columns(d * h_out, h_out),
+                        states_[l * dirs + d], d == 0 ? workspace_ : *backward_workspace_,
+                        direction_team);
+            }
+            team.sync();  // the next layer reads both directions' outputs
+            in = dst;
+          }
+        });
   }
   for (int i = 0; i < layers * dirs; ++i)
     states_[i].store(hn ? hn + i * h_block : nullptr, cn ? cn + i * c_block : nullptr);
@@ -249,15 +327,23 @@ void run_unidirectional(const KernelTable& kernels, const Network& network, Sequ
                         SequenceOut out, LayerState* states, Workspace& workspace) noexcept {
   const int layers = network.config().num_layers;
   const int chunk = workspace.chunk_steps();
-  for (int t0 = 0; t0 < x.steps; t0 += chunk) {
-    const int t1 = std::min(x.steps, t0 + chunk);
-    SequenceIn in = x.time_slice(t0, t1);
-    for (int l = 0; l < layers; ++l) {
-      const SequenceOut dst =
-          l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
-      run_layer(kernels, network, l, 0, in, dst, states[l], workspace);
-      in = dst;
+  const auto run = [&](const Team& team) {
+    for (int t0 = 0; t0 < x.steps; t0 += chunk) {
+      const int t1 = std::min(x.steps, t0 + chunk);
+      SequenceIn in = x.time_slice(t0, t1);
+      for (int l = 0; l < layers; ++l) {
+        const SequenceOut dst =
+            l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
+        run_layer(kernels, network, l, 0, in, dst, states[l], workspace, team);
+        in = dst;
+      }
     }
+  };
+  const int threads = x.steps > 0 ? planned_threads(kernels, network, x.rows) : 1;
+  if (threads <= 1) {
+    run(Team{});  // small steps never leave the calling thread
+  } else {
+    ThreadPool::instance().parallel(threads, run);
   }
 }
 

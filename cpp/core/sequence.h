@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "core/aligned_buffer.h"
 #include "core/kernel_table.h"
 #include "core/network.h"
+#include "runtime/thread_pool.h"
 
 namespace pyrnn {
 
@@ -54,6 +56,10 @@ class LayerState {
   float* h() noexcept { return h_[current_].data(); }
   const float* h() const noexcept { return h_[current_].data(); }
   float* h_next() noexcept { return h_[1 - current_].data(); }
+  // The two h buffers by parity: h(current()) is the state, h(1 - current()) the next one.
+  float* h(int parity) noexcept { return h_[parity].data(); }
+  int current() const noexcept { return current_; }
+  void set_current(int parity) noexcept { current_ = parity; }
   float* c() noexcept { return c_.data(); }
   const float* c() const noexcept { return c_.data(); }
   void advance() noexcept { current_ = 1 - current_; }
@@ -102,14 +108,27 @@ class Workspace {
 // Steps per chunk for N rows: enough GEMM rows to amortise reading W_ih, few enough to stay small.
 int default_chunk_steps(int rows, int steps) noexcept;
 
+// Threads worth using for `network` over `rows` rows: 1 when a step is too small to pay for a
+// barrier (measured per ISA, KernelTable::split_step_flops), else up to one per block of hidden
+// units (bidirectional: per direction), capped by the pool's thread count.
+int planned_threads(const KernelTable& kernels, const Network& network, int rows) noexcept;
+// Whether any thread count could split `config`'s work (more than one block, or two directions).
+bool can_split(const NetworkConfig& config) noexcept;
+// For tests: split steps of any size (true), so that small models exercise every split.
+void set_split_every_step(bool split) noexcept;
+
 // Runs one (layer, direction) over every step of `in` (backwards for direction 1), writing
-// H_out features per step into `out` and carrying `state` forward.
+// H_out features per step into `out` and carrying `state` forward. Every thread of `team` calls
+// it with the same arguments; each computes its own share of the blocks of hidden units (and of
+// the projection), and they meet at one barrier per step. Returns after a final barrier.
 void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
-               SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace) noexcept;
+               SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace,
+               const Team& team = Team{}) noexcept;
 
 // One unidirectional network over every step of `x`, chunk by chunk and layer after layer within
 // each chunk, so scratch stays one chunk deep however long T is. `states` holds num_layers
 // entries carried forward. Shared by forward() and Stream::feed/step; allocates nothing.
+// Runs on planned_threads() threads of the pool.
 void run_unidirectional(const KernelTable& kernels, const Network& network, SequenceIn x,
                         SequenceOut out, LayerState* states, Workspace& workspace) noexcept;
 
@@ -130,6 +149,10 @@ class ForwardPass {
   int rows_;
   std::vector<LayerState> states_;
   Workspace workspace_;
+  // Bidirectional: the backward direction's scratch (the directions run at once) and the
+  // barriers of the two halves of the team.
+  std::unique_ptr<Workspace> backward_workspace_;
+  std::unique_ptr<Barrier> direction_barriers_[2];
   AlignedBuffer between_[2];  // bidirectional stacks: a whole layer's output for the next
 };
 

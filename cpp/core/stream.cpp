@@ -6,34 +6,10 @@
 #include <stdexcept>
 #include <string>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#define PYRNN_HAS_FORK 1
-#else
-#define PYRNN_HAS_FORK 0
-#endif
+#include "runtime/fork_generation.h"
 
 namespace pyrnn {
 namespace {
-
-// Constant-initialised, so it is valid before any constructor of this library runs.
-std::atomic<std::uint32_t> g_fork_generation{1};
-
-#if PYRNN_HAS_FORK
-// Runs in the child right after fork(), single-threaded: only an atomic store (async-signal-safe).
-void advance_fork_generation() noexcept {
-  std::uint32_t next = g_fork_generation.load(std::memory_order_relaxed) + 1;
-  if (next == 0) next = 1;  // 0 means "free"; after 2^32 - 1 forks, wrap past it
-  g_fork_generation.store(next, std::memory_order_relaxed);
-}
-#endif
-
-void register_fork_handler() {
-#if PYRNN_HAS_FORK
-  static const bool registered = pthread_atfork(nullptr, nullptr, advance_fork_generation) == 0;
-  if (!registered) throw std::runtime_error("pthread_atfork failed: cannot make streams fork-safe");
-#endif
-}
 
 // A stream found held: taken if the hold is from an earlier fork generation (a thread of a
 // parent process, which does not exist in this one), else refused. Kept out of the Exclusive
@@ -72,12 +48,8 @@ std::vector<LayerState> make_states(const NetworkConfig& config, int rows) {
 
 }  // namespace
 
-std::uint32_t fork_generation() noexcept {
-  return g_fork_generation.load(std::memory_order_relaxed);
-}
-
 Stream::Exclusive::Exclusive(const Stream& stream) : holder_(stream.holder_) {
-  const std::uint32_t now = g_fork_generation.load(std::memory_order_relaxed);
+  const std::uint32_t now = fork_generation();
   std::uint32_t seen = 0;
   if (!holder_.compare_exchange_strong(seen, now, std::memory_order_acquire,
                                        std::memory_order_relaxed))
@@ -89,7 +61,10 @@ Stream::Stream(std::shared_ptr<const Network> network, int rows)
       rows_(rows),
       states_(make_states(checked_config(network_, rows), rows)),
       workspace_(network_->config(), rows, stream_chunk_steps(rows)) {
-  register_fork_handler();
+  if (!register_fork_handler())
+    throw std::runtime_error("pthread_atfork failed: cannot make streams fork-safe");
+  // Workers start now, not in the first step, which then allocates nothing.
+  if (can_split(config())) ThreadPool::instance().start();
 }
 
 std::vector<LayerState> Stream::copy_states(const Stream& other) {

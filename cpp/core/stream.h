@@ -15,6 +15,7 @@
 #include "core/kernel_table.h"
 #include "core/network.h"
 #include "core/sequence.h"
+#include "runtime/fork_generation.h"
 
 namespace pyrnn {
 
@@ -73,9 +74,5 @@ class Stream {
   // 0: free; otherwise the fork generation in which the current hold was taken.
   mutable std::atomic<std::uint32_t> holder_{0};
 };
-
-// Starts at 1 and grows by one in every child process made by fork() (a pthread_atfork handler,
-// registered when the first stream is made): holds taken before the fork are then stale.
-std::uint32_t fork_generation() noexcept;
 
 }  // namespace pyrnn

@@ -97,6 +97,7 @@ constexpr int kTileRows1 = 6, kTileVecs1 = 2, kGemmRows1 = 6, kGemmCols1 = 2;
 // fused step reads each panel line twice per row tile (LSTM 256 x 4 rows: 104 -> 132 us).
 constexpr int kFusedRows = 1;
 constexpr std::size_t kFusedPanelBytes = 0;
+constexpr double kSplitStepFlops = 100e3;
 
 #include "kernels/simd-inl.h"
 

@@ -102,6 +102,7 @@ constexpr int kTileRows1 = 12, kTileVecs1 = 1, kGemmRows1 = 12, kGemmCols1 = 1;
 // 64 rows while a block's two panels fit L1 (H = 64: 32 KiB), slower at 64 rows of H = 128.
 constexpr int kFusedRows = 16;
 constexpr std::size_t kFusedPanelBytes = 32 * 1024;
+constexpr double kSplitStepFlops = 150e3;
 
 #include "kernels/simd-inl.h"
 

@@ -145,6 +145,7 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept {
 }  // namespace
 
 // fused_rows: the scalar kernels go row by row either way, so the fused step is never slower.
+constexpr double kSplitStepFlops = 20e3;
 const KernelTable& kernel_table() noexcept {
   static const KernelTable table{"scalar",
                                  gemm,
@@ -160,6 +161,7 @@ const KernelTable& kernel_table() noexcept {
                                  input_step<CellKind::Gru>,
                                  1 << 30,
                                  0,
+                                 kSplitStepFlops,
                                  unary,
                                  binary,
                                  softmax,

@@ -642,6 +642,7 @@ const KernelTable& make_table(const char* name) noexcept {
                                  input_step<CellKind::Gru>,
                                  kFusedRows,
                                  kFusedPanelBytes,
+                                 kSplitStepFlops,
                                  unary,
                                  binary,
                                  softmax,

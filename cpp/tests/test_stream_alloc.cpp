@@ -33,6 +33,7 @@
 #include "core/sequence.h"
 #include "core/stream.h"
 #include "graph/model_stream.h"
+#include "runtime/thread_pool.h"
 
 // -- allocation counting --------------------------------------------------------------------------
 namespace {
@@ -519,6 +520,15 @@ int main() {
       check_stream({kind, 1, 33, 3, 0, 4}, kernels);
     }
     check_stream({CellKind::Lstm, 7, 33, 2, 5, 3}, kernels);
+    // Again with every step split across three threads (33 hidden units: three blocks): the
+    // pool's regions and barriers allocate nothing either.
+    pyrnn::ThreadPool::instance().set_threads(3);
+    pyrnn::set_split_every_step(true);
+    for (CellKind kind : {CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru})
+      check_stream({kind, 1, 33, 3, 0, 4}, kernels);
+    check_stream({CellKind::Lstm, 7, 33, 2, 5, 3}, kernels);
+    pyrnn::set_split_every_step(false);
+    pyrnn::ThreadPool::instance().set_threads(pyrnn::available_cpus());
     check_threads(kernels);
     check_exclusive(kernels);
     check_model_stream(kernels);

@@ -1,0 +1,41 @@
+// A reusable barrier for a fixed number of threads: the last to arrive opens the next phase.
+// Arrivals spin briefly, then sleep (see wait_word.h). Its memory effects are those of a full
+// barrier: everything written before arrive_and_wait is visible to every thread after it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "runtime/wait_word.h"
+
+namespace pyrnn {
+
+class Barrier {
+ public:
+  explicit Barrier(int participants) noexcept : participants_(participants) {}
+  Barrier(const Barrier&) = delete;
+  Barrier& operator=(const Barrier&) = delete;
+
+  int participants() const noexcept { return participants_; }
+  // Only while no thread is at the barrier.
+  void reset(int participants) noexcept { participants_ = participants; }
+
+  void arrive_and_wait() noexcept {
+    if (participants_ <= 1) return;
+    const std::uint32_t phase = phase_.load();
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == participants_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      phase_.increment_and_wake();
+    } else {
+      phase_.wait_while_equal(phase);
+    }
+  }
+
+ private:
+  int participants_;
+  // Apart, so that arrivals and the waiters' polling do not share a cache line.
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) WaitWord phase_;
+};
+
+}  // namespace pyrnn

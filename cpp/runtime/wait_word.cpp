@@ -1,0 +1,80 @@
+// WaitWord (see wait_word.h): futex on Linux, a short sleep loop elsewhere.
+#include "runtime/wait_word.h"
+
+#include <chrono>
+#include <thread>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#endif
+
+namespace pyrnn {
+namespace {
+
+// About 30-100 us of pause instructions (their latency differs by CPU: ~10 to ~140 cycles):
+// longer than a barrier usually takes, short enough that a worker left idle sleeps soon.
+constexpr int kSpinIterations = 1 << 11;
+
+void sleep_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t seen) noexcept {
+#if defined(__linux__)
+  // Returns at once if the word already changed; spurious wake-ups are re-checked by the caller.
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, seen, nullptr,
+          nullptr, 0);
+#else
+  (void)word;
+  (void)seen;
+  std::this_thread::sleep_for(std::chrono::microseconds(50));
+#endif
+}
+
+void wake_all(std::atomic<std::uint32_t>& word) noexcept {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr,
+          nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+}  // namespace
+
+void WaitWord::wait_while_equal(std::uint32_t seen) noexcept {
+  for (int i = 0; i < kSpinIterations; ++i) {
+    if (word_.load(std::memory_order_acquire) != seen) return;
+    cpu_relax();
+  }
+  while (true) {
+    // The sleeper count and the word are ordered against the waker's store-then-check (both
+    // sequentially consistent): either the waker sees this sleeper, or this thread sees the
+    // new value before it sleeps.
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    if (word_.load(std::memory_order_seq_cst) != seen) {
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
+    sleep_while_equal(word_, seen);
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    if (word_.load(std::memory_order_acquire) != seen) return;
+  }
+}
+
+void WaitWord::wake_sleepers() noexcept {
+  if (sleepers_.load(std::memory_order_seq_cst) != 0) wake_all(word_);
+}
+
+void WaitWord::store_and_wake(std::uint32_t value) noexcept {
+  word_.store(value, std::memory_order_seq_cst);
+  wake_sleepers();
+}
+
+std::uint32_t WaitWord::increment_and_wake() noexcept {
+  const std::uint32_t value = word_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  wake_sleepers();
+  return value;
+}
+
+}  // namespace pyrnn
