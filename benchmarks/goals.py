@@ -11,7 +11,11 @@ Metrics of a workload's result:
   "model / lstm"  the pyrnn model's time per frame over the bare pyrnn LSTM's (at most target)
   "A / B"         engine A's time per step over engine B's, both timed in the same run, on a
                   reduced-precision workload (at least target): "pyrnn-fp32 / pyrnn-int8" is
-                  how much faster int8 weights run than fp32 ones
+                  how much faster int8 weights run than fp32 ones; on a sequence workload
+                  "torch / pyrnn" is pyrnn's speed-up over torch, both at their default
+                  thread counts, and "pyrnn-1t / pyrnn" pyrnn's scaling from 1 thread to its
+                  default (at least target; "pyrnn-out / pyrnn-out-1t", a small stream step on
+                  the default threads against 1 thread, at most target)
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-_AT_MOST = ("overhead_us", "model / lstm")
+_AT_MOST = ("overhead_us", "model / lstm", "pyrnn-out / pyrnn-out-1t")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,50 @@ class Goal:
     def unit(self) -> str:
         return " us" if self.metric.endswith("_us") else "x"
 
+
+# Every core: pyrnn and the peers each with their default threads (every CPU of the machine).
+THREAD_GOALS = (
+    *(
+        Goal(
+            workload,
+            f"{peer} / pyrnn",
+            1.2,
+            f"{workload}: pyrnn >= 1.2x faster than {label}, each with its default threads",
+        )
+        for workload in (
+            "batch-lstm-256",
+            "seq-lstm-1024",
+            "stack-bilstm",
+            "seq-lstm-256",
+            "seq-gru-256",
+        )
+        for peer, label in (("torch", "torch"), ("ort", "ONNX Runtime"))
+    ),
+    Goal(
+        "batch-lstm-256",
+        "pyrnn-1t / pyrnn",
+        1.8,
+        "batch-lstm-256: pyrnn on its default threads (2 here) >= 1.8x its 1-thread speed",
+    ),
+    Goal(
+        "seq-lstm-1024",
+        "pyrnn-1t / pyrnn",
+        1.8,
+        "seq-lstm-1024: pyrnn on its default threads (2 here) >= 1.8x its 1-thread speed",
+    ),
+    Goal(
+        "stream-lstm-1024",
+        "pyrnn-out-1t / pyrnn-out",
+        1.6,
+        "LSTM I=H=1024 s.step(x, out=y) on the default threads (2 here) >= 1.6x its 1-thread speed",
+    ),
+    Goal(
+        "stream-lstm-64",
+        "pyrnn-out / pyrnn-out-1t",
+        1.05,
+        "LSTM 64 s.step(x, out=y) on the default threads no slower than on 1 thread (5% noise)",
+    ),
+)
 
 GOALS = (
     Goal(
@@ -145,6 +193,7 @@ GOALS = (
         "LSTM 512 over T=1000 (B=1, 1 thread): pyrnn bf16 at least as fast as torch's LSTM in "
         "bfloat16",
     ),
+    *THREAD_GOALS,
 )
 
 

@@ -46,8 +46,8 @@ from pyrnn.benchmarking.workloads import (
 from pyrnn.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINES = ["pyrnn", "torch-1t", "torch", "ort-1t", "ort"]
-STEP_ENGINES = ["pyrnn", "pyrnn-out", "pyrnn-c++", "torch-1t", "ort-1t"]
+ENGINES = ["pyrnn", "pyrnn-1t", "torch-1t", "torch", "ort-1t", "ort"]
+STEP_ENGINES = ["pyrnn", "pyrnn-out", "pyrnn-out-1t", "pyrnn-c++", "torch-1t", "ort-1t"]
 
 
 def run_cli(args: list[str], cwd: Path, code: str | None = None) -> subprocess.CompletedProcess:
@@ -457,7 +457,7 @@ def test_an_engine_with_the_wrong_output_shape_is_a_mismatch():
 def test_stream_workloads_are_registered():
     streams = {n: w for n, w in WORKLOADS.items() if isinstance(w, StreamWorkload)}
     assert list(streams) == [
-        "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-overhead"
+        "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-lstm-1024", "stream-overhead"
     ]  # fmt: skip
     kinds = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload
     assert all(isinstance(w, kinds) for w in WORKLOADS.values())

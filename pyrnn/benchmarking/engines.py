@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._base import Module
+from ..threads import get_num_threads, set_num_threads
 
 
 class Unavailable(Exception):
@@ -34,8 +35,38 @@ class Engine:
     prepare: Callable[[Module, np.ndarray], Runner] = field(repr=False)
 
 
-def _prepare_pyrnn(module: Module, x: np.ndarray) -> Runner:
-    return Runner(run=lambda: module(x)[0], threads="1")
+# -- pyrnn ----------------------------------------------------------------------------------
+_pyrnn_default_threads: int | None = None
+
+
+def pyrnn_threads(
+    threads: int | None,
+) -> tuple[Callable[[], contextlib.AbstractContextManager[Any]], str]:
+    """A context running pyrnn with `threads` threads (None: its default, the count it started
+    with in this process), and that count as the table shows it."""
+    global _pyrnn_default_threads
+    if _pyrnn_default_threads is None:  # before any engine changes it
+        _pyrnn_default_threads = get_num_threads()
+    count = threads if threads is not None else _pyrnn_default_threads
+
+    @contextlib.contextmanager
+    def context() -> Iterator[None]:
+        previous = get_num_threads()
+        set_num_threads(count)
+        try:
+            yield
+        finally:
+            set_num_threads(previous)
+
+    return context, str(count)
+
+
+def _pyrnn_engine(threads: int | None) -> Callable[[Module, np.ndarray], Runner]:
+    def prepare(module: Module, x: np.ndarray) -> Runner:
+        context, count = pyrnn_threads(threads)
+        return Runner(run=lambda: module(x)[0], context=context, threads=count)
+
+    return prepare
 
 
 # -- PyTorch ----------------------------------------------------------------------------------
@@ -125,9 +156,11 @@ def _ort_engine(threads: int | None) -> Callable[[Module, np.ndarray], Runner]:
 
 
 def sequence_engines() -> list[Engine]:
-    """pyrnn first (the ratios are against it), then each peer with 1 thread and its default."""
+    """pyrnn at its default thread count first (the ratios are against it) and with 1 thread,
+    then each peer with 1 thread and its default."""
     return [
-        Engine("pyrnn", "pyrnn", _prepare_pyrnn),
+        Engine("pyrnn", "pyrnn", _pyrnn_engine(None)),
+        Engine("pyrnn-1t", "pyrnn", _pyrnn_engine(1)),
         Engine("torch-1t", "torch", _torch_engine(1)),
         Engine("torch", "torch", _torch_engine(None)),
         Engine("ort-1t", "onnxruntime", _ort_engine(1)),

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import isa
 from .._base import Module
-from .engines import Unavailable, _import_torch
+from .engines import Unavailable, _import_torch, pyrnn_threads
 from .workloads import StreamWorkload, flops_per_step
 
 if TYPE_CHECKING:
@@ -80,14 +80,19 @@ def _pyrnn_check(module: Module, x: np.ndarray) -> Callable[[], np.ndarray]:
     return check
 
 
-def _prepare_pyrnn(out: bool) -> Callable[[Module, np.ndarray], StepRunner]:
+def _prepare_pyrnn(
+    out: bool, threads: int | None = None
+) -> Callable[[Module, np.ndarray], StepRunner]:
     def prepare(module: Module, x: np.ndarray) -> StepRunner:
         stream = module.stream()
         y = np.empty(module._spec.output_size, np.float32)
+        context, count = pyrnn_threads(threads)
         return StepRunner(
             check=_pyrnn_check(module, x),
             statement="step(x, out=y)" if out else "step(x)",
             namespace={"step": stream.step, "x": x, "y": y},
+            context=context,
+            threads=count,
             call="s.step(x, out=y)" if out else "s.step(x)",
         )
 
@@ -97,9 +102,12 @@ def _prepare_pyrnn(out: bool) -> Callable[[Module, np.ndarray], StepRunner]:
 def _prepare_pyrnn_cpp(module: Module, x: np.ndarray) -> StepRunner:
     stream = module.stream()
     y = np.empty(module._spec.output_size, np.float32)
+    context, count = pyrnn_threads(None)
     return StepRunner(
         check=_pyrnn_check(module, x),
         loop=lambda number: stream._time_steps(x, y, number) * number,
+        context=context,
+        threads=count,
         call="the same steps in a C++ loop (no Python)",
     )
 
@@ -237,11 +245,14 @@ def _prepare_ort(module: Module, x: np.ndarray) -> StepRunner:
 
 
 def step_engines() -> list[StepEngine]:
-    """pyrnn's step without and with out= (the ratios are against the latter), its C++ loop,
-    then the peers with 1 thread."""
+    """pyrnn's step without and with out= (the ratios are against the latter), the latter again
+    on 1 thread, its C++ loop, then the peers with 1 thread. pyrnn runs at its default thread
+    count except where the name says 1t (a small model's step stays on the calling thread
+    either way)."""
     return [
         StepEngine("pyrnn", "pyrnn", _prepare_pyrnn(out=False)),
         StepEngine("pyrnn-out", "pyrnn", _prepare_pyrnn(out=True)),
+        StepEngine("pyrnn-out-1t", "pyrnn", _prepare_pyrnn(out=True, threads=1)),
         StepEngine("pyrnn-c++", "pyrnn", _prepare_pyrnn_cpp),
         StepEngine("torch-1t", "torch", _prepare_torch),
         StepEngine("ort-1t", "onnxruntime", _prepare_ort),

@@ -237,6 +237,7 @@ WORKLOADS: dict[str, Workload] = {
         StreamWorkload("stream-lstm-64", "LSTM 64", "lstm", 64, 64),
         StreamWorkload("stream-gru-64", "GRU 64", "gru", 64, 64),
         StreamWorkload("stream-lstm-1x32", "LSTM I=1 H=32", "lstm", 1, 32),
+        StreamWorkload("stream-lstm-1024", "LSTM 1024", "lstm", 1024, 1024, batch=1),
         StreamWorkload("stream-overhead", "1-unit LSTM", "lstm", 1, 1, measure="overhead"),
         ModelWorkload(
             "model-stream-head",
