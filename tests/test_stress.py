@@ -59,10 +59,15 @@ def _drive(stream: pyrnn.Stream, xs: np.ndarray, lengths: list[int] | None) -> n
 @pytest.mark.parametrize(
     ("kind", "weights"), [("lstm", "fp32"), ("gru", "fp32"), ("lstm", "int8"), ("gru", "bf16")]
 )
+@pytest.mark.parametrize("pool", [False, True])
 def test_threads_with_own_streams_equal_the_sequential_run(
-    isa: str, kind: str, weights: str
+    isa: str, kind: str, weights: str, pool: bool
 ) -> None:
+    """pool=True: the sequential run on one thread, the concurrent one with every step split
+    across the pool's three threads (the thread that holds the pool splits; the others, finding
+    it busy, run alone): the same bits either way."""
     pyrnn.set_isa(isa)
+    pyrnn.set_num_threads(1)
     factory = pyrnn.LSTM if kind == "lstm" else pyrnn.GRU
     module = factory(5, 24, num_layers=2, seed=7)
     if weights != "fp32":
@@ -76,6 +81,9 @@ def test_threads_with_own_streams_equal_the_sequential_run(
     results: list[Any] = [None] * THREADS
     errors: list[BaseException] = []
     barrier = threading.Barrier(THREADS)
+    if pool:
+        pyrnn.set_num_threads(3)
+        pyrnn._core._set_split_every_step(True)
 
     def work(index: int) -> None:
         try:
