@@ -117,20 +117,24 @@ void set_split_every_step(bool split) noexcept {
   g_split_every_step.store(split, std::memory_order_relaxed);
 }
 
-int planned_threads(const KernelTable& kernels, const Network& network, int rows) noexcept {
+int planned_threads(const KernelTable& kernels, const Network& network, int rows,
+                    int steps) noexcept {
   const int pool = ThreadPool::instance().threads();
-  if (pool <= 1) return 1;
+  if (pool <= 1 || steps <= 0 || rows <= 0) return 1;
   const NetworkConfig& config = network.config();
   const int blocks = block_count(config.hidden_size);
-  // The recurrent product of one step: the part every step must wait for.
+  const bool every_step = g_split_every_step.load(std::memory_order_relaxed);
+  // The recurrent product of one step: the part every step must wait for. Each thread gets at
+  // least one block.
   const double step_flops =
       2.0 * rows * config.gates() * blocks * kUnitBlock * padded_units(config.output_size());
-  const int by_work = g_split_every_step.load(std::memory_order_relaxed)
-                          ? blocks
-                          : static_cast<int>(step_flops / kernels.split_step_flops);
+  const int by_work = every_step ? blocks : static_cast<int>(step_flops / kernels.split_step_flops);
   const int per_direction = std::clamp(by_work, 1, blocks);
-  // The directions of a bidirectional layer are independent: one thread each at least.
-  return std::min(pool, per_direction * config.directions());
+  if (!config.bidirectional) return std::min(pool, per_direction);
+  // The two directions are independent all along: apart when the call is long enough to pay
+  // for starting a region and one barrier per layer.
+  const bool apart = every_step || step_flops * steps >= 10 * kernels.split_step_flops;
+  return apart ? std::min(pool, 2 * per_direction) : 1;
 }
 
 void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
@@ -145,11 +149,12 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
   const std::ptrdiff_t ld_projected = weights.w_ih.output_width();
   const int chunk = workspace.chunk_steps();
   const int chunks = (in.steps + chunk - 1) / chunk;
-  // This thread's blocks of hidden units, and of the output (h, or the projection for LSTM-P).
+  // This thread's blocks of hidden units, and of the projection for LSTM-P.
   const Range mine = team.share(weights.w_hh.blocks());
   const Range mine_out = team.share(block_count(h_out));
-  const int out_begin = mine_out.begin * kUnitBlock;
-  const int out_count = std::max(0, std::min(h_out, mine_out.end * kUnitBlock) - out_begin);
+  // After each step's barrier, this thread's rows of the output: whole rows, so that no two
+  // threads write one cache line of the caller's array.
+  const Range my_rows = team.share(rows);
   // Parity of the state buffers, kept locally: every thread flips it alike each step.
   int current = state.current();
 
@@ -225,10 +230,8 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       }
       team.sync();
       current = 1 - current;
-      if (out_count > 0)
-        for (int n = 0; n < rows; ++n)
-          std::memcpy(out.row(t0 + t, n) + out_begin, h_next + n * state.ld_h() + out_begin,
-                      out_count * sizeof(float));
+      for (int n = my_rows.begin; n < my_rows.end; ++n)
+        std::memcpy(out.row(t0 + t, n), h_next + n * state.ld_h(), h_out * sizeof(float));
     }
   }
   // Every thread read the parity before the first barrier above; the last one keeps it from
@@ -275,7 +278,7 @@ void ForwardPass::run(const KernelTable& kernels, SequenceIn x, SequenceOut out,
     run_unidirectional(kernels, network_, x, out, states_.data(), workspace_);
   } else {
     ThreadPool::instance().parallel(
-        planned_threads(kernels, network_, rows), [&](const Team& team) {
+        planned_threads(kernels, network_, rows, x.steps), [&](const Team& team) {
           // Two directions at once when there are two threads or more: the team splits in halves,
           // each with its own barrier and scratch; alone, one direction after the other.
           const bool split = team.size > 1;
@@ -339,7 +342,7 @@ void run_unidirectional(const KernelTable& kernels, const Network& network, Sequ
       }
     }
   };
-  const int threads = x.steps > 0 ? planned_threads(kernels, network, x.rows) : 1;
+  const int threads = planned_threads(kernels, network, x.rows, x.steps);
   if (threads <= 1) {
     run(Team{});  // small steps never leave the calling thread
   } else {

@@ -108,10 +108,12 @@ class Workspace {
 // Steps per chunk for N rows: enough GEMM rows to amortise reading W_ih, few enough to stay small.
 int default_chunk_steps(int rows, int steps) noexcept;
 
-// Threads worth using for `network` over `rows` rows: 1 when a step is too small to pay for a
-// barrier (measured per ISA, KernelTable::split_step_flops), else up to one per block of hidden
-// units (bidirectional: per direction), capped by the pool's thread count.
-int planned_threads(const KernelTable& kernels, const Network& network, int rows) noexcept;
+// Threads worth using for `network` over `rows` rows and `steps` steps: 1 when a step is too
+// small to pay for a barrier (KernelTable::split_step_flops per thread, measured per ISA), else
+// up to one per block of hidden units; bidirectional networks run their two directions at once
+// when the call is long enough. Capped by the pool's thread count.
+int planned_threads(const KernelTable& kernels, const Network& network, int rows,
+                    int steps) noexcept;
 // Whether any thread count could split `config`'s work (more than one block, or two directions).
 bool can_split(const NetworkConfig& config) noexcept;
 // For tests: split steps of any size (true), so that small models exercise every split.

@@ -87,7 +87,9 @@ constexpr int kTileRows1 = 6, kTileVecs1 = 4, kGemmRows1 = 6, kGemmCols1 = 4;
 // (a quarter for LSTM/GRU), so it would re-read every panel line per tile.
 constexpr int kFusedRows = 1;
 constexpr std::size_t kFusedPanelBytes = 0;
-constexpr double kSplitStepFlops = 50e3;
+// Split a step across threads when each gets this many recurrent flops: not measured on ARM
+// hardware; set between the AVX2 and scalar figures.
+constexpr double kSplitStepFlops = 30e3;
 
 #include "kernels/simd-inl.h"
 
