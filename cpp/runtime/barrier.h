@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "runtime/wait_word.h"
@@ -12,6 +13,10 @@ namespace pyrnn {
 
 class Barrier {
  public:
+  // How long an early arrival spins before it sleeps: far longer than the threads of one step
+  // drift apart, so that inside a region nobody sleeps unless a thread was descheduled.
+  static constexpr std::chrono::microseconds kBarrierSpin{2000};
+
   explicit Barrier(int participants) noexcept : participants_(participants) {}
   Barrier(const Barrier&) = delete;
   Barrier& operator=(const Barrier&) = delete;
@@ -27,7 +32,7 @@ class Barrier {
       arrived_.store(0, std::memory_order_relaxed);
       phase_.increment_and_wake();
     } else {
-      phase_.wait_while_equal(phase);
+      phase_.wait_while_equal(phase, kBarrierSpin);
     }
   }
 

@@ -19,6 +19,11 @@
 namespace pyrnn {
 namespace {
 
+// How long an idle worker spins for the next region before it sleeps: a stream stepping back to
+// back finds it awake; one stepping every few milliseconds pays a wake-up per step instead of
+// keeping a core busy.
+constexpr std::chrono::microseconds kIdleSpin{300};
+
 constexpr std::uint32_t kCountBits = 16;
 constexpr std::uint32_t kCountMask = (1u << kCountBits) - 1;
 
@@ -157,7 +162,7 @@ void ThreadPool::dispatch(int count, Body body, void* context) noexcept {
   job_.store_and_wake(job_word(sequence, count));
   body(context, 0, count);
   while (running_.load(std::memory_order_acquire) != 0) {
-    done_.wait_while_equal(done);
+    done_.wait_while_equal(done, Barrier::kBarrierSpin);
     done = done_.load();
   }
   busy_.store(false, std::memory_order_release);
@@ -165,7 +170,7 @@ void ThreadPool::dispatch(int count, Body body, void* context) noexcept {
 
 void ThreadPool::worker_loop(int index, std::uint32_t seen) noexcept {
   while (true) {
-    job_.wait_while_equal(seen);
+    job_.wait_while_equal(seen, kIdleSpin);
     seen = job_.load();
     const int count = static_cast<int>(seen & kCountMask);
     if (index >= count) continue;

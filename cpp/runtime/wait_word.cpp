@@ -15,10 +15,6 @@
 namespace pyrnn {
 namespace {
 
-// About 30-100 us of pause instructions (their latency differs by CPU: ~10 to ~140 cycles):
-// longer than a barrier usually takes, short enough that a worker left idle sleeps soon.
-constexpr int kSpinIterations = 1 << 11;
-
 void sleep_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t seen) noexcept {
 #if defined(__linux__)
   // Returns at once if the word already changed; spurious wake-ups are re-checked by the caller.
@@ -42,10 +38,15 @@ void wake_all(std::atomic<std::uint32_t>& word) noexcept {
 
 }  // namespace
 
-void WaitWord::wait_while_equal(std::uint32_t seen) noexcept {
-  for (int i = 0; i < kSpinIterations; ++i) {
+void WaitWord::wait_while_equal(std::uint32_t seen, std::chrono::nanoseconds spin) noexcept {
+  // Spin for a time, not a count: a pause lasts from ~10 to ~140 cycles by CPU, and under a
+  // hypervisor a spin cut short puts both threads of a barrier into a cycle of sleeping and
+  // waking each other (measured in a VM: LSTM 256 steps at 50 us instead of 7.5).
+  const auto deadline = std::chrono::steady_clock::now() + spin;
+  for (int i = 1;; ++i) {
     if (word_.load(std::memory_order_acquire) != seen) return;
     cpu_relax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= deadline) break;
   }
   while (true) {
     // The sleeper count and the word are ordered against the waker's store-then-check (both

@@ -1,12 +1,13 @@
 // Waiting for a 32-bit atomic word to change: spin briefly (the other thread usually answers
 // within a recurrent step, a few microseconds), then sleep in the kernel until woken.
 //
-// A futex round trip costs several microseconds, as much as a whole small step, so the spin comes
-// first; sleeping after it keeps idle workers off the CPU. Waiters announce themselves in a
+// A futex round trip costs several microseconds (tens in a virtual machine), more than a whole
+// small step, so the spin comes first; sleeping after it keeps idle workers off the CPU. Waiters announce themselves in a
 // sleeper count so that a waker pays for the system call only when someone actually sleeps.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 namespace pyrnn {
@@ -15,8 +16,8 @@ class WaitWord {
  public:
   std::uint32_t load() const noexcept { return word_.load(std::memory_order_acquire); }
 
-  // Returns once the word differs from `seen` (acquire).
-  void wait_while_equal(std::uint32_t seen) noexcept;
+  // Returns once the word differs from `seen` (acquire): spins for `spin`, then sleeps.
+  void wait_while_equal(std::uint32_t seen, std::chrono::nanoseconds spin) noexcept;
 
   // Stores `value` (release) and wakes every sleeper.
   void store_and_wake(std::uint32_t value) noexcept;

@@ -155,11 +155,18 @@ def prepare_engine(
     return {**result, "status": "ok"}, runner
 
 
+# See time_interleaved: measured, 20 ms is enough for ONNX Runtime's pool to stop spinning.
+SETTLE_SECONDS = 0.02
+
+
 def time_interleaved(runners: list[Runner], repeats: int, warmup: int) -> list[list[float] | str]:
     """Seconds of `repeats` calls of each runner, after `warmup` untimed calls each. The calls
     go round-robin (one per runner per round, the order rotated every round) so that load from
     other processes on a shared machine falls on every engine alike instead of on whichever
-    happened to run during it. A runner that raises gets its error text instead of times."""
+    happened to run during it. Before each timed call, a pause lets the previous engine's thread
+    pool stop spinning (ONNX Runtime's spins for milliseconds after a call, on the cores the
+    next engine needs), then an untimed call of the same runner wakes its own threads and
+    cores. A runner that raises gets its error text instead of times."""
     outcome: list[list[float] | str] = [[] for _ in runners]
 
     def call(index: int, timed: bool) -> None:
@@ -184,7 +191,11 @@ def time_interleaved(runners: list[Runner], repeats: int, warmup: int) -> list[l
     try:
         for round_ in range(repeats):
             for offset in range(len(runners)):
-                call((round_ + offset) % len(runners), timed=True)
+                index = (round_ + offset) % len(runners)
+                if len(runners) > 1:
+                    time.sleep(SETTLE_SECONDS)
+                    call(index, timed=False)
+                call(index, timed=True)
     finally:
         if enabled:
             gc.enable()
