@@ -64,6 +64,9 @@ Workspace::Workspace(const NetworkConfig& config, int rows, int chunk_steps)
     : rows_(rows),
       chunk_steps_(chunk_steps),
       layer_features_(config.output_size() * config.directions()) {
+  // Every run that may split has scratch: its workers start now rather than in its first step,
+  // which then allocates nothing.
+  if (can_split(config)) ThreadPool::instance().start();
   const std::size_t chunk_rows = checked_mul(static_cast<std::size_t>(chunk_steps), rows);
   const int max_input = std::max(config.input_size, layer_features_);
   const int projected_width = block_count(config.hidden_size) * config.gates() * kUnitBlock;
@@ -245,7 +248,6 @@ ForwardPass::ForwardPass(const Network& network, int rows, int steps)
       rows_(rows),
       workspace_(network.config(), rows, default_chunk_steps(rows, steps)) {
   const NetworkConfig& config = network.config();
-  if (can_split(config)) ThreadPool::instance().start();
   const int layers = config.num_layers, dirs = config.directions();
   states_.reserve(static_cast<std::size_t>(layers) * dirs);
   for (int i = 0; i < layers * dirs; ++i) states_.emplace_back(config, rows);
@@ -285,8 +287,9 @@ void ForwardPass::run(const KernelTable& kernels, SequenceIn x, SequenceOut out,
           const int first_half = (team.size + 1) / 2;
           const int half = team.index < first_half ? 0 : 1;
           if (split && team.leader()) {
-            direction_barriers_[0]->reset(first_half);
-            direction_barriers_[1]->reset(team.size - first_half);
+            const std::chrono::nanoseconds spin = ThreadPool::instance().barrier_spin(team.size);
+            direction_barriers_[0]->reset(first_half, spin);
+            direction_barriers_[1]->reset(team.size - first_half, spin);
           }
           team.sync();
           const Team direction_team = split ? Team{half == 0 ? team.index : team.index - first_half,

@@ -63,8 +63,6 @@ Stream::Stream(std::shared_ptr<const Network> network, int rows)
       workspace_(network_->config(), rows, stream_chunk_steps(rows)) {
   if (!register_fork_handler())
     throw std::runtime_error("pthread_atfork failed: cannot make streams fork-safe");
-  // Workers start now, not in the first step, which then allocates nothing.
-  if (can_split(config())) ThreadPool::instance().start();
 }
 
 std::vector<LayerState> Stream::copy_states(const Stream& other) {

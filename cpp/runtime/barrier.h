@@ -17,13 +17,20 @@ class Barrier {
   // drift apart, so that inside a region nobody sleeps unless a thread was descheduled.
   static constexpr std::chrono::microseconds kBarrierSpin{2000};
 
-  explicit Barrier(int participants) noexcept : participants_(participants) {}
+  // `spin`: kBarrierSpin when every participant has a core of its own; with more threads than
+  // cores, a spinning thread holds the core the awaited one needs, so sleep at once.
+
+  explicit Barrier(int participants, std::chrono::nanoseconds spin = kBarrierSpin) noexcept
+      : participants_(participants), spin_(spin) {}
   Barrier(const Barrier&) = delete;
   Barrier& operator=(const Barrier&) = delete;
 
   int participants() const noexcept { return participants_; }
   // Only while no thread is at the barrier.
-  void reset(int participants) noexcept { participants_ = participants; }
+  void reset(int participants, std::chrono::nanoseconds spin) noexcept {
+    participants_ = participants;
+    spin_ = spin;
+  }
 
   void arrive_and_wait() noexcept {
     if (participants_ <= 1) return;
@@ -32,12 +39,13 @@ class Barrier {
       arrived_.store(0, std::memory_order_relaxed);
       phase_.increment_and_wake();
     } else {
-      phase_.wait_while_equal(phase, kBarrierSpin);
+      phase_.wait_while_equal(phase, spin_);
     }
   }
 
  private:
   int participants_;
+  std::chrono::nanoseconds spin_;
   // Apart, so that arrivals and the waiters' polling do not share a cache line.
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) WaitWord phase_;

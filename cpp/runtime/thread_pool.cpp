@@ -81,7 +81,7 @@ int available_cpus() noexcept {
 }
 
 ThreadPool::ThreadPool(int threads, ThreadPool* before_fork)
-    : threads_(threads), before_fork_(before_fork) {}
+    : threads_(threads), cpus_(available_cpus()), before_fork_(before_fork) {}
 
 ThreadPool& ThreadPool::instance() noexcept {
   const std::uint32_t now = fork_generation();
@@ -162,7 +162,7 @@ void ThreadPool::dispatch(int count, Body body, void* context) noexcept {
   job_.store_and_wake(job_word(sequence, count));
   body(context, 0, count);
   while (running_.load(std::memory_order_acquire) != 0) {
-    done_.wait_while_equal(done, Barrier::kBarrierSpin);
+    done_.wait_while_equal(done, barrier_spin(count));
     done = done_.load();
   }
   busy_.store(false, std::memory_order_release);

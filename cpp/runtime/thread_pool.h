@@ -78,7 +78,7 @@ class ThreadPool {
       f(Team{});
       return 1;
     }
-    Barrier barrier(count);
+    Barrier barrier(count, barrier_spin(count));
     struct Context {
       const F* f;
       Barrier* barrier;
@@ -91,6 +91,13 @@ class ThreadPool {
         },
         &context);
     return count;
+  }
+
+  // How long a barrier of `count` threads spins (Barrier's constructor): none when they
+  // outnumber the CPUs this process may run on.
+  std::chrono::nanoseconds barrier_spin(int count) const noexcept {
+    return count <= cpus_ ? std::chrono::nanoseconds(Barrier::kBarrierSpin)
+                          : std::chrono::nanoseconds(0);
   }
 
   ThreadPool(const ThreadPool&) = delete;
@@ -119,6 +126,7 @@ class ThreadPool {
   void worker_loop(int index, std::uint32_t seen) noexcept;
 
   std::atomic<int> threads_;
+  int cpus_;                 // available_cpus() when the pool was made
   bool fixed_ = false;       // one thread for good: forks cannot be detected
   ThreadPool* before_fork_;  // the parent's pool, in a forked child
   std::atomic<bool> busy_{false};

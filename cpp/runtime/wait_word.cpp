@@ -1,6 +1,7 @@
 // WaitWord (see wait_word.h): futex on Linux, a short sleep loop elsewhere.
 #include "runtime/wait_word.h"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -14,6 +15,9 @@
 
 namespace pyrnn {
 namespace {
+
+// Pure spinning (no yield) for this long: longer than threads of one step usually drift apart.
+constexpr long kBusySpinNs = 20000;
 
 void sleep_while_equal(std::atomic<std::uint32_t>& word, std::uint32_t seen) noexcept {
 #if defined(__linux__)
@@ -41,12 +45,21 @@ void wake_all(std::atomic<std::uint32_t>& word) noexcept {
 void WaitWord::wait_while_equal(std::uint32_t seen, std::chrono::nanoseconds spin) noexcept {
   // Spin for a time, not a count: a pause lasts from ~10 to ~140 cycles by CPU, and under a
   // hypervisor a spin cut short puts both threads of a barrier into a cycle of sleeping and
-  // waking each other (measured in a VM: LSTM 256 steps at 50 us instead of 7.5).
-  const auto deadline = std::chrono::steady_clock::now() + spin;
+  // waking each other (measured in a VM: LSTM 256 steps at 50 us instead of 7.5). Past the
+  // first microseconds each round yields the CPU: with more threads than cores, the thread
+  // being waited for may need this very core.
+  const auto start = std::chrono::steady_clock::now();
+  const auto busy_until = start + std::min(spin, std::chrono::nanoseconds(kBusySpinNs));
+  const auto deadline = start + spin;
   for (int i = 1;; ++i) {
     if (word_.load(std::memory_order_acquire) != seen) return;
-    cpu_relax();
-    if (i % 64 == 0 && std::chrono::steady_clock::now() >= deadline) break;
+    if (i % 64 != 0) {
+      cpu_relax();
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    if (now >= busy_until) std::this_thread::yield();
   }
   while (true) {
     // The sleeper count and the word are ordered against the waker's store-then-check (both

@@ -2,8 +2,9 @@
 // within a recurrent step, a few microseconds), then sleep in the kernel until woken.
 //
 // A futex round trip costs several microseconds (tens in a virtual machine), more than a whole
-// small step, so the spin comes first; sleeping after it keeps idle workers off the CPU. Waiters announce themselves in a
-// sleeper count so that a waker pays for the system call only when someone actually sleeps.
+// small step, so the spin comes first; sleeping after it keeps idle workers off the CPU. Waiters
+// announce themselves in a sleeper count so that a waker pays for the system call only when someone
+// actually sleeps.
 #pragma once
 
 #include <atomic>
