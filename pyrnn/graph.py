@@ -64,6 +64,7 @@ unary activations         x: ``relu``, ``sigmoid``, ``tanh``, ``silu``, ``gelu``
 ``unsqueeze``             x: dim.
 ``select``                x: dim, index.
 ``slice``                 x, start, end: dim, step (start/end are ints or int values, clamped).
+``flip``                  x: dim (reverses that axis).
 ``cat`` ``stack``         *xs: dim.
 ``expand``                x, *dims (ints or int values; -1 keeps that dim): torch's expand, x's
                           dims aligned to the right, new leading dims allowed.
@@ -201,6 +202,7 @@ OPS: dict[str, tuple[int, int | None, dict[str, str]]] = {
     "unsqueeze": (1, 1, {"dim": _INT}),
     "select": (1, 1, {"dim": _INT, "index": _INT}),
     "slice": (3, 3, {"dim": _INT, "step": _INT}),
+    "flip": (1, 1, {"dim": _INT}),
     "cat": (1, None, {"dim": _INT}),
     "stack": (1, None, {"dim": _INT}),
     "expand": (1, None, {}),
