@@ -41,8 +41,22 @@ _MAX_FOLD_ELEMENTS = 1 << 27
 _OPEN_END = 2**63 - 1
 
 _RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
-# Default activations per recurrent op: PyTorch's, the only ones the rnn op computes.
-_TORCH_ACTIVATIONS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh")}
+# ONNX's activation functions for recurrent nodes, lowercase: the alpha and beta each takes
+# when the node gives none (None: the function takes none). The spec names defaults for some;
+# for the others these are ONNX Runtime's (0).
+_ACTIVATIONS: dict[str, tuple[float | None, float | None]] = {
+    "sigmoid": (None, None),
+    "tanh": (None, None),
+    "relu": (None, None),
+    "affine": (0.0, 0.0),
+    "leakyrelu": (0.01, None),
+    "thresholdedrelu": (0.0, None),
+    "scaledtanh": (0.0, 0.0),
+    "hardsigmoid": (0.2, 0.5),
+    "elu": (1.0, None),
+    "softsign": (None, None),
+    "softplus": (None, None),
+}
 
 
 @dataclass
@@ -964,7 +978,7 @@ class _Importer:
         time_axis = 1 if layout else 0
         steps, rows = x.shape[time_axis], x.shape[1 - time_axis]
         self._check_lengths(operand(4), steps, rows)
-        mode = self._torch_mode(op, kind, attrs, dirs, operand(7))
+        mode, options, peepholes = self._cell(op, kind, attrs, dirs, hidden, operand(7))
 
         weights: list[str] = []
         for d in range(dirs):
@@ -975,6 +989,11 @@ class _Importer:
             for role, array in parts:
                 converted = from_onnx_gates(np.asarray(array, np.float32), kind)
                 weights.append(self._const_tensor(converted, f"{role}_l0{suffix}").name)
+            if peepholes is not None:
+                i, o, f = np.split(np.asarray(peepholes[d], np.float32), 3)
+                weights.append(
+                    self._const_tensor(np.concatenate([i, f, o]), f"peephole_l0{suffix}").name
+                )
 
         states: list[str | None] = []
         for index, what, features_of in ((5, "initial_h", hidden), (6, "initial_c", hidden)):
@@ -1009,6 +1028,7 @@ class _Importer:
                 "bidirectional": dirs == 2,
                 "batch_first": bool(layout),
                 "has_biases": b is not None,
+                **options,
             },
             outputs,
         )
@@ -1063,38 +1083,78 @@ class _Importer:
                 f"supported (T = {'free' if steps is None else steps}), got {values[:8]}"
             )
 
-    def _torch_mode(
-        self, op: str, kind: str, attrs: dict[str, Any], dirs: int, peepholes: Any
-    ) -> str:
-        """The rnn op's mode for a node whose semantics are PyTorch's; _NodeError otherwise."""
+    def _cell(
+        self, op: str, kind: str, attrs: dict[str, Any], dirs: int, hidden: int, peepholes: Any
+    ) -> tuple[str, dict[str, Any], np.ndarray | None]:
+        """The rnn op's mode, its ONNX cell attributes (none where the node computes PyTorch's
+        cell) and the peephole weights (None when absent or zero)."""
+        count = {"lstm": 3, "gru": 2, "rnn": 1}[kind]
+        defaults = {
+            "lstm": ["sigmoid", "tanh", "tanh"],
+            "gru": ["sigmoid", "tanh"],
+            "rnn": ["tanh"],
+        }
         given = [_text(a).lower() for a in attrs.get("activations", [])]
-        if kind == "rnn":
-            per = given or ["tanh"] * dirs
-            if len(per) != dirs or len(set(per)) != 1 or per[0] not in ("tanh", "relu"):
-                raise _NodeError(
-                    f"activations {per}: supported are Tanh or Relu, the same for each direction"
-                )
-            mode = f"rnn_{per[0]}"
-        else:
-            default = list(_TORCH_ACTIVATIONS[op]) * dirs
-            if given and given != default:
-                raise _NodeError(f"activations {given}: supported are the defaults {default}")
-            mode = kind
-        if "activation_alpha" in attrs or "activation_beta" in attrs:
-            raise _NodeError("activation_alpha/activation_beta: not supported")
-        if attrs.get("clip") is not None:
-            raise _NodeError("clip: not supported")
-        if int(attrs.get("input_forget", 0)):
-            raise _NodeError("input_forget=1: not supported")
-        if kind == "gru" and int(attrs.get("linear_before_reset", 0)) != 1:
+        if given and len(given) != count * dirs:
             raise _NodeError(
-                "linear_before_reset=0 (the ONNX default): not supported; PyTorch's GRU is "
-                "linear_before_reset=1"
+                f"activations: expected {count * dirs} ({count} per direction), got {len(given)}"
             )
+        names = given or defaults[kind] * dirs
+        alphas = [float(a) for a in attrs.get("activation_alpha", [])]
+        betas = [float(b) for b in attrs.get("activation_beta", [])]
+        functions = []
+        for name in names:
+            if name not in _ACTIVATIONS:
+                raise _NodeError(
+                    f"activations: unknown function {name!r:.40} (known: "
+                    f"{', '.join(sorted(_ACTIVATIONS))})"
+                )
+            alpha, beta = _ACTIVATIONS[name]
+            # alphas and betas are consumed in order by the functions that take them.
+            if alpha is not None:
+                alpha = alphas.pop(0) if alphas else alpha
+            if beta is not None:
+                beta = betas.pop(0) if betas else beta
+            functions.append((name, alpha or 0.0, beta or 0.0))
+        if functions[:count] != functions[count:] and dirs == 2:
+            raise _NodeError(
+                "activations: the two directions differ; pyrnn runs both directions of a node "
+                "with the same functions"
+            )
+        functions = functions[:count]
+        options: dict[str, Any] = {}
+        mode = kind
+        if kind == "rnn":
+            mode = "rnn_relu" if functions[0][0] == "relu" else "rnn_tanh"
+            general = functions[0][0] not in ("tanh", "relu")
+        else:
+            general = [f[0] for f in functions] != defaults[kind]
+        if general:
+            options["activations"] = ",".join(f[0] for f in functions)
+            options["activation_alpha"] = [f[1] for f in functions]
+            options["activation_beta"] = [f[2] for f in functions]
+        clip = attrs.get("clip")
+        if clip is not None:
+            clip = float(clip)
+            if not (math.isfinite(clip) and clip > 0):
+                raise _NodeError(f"clip: expected a positive number, got {clip}")
+            options["clip"] = clip
+        if int(attrs.get("input_forget", 0)):
+            if kind != "lstm":
+                raise _NodeError("input_forget: only LSTM takes it")
+            options["input_forget"] = True
+        if kind == "gru" and int(attrs.get("linear_before_reset", 0)) == 0:
+            # ONNX's default; PyTorch's GRU is linear_before_reset=1.
+            options["linear_before_reset"] = False
         if peepholes is not None:
-            if not isinstance(peepholes, np.ndarray) or np.any(peepholes != 0):
-                raise _NodeError("P (peepholes): not supported")
-        return mode
+            if not isinstance(peepholes, np.ndarray) or peepholes.dtype.kind != "f":
+                raise _NodeError("P: expected constant float peephole weights")
+            _expect(peepholes, (dirs, 3 * hidden), "P")
+            if not np.any(peepholes):
+                peepholes = None
+            else:
+                options["peepholes"] = True
+        return mode, options, peepholes
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -100,10 +100,6 @@ def _backend_cases() -> list[Any]:
 
 
 BACKEND_CASES = {case.name: case for case in _backend_cases()}
-# ONNX semantics PyTorch lacks: their kernels come with the ONNX recurrent variants.
-NOT_YET = {name for name in BACKEND_CASES if name.startswith("test_gru")} | {
-    "test_lstm_with_peepholes"
-}
 
 
 def test_backend_cases_are_collected() -> None:
@@ -127,7 +123,7 @@ def with_constant_weights(model: onnx.ModelProto, inputs: list[np.ndarray]) -> o
     return baked
 
 
-@pytest.mark.parametrize("name", sorted(set(BACKEND_CASES) - NOT_YET))
+@pytest.mark.parametrize("name", sorted(BACKEND_CASES))
 def test_backend_case(name: str, isa: str) -> None:
     case = BACKEND_CASES[name]
     for inputs, expected in case.data_sets:
@@ -253,11 +249,143 @@ def test_recurrent_options(op: str, options: dict[str, Any]) -> None:
     check_against_engines(model, feeds_for(model, batch=2, steps=6))
 
 
-def test_pytorch_gru_is_linear_before_reset_1() -> None:
-    """The GRU semantics pyrnn shares with PyTorch is ONNX's linear_before_reset=1; the default
-    (0) computes something else, refused until its kernel exists."""
-    model = recurrent_model("GRU", linear_before_reset=1)
+# -- ONNX's cell variants: a generated grid ------------------------------------------------
+# Each function with the alpha/beta it takes (None: takes none), values away from the defaults.
+FUNCTIONS = {
+    "Sigmoid": (None, None),
+    "Tanh": (None, None),
+    "Relu": (None, None),
+    "Affine": (0.7, 0.2),
+    "LeakyRelu": (0.3, None),
+    "ThresholdedRelu": (0.4, None),
+    "ScaledTanh": (1.3, 0.8),
+    "HardSigmoid": (0.3, 0.45),
+    "Elu": (0.6, None),
+    "Softsign": (None, None),
+    "Softplus": (None, None),
+}
+GATES_PER_OP = {"LSTM": 3, "GRU": 2, "RNN": 1}
+
+
+def grid_cases(count: int = 60, seed: int = 20261202) -> list[dict[str, Any]]:
+    """A seeded sample of the attribute space the backend cases leave out: activations with
+    alpha/beta (and without, taking the defaults), clip, input_forget, peepholes,
+    linear_before_reset 0 and 1, every direction, missing bias, awkward sizes."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    names = sorted(FUNCTIONS)
+    for index in range(count):
+        op = ["LSTM", "GRU", "RNN"][index % 3]
+        functions = [names[int(i)] for i in rng.integers(0, len(names), GATES_PER_OP[op])]
+        case: dict[str, Any] = {
+            "op": op,
+            "direction": ["forward", "reverse", "bidirectional"][int(rng.integers(0, 3))],
+            "hidden": [1, 3, 7, 16, 17][int(rng.integers(0, 5))],
+            "bias": bool(rng.integers(0, 4)),
+            "initial": [None, "input"][int(rng.integers(0, 2))],
+        }
+        if rng.integers(0, 3):
+            case["activations"] = functions
+            if rng.integers(0, 2):  # explicit alpha/beta, else each function's default
+                case["alpha"] = [FUNCTIONS[f][0] for f in functions if FUNCTIONS[f][0] is not None]
+                case["beta"] = [FUNCTIONS[f][1] for f in functions if FUNCTIONS[f][1] is not None]
+        if rng.integers(0, 2):
+            case["clip"] = float(rng.choice([0.5, 1.5, 3.0]))
+        if op == "LSTM":
+            case["input_forget"] = int(rng.integers(0, 2))
+            case["peepholes"] = bool(rng.integers(0, 2))
+        if op == "GRU":
+            case["linear_before_reset"] = int(rng.integers(0, 2))
+        cases.append(case)
+    return cases
+
+
+def grid_model(case: dict[str, Any]) -> onnx.ModelProto:
+    op, dirs = case["op"], 2 if case["direction"] == "bidirectional" else 1
+    attrs: dict[str, Any] = {}
+    if "activations" in case:
+        attrs["activations"] = case["activations"] * dirs
+        if case.get("alpha"):
+            attrs["activation_alpha"] = case["alpha"] * dirs
+        if case.get("beta"):
+            attrs["activation_beta"] = case["beta"] * dirs
+    for key in ("clip", "input_forget", "linear_before_reset"):
+        if key in case:
+            attrs[key] = case[key]
+    model = recurrent_model(
+        op,
+        hidden=case["hidden"],
+        features=5,
+        direction=case["direction"],
+        bias=case["bias"],
+        initial=case["initial"],
+        seed=len(str(case)),
+        **attrs,
+    )
+    if case.get("peepholes"):
+        rng = np.random.default_rng(7)
+        p = rng.uniform(-0.5, 0.5, (dirs, 3 * case["hidden"])).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(p, "P"))
+        node = model.graph.node[0]
+        names = list(node.input) + [""] * (8 - len(node.input))
+        names[7] = "P"
+        del node.input[:]
+        node.input.extend(names)
+    return model
+
+
+GRID = grid_cases()
+
+
+def test_grid_covers_every_variant() -> None:
+    """The harness itself can fail: the sample reaches every function and option."""
+    used = {f for case in GRID for f in case.get("activations", [])}
+    assert used == set(FUNCTIONS)
+    for key in ("clip", "alpha"):
+        assert any(key in case for case in GRID)
+    assert any(case.get("input_forget") for case in GRID)
+    assert any(case.get("peepholes") for case in GRID)
+    assert {case.get("linear_before_reset") for case in GRID} >= {0, 1}
+    assert {case["direction"] for case in GRID} == {"forward", "reverse", "bidirectional"}
+
+
+@pytest.mark.parametrize("index", range(len(GRID)))
+def test_cell_variant_grid_matches_ort(index: int, isa: str) -> None:
+    """Against ONNX Runtime, which implements every attribute (onnx's reference evaluator
+    ignores clip, activations and input_forget, so it checks only the cases without them)."""
+    case = GRID[index]
+    model = grid_model(case)
+    feeds = feeds_for(model, batch=3, steps=5, seed=index)
+    ours = as_tuple(pyrnn.from_onnx(model)(*feeds.values()))
+    engines_used = [ort_run(model, feeds)]
+    if not ({"activations", "clip"} & set(case) or case.get("input_forget")):
+        engines_used.append(list(ReferenceEvaluator(model).run(None, feeds)))
+    for theirs in engines_used:
+        for a, b in zip(ours, theirs, strict=True):
+            close(a, b)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_cell_variants_with_layout_1_match_the_reference(op: str, isa: str) -> None:
+    """layout=1 with bidirectional and ONNX defaults (GRU linear_before_reset=0, LSTM
+    peepholes) against onnx's reference evaluator (ORT refuses layout=1)."""
+    model = recurrent_model(op, direction="bidirectional", layout=1, initial="input")
+    if op == "LSTM":
+        p = np.random.default_rng(3).uniform(-0.5, 0.5, (2, 15)).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(p, "P"))
+        model.graph.node[0].input.append("P")
     check_against_engines(model, feeds_for(model))
+
+
+def test_pytorch_gru_is_linear_before_reset_1() -> None:
+    """The GRU semantics pyrnn shares with PyTorch is ONNX's linear_before_reset=1: imported, it
+    runs PyTorch's kernels; ONNX's default (0) runs the general ones."""
+    torch_like = pyrnn.from_onnx(recurrent_model("GRU", linear_before_reset=1))
+    (rnn,) = [node for node in torch_like.graph.nodes if node.op == "rnn"]
+    assert "linear_before_reset" not in rnn.attrs
+    onnx_default = pyrnn.from_onnx(recurrent_model("GRU"))
+    (rnn,) = [node for node in onnx_default.graph.nodes if node.op == "rnn"]
+    assert rnn.attrs["linear_before_reset"] is False
 
 
 def test_sequence_lens_must_be_the_full_length() -> None:
@@ -520,10 +648,18 @@ def test_non_float_input_and_cast_are_refused() -> None:
 
 
 def test_unsupported_recurrent_attributes_are_named() -> None:
-    with pytest.raises(pyrnn.ConversionError, match=r"\(LSTM\).*clip"):
-        pyrnn.from_onnx(recurrent_model("LSTM", clip=1.0))
-    with pytest.raises(pyrnn.ConversionError, match=r"\(RNN\).*activations"):
-        pyrnn.from_onnx(recurrent_model("RNN", activations=["Sigmoid"]))
+    with pytest.raises(pyrnn.ConversionError, match=r"\(RNN\): activations: unknown.*'gelu'"):
+        pyrnn.from_onnx(recurrent_model("RNN", activations=["Gelu"]))
+    with pytest.raises(pyrnn.ConversionError, match=r"\(LSTM\): activations: the two"):
+        pyrnn.from_onnx(
+            recurrent_model(
+                "LSTM",
+                direction="bidirectional",
+                activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Tanh", "Relu"],
+            )
+        )
+    with pytest.raises(pyrnn.ConversionError, match=r"\(LSTM\): clip"):
+        pyrnn.from_onnx(recurrent_model("LSTM", clip=-1.0))
 
 
 def test_computed_weights_are_refused() -> None:

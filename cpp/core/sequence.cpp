@@ -71,6 +71,9 @@ Workspace::Workspace(const NetworkConfig& config, int rows, int chunk_steps)
   if (config.proj_size > 0)
     cell_output_.resize(
         checked_mul(static_cast<std::size_t>(rows), padded_units(config.hidden_size)));
+  else if (config.options.whole_step())  // the step kernels' scratch (StepArgs::scratch)
+    cell_output_.resize(checked_mul(static_cast<std::size_t>(rows),
+                                    padded_units(config.hidden_size) * (1 + config.gates())));
   if (config.num_layers > 1 && !config.bidirectional) {
     for (AlignedBuffer& buffer : layer_output_)
       buffer.resize(checked_mul(chunk_rows, layer_features_));
@@ -108,8 +111,9 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
                SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace) noexcept {
   const NetworkConfig& config = network.config();
   const PackedLayer& weights = network.layer(layer, direction);
-  const StepKernel step = kernels.step_for(config.kind);
-  const InputStepKernel input_step = kernels.input_step_for(config.kind);
+  const bool general = config.options.general;
+  const StepKernel step = kernels.step_for(config.kind, general);
+  const InputStepKernel input_step = kernels.input_step_for(config.kind, general);
   const bool reverse = direction == 1;
   const int rows = in.rows, features = in.features, h_out = config.output_size();
   const int blocks = weights.w_hh.blocks();
@@ -153,7 +157,8 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
                 : workspace.projected() + static_cast<std::ptrdiff_t>(t) * rows * ld_projected;
       InputStepArgs args{
           {&weights.w_hh, xp, ld_projected, weights.recurrent_bias.data(), state.h(), state.ld_h(),
-           cell_out, ld_cell, state.c(), state.ld_c(), rows, 0, blocks},
+           cell_out, ld_cell, state.c(), state.ld_c(), rows, 0, blocks,
+           general ? &config.options : nullptr, weights.peephole.data(), workspace.cell_output()},
           &weights.w_ih,
           a,
           lda};
@@ -162,7 +167,7 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
         // InputStepArgs::descending): one call per step.
         args.descending = state.odd_step();
         input_step(args);
-      } else if (!state.odd_step()) {
+      } else if (!state.odd_step() || config.options.whole_step()) {
         step(args.step);
       } else {
         // Odd steps walk the blocks backwards, so each step starts on the panels the previous
