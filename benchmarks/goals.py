@@ -11,7 +11,8 @@ Metrics of a workload's result:
   "model / lstm"  the pyrnn model's time per frame over the bare pyrnn LSTM's (at most target)
   "A / B"         engine A's time per step over engine B's, both timed in the same run, on a
                   reduced-precision workload (at least target): "pyrnn-fp32 / pyrnn-int8" is
-                  how much faster int8 weights run than fp32 ones
+                  how much faster int8 weights run than fp32 ones; "ort-1t / pyrnn-onnx"
+                  on a stream workload, ORT's step over pyrnn's stream of the same ONNX graph
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ GOALS = (
         "x batch",
         10.0,
         "LSTM 64 batch=64 stream >= 10x the throughput of 64 streams",
+    ),
+    Goal(
+        "stream-lstm-64",
+        "ort-1t / pyrnn-onnx",
+        8.0,
+        "LSTM 64 imported from ONNX (pyrnn.from_onnx), s.step(x, out=ys) >= 8x faster than ONNX "
+        "Runtime running the same ONNX step graph per step (1 thread)",
     ),
     Goal(
         "stream-overhead",

@@ -47,7 +47,7 @@ from pyrnn.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINES = ["pyrnn", "torch-1t", "torch", "ort-1t", "ort"]
-STEP_ENGINES = ["pyrnn", "pyrnn-out", "pyrnn-c++", "torch-1t", "ort-1t"]
+STEP_ENGINES = ["pyrnn", "pyrnn-out", "pyrnn-c++", "pyrnn-onnx", "torch-1t", "ort-1t"]
 
 
 def run_cli(args: list[str], cwd: Path, code: str | None = None) -> subprocess.CompletedProcess:

@@ -526,8 +526,15 @@ def test_imported_causal_model_streams(tmp_path: Path, isa: str) -> None:
     whole = converted(x)
     stream = converted.stream(batch=1)
     for t in range(9):
-        y, _ = stream.step(x[:, t])
+        y, h = stream.step(x[:, t])
         close(y, whole[0][:, t])
+    close(h, whole[1])  # Y_h: the state after the last frame
+
+
+def test_state_inputs_run_whole_sequences_but_do_not_stream() -> None:
+    model = pyrnn.from_onnx(recurrent_model("LSTM", initial="input"))
+    with pytest.raises(ValueError, match="cannot stream"):
+        model.stream()
 
 
 def test_reverse_direction_refuses_to_stream() -> None:

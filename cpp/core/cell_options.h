@@ -35,7 +35,8 @@ struct ActivationFn {
 struct CellOptions {
   // f: the gates (LSTM i, f, o; GRU z, r) or an RNN's only activation; g: the candidate (LSTM
   // c, GRU n); h: LSTM's output activation, applied to the cell state.
-  ActivationFn f{Activation::Sigmoid}, g{Activation::Tanh}, h{Activation::Tanh};
+  ActivationFn f{Activation::Sigmoid, 0.0f, 0.0f}, g{Activation::Tanh, 0.0f, 0.0f},
+      h{Activation::Tanh, 0.0f, 0.0f};
   float clip = 0.0f;                // > 0: every gate pre-activation clamped to [-clip, clip]
   bool input_forget = false;        // LSTM: f = 1 - i
   bool peepholes = false;           // LSTM: P (i, f, o) * c added to the gates

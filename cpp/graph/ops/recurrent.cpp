@@ -54,7 +54,7 @@ CellOptions cell_options(const Attrs& attrs, CellKind kind) {
                               "input_forget", "linear_before_reset", "peepholes"};
   for (const char* key : keys) o.general = o.general || attrs.has(key);
   if (kind == CellKind::RnnTanh || kind == CellKind::RnnRelu)
-    o.f = {kind == CellKind::RnnTanh ? Activation::Tanh : Activation::Relu};
+    o.f = {kind == CellKind::RnnTanh ? Activation::Tanh : Activation::Relu, 0.0f, 0.0f};
   if (!o.general) return o;
   if (attrs.has("activations")) {
     std::vector<std::string> names;
