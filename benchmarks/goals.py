@@ -11,11 +11,12 @@ Metrics of a workload's result:
   "model / lstm"  the pyrnn model's time per frame over the bare pyrnn LSTM's (at most target)
   "A / B"         engine A's time per step over engine B's, both timed in the same run, on a
                   reduced-precision workload (at least target): "pyrnn-fp32 / pyrnn-int8" is
-                  how much faster int8 weights run than fp32 ones; on a sequence workload
-                  "torch / pyrnn" is pyrnn's speed-up over torch, both at their default
-                  thread counts, and "pyrnn-1t / pyrnn" pyrnn's scaling from 1 thread to its
-                  default (at least target; "pyrnn-out / pyrnn-out-1t", a small stream step on
-                  the default threads against 1 thread, at most target)
+                  how much faster int8 weights run than fp32 ones; "ort-1t / pyrnn-onnx"
+                  on a stream workload, ORT's step over pyrnn's stream of the same ONNX graph;
+                  on a sequence workload "torch / pyrnn" is pyrnn's speed-up over torch, both
+                  at their default thread counts, and "pyrnn-1t / pyrnn" pyrnn's scaling from
+                  1 thread to its default (at least target; "pyrnn-out / pyrnn-out-1t", a small
+                  stream step on the default threads against 1 thread, at most target)
 """
 
 from __future__ import annotations
@@ -104,6 +105,13 @@ GOALS = (
         "x batch",
         10.0,
         "LSTM 64 batch=64 stream >= 10x the throughput of 64 streams",
+    ),
+    Goal(
+        "stream-lstm-64",
+        "ort-1t / pyrnn-onnx",
+        8.0,
+        "LSTM 64 imported from ONNX (pyrnn.from_onnx), s.step(x, out=ys) >= 8x faster than ONNX "
+        "Runtime running the same ONNX step graph per step (1 thread)",
     ),
     Goal(
         "stream-overhead",

@@ -14,6 +14,7 @@ from .isa import active_isa, available_isas, cpu_info, set_isa
 from .model import Model
 from .model_stream import ModelStream
 from .modules import GRU, LSTM, RNN
+from .onnx_import import from_onnx
 from .quantize import quantize
 from .stream import Stream
 from .threads import get_num_threads, set_num_threads
@@ -38,6 +39,7 @@ __all__ = [
     "active_isa",
     "available_isas",
     "cpu_info",
+    "from_onnx",
     "from_torch",
     "get_num_threads",
     "load",

@@ -38,7 +38,14 @@ Ops and their operands (``?`` optional, ``*`` any number; attrs after the colon)
 ``rnn``                   x, h0?, c0?, *weights: mode ('rnn_tanh', 'rnn_relu', 'lstm', 'gru'),
                           num_layers, bidirectional, batch_first, has_biases -> out, h_n[, c_n].
                           Weights in torch's order per (layer, direction): w_ih, w_hh,
-                          [b_ih, b_hh], [w_hr]; x is (T, N, I), or (N, T, I) with batch_first.
+                          [b_ih, b_hh], [w_hr] (or [peephole]); x is (T, N, I), or (N, T, I)
+                          with batch_first. Optional attrs, ONNX's cell variants (any of them
+                          makes the cell ONNX's, which equals torch's at the defaults):
+                          activations ('f,g,h' lowercase ONNX names; one for RNN, two for GRU,
+                          three for LSTM), activation_alpha, activation_beta (one per
+                          function), clip (> 0: gate pre-activations clamped), input_forget,
+                          linear_before_reset (GRU; false resets before the recurrent product),
+                          peepholes (LSTM; a (3H) weight i, f, o per layer and direction).
 ``rnn_cell``              x, h?, c?, w_ih, w_hh, b_ih?, b_hh?: mode -> h'[, c'] (x is (N, I)).
 ``linear``                x, weight, bias? -> (..., out_features).
 ``conv1d``                x, weight, bias?: stride, padding ([left, right]), dilation, groups;
@@ -64,6 +71,7 @@ unary activations         x: ``relu``, ``sigmoid``, ``tanh``, ``silu``, ``gelu``
 ``unsqueeze``             x: dim.
 ``select``                x: dim, index.
 ``slice``                 x, start, end: dim, step (start/end are ints or int values, clamped).
+``flip``                  x: dim (reverses that axis).
 ``cat`` ``stack``         *xs: dim.
 ``expand``                x, *dims (ints or int values; -1 keeps that dim): torch's expand, x's
                           dims aligned to the right, new leading dims allowed.
@@ -130,7 +138,7 @@ class ConversionError(ValueError):
 # op -> (minimum, maximum) operand count (None: unbounded), attribute names and their types.
 # The C++ core holds the authoritative rules; this table lets Python refuse a bad file early
 # and keeps the op list in one place on the Python side.
-_INT, _FLOAT, _BOOL, _STR, _INTS = "int", "float", "bool", "str", "ints"
+_INT, _FLOAT, _BOOL, _STR, _INTS, _FLOATS = "int", "float", "bool", "str", "ints", "floats"
 _UNARY = {
     "relu": {},
     "sigmoid": {},
@@ -201,6 +209,7 @@ OPS: dict[str, tuple[int, int | None, dict[str, str]]] = {
     "unsqueeze": (1, 1, {"dim": _INT}),
     "select": (1, 1, {"dim": _INT, "index": _INT}),
     "slice": (3, 3, {"dim": _INT, "step": _INT}),
+    "flip": (1, 1, {"dim": _INT}),
     "cat": (1, None, {"dim": _INT}),
     "stack": (1, None, {"dim": _INT}),
     "expand": (1, None, {}),
@@ -208,6 +217,18 @@ OPS: dict[str, tuple[int, int | None, dict[str, str]]] = {
     "full": (0, None, {"value": _FLOAT, "dtype": _STR}),
     "size": (1, 1, {"dim": _INT}),
     **{name: (2, 2, {}) for name in ("int_add", "int_sub", "int_mul", "int_floordiv")},
+}
+# Attributes an op may leave out (the others are required): the rnn op's ONNX cell variants.
+OPTIONAL_ATTRS: dict[str, dict[str, str]] = {
+    "rnn": {
+        "activations": _STR,
+        "activation_alpha": _FLOATS,
+        "activation_beta": _FLOATS,
+        "clip": _FLOAT,
+        "input_forget": _BOOL,
+        "linear_before_reset": _BOOL,
+        "peepholes": _BOOL,
+    }
 }
 DTYPES = ("float32", "int64")
 # Values that a JSON file may carry for a float attribute: finite numbers, or these words.
@@ -513,9 +534,11 @@ def _node_from_json(item: Any, index: int) -> Node:
     attrs = item["attrs"]
     if not isinstance(attrs, dict):
         raise GraphError(f"{where}: attrs must be an object")
-    _only_fields(attrs, set(attr_types), f"{where} attrs")
+    optional = OPTIONAL_ATTRS.get(op, {})
+    _only_fields(attrs, set(attr_types) | (set(optional) & set(attrs)), f"{where} attrs")
+    kinds = {**attr_types, **optional}
     checked = {
-        key: _attr(value, attr_types[key], f"{where}: attr {key!r}") for key, value in attrs.items()
+        key: _attr(value, kinds[key], f"{where}: attr {key!r}") for key, value in attrs.items()
     }
     source = item["source"]
     if not isinstance(source, str) or len(source) > 4096:
@@ -546,6 +569,10 @@ def _attr(value: Any, kind: str, where: str) -> Any:
         ):
             raise GraphError(f"{where}: expected a finite number or 'inf', got {value!r:.40}")
         return float(value)
+    if kind == _FLOATS:
+        if not isinstance(value, list) or len(value) > _MAX_RANK:
+            raise GraphError(f"{where}: expected a list of at most {_MAX_RANK} numbers")
+        return [_attr(v, _FLOAT, where) for v in value]
     if kind == _INTS:
         if (
             not isinstance(value, list)

@@ -1,6 +1,7 @@
 """Exporting pyrnn sequence modules as ONNX graphs of the standard LSTM, GRU and RNN operators.
 
-The one place that knows ONNX's weight layout. PyTorch (and pyrnn's state_dict) stacks gate rows
+The one place that knows ONNX's weight layout (the importer, pyrnn/onnx_import.py, converts
+through from_onnx_gates). PyTorch (and pyrnn's state_dict) stacks gate rows
 LSTM (i, f, g, o) and GRU (r, z, n); ONNX wants LSTM (i, o, f, c) and GRU (z, r, h), with both
 biases in one tensor [Wb, Rb] and a leading direction axis. PyTorch's GRU applies the reset gate
 after the recurrent matmul, which is ONNX's linear_before_reset=1. onnx is imported only inside
@@ -19,7 +20,7 @@ from .io import PathArgument, _path_argument
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["GATE_ORDER", "ONNX_OPSET", "to_onnx"]
+__all__ = ["GATE_ORDER", "ONNX_OPSET", "from_onnx_gates", "to_onnx"]
 
 # Opset 17 has every operator used here in its current form (Squeeze/Slice take axes as inputs)
 # and is run by every onnxruntime since 1.12; IR version 8 is what that opset needs.
@@ -40,6 +41,15 @@ def _reorder_gates(weight: np.ndarray, kind: str) -> np.ndarray:
     order = GATE_ORDER[kind]
     gates = weight.reshape(len(order), -1, *weight.shape[1:])
     return np.ascontiguousarray(gates[list(order)].reshape(weight.shape), dtype=np.float32)
+
+
+def from_onnx_gates(weight: np.ndarray, kind: str) -> np.ndarray:
+    """Rows of an ONNX (G*H, ...) weight or (G*H,) bias, regrouped into PyTorch's gate order
+    (the inverse of the export's reordering)."""
+    order = GATE_ORDER[kind]
+    gates = weight.reshape(len(order), -1, *weight.shape[1:])
+    torch_order = [order.index(gate) for gate in range(len(order))]
+    return np.ascontiguousarray(gates[torch_order].reshape(weight.shape), dtype=np.float32)
 
 
 def to_onnx(

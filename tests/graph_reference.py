@@ -242,6 +242,7 @@ KERNELS: dict[str, Kernel] = {
     "unsqueeze": lambda v, a: torch.unsqueeze(v[0], a["dim"]),
     "select": lambda v, a: _select(v[0], **a),
     "slice": lambda v, a: _slice(*v, **a),
+    "flip": lambda v, a: torch.flip(v[0], [a["dim"]]),
     "cat": lambda v, a: torch.cat(v, a["dim"]),
     "stack": lambda v, a: torch.stack(v, a["dim"]),
     "expand": lambda v, a: v[0].expand([int(d) for d in v[1:]]),

@@ -47,7 +47,9 @@ from pyrnn.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINES = ["pyrnn", "pyrnn-1t", "torch-1t", "torch", "ort-1t", "ort"]
-STEP_ENGINES = ["pyrnn", "pyrnn-out", "pyrnn-out-1t", "pyrnn-c++", "torch-1t", "ort-1t"]
+STEP_ENGINES = [
+    "pyrnn", "pyrnn-out", "pyrnn-out-1t", "pyrnn-c++", "pyrnn-onnx", "torch-1t", "ort-1t"
+]  # fmt: skip
 
 
 def run_cli(args: list[str], cwd: Path, code: str | None = None) -> subprocess.CompletedProcess:

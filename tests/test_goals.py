@@ -86,10 +86,11 @@ def test_every_goal_names_a_workload_the_package_measures(monkeypatch):
     from pyrnn.benchmarking import WORKLOADS
 
     goals = load_script("goals", monkeypatch)
-    assert [(g.workload, g.metric, g.target, g.at_most) for g in goals.GOALS[:8]] == [
+    assert [(g.workload, g.metric, g.target, g.at_most) for g in goals.GOALS[:9]] == [
         ("stream-lstm-64", "x torch-1t", 20.0, False),
         ("stream-lstm-64", "x ort-1t", 10.0, False),
         ("stream-lstm-64", "x batch", 10.0, False),
+        ("stream-lstm-64", "ort-1t / pyrnn-onnx", 8.0, False),
         ("stream-overhead", "overhead_us", 1.0, True),
         ("model-stream-head", "model / lstm", 1.3, True),
         ("model-stream-head", "x torch-1t", 15.0, False),
@@ -102,6 +103,9 @@ def test_every_goal_names_a_workload_the_package_measures(monkeypatch):
 def test_stream_goals_are_judged_at_least_or_at_most(monkeypatch):
     goals = load_script("goals", monkeypatch)
     lstm = _stream("stream-lstm-64", {"pyrnn-out": 1.0, "torch-1t": 20.0, "ort-1t": 9.99}, 2.0)
+    # The imported ONNX step against ORT: two engines' times of one run.
+    lstm["results"][2]["us_per_step"] = 9.99
+    lstm["results"].append({"engine": "pyrnn-onnx", "status": "ok", "us_per_step": 1.25})
     verdicts = [
         v
         for v in goals.evaluate([lstm, _overhead(1.0)])
@@ -111,6 +115,7 @@ def test_stream_goals_are_judged_at_least_or_at_most(monkeypatch):
         ("stream-lstm-64", "x torch-1t", 20.0, "met"),  # at least: 20 >= 20
         ("stream-lstm-64", "x ort-1t", 9.99, "missed"),
         ("stream-lstm-64", "x batch", 2.0, "missed"),
+        ("stream-lstm-64", "ort-1t / pyrnn-onnx", pytest.approx(7.992), "missed"),
         ("stream-overhead", "overhead_us", 1.0, "met"),  # at most: 1 <= 1
     ]
     lines = goals.format_goals(verdicts)
@@ -118,7 +123,7 @@ def test_stream_goals_are_judged_at_least_or_at_most(monkeypatch):
         "goal met: LSTM 64 s.step(x, out=y) >= 20x faster than torch LSTMCell (1 thread) "
         "(measured 20.00x, target 20x)"
     )
-    assert lines[3] == (
+    assert lines[4] == (
         "goal met: Python overhead of s.step(x, out=y) <= 1 us (measured 1.00 us, target 1 us)"
     )
     (verdict,) = goals.evaluate([_overhead(1.01)])
@@ -130,7 +135,7 @@ def test_stream_goals_whose_measurement_did_not_run_are_not_measured(monkeypatch
     # Peers not installed and the batch comparison refused: pyrnn's own ratio is no goal's.
     lstm = _stream("stream-lstm-64", {"pyrnn-out": 1.0, "torch-1t": None, "ort-1t": None})
     verdicts = goals.evaluate([lstm, _overhead(None)])
-    assert [v["status"] for v in verdicts] == ["not measured"] * 5  # pyrnn-out-1t did not run
+    assert [v["status"] for v in verdicts] == ["not measured"] * 6  # pyrnn-out-1t did not run
     assert all(v["value"] is None for v in verdicts)
     lines = goals.format_goals(verdicts)
     assert lines[0] == (
@@ -234,7 +239,7 @@ def _check_verdicts_against_the_measurements(report: dict[str, Any], out: str) -
             expected = workload["batch"]["ratio"]
         elif metric == "overhead_us":
             expected = workload["overhead"]["overhead_us"]
-        elif " / " in metric:  # two engines of the run
+        elif " / " in metric:  # two engines of one run
             numerator, denominator = metric.split(" / ")
             expected = ratios[numerator]["us_per_step"] / ratios[denominator]["us_per_step"]
         else:
@@ -256,7 +261,7 @@ def test_stream_latency_script_prints_the_table_and_the_stream_goals(tmp_path, m
     report = json.loads(report_path.read_text())
     assert [w["name"] for w in report["workloads"]] == workloads.split(",")
     goals = load_script("goals", monkeypatch)
-    expected = [*goals.GOALS[:4], goals.THREAD_GOALS[-1]]  # the last: LSTM 64 on 1 thread
+    expected = [*goals.GOALS[:5], goals.THREAD_GOALS[-1]]  # the last: LSTM 64 on 1 thread
     assert [v["goal"] for v in report["goals"]] == [g.text for g in expected]
     _check_verdicts_against_the_measurements(report, result.stdout)
     table, verdicts = result.stdout.split("\n\ngoal ", 1)
@@ -273,7 +278,7 @@ def test_models_script_prints_the_table_and_the_model_goals(tmp_path, monkeypatc
     report = json.loads(report_path.read_text())
     assert [w["name"] for w in report["workloads"]] == ["model-stream-head", "model-seq-head"]
     goals = load_script("goals", monkeypatch)
-    assert [v["goal"] for v in report["goals"]] == [g.text for g in goals.GOALS[4:8]]
+    assert [v["goal"] for v in report["goals"]] == [g.text for g in goals.GOALS[5:9]]
     _check_verdicts_against_the_measurements(report, result.stdout)
     assert "Whole models converted with pyrnn.from_torch" in result.stdout
 
@@ -329,13 +334,14 @@ def test_compare_script_judges_the_goals_of_what_ran(tmp_path, monkeypatch, caps
         "1 thread (5% noise)"
     )
     assert [line.split(":")[0] for line in verdicts] == [
-        "goal met", "goal missed", "goal missed", "goal met"
+        "goal met", "goal missed", "goal missed", "goal not measured", "goal met"
     ]  # fmt: skip
     assert verdicts[0].startswith("goal met: LSTM 64 s.step(x, out=y) >= 20x faster")
     assert verdicts[1].endswith("(measured 8.50x, target 10x)")
     assert verdicts[2].startswith("goal missed: LSTM 64 batch=64 stream >= 10x the throughput")
-    assert verdicts[3].startswith("goal met: 2-layer LSTM 256 + Linear head")  # only what ran
-    assert verdicts[3].endswith("(measured 1.04x, target 1.1x)")
+    assert verdicts[3].startswith("goal not measured: LSTM 64 imported from ONNX")
+    assert verdicts[4].startswith("goal met: 2-layer LSTM 256 + Linear head")  # only what ran
+    assert verdicts[4].endswith("(measured 1.04x, target 1.1x)")
 
     report_path = tmp_path / "mine.json"
     compare.calls.clear()

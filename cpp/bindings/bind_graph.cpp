@@ -51,12 +51,21 @@ g::AttrValue attr_value(const std::string& key, py::handle value) {
   if (py::isinstance<py::float_>(value)) return value.cast<double>();
   if (py::isinstance<py::str>(value)) return value.cast<std::string>();
   if (py::isinstance<py::list>(value) || py::isinstance<py::tuple>(value)) {
+    // A list holding any float is a float list; otherwise an int list.
+    bool floats = false;
+    for (py::handle item : value) floats = floats || py::isinstance<py::float_>(item);
     std::vector<std::int64_t> ints;
+    std::vector<double> numbers;
     for (py::handle item : value) {
-      if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item))
-        throw std::invalid_argument("attribute '" + key + "': a list must hold ints only");
-      ints.push_back(item.cast<std::int64_t>());
+      const bool is_int = py::isinstance<py::int_>(item) && !py::isinstance<py::bool_>(item);
+      if (!is_int && !(floats && py::isinstance<py::float_>(item)))
+        throw std::invalid_argument("attribute '" + key + "': a list must hold ints or floats");
+      if (floats)
+        numbers.push_back(item.cast<double>());
+      else
+        ints.push_back(item.cast<std::int64_t>());
     }
+    if (floats) return numbers;
     return ints;
   }
   throw std::invalid_argument("attribute '" + key + "': unsupported type " +

@@ -118,8 +118,8 @@ RawWeights raw_weights(const NetworkConfig& config, const std::vector<WeightTupl
 
 NetworkConfig make_config(const std::string& kind, int input_size, int hidden_size, int num_layers,
                           bool bidirectional, int proj_size) {
-  NetworkConfig config{parse_kind(kind), input_size,    hidden_size,
-                       num_layers,       bidirectional, proj_size};
+  NetworkConfig config{parse_kind(kind), input_size, hidden_size, num_layers,
+                       bidirectional,    proj_size,  {}};
   config.validate();
   return config;
 }

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/cell_options.h"
 #include "core/packed_panels.h"
 
 namespace pyrnn {
@@ -47,6 +48,12 @@ struct StepArgs {
   int n;
   int block_begin;
   int block_end;
+  // General (ONNX) cells only (core/cell_options.h): the options; LSTM peepholes (i, f, o per
+  // block, packed like a bias; null without); scratch of N * (padded H + blocks*G*16) floats
+  // for the GRU that resets before the recurrent product (r * h, then x's projection).
+  const CellOptions* options = nullptr;
+  const float* peephole = nullptr;
+  float* scratch = nullptr;
 };
 
 struct InputStepArgs {
@@ -132,6 +139,15 @@ struct KernelTable {
   BinaryKernel binary;
   SoftmaxKernel softmax;
   LayerNormKernel layer_norm;
+  // General (ONNX) cells: any activation functions, clip, peepholes, input_forget, and the GRU
+  // that resets first (which needs all blocks in one call: CellOptions::whole_step). One kernel
+  // serves both RNN kinds (options.f is their activation).
+  StepKernel rnn_general_step;
+  StepKernel lstm_general_step;
+  StepKernel gru_general_step;
+  InputStepKernel rnn_general_input_step;
+  InputStepKernel lstm_general_input_step;
+  InputStepKernel gru_general_input_step;
 
   bool use_input_step(int rows, const PackedPanels& w_ih, const PackedPanels& w_hh) const noexcept {
     if (rows <= fused_rows) return true;
@@ -141,7 +157,11 @@ struct KernelTable {
     return panel_elements * weight_size(w_hh.type()) <= fused_panel_bytes;
   }
 
-  StepKernel step_for(CellKind kind) const noexcept {
+  StepKernel step_for(CellKind kind, bool general = false) const noexcept {
+    if (general)
+      return kind == CellKind::Lstm  ? lstm_general_step
+             : kind == CellKind::Gru ? gru_general_step
+                                     : rnn_general_step;
     switch (kind) {
       case CellKind::RnnTanh:
         return rnn_tanh_step;
@@ -154,7 +174,11 @@ struct KernelTable {
     }
     return nullptr;
   }
-  InputStepKernel input_step_for(CellKind kind) const noexcept {
+  InputStepKernel input_step_for(CellKind kind, bool general = false) const noexcept {
+    if (general)
+      return kind == CellKind::Lstm  ? lstm_general_input_step
+             : kind == CellKind::Gru ? gru_general_input_step
+                                     : rnn_general_input_step;
     switch (kind) {
       case CellKind::RnnTanh:
         return rnn_tanh_input_step;

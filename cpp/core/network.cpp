@@ -32,6 +32,14 @@ void NetworkConfig::validate() const {
           "gates * padded hidden_size = " + std::to_string(gate_width) + " exceeds 2^31-1");
   require(layer_width <= kIntMax,
           "directions * padded output size = " + std::to_string(layer_width) + " exceeds 2^31-1");
+  require(!options.general || !options.peepholes || kind == CellKind::Lstm,
+          "peepholes are only supported by LSTM");
+  require(!options.general || !options.input_forget || kind == CellKind::Lstm,
+          "input_forget is only supported by LSTM");
+  require(!options.general || options.linear_before_reset || kind == CellKind::Gru,
+          "linear_before_reset is a GRU option");
+  require(!options.general || proj_size == 0, "ONNX cell options take no projection");
+  require(options.clip >= 0.0f, "clip must be >= 0");
   require(entries <= kIntMax,
           "num_layers * directions = " + std::to_string(entries) + " exceeds 2^31-1");
 }
@@ -74,6 +82,12 @@ Network::Network(const NetworkConfig& config, const std::vector<RawLayerWeights>
       packed.input_bias = pack_bias(raw.b_ih, raw.b_hh, gates, hidden);
     }
     if (config_.proj_size > 0) packed.w_hr = PackedPanels(raw.w_hr, 1, config_.proj_size, hidden);
+    if (config_.options.general && config_.options.peepholes) {
+      if (!raw.peephole)
+        throw std::invalid_argument("pyrnn core: missing peephole weights for layer entry " +
+                                    std::to_string(index));
+      packed.peephole = pack_bias(raw.peephole, nullptr, 3, hidden);
+    }
     layers_.push_back(std::move(packed));
   }
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/aligned_buffer.h"
+#include "core/cell_options.h"
 #include "core/dims.h"
 #include "core/packed_panels.h"
 
@@ -17,7 +18,8 @@ struct NetworkConfig {
   int hidden_size = 0;
   int num_layers = 1;
   bool bidirectional = false;
-  int proj_size = 0;  // LSTM only; 0 = no projection
+  int proj_size = 0;    // LSTM only; 0 = no projection
+  CellOptions options;  // ONNX's cell variants (see core/cell_options.h); default PyTorch's
 
   int directions() const noexcept { return bidirectional ? 2 : 1; }
   int gates() const noexcept { return gate_count(kind); }
@@ -39,6 +41,7 @@ struct RawLayerWeights {
   const float* b_ih = nullptr;
   const float* b_hh = nullptr;
   WeightMatrix w_hr;
+  const float* peephole = nullptr;  // LSTM with options.peepholes: (3H) in the order i, f, o
 };
 
 struct PackedLayer {
@@ -49,6 +52,8 @@ struct PackedLayer {
   // GRU only: b_hn, which PyTorch applies inside r * (W_hn h + b_hn).
   AlignedBuffer recurrent_bias;
   PackedPanels w_hr;  // LSTM projection (1 gate, P units, K = H); empty without projection
+  // LSTM with peepholes: i, f, o weights, each padded to blocks*16 (3 * padded H floats).
+  AlignedBuffer peephole;
 };
 
 class Network {

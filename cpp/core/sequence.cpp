@@ -75,6 +75,9 @@ Workspace::Workspace(const NetworkConfig& config, int rows, int chunk_steps)
   if (config.proj_size > 0)
     cell_output_.resize(
         checked_mul(static_cast<std::size_t>(rows), padded_units(config.hidden_size)));
+  else if (config.options.whole_step())  // the step kernels' scratch (StepArgs::scratch)
+    cell_output_.resize(checked_mul(static_cast<std::size_t>(rows),
+                                    padded_units(config.hidden_size) * (1 + config.gates())));
   if (config.num_layers > 1 && !config.bidirectional) {
     for (AlignedBuffer& buffer : layer_output_)
       buffer.resize(checked_mul(chunk_rows, layer_features_));
@@ -132,7 +135,9 @@ int planned_threads(const KernelTable& kernels, const Network& network, int rows
   const double step_flops =
       2.0 * rows * config.gates() * blocks * kUnitBlock * padded_units(config.output_size());
   const int by_work = every_step ? blocks : static_cast<int>(step_flops / kernels.split_step_flops);
-  const int per_direction = std::clamp(by_work, 1, blocks);
+  // A cell whose step needs every block in one kernel call (ONNX's GRU that resets before the
+  // recurrent product) keeps each direction's steps on one thread.
+  const int per_direction = config.options.whole_step() ? 1 : std::clamp(by_work, 1, blocks);
   if (!config.bidirectional) return std::min(pool, per_direction);
   // The two directions are independent all along: apart when the call is long enough to pay
   // for starting a region and one barrier per layer.
@@ -145,8 +150,9 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
                const Team& team) noexcept {
   const NetworkConfig& config = network.config();
   const PackedLayer& weights = network.layer(layer, direction);
-  const StepKernel step = kernels.step_for(config.kind);
-  const InputStepKernel input_step = kernels.input_step_for(config.kind);
+  const bool general = config.options.general;
+  const StepKernel step = kernels.step_for(config.kind, general);
+  const InputStepKernel input_step = kernels.input_step_for(config.kind, general);
   const bool reverse = direction == 1;
   const int rows = in.rows, features = in.features, h_out = config.output_size();
   const std::ptrdiff_t ld_projected = weights.w_ih.output_width();
@@ -202,7 +208,8 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
                 : workspace.projected() + static_cast<std::ptrdiff_t>(t) * rows * ld_projected;
       InputStepArgs args{
           {&weights.w_hh, xp, ld_projected, weights.recurrent_bias.data(), state.h(current),
-           state.ld_h(), cell_out, ld_cell, state.c(), state.ld_c(), rows, mine.begin, mine.end},
+           state.ld_h(), cell_out, ld_cell, state.c(), state.ld_c(), rows, mine.begin, mine.end,
+           general ? &config.options : nullptr, weights.peephole.data(), workspace.cell_output()},
           &weights.w_ih,
           a,
           lda};
@@ -213,7 +220,7 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
         // InputStepArgs::descending): one call per step.
         args.descending = odd;
         input_step(args);
-      } else if (!odd) {
+      } else if (!odd || config.options.whole_step()) {
         step(args.step);
       } else {
         // Odd steps walk the blocks backwards, so each step starts on the panels the previous

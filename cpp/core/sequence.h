@@ -101,7 +101,8 @@ class Workspace {
   int layer_features_;
   AlignedBuffer input_rows_;   // (chunk*N, max layer input) when input rows are not uniform
   AlignedBuffer projected_;    // (chunk*N, blocks*G*16): input projection of the chunk
-  AlignedBuffer cell_output_;  // (N, padded H): LSTM o*tanh(c) before the projection
+  AlignedBuffer cell_output_;  // (N, padded H): LSTM o*tanh(c) before the projection, or
+                               // the general GRU step's scratch (StepArgs::scratch)
   AlignedBuffer layer_output_[2];
 };
 

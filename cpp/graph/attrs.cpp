@@ -7,7 +7,8 @@ namespace pyrnn::graph {
 namespace {
 
 const char* type_name(const AttrValue& value) {
-  static const char* const kNames[] = {"an int", "a float", "a bool", "a string", "an int list"};
+  static const char* const kNames[] = {"an int",   "a float",     "a bool",
+                                       "a string", "an int list", "a float list"};
   return kNames[value.index()];
 }
 
@@ -63,6 +64,14 @@ const std::vector<std::int64_t>& Attrs::integers(const std::string& name) const 
   const AttrValue& value = get(name);
   if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value)) return *v;
   wrong_type(name, "an int list", value);
+}
+
+std::vector<double> Attrs::numbers(const std::string& name) const {
+  const AttrValue& value = get(name);
+  if (const auto* v = std::get_if<std::vector<double>>(&value)) return *v;
+  if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value))
+    return std::vector<double>(v->begin(), v->end());
+  wrong_type(name, "a number list", value);
 }
 
 }  // namespace pyrnn::graph

@@ -1,5 +1,5 @@
-// A node's attributes (ints, floats, bools, strings, int lists) with typed getters whose errors
-// name the attribute, the expected type and what was found.
+// A node's attributes (ints, floats, bools, strings, int and float lists) with typed getters whose
+// errors name the attribute, the expected type and what was found.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,8 @@
 
 namespace pyrnn::graph {
 
-using AttrValue = std::variant<std::int64_t, double, bool, std::string, std::vector<std::int64_t>>;
+using AttrValue = std::variant<std::int64_t, double, bool, std::string, std::vector<std::int64_t>,
+                               std::vector<double>>;
 
 class Attrs {
  public:
@@ -26,6 +27,8 @@ class Attrs {
   bool boolean(const std::string& name) const;
   const std::string& text(const std::string& name) const;
   const std::vector<std::int64_t>& integers(const std::string& name) const;
+  // A number list: floats, or ints converted.
+  std::vector<double> numbers(const std::string& name) const;
 
  private:
   const AttrValue& get(const std::string& name) const;

@@ -98,6 +98,78 @@ void update_block(const StepArgs& s, int j, int n, const float* acc, const float
   }
 }
 
+// General (ONNX) cells, core/cell_options.h: the spec's activation functions, written out.
+float activate(float x, const ActivationFn& a) noexcept {
+  switch (a.kind) {
+    case Activation::Sigmoid:
+      return sigmoid(x);
+    case Activation::Tanh:
+      return std::tanh(x);
+    case Activation::Relu:
+      return relu(x);
+    case Activation::Affine:
+      return a.alpha * x + a.beta;
+    case Activation::LeakyRelu:
+      return x < 0.0f ? a.alpha * x : x;
+    case Activation::ThresholdedRelu:
+      return x < a.alpha ? 0.0f : x;
+    case Activation::ScaledTanh:
+      return a.alpha * std::tanh(a.beta * x);
+    case Activation::HardSigmoid: {
+      const float y = a.alpha * x + a.beta;
+      return y < 0.0f ? 0.0f : (y > 1.0f ? 1.0f : y);
+    }
+    case Activation::Elu:
+      return x >= 0.0f ? x : a.alpha * std::expm1(x);
+    case Activation::Softsign:
+      return x / (1.0f + std::fabs(x));
+    case Activation::Softplus:
+      return std::log1p(std::exp(x));
+  }
+  return x;
+}
+
+// activation(clip(x)): clip bounds every gate's pre-activation.
+float gate(float x, const ActivationFn& a, float clip) noexcept {
+  if (clip > 0.0f) x = x < -clip ? -clip : (x > clip ? clip : x);
+  return activate(x, a);
+}
+
+// The general cell update of row n, block j (GRU: linear_before_reset = 1 only).
+template <CellKind kKind>
+void general_block(const StepArgs& s, int j, int n, const float* acc, const float* xp) noexcept {
+  const CellOptions& o = *s.options;
+  const float* h_prev = s.h_prev + n * s.ldh_prev + j * kUnitBlock;
+  float* h_next = s.h_next + n * s.ldh + j * kUnitBlock;
+  for (int u = 0; u < kUnitBlock; ++u) {
+    if constexpr (kKind == CellKind::Lstm) {
+      float* c = s.c + n * s.ldc + j * kUnitBlock + u;
+      const float* p = s.peephole != nullptr ? s.peephole + j * 3 * kUnitBlock + u : nullptr;
+      const float c_prev = *c;
+      float pi = xp[u] + acc[u], pf = xp[kUnitBlock + u] + acc[kUnitBlock + u];
+      const float pg = xp[2 * kUnitBlock + u] + acc[2 * kUnitBlock + u];
+      float po = xp[3 * kUnitBlock + u] + acc[3 * kUnitBlock + u];
+      if (p != nullptr) {
+        pi += p[0] * c_prev;
+        pf += p[kUnitBlock] * c_prev;
+      }
+      const float i = gate(pi, o.f, o.clip);
+      const float f = o.input_forget ? 1.0f - i : gate(pf, o.f, o.clip);
+      *c = f * c_prev + i * gate(pg, o.g, o.clip);
+      if (p != nullptr) po += p[2 * kUnitBlock] * *c;
+      h_next[u] = gate(po, o.f, o.clip) * activate(*c, o.h);
+    } else if constexpr (kKind == CellKind::Gru) {
+      const float r = gate(xp[u] + acc[u], o.f, o.clip);
+      const float z = gate(xp[kUnitBlock + u] + acc[kUnitBlock + u], o.f, o.clip);
+      const float hn = acc[2 * kUnitBlock + u] + s.rec_bias[j * kUnitBlock + u];
+      const float cand = gate(xp[2 * kUnitBlock + u] + r * hn, o.g, o.clip);
+      h_next[u] = (1.0f - z) * cand + z * h_prev[u];
+    } else {
+      h_next[u] = gate(xp[u] + acc[u], o.f, o.clip);
+    }
+  }
+}
+
 template <CellKind kKind>
 void step(const StepArgs& s) noexcept {
   with_weight_type(s.w_hh->type(), [&](auto tag) {
@@ -107,7 +179,10 @@ void step(const StepArgs& s) noexcept {
     for (int j = s.block_begin; j < s.block_end; ++j) {
       for (int n = 0; n < s.n; ++n) {
         panel_dot<W>(s.h_prev + n * s.ldh_prev, *s.w_hh, j, acc);
-        update_block<kKind>(s, j, n, acc, s.xp + n * s.ldxp + j * kWidth);
+        if (s.options != nullptr)
+          general_block<kKind>(s, j, n, acc, s.xp + n * s.ldxp + j * kWidth);
+        else
+          update_block<kKind>(s, j, n, acc, s.xp + n * s.ldxp + j * kWidth);
       }
     }
   });
@@ -127,10 +202,65 @@ void input_step(const InputStepArgs& f) noexcept {
         panel_dot<W>(f.x + n * f.ldx, *f.w_ih, j, xp);
         for (int col = 0; col < kWidth; ++col) xp[col] += bias[col];
         panel_dot<W>(s.h_prev + n * s.ldh_prev, *s.w_hh, j, acc);
-        update_block<kKind>(s, j, n, acc, xp);
+        if (s.options != nullptr)
+          general_block<kKind>(s, j, n, acc, xp);
+        else
+          update_block<kKind>(s, j, n, acc, xp);
       }
     }
   });
+}
+
+// The GRU that resets before the recurrent product (linear_before_reset = 0): two passes over
+// all blocks, r * h of every unit first (in scratch), then z and n (see simd-inl.h).
+void gru_reset_first(const StepArgs& s) noexcept {
+  with_weight_type(s.w_hh->type(), [&](auto tag) {
+    using W = decltype(tag);
+    constexpr int kWidth = 3 * kUnitBlock;
+    const CellOptions& o = *s.options;
+    const std::ptrdiff_t ld_rh = static_cast<std::ptrdiff_t>(s.w_hh->blocks()) * kUnitBlock;
+    float acc[kWidth];
+    for (int j = s.block_begin; j < s.block_end; ++j)
+      for (int n = 0; n < s.n; ++n) {
+        panel_dot<W>(s.h_prev + n * s.ldh_prev, *s.w_hh, j, acc);
+        const float* xp = s.xp + n * s.ldxp + j * kWidth;
+        for (int u = 0; u < kUnitBlock; ++u) {
+          const int col = j * kUnitBlock + u;
+          s.scratch[n * ld_rh + col] =
+              gate(xp[u] + acc[u], o.f, o.clip) * s.h_prev[n * s.ldh_prev + col];
+        }
+      }
+    float by_rh[kWidth];
+    for (int j = s.block_begin; j < s.block_end; ++j)
+      for (int n = 0; n < s.n; ++n) {
+        panel_dot<W>(s.h_prev + n * s.ldh_prev, *s.w_hh, j, acc);
+        panel_dot<W>(s.scratch + n * ld_rh, *s.w_hh, j, by_rh);
+        const float* xp = s.xp + n * s.ldxp + j * kWidth;
+        for (int u = 0; u < kUnitBlock; ++u) {
+          const int col = j * kUnitBlock + u;
+          const float z = gate(xp[kUnitBlock + u] + acc[kUnitBlock + u], o.f, o.clip);
+          const float cand = gate(
+              xp[2 * kUnitBlock + u] + by_rh[2 * kUnitBlock + u] + s.rec_bias[col], o.g, o.clip);
+          s.h_next[n * s.ldh + col] = (1.0f - z) * cand + z * s.h_prev[n * s.ldh_prev + col];
+        }
+      }
+  });
+}
+
+void gru_general_step(const StepArgs& s) noexcept {
+  if (s.options->linear_before_reset) return step<CellKind::Gru>(s);
+  gru_reset_first(s);
+}
+
+void gru_general_input_step(const InputStepArgs& f) noexcept {
+  if (f.step.options->linear_before_reset) return input_step<CellKind::Gru>(f);
+  StepArgs s = f.step;
+  const std::ptrdiff_t width = f.w_ih->output_width();
+  float* xp = s.scratch + static_cast<std::ptrdiff_t>(s.n) * s.w_hh->blocks() * kUnitBlock;
+  gemm({f.x, f.ldx, s.n, f.w_ih, s.xp, xp, width, s.block_begin, s.block_end});
+  s.xp = xp;
+  s.ldxp = width;
+  gru_reset_first(s);
 }
 
 void sigmoid_array(const float* x, float* y, std::size_t n) noexcept {
@@ -167,7 +297,13 @@ const KernelTable& kernel_table() noexcept {
                                  unary,
                                  binary,
                                  softmax,
-                                 layer_norm};
+                                 layer_norm,
+                                 step<CellKind::RnnTanh>,
+                                 step<CellKind::Lstm>,
+                                 gru_general_step,
+                                 input_step<CellKind::RnnTanh>,
+                                 input_step<CellKind::Lstm>,
+                                 gru_general_input_step};
   return table;
 }
 

@@ -233,10 +233,93 @@ struct CellUpdate<CellKind::RnnRelu> {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// General (ONNX) cells: core/cell_options.h. The activation is chosen per vector at run time (a
+// predictable branch beside a block's G*16*K FMAs); Elu and Softplus go lane by lane through
+// libm, the others stay in registers.
+// ---------------------------------------------------------------------------------------------
+
+PYRNN_SIMD_INLINE V lane_by_lane(V x, const ActivationFn& a) noexcept {
+  alignas(64) float lanes[kLanes];
+  store(lanes, x);
+  for (int i = 0; i < kLanes; ++i) {
+    const float v = lanes[i];
+    lanes[i] = a.kind == Activation::Elu ? (v >= 0.0f ? v : a.alpha * expm1f(v)) : log1pf(expf(v));
+  }
+  return load(lanes);
+}
+
+PYRNN_SIMD_INLINE V activate(V x, const ActivationFn& a) noexcept {
+  switch (a.kind) {
+    case Activation::Sigmoid:
+      return sigmoid(x);
+    case Activation::Tanh:
+      return tanh(x);
+    case Activation::Relu:
+      return relu(x);
+    case Activation::Affine:
+      return fma(broadcast(a.alpha), x, broadcast(a.beta));
+    case Activation::LeakyRelu:
+      return select(less(x, zero()), mul(broadcast(a.alpha), x), x);
+    case Activation::ThresholdedRelu:
+      return select(less(x, broadcast(a.alpha)), zero(), x);
+    case Activation::ScaledTanh:
+      return mul(broadcast(a.alpha), tanh(mul(broadcast(a.beta), x)));
+    case Activation::HardSigmoid:
+      return clamp(fma(broadcast(a.alpha), x, broadcast(a.beta)), zero(), broadcast(1.0f));
+    case Activation::Softsign:
+      return div(x, add(broadcast(1.0f), abs(x)));
+    case Activation::Elu:
+    case Activation::Softplus:
+      return lane_by_lane(x, a);
+  }
+  return x;
+}
+
+// activation(clip(x)): clip bounds every gate's pre-activation.
+PYRNN_SIMD_INLINE V gate(V x, const ActivationFn& a, float clip) noexcept {
+  if (clip > 0.0f) x = clamp(x, broadcast(-clip), broadcast(clip));
+  return activate(x, a);
+}
+
+// `peep`: the unit's peephole weights (i, f, o at peep[g*16]), or null.
+template <CellKind kKind>
+struct GeneralUpdate {
+  PYRNN_SIMD_INLINE static void apply(const CellOptions& o, const V* pre, const float* xp,
+                                      const float* rec_bias, const float* h_prev, float* c,
+                                      float* h, const float* peep) noexcept {
+    if constexpr (kKind == CellKind::Lstm) {
+      V pi = add(pre[0], load(xp)), pf = add(pre[1], load(xp + kUnitBlock));
+      const V pg = add(pre[2], load(xp + 2 * kUnitBlock));
+      V po = add(pre[3], load(xp + 3 * kUnitBlock));
+      const V c_prev = load(c);
+      if (peep != nullptr) {
+        pi = fma(load(peep), c_prev, pi);
+        pf = fma(load(peep + kUnitBlock), c_prev, pf);
+      }
+      const V i = gate(pi, o.f, o.clip);
+      const V f = o.input_forget ? sub(broadcast(1.0f), i) : gate(pf, o.f, o.clip);
+      const V c_new = fma(f, c_prev, mul(i, gate(pg, o.g, o.clip)));
+      store(c, c_new);
+      if (peep != nullptr) po = fma(load(peep + 2 * kUnitBlock), c_new, po);
+      store(h, mul(gate(po, o.f, o.clip), activate(c_new, o.h)));
+    } else if constexpr (kKind == CellKind::Gru) {
+      // linear_before_reset = 1 (the other GRU has kernels of its own, below).
+      const V r = gate(add(pre[0], load(xp)), o.f, o.clip);
+      const V z = gate(add(pre[1], load(xp + kUnitBlock)), o.f, o.clip);
+      const V n = gate(fma(r, add(pre[2], load(rec_bias)), load(xp + 2 * kUnitBlock)), o.g, o.clip);
+      store(h, fma(sub(broadcast(1.0f), z), n, mul(z, load(h_prev))));
+    } else {
+      store(h, gate(add(pre[0], load(xp)), o.f, o.clip));
+    }
+  }
+};
+
 // Runs the cell update of R rows x (S vectors of every gate) from a tile's accumulators. `xp`
 // points at the input projection of row n0, block j (column 0), rows `ldxp` floats apart.
 // `scales` (int8 weights: W_hh's column scales, packed like a bias; else null) scale the sums.
-template <CellKind kKind, int R, int S>
+// kGeneral: the general cell (s.options, s.peephole) instead of PyTorch's.
+template <CellKind kKind, int R, int S, bool kGeneral = false>
 inline void update_tile(const StepArgs& s, int j, int n0, int v0,
                         const V (&acc)[R][gate_count(kKind) * S], const float* xp,
                         std::ptrdiff_t ldxp, const float* scales = nullptr) noexcept {
@@ -252,10 +335,18 @@ inline void update_tile(const StepArgs& s, int j, int n0, int v0,
           pre[g] =
               mul(pre[g], load(scales + j * G * kUnitBlock + g * kUnitBlock + (v0 + v) * kLanes));
       }
-      CellUpdate<kKind>::apply(
-          pre, xp + r * ldxp + (v0 + v) * kLanes,
-          s.rec_bias != nullptr ? s.rec_bias + unit : nullptr, s.h_prev + n * s.ldh_prev + unit,
-          s.c != nullptr ? s.c + n * s.ldc + unit : nullptr, s.h_next + n * s.ldh + unit);
+      const float* rec_bias = s.rec_bias != nullptr ? s.rec_bias + unit : nullptr;
+      float* c = s.c != nullptr ? s.c + n * s.ldc + unit : nullptr;
+      if constexpr (kGeneral) {
+        const float* peep =
+            s.peephole != nullptr ? s.peephole + j * 3 * kUnitBlock + (v0 + v) * kLanes : nullptr;
+        GeneralUpdate<kKind>::apply(*s.options, pre, xp + r * ldxp + (v0 + v) * kLanes, rec_bias,
+                                    s.h_prev + n * s.ldh_prev + unit, c,
+                                    s.h_next + n * s.ldh + unit, peep);
+      } else {
+        CellUpdate<kKind>::apply(pre, xp + r * ldxp + (v0 + v) * kLanes, rec_bias,
+                                 s.h_prev + n * s.ldh_prev + unit, c, s.h_next + n * s.ldh + unit);
+      }
     }
   }
 }
@@ -462,7 +553,7 @@ void gemm(const GemmArgs& g) noexcept {
 // tile and vector offset v0 passes over it, and partial sums of a group of rows wait on the
 // stack between slices. Measured on Zen 4, batch 64 LSTM 256: AVX2 step 68 -> 79 GFLOP/s; on
 // AVX-512 (whole-block tiles) slicing only cost time (102 -> 88), so it is off there.
-template <CellKind kKind, class W>
+template <CellKind kKind, class W, bool kGeneral = false>
 void step_batched(const StepArgs& s) noexcept {
   constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock;
   constexpr int kRows = Tile<G>::kRows, kVecs = Tile<G>::kVecs;
@@ -501,8 +592,8 @@ void step_batched(const StepArgs& s) noexcept {
                     }
               }
               if (last)
-                update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, s.xp + n0 * s.ldxp + j * kWidth,
-                                             s.ldxp, scales);
+                update_tile<kKind, R, kVecs, kGeneral>(
+                    s, j, n0, v0, acc, s.xp + n0 * s.ldxp + j * kWidth, s.ldxp, scales);
             });
           });
         }
@@ -512,7 +603,7 @@ void step_batched(const StepArgs& s) noexcept {
 }
 
 // One time step of one cell kind for blocks [block_begin, block_end).
-template <CellKind kKind, class W>
+template <CellKind kKind, class W, bool kGeneral = false>
 void step_typed(const StepArgs& s) noexcept {
   constexpr int G = gate_count(kKind), kCols = G * kVecPerGate;
   const int k = s.w_hh->k();
@@ -522,17 +613,18 @@ void step_typed(const StepArgs& s) noexcept {
     for (int j = s.block_begin; j < s.block_end; ++j) {
       V acc[1][kCols];
       row_dot<G, kSets, W>(s.h_prev, s.w_hh->panel_as<W>(j), k, acc[0]);
-      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, s.xp + j * G * kUnitBlock, 0,
-                                         s.w_hh->scales());
+      update_tile<kKind, 1, kVecPerGate, kGeneral>(s, j, 0, 0, acc, s.xp + j * G * kUnitBlock, 0,
+                                                   s.w_hh->scales());
     }
     return;
   }
-  step_batched<kKind, W>(s);
+  step_batched<kKind, W, kGeneral>(s);
 }
 
-template <CellKind kKind>
+template <CellKind kKind, bool kGeneral = false>
 void step(const StepArgs& s) noexcept {
-  with_weight_type(s.w_hh->type(), [&](auto tag) { step_typed<kKind, decltype(tag)>(s); });
+  with_weight_type(s.w_hh->type(),
+                   [&](auto tag) { step_typed<kKind, decltype(tag), kGeneral>(s); });
 }
 
 // One step with the input projection fused in (see InputStepArgs): per block, the x rows against
@@ -540,7 +632,7 @@ void step(const StepArgs& s) noexcept {
 // GRU's input part of the n gate, which r must not scale, waits in a tile buffer on the stack).
 // Saves the m = N GEMM call, the projected buffer's write and read, and a second pass over the
 // blocks: for a batch-1 LSTM 64 stream step about half the time went to the separate GEMM.
-template <CellKind kKind, class W>
+template <CellKind kKind, class W, bool kGeneral = false>
 void input_step_typed(const InputStepArgs& f) noexcept {
   constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock, kCols = G * kVecPerGate;
   const StepArgs& s = f.step;
@@ -576,7 +668,7 @@ void input_step_typed(const InputStepArgs& f) noexcept {
         input_part();
         row_dot<G, kSets, W>(s.h_prev, s.w_hh->panel_as<W>(j), k_rec, acc[0]);
       }
-      update_tile<kKind, 1, kVecPerGate>(s, j, 0, 0, acc, xp, 0, rec_scales);
+      update_tile<kKind, 1, kVecPerGate, kGeneral>(s, j, 0, 0, acc, xp, 0, rec_scales);
     }
     return;
   }
@@ -605,11 +697,11 @@ void input_step_typed(const InputStepArgs& f) noexcept {
                 }
             tile_dot<R, G, kVecs, false, W>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec,
                                             kWidth, v0, acc);
-            update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, xp, kWidth, rec_scales);
+            update_tile<kKind, R, kVecs, kGeneral>(s, j, n0, v0, acc, xp, kWidth, rec_scales);
           } else {
             tile_dot<R, G, kVecs, true, W>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, w_hh, k_rec,
                                            kWidth, v0, acc);
-            update_tile<kKind, R, kVecs>(s, j, n0, v0, acc, bias, 0);
+            update_tile<kKind, R, kVecs, kGeneral>(s, j, n0, v0, acc, bias, 0);
           }
         });
       });
@@ -617,10 +709,92 @@ void input_step_typed(const InputStepArgs& f) noexcept {
   }
 }
 
-template <CellKind kKind>
+template <CellKind kKind, bool kGeneral = false>
 void input_step(const InputStepArgs& f) noexcept {
   with_weight_type(f.step.w_hh->type(),
-                   [&](auto tag) { input_step_typed<kKind, decltype(tag)>(f); });
+                   [&](auto tag) { input_step_typed<kKind, decltype(tag), kGeneral>(f); });
+}
+
+// The GRU that resets before the recurrent product (ONNX linear_before_reset = 0, Keras'
+// reset_after=False): n = g(x W_in + (r * h) W_hn + b_in + b_hn). Every block's r is needed
+// before any block's candidate, so the step runs in two passes over all blocks (one call, see
+// CellOptions::whole_step): first r and r * h into scratch, then z and n. Each pass reads only
+// its gates' columns of the (r, z, n) panel, so the step reads W_hh once, as the other cells do.
+template <int R, class W>
+PYRNN_SIMD_INLINE void gate_dot(const float* a, std::ptrdiff_t lda, const PackedPanels& w, int j,
+                                int gate, V (&acc)[R][kVecPerGate]) noexcept {
+  constexpr int kWidth = 3 * kUnitBlock;
+  tile_dot<R, 1, kVecPerGate, false, W>(a, lda, w.panel_as<W>(j) + gate * kUnitBlock, w.k(), kWidth,
+                                        0, acc);
+  if (const float* scales = w.scales())
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < kVecPerGate; ++v)
+        acc[r][v] = mul(acc[r][v], load(scales + j * kWidth + gate * kUnitBlock + v * kLanes));
+}
+
+template <class W>
+void gru_reset_first_typed(const StepArgs& s) noexcept {
+  constexpr int kWidth = 3 * kUnitBlock, kRows = 4;
+  const CellOptions& o = *s.options;
+  const std::ptrdiff_t ld_rh = static_cast<std::ptrdiff_t>(s.w_hh->blocks()) * kUnitBlock;
+  float* rh = s.scratch;
+  for (int j = s.block_begin; j < s.block_end; ++j) {
+    for_each_row_tile<kRows>(s.n, [&](int n0, int height) {
+      with_height<kRows>(height, [&](auto rows) {
+        constexpr int R = decltype(rows)::value;
+        V acc[R][kVecPerGate];
+        gate_dot<R, W>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, *s.w_hh, j, 0, acc);
+        for (int r = 0; r < R; ++r)
+          for (int v = 0; v < kVecPerGate; ++v) {
+            const int col = j * kUnitBlock + v * kLanes;
+            const V reset =
+                gate(add(acc[r][v], load(s.xp + (n0 + r) * s.ldxp + j * kWidth + v * kLanes)), o.f,
+                     o.clip);
+            store(rh + (n0 + r) * ld_rh + col,
+                  mul(reset, load(s.h_prev + (n0 + r) * s.ldh_prev + col)));
+          }
+      });
+    });
+  }
+  for (int j = s.block_begin; j < s.block_end; ++j) {
+    for_each_row_tile<kRows>(s.n, [&](int n0, int height) {
+      with_height<kRows>(height, [&](auto rows) {
+        constexpr int R = decltype(rows)::value;
+        V zs[R][kVecPerGate], ns[R][kVecPerGate];
+        gate_dot<R, W>(s.h_prev + n0 * s.ldh_prev, s.ldh_prev, *s.w_hh, j, 1, zs);
+        gate_dot<R, W>(rh + n0 * ld_rh, ld_rh, *s.w_hh, j, 2, ns);
+        for (int r = 0; r < R; ++r)
+          for (int v = 0; v < kVecPerGate; ++v) {
+            const int col = j * kUnitBlock + v * kLanes;
+            const float* xp = s.xp + (n0 + r) * s.ldxp + j * kWidth + v * kLanes;
+            const V z = gate(add(zs[r][v], load(xp + kUnitBlock)), o.f, o.clip);
+            const V n = gate(add(add(ns[r][v], load(s.rec_bias + col)), load(xp + 2 * kUnitBlock)),
+                             o.g, o.clip);
+            const V h_prev = load(s.h_prev + (n0 + r) * s.ldh_prev + col);
+            store(s.h_next + (n0 + r) * s.ldh + col,
+                  fma(sub(broadcast(1.0f), z), n, mul(z, h_prev)));
+          }
+      });
+    });
+  }
+}
+
+void gru_general_step(const StepArgs& s) noexcept {
+  if (s.options->linear_before_reset) return step<CellKind::Gru, true>(s);
+  with_weight_type(s.w_hh->type(), [&](auto tag) { gru_reset_first_typed<decltype(tag)>(s); });
+}
+
+// The fused step of that GRU: x's projection of the N rows into scratch (after r * h), then the
+// two passes.
+void gru_general_input_step(const InputStepArgs& f) noexcept {
+  if (f.step.options->linear_before_reset) return input_step<CellKind::Gru, true>(f);
+  StepArgs s = f.step;
+  const std::ptrdiff_t width = f.w_ih->output_width();
+  float* xp = s.scratch + static_cast<std::ptrdiff_t>(s.n) * s.w_hh->blocks() * kUnitBlock;
+  gemm({f.x, f.ldx, s.n, f.w_ih, s.xp, xp, width, s.block_begin, s.block_end});
+  s.xp = xp;
+  s.ldxp = width;
+  gru_general_step(s);
 }
 
 #define PYRNN_ELEMENTWISE_SIMD
@@ -646,7 +820,13 @@ const KernelTable& make_table(const char* name) noexcept {
                                  unary,
                                  binary,
                                  softmax,
-                                 layer_norm};
+                                 layer_norm,
+                                 step<CellKind::RnnTanh, true>,
+                                 step<CellKind::Lstm, true>,
+                                 gru_general_step,
+                                 input_step<CellKind::RnnTanh, true>,
+                                 input_step<CellKind::Lstm, true>,
+                                 gru_general_input_step};
   return table;
 }
 

@@ -25,10 +25,94 @@ std::vector<double> affine(const WeightMatrix& w, const float* bias, const float
   return y;
 }
 
+// ONNX's activation functions (core/cell_options.h), in double.
+double activate(double x, const ActivationFn& a) {
+  switch (a.kind) {
+    case Activation::Sigmoid:
+      return sigmoid(x);
+    case Activation::Tanh:
+      return std::tanh(x);
+    case Activation::Relu:
+      return x < 0 ? 0.0 : x;
+    case Activation::Affine:
+      return a.alpha * x + a.beta;
+    case Activation::LeakyRelu:
+      return x < 0 ? a.alpha * x : x;
+    case Activation::ThresholdedRelu:
+      return x < a.alpha ? 0.0 : x;
+    case Activation::ScaledTanh:
+      return a.alpha * std::tanh(a.beta * x);
+    case Activation::HardSigmoid:
+      return std::min(std::max(a.alpha * x + a.beta, 0.0), 1.0);
+    case Activation::Elu:
+      return x >= 0 ? x : a.alpha * std::expm1(x);
+    case Activation::Softsign:
+      return x / (1.0 + std::fabs(x));
+    case Activation::Softplus:
+      return std::log1p(std::exp(x));
+  }
+  return x;
+}
+
+// The general cells: ONNX's LSTM, GRU and RNN equations as the operator spec writes them, with
+// clip on every gate's pre-activation.
+void general_step(const NetworkConfig& config, const RawLayerWeights& w, int input_size,
+                  const float* x, const float* h, const float* c, float* h_out, float* c_out) {
+  const CellOptions& o = config.options;
+  const int H = config.hidden_size, G = config.gates();
+  const auto act = [&](double v, const ActivationFn& fn) {
+    if (o.clip > 0) v = std::min(std::max(v, -static_cast<double>(o.clip)), double{o.clip});
+    return activate(v, fn);
+  };
+  const std::vector<double> gx = affine(w.w_ih, w.b_ih, x, G * H, input_size);
+  const std::vector<double> gh = affine(w.w_hh, w.b_hh, h, G * H, H);
+  if (config.kind == CellKind::Lstm) {
+    for (int u = 0; u < H; ++u) {
+      const double p_i = o.peepholes ? w.peephole[u] : 0, p_f = o.peepholes ? w.peephole[H + u] : 0,
+                   p_o = o.peepholes ? w.peephole[2 * H + u] : 0;
+      const double i = act(gx[u] + gh[u] + p_i * c[u], o.f);
+      const double f = o.input_forget ? 1.0 - i : act(gx[H + u] + gh[H + u] + p_f * c[u], o.f);
+      const double g = act(gx[2 * H + u] + gh[2 * H + u], o.g);
+      const double c_new = f * c[u] + i * g;
+      const double out = act(gx[3 * H + u] + gh[3 * H + u] + p_o * c_new, o.f);
+      c_out[u] = static_cast<float>(c_new);
+      h_out[u] = static_cast<float>(out * activate(c_new, o.h));
+    }
+  } else if (config.kind == CellKind::Gru) {
+    std::vector<float> rh(H);
+    std::vector<double> r(H);
+    for (int u = 0; u < H; ++u) {
+      r[u] = act(gx[u] + gh[u], o.f);
+      rh[u] = static_cast<float>(r[u] * h[u]);
+    }
+    // linear_before_reset = 0: (r * h) W_hn + b_hn, with r * h rounded to float as kernels keep it.
+    std::vector<double> by_rh;
+    if (!o.linear_before_reset) {
+      const WeightMatrix w_hn{w.w_hh.type,
+                              static_cast<const char*>(w.w_hh.data) +
+                                  static_cast<std::size_t>(2) * H * H * weight_size(w.w_hh.type),
+                              w.w_hh.scales ? w.w_hh.scales + 2 * H : nullptr};
+      by_rh = affine(w_hn, w.b_hh ? w.b_hh + 2 * H : nullptr, rh.data(), H, H);
+    }
+    for (int u = 0; u < H; ++u) {
+      const double z = act(gx[H + u] + gh[H + u], o.f);
+      const double n = o.linear_before_reset ? act(gx[2 * H + u] + r[u] * gh[2 * H + u], o.g)
+                                             : act(gx[2 * H + u] + by_rh[u], o.g);
+      h_out[u] = static_cast<float>((1.0 - z) * n + z * h[u]);
+    }
+  } else {
+    for (int u = 0; u < H; ++u) h_out[u] = static_cast<float>(act(gx[u] + gh[u], o.f));
+  }
+}
+
 }  // namespace
 
 void cell_step(const NetworkConfig& config, const RawLayerWeights& w, int input_size,
                const float* x, const float* h, const float* c, float* h_out, float* c_out) {
+  if (config.options.general) {
+    general_step(config, w, input_size, x, h, c, h_out, c_out);
+    return;
+  }
   const int H = config.hidden_size, P = config.output_size(), G = config.gates();
   const std::vector<double> gx = affine(w.w_ih, w.b_ih, x, G * H, input_size);
   const std::vector<double> gh = affine(w.w_hh, w.b_hh, h, G * H, P);

@@ -1,5 +1,5 @@
 // The packed forward pass agrees with the reference oracle for every cell kind and every ISA
-// this CPU runs, over awkward sizes.
+// this CPU runs, over awkward sizes; and so do ONNX's cell variants (core/cell_options.h).
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -19,10 +19,12 @@ struct Case {
   int input, hidden, layers;
   bool bidirectional;
   int proj, steps, rows;
+  pyrnn::CellOptions options = {};
 };
 
 void run_case(const Case& c, const std::string& isa) {
-  pyrnn::NetworkConfig config{c.kind, c.input, c.hidden, c.layers, c.bidirectional, c.proj};
+  pyrnn::NetworkConfig config{c.kind,          c.input, c.hidden, c.layers,
+                              c.bidirectional, c.proj,  c.options};
   std::mt19937 rng(1234);
   std::uniform_real_distribution<float> uniform(-0.5f, 0.5f);
   // Weights scaled as PyTorch initialises them (+-1/sqrt(H)), so relu RNNs do not explode.
@@ -35,7 +37,7 @@ void run_case(const Case& c, const std::string& isa) {
   const int G = config.gates(), H = c.hidden, P = config.output_size(), D = config.directions();
   std::vector<std::vector<float>> storage;
   std::vector<pyrnn::RawLayerWeights> weights;
-  storage.reserve(c.layers * D * 5);
+  storage.reserve(c.layers * D * 6);
   for (int l = 0; l < c.layers; ++l) {
     for (int d = 0; d < D; ++d) {
       pyrnn::RawLayerWeights w;
@@ -50,6 +52,10 @@ void run_case(const Case& c, const std::string& isa) {
       if (c.proj > 0) {
         storage.push_back(random_vector(std::size_t(P) * H, scale));
         w.w_hr = storage.back().data();
+      }
+      if (c.options.peepholes) {
+        storage.push_back(random_vector(std::size_t(3) * H));
+        w.peephole = storage.back().data();
       }
       weights.push_back(w);
     }
@@ -80,6 +86,47 @@ void run_case(const Case& c, const std::string& isa) {
     for (std::size_t i = 0; i < cn_size; ++i) PYRNN_CHECK_CLOSE(cn[i], ref_cn[i], 1e-5, 1e-5);
 }
 
+// ONNX cell variants, each option alone and together, every activation function in some slot.
+std::vector<pyrnn::CellOptions> general_options() {
+  using pyrnn::Activation;
+  std::vector<pyrnn::CellOptions> all;
+  pyrnn::CellOptions base;
+  base.general = true;
+  all.push_back(base);  // PyTorch's equations through the general kernels
+  pyrnn::CellOptions o = base;
+  o.linear_before_reset = false;
+  all.push_back(o);
+  o = base;
+  o.clip = 0.4f;
+  all.push_back(o);
+  o = base;
+  o.peepholes = true;
+  all.push_back(o);
+  o = base;
+  o.input_forget = true;
+  o.peepholes = true;
+  o.clip = 1.5f;
+  o.linear_before_reset = false;
+  all.push_back(o);
+  const pyrnn::ActivationFn functions[] = {
+      {Activation::Relu, 0.0f, 0.0f},       {Activation::Affine, 0.7f, 0.2f},
+      {Activation::LeakyRelu, 0.3f, 0.0f},  {Activation::ThresholdedRelu, 0.4f, 0.0f},
+      {Activation::ScaledTanh, 1.3f, 0.8f}, {Activation::HardSigmoid, 0.3f, 0.45f},
+      {Activation::Elu, 0.6f, 0.0f},        {Activation::Softsign, 0.0f, 0.0f},
+      {Activation::Softplus, 0.0f, 0.0f},   {Activation::Sigmoid, 0.0f, 0.0f},
+      {Activation::Tanh, 0.0f, 0.0f}};
+  const int count = static_cast<int>(sizeof(functions) / sizeof(functions[0]));
+  for (int i = 0; i < count; ++i) {
+    o = base;
+    o.f = functions[i];
+    o.g = functions[(i + 3) % count];
+    o.h = functions[(i + 7) % count];
+    o.linear_before_reset = i % 2 == 0;
+    all.push_back(o);
+  }
+  return all;
+}
+
 }  // namespace
 
 int main() {
@@ -88,15 +135,28 @@ int main() {
     for (CellKind kind : kinds) {
       for (int hidden : {1, 3, 17, 64}) {
         for (bool bidirectional : {false, true}) {
-          run_case({kind, 5, hidden, 2, bidirectional, 0, 7, 3}, isa);
-          run_case({kind, 1, hidden, 1, bidirectional, 0, 1, 1}, isa);
+          run_case({kind, 5, hidden, 2, bidirectional, 0, 7, 3, {}}, isa);
+          run_case({kind, 1, hidden, 1, bidirectional, 0, 1, 1, {}}, isa);
           // No steps: hn and cn must still be written (they equal h0 and c0).
-          run_case({kind, 5, hidden, 2, bidirectional, 0, 0, 3}, isa);
+          run_case({kind, 5, hidden, 2, bidirectional, 0, 0, 3, {}}, isa);
         }
       }
     }
-    run_case({CellKind::Lstm, 9, 33, 2, true, 5, 11, 4}, isa);
-    run_case({CellKind::Lstm, 16, 16, 3, false, 1, 300, 2}, isa);
+    run_case({CellKind::Lstm, 9, 33, 2, true, 5, 11, 4, {}}, isa);
+    run_case({CellKind::Lstm, 16, 16, 3, false, 1, 300, 2, {}}, isa);
+    for (const pyrnn::CellOptions& options : general_options()) {
+      for (CellKind kind : kinds) {
+        if (kind == CellKind::RnnRelu) continue;  // one general RNN kernel serves both
+        pyrnn::CellOptions o = options;
+        if (kind != CellKind::Lstm) o.peepholes = o.input_forget = false;
+        if (kind != CellKind::Gru) o.linear_before_reset = true;
+        for (int hidden : {1, 17, 64})
+          for (int rows : {1, 3, 9}) {
+            run_case({kind, 5, hidden, 2, false, 0, 6, rows, o}, isa);
+            run_case({kind, 4, hidden, 1, true, 0, 5, rows, o}, isa);
+          }
+      }
+    }
   }
   if (pyrnn::testing::failures() != 0) {
     std::fprintf(stderr, "%d checks failed\n", pyrnn::testing::failures());

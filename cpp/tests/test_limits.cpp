@@ -113,21 +113,21 @@ void check_memory_limit() {
 }
 
 void check_config_limits() {
-  PYRNN_CHECK(valid({CellKind::Lstm, 7, 33, 2, true, 5}));
+  PYRNN_CHECK(valid({CellKind::Lstm, 7, 33, 2, true, 5, {}}));
   // gates * padded hidden: 4 * 2^29 = 2^31 does not fit; 4 * (2^29 - 16) does.
-  PYRNN_CHECK(!valid({CellKind::Lstm, 1, 1 << 29, 1, false, 0}));
-  PYRNN_CHECK(valid({CellKind::Lstm, 1, (1 << 29) - 16, 1, false, 0}));
+  PYRNN_CHECK(!valid({CellKind::Lstm, 1, 1 << 29, 1, false, 0, {}}));
+  PYRNN_CHECK(valid({CellKind::Lstm, 1, (1 << 29) - 16, 1, false, 0, {}}));
   // Padding INT_MAX hidden units to a multiple of 16 would wrap in int arithmetic.
-  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, INT_MAX, 1, false, 0}));
-  PYRNN_CHECK(!valid({CellKind::Gru, 1, INT_MAX - 3, 1, false, 0}));
+  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, INT_MAX, 1, false, 0, {}}));
+  PYRNN_CHECK(!valid({CellKind::Gru, 1, INT_MAX - 3, 1, false, 0, {}}));
   // directions * padded output size.
-  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, INT_MAX - 20, 1, true, 0}));
+  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, INT_MAX - 20, 1, true, 0, {}}));
   // num_layers * directions.
-  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, 1, INT_MAX, true, 0}));
-  PYRNN_CHECK(valid({CellKind::RnnTanh, 1, 1, INT_MAX, false, 0}));
-  PYRNN_CHECK(!valid({CellKind::Lstm, 0, 4, 1, false, 0}));
-  PYRNN_CHECK(!valid({CellKind::Lstm, 4, 4, 1, false, 4}));
-  PYRNN_CHECK(!valid({CellKind::Gru, 4, 4, 1, false, 2}));
+  PYRNN_CHECK(!valid({CellKind::RnnTanh, 1, 1, INT_MAX, true, 0, {}}));
+  PYRNN_CHECK(valid({CellKind::RnnTanh, 1, 1, INT_MAX, false, 0, {}}));
+  PYRNN_CHECK(!valid({CellKind::Lstm, 0, 4, 1, false, 0, {}}));
+  PYRNN_CHECK(!valid({CellKind::Lstm, 4, 4, 1, false, 4, {}}));
+  PYRNN_CHECK(!valid({CellKind::Gru, 4, 4, 1, false, 2, {}}));
 }
 
 void check_chunking() {

@@ -168,7 +168,7 @@ struct Case {
 
 // A network with PyTorch-like random weights (+-1/sqrt(H)), kept alive with its raw storage.
 std::shared_ptr<const pyrnn::Network> make_network(const Case& c, std::mt19937& rng) {
-  const pyrnn::NetworkConfig config{c.kind, c.input, c.hidden, c.layers, false, c.proj};
+  const pyrnn::NetworkConfig config{c.kind, c.input, c.hidden, c.layers, false, c.proj, {}};
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.hidden));
   const int G = config.gates(), H = c.hidden, P = config.output_size();
@@ -300,7 +300,7 @@ void check_exclusive(const pyrnn::KernelTable& kernels) {
   PYRNN_CHECK(before == after);
   bool bidirectional_refused = false;
   try {
-    const pyrnn::NetworkConfig config{CellKind::Gru, 1, 1, 1, true, 0};
+    const pyrnn::NetworkConfig config{CellKind::Gru, 1, 1, 1, true, 0, {}};
     const std::vector<float> w(3, 0.5f);
     const pyrnn::RawLayerWeights raw{w.data(), w.data(), nullptr, nullptr, nullptr};
     pyrnn::Stream(std::make_shared<const pyrnn::Network>(config, std::vector{raw, raw}), 1);

@@ -93,7 +93,8 @@ struct Case {
 };
 
 void run_case(const Case& c, WeightType type, const std::string& isa) {
-  const pyrnn::NetworkConfig config{c.kind, c.input, c.hidden, c.layers, c.bidirectional, c.proj};
+  const pyrnn::NetworkConfig config{c.kind,          c.input, c.hidden, c.layers,
+                                    c.bidirectional, c.proj,  {}};
   std::mt19937 rng(99);
   const int G = config.gates(), H = c.hidden, P = config.output_size(), D = config.directions();
   const float scale = 2.0f / std::sqrt(float(H));

@@ -244,16 +244,52 @@ def _prepare_ort(module: Module, x: np.ndarray) -> StepRunner:
     )
 
 
+def _prepare_pyrnn_onnx(module: Module, x: np.ndarray) -> StepRunner:
+    """ORT's one-node step graph imported with pyrnn.from_onnx and streamed: the node and its
+    weights as ORT runs them, with the sequence axis free and the initial-state inputs left out
+    (the stream carries h and c itself; ORT's run is fed them back)."""
+    from ..onnx_import import from_onnx
+
+    proto = onnx_step_model(module)
+    node = proto.graph.node[0]
+    for i in range(5, len(node.input)):
+        node.input[i] = ""
+    keep = [value for value in proto.graph.input if value.name == "x"]
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "T"
+    model = from_onnx(proto)
+    frame = x.reshape(1, -1)
+    size = module._spec.hidden_size
+
+    def check() -> np.ndarray:
+        stream = model.stream()
+        for _ in range(CHECK_STEPS):
+            y = stream.step(frame)[0]
+        return np.asarray(y).reshape(size)
+
+    stream = model.stream()
+    outputs = [np.empty_like(y) for y in stream.step(frame)]
+    stream.reset()
+    return StepRunner(
+        check=check,
+        statement="step(x, out=ys)",
+        namespace={"step": stream.step, "x": frame, "ys": outputs},
+        call="s.step(x, out=ys) of the ONNX step graph imported by pyrnn.from_onnx",
+    )
+
+
 def step_engines() -> list[StepEngine]:
     """pyrnn's step without and with out= (the ratios are against the latter), the latter again
-    on 1 thread, its C++ loop, then the peers with 1 thread. pyrnn runs at its default thread
-    count except where the name says 1t (a small model's step stays on the calling thread
-    either way)."""
+    on 1 thread, its C++ loop, the same LSTM imported from ORT's ONNX graph, then the peers with
+    1 thread. pyrnn runs at its default thread count except where the name says 1t (a small
+    model's step stays on the calling thread either way)."""
     return [
         StepEngine("pyrnn", "pyrnn", _prepare_pyrnn(out=False)),
         StepEngine("pyrnn-out", "pyrnn", _prepare_pyrnn(out=True)),
         StepEngine("pyrnn-out-1t", "pyrnn", _prepare_pyrnn(out=True, threads=1)),
         StepEngine("pyrnn-c++", "pyrnn", _prepare_pyrnn_cpp),
+        StepEngine("pyrnn-onnx", "onnxruntime", _prepare_pyrnn_onnx),
         StepEngine("torch-1t", "torch", _prepare_torch),
         StepEngine("ort-1t", "onnxruntime", _prepare_ort),
     ]

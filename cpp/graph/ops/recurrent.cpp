@@ -1,5 +1,6 @@
 // Recurrent layers as graph ops: torch's RNN / LSTM / GRU (every option: layers, directions,
-// batch_first, biases, LSTM projections, initial states) and their cells, on the packed
+// batch_first, biases, LSTM projections, initial states), ONNX's cell variants (activation
+// functions, clip, peepholes, input_forget, linear_before_reset) and the cells, on the packed
 // networks and time loops of the core. In a stream a layer's h (and c) live in an OpState and
 // carry over from call to call.
 #include "core/network.h"
@@ -24,18 +25,95 @@ int int_extent(std::int64_t extent, const char* what) {
   return static_cast<int>(extent);
 }
 
+Activation activation(const std::string& name) {
+  static const std::pair<const char*, Activation> kNames[] = {
+      {"sigmoid", Activation::Sigmoid},
+      {"tanh", Activation::Tanh},
+      {"relu", Activation::Relu},
+      {"affine", Activation::Affine},
+      {"leakyrelu", Activation::LeakyRelu},
+      {"thresholdedrelu", Activation::ThresholdedRelu},
+      {"scaledtanh", Activation::ScaledTanh},
+      {"hardsigmoid", Activation::HardSigmoid},
+      {"elu", Activation::Elu},
+      {"softsign", Activation::Softsign},
+      {"softplus", Activation::Softplus}};
+  for (const auto& [text, value] : kNames)
+    if (name == text) return value;
+  shape_error("attribute 'activations': unknown function '" + name +
+              "' (expected sigmoid, tanh, relu, affine, leakyrelu, thresholdedrelu, scaledtanh, "
+              "hardsigmoid, elu, softsign or softplus)");
+}
+
+// ONNX's cell variants from the optional attributes of an rnn node (core/cell_options.h):
+// activations ("f,g,h" names, with one alpha and one beta each), clip, input_forget,
+// linear_before_reset, peepholes. None given: PyTorch's cell.
+CellOptions cell_options(const Attrs& attrs, CellKind kind) {
+  CellOptions o;
+  const char* const keys[] = {"activations",  "activation_alpha",    "activation_beta", "clip",
+                              "input_forget", "linear_before_reset", "peepholes"};
+  for (const char* key : keys) o.general = o.general || attrs.has(key);
+  if (kind == CellKind::RnnTanh || kind == CellKind::RnnRelu)
+    o.f = {kind == CellKind::RnnTanh ? Activation::Tanh : Activation::Relu, 0.0f, 0.0f};
+  if (!o.general) return o;
+  if (attrs.has("activations")) {
+    std::vector<std::string> names;
+    const std::string& text = attrs.text("activations");
+    std::size_t start = 0;
+    while (start <= text.size()) {
+      const std::size_t comma = std::min(text.find(',', start), text.size());
+      names.push_back(text.substr(start, comma - start));
+      start = comma + 1;
+    }
+    const std::size_t expected = kind == CellKind::Lstm ? 3 : kind == CellKind::Gru ? 2 : 1;
+    if (names.size() != expected)
+      shape_error("attribute 'activations': expected " + str(static_cast<std::int64_t>(expected)) +
+                  " functions, got '" + text + "'");
+    const std::vector<double> alpha = attrs.has("activation_alpha")
+                                          ? attrs.numbers("activation_alpha")
+                                          : std::vector<double>(expected, 0.0);
+    const std::vector<double> beta = attrs.has("activation_beta")
+                                         ? attrs.numbers("activation_beta")
+                                         : std::vector<double>(expected, 0.0);
+    if (alpha.size() != expected || beta.size() != expected)
+      shape_error("attributes 'activation_alpha' and 'activation_beta': one value per function");
+    ActivationFn* slots[] = {&o.f, &o.g, &o.h};
+    for (std::size_t i = 0; i < expected; ++i)
+      *slots[i] = {activation(names[i]), static_cast<float>(alpha[i]), static_cast<float>(beta[i])};
+  }
+  if (attrs.has("clip")) {
+    const double clip = attrs.number("clip");
+    if (!(clip >= 0.0) || clip > 3.4e38)
+      shape_error("attribute 'clip': expected a finite number >= 0, got " + std::to_string(clip));
+    o.clip = static_cast<float>(clip);
+  }
+  if (attrs.has("input_forget")) o.input_forget = attrs.boolean("input_forget");
+  if (attrs.has("linear_before_reset"))
+    o.linear_before_reset = attrs.boolean("linear_before_reset");
+  if (attrs.has("peepholes")) o.peepholes = attrs.boolean("peepholes");
+  if (o.input_forget && kind != CellKind::Lstm) shape_error("only LSTMs take input_forget");
+  if (o.peepholes && kind != CellKind::Lstm) shape_error("only LSTMs take peepholes");
+  if (!o.linear_before_reset && kind != CellKind::Gru)
+    shape_error("only GRUs take linear_before_reset");
+  return o;
+}
+
 // Reads the weights of every (layer, direction) from constant operands starting at `first`,
-// in torch's order, checks their shapes and packs the network.
+// in torch's order (then, with peepholes, the (3H) peephole weights i, f, o), checks their
+// shapes and packs the network.
 std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind kind, int layers,
-                                             bool bidirectional, bool biases, int first) {
+                                             bool bidirectional, bool biases, int first,
+                                             const CellOptions& options = {}) {
   const int dirs = bidirectional ? 2 : 1;
   const int count = ctx.inputs() - first;
-  const int base = 2 + (biases ? 2 : 0);
+  const bool peepholes = options.general && options.peepholes;
+  const int base = 2 + (biases ? 2 : 0) + (peepholes ? 1 : 0);
   const int groups = layers * dirs;
   if (groups < 1 || count % groups != 0 || (count / groups != base && count / groups != base + 1))
     shape_error("expected " + str(groups * base) + " weight tensors (" + str(base) +
                 " per layer and direction), got " + str(count));
   const bool projected = count / groups == base + 1;
+  if (projected && options.general) shape_error("a cell with ONNX options takes no projection");
   if (projected && kind != CellKind::Lstm) shape_error("only LSTMs have projection weights");
   const int per = count / groups;
   const int G = gate_count(kind);
@@ -49,6 +127,7 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
   config.hidden_size = int_extent(w_ih0.shape[0] / G, "hidden_size");
   config.num_layers = layers;
   config.bidirectional = bidirectional;
+  config.options = options;
   if (projected) {
     const auto w_hr = ctx.weight(first + per - 1, "weight_hr_l0");
     if (w_hr.shape.rank != 2) shape_error("weight_hr_l0 must be 2-D");
@@ -83,6 +162,10 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
     }
     if (projected)
       w.w_hr = tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size}, true).matrix();
+    if (peepholes)
+      w.peephole =
+          tensor(per - 1, "peephole", {3 * static_cast<std::int64_t>(config.hidden_size)}, false)
+              .floats();
     raw.push_back(w);
   }
   return std::make_shared<const Network>(config, raw);
@@ -195,7 +278,8 @@ class Recurrent final : public Op {
     if (ctx.has(2) && kind_ != CellKind::Lstm) shape_error("only LSTMs take c0");
     network_ =
         build_network(ctx, kind_, static_cast<int>(ctx.attrs().integer("num_layers", 1, 1 << 20)),
-                      ctx.attrs().boolean("bidirectional"), ctx.attrs().boolean("has_biases"), 3);
+                      ctx.attrs().boolean("bidirectional"), ctx.attrs().boolean("has_biases"), 3,
+                      cell_options(ctx.attrs(), kind_));
   }
   const NetworkConfig& config() const noexcept { return network_->config(); }
   void infer(InferContext& ctx) const override {

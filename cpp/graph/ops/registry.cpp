@@ -25,6 +25,7 @@ std::unique_ptr<Op> make_op(const BuildContext& ctx) {
       {"layer_norm", make_norm},     {"batch_norm", make_norm},     {"linear", make_linear},
       {"embedding", make_embedding}, {"conv1d", make_conv1d},       {"max_pool1d", make_pool1d},
       {"avg_pool1d", make_pool1d},   {"rnn", make_recurrent},       {"rnn_cell", make_recurrent},
+      {"flip", make_shape_op},
   };
   const auto found = kRegistry.find(ctx.node().op);
   if (found == kRegistry.end()) throw std::invalid_argument("unknown op '" + ctx.node().op + "'");

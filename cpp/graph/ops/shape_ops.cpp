@@ -385,6 +385,42 @@ class Select final : public Op {
   std::int64_t dim_, index_;
 };
 
+// Reverses one axis (an ONNX recurrent node running backwards reads its sequence from the end).
+class Flip final : public Op {
+ public:
+  explicit Flip(const BuildContext& ctx) : dim_(ctx.attrs().integer("dim")) {
+    ctx.require_inputs(1, 1);
+    ctx.require_outputs(1);
+    ctx.require_tensor(0, "x");
+  }
+  int axis(const Shape& shape) const {
+    if (shape.rank == 0) shape_error("flip: a scalar has no axes");
+    return normalize_axis(dim_, shape.rank, "dim");
+  }
+  void infer(InferContext& ctx) const override {
+    axis(ctx.in(0).shape);
+    ctx.set_tensor(0, ctx.in(0).dtype, ctx.in(0).shape);
+  }
+  std::unique_ptr<Kernel> prepare(const PrepareContext& ctx) const override {
+    const ValueMeta& x = ctx.in(0);
+    const int a = axis(x.shape);
+    const std::int64_t extent = x.shape[a];
+    // Slab k of each outer block comes from slab extent - 1 - k.
+    return std::make_unique<SlabKernel>(
+        ctx.in_id(0), ctx.out_id(0), x.shape.span(0, a), extent, extent, extent - 1, -1,
+        static_cast<std::size_t>(x.shape.span(a + 1, x.shape.rank)) * esize(x));
+  }
+  TimeFlow time_flow(const std::vector<int>& axes, const NodeDef& node,
+                     const std::vector<ValueMeta>& values) const override {
+    if (axes[0] >= 0 && axis(values[node.inputs[0]].shape) == axes[0])
+      shape_error("flip reverses the time axis: its first frame is the last one to arrive");
+    return same_axes(axes, node);
+  }
+
+ private:
+  std::int64_t dim_;
+};
+
 class Slice final : public Op {
  public:
   explicit Slice(const BuildContext& ctx)
@@ -681,6 +717,7 @@ std::unique_ptr<Op> make_shape_op(const BuildContext& ctx) {
   if (op == "permute") return std::make_unique<Permute>(ctx);
   if (op == "select") return std::make_unique<Select>(ctx);
   if (op == "slice") return std::make_unique<Slice>(ctx);
+  if (op == "flip") return std::make_unique<Flip>(ctx);
   if (op == "cat" || op == "stack") return std::make_unique<Concat>(ctx);
   if (op == "expand") return std::make_unique<Expand>(ctx);
   return std::make_unique<Full>(ctx);
