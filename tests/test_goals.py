@@ -267,7 +267,7 @@ def test_stream_latency_script_prints_the_table_and_the_stream_goals(tmp_path, m
     table, verdicts = result.stdout.split("\n\ngoal ", 1)
     assert "Streaming: one step per call from Python" in table
     assert not _VERDICT_WORDS.search(table)  # the package's table, then the verdicts
-    assert len(verdicts.splitlines()) == 5
+    assert len(verdicts.splitlines()) == 6
 
 
 def test_models_script_prints_the_table_and_the_model_goals(tmp_path, monkeypatch):
