@@ -10,6 +10,7 @@
 #include "bindings/bindings.h"
 #include "bindings/fast_method.h"
 #include "bindings/graph_handle.h"
+#include "bindings/in_core.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "graph/model_stream.h"
@@ -213,6 +214,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   g::RunStatus status;
   {
     py::gil_scoped_release release;
+    const InCore in_core;
     status = frames < 0 ? self.stream.step(kernels, input_data, output_data)
                         : self.stream.feed(kernels, frames, input_data, output_data);
   }
