@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from overlap import run_until_overlapped
 
 import pyrnn
 from pyrnn import _core
@@ -500,25 +501,33 @@ def _run(stream: pyrnn.Stream, xs: np.ndarray) -> np.ndarray:
 
 
 def test_threads_share_one_module() -> None:
-    module = pyrnn.LSTM(6, 24, num_layers=2, seed=4)
+    """Eight threads step their own streams of one module, bit-identical to running them one
+    after another, and provably at the same time (hidden 128: a step computes long enough with
+    the GIL released for the others to get in; at 24 they took turns). Catches: a module whose
+    streams share scratch memory, and calls serialised by a lock or a held GIL."""
+    module = pyrnn.LSTM(6, 128, num_layers=2, seed=4)
     rng = np.random.default_rng(3)
     inputs = [rng.standard_normal((200, 2, 6)).astype(np.float32) for _ in range(8)]
     expected = [_run(module.stream(batch=2), xs) for xs in inputs]
-    results: list[Any] = [None] * 8
-    barrier = threading.Barrier(8)
 
-    def work(index: int) -> None:
-        stream = module.stream(batch=2)
-        barrier.wait()  # every thread steps at the same time
-        results[index] = _run(stream, inputs[index])
+    def run() -> None:
+        results: list[Any] = [None] * 8
+        barrier = threading.Barrier(8)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for got, want in zip(results, expected, strict=True):
-        np.testing.assert_array_equal(got, want)  # same kernels, same order: bit-identical
+        def work(index: int) -> None:
+            stream = module.stream(batch=2)
+            barrier.wait()  # every thread steps at the same time
+            results[index] = _run(stream, inputs[index])
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for got, want in zip(results, expected, strict=True):
+            np.testing.assert_array_equal(got, want)  # same kernels, same order: bit-identical
+
+    run_until_overlapped(run)
 
 
 def test_one_stream_used_by_two_threads_fails_cleanly() -> None:
