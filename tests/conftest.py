@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import pyrnn
 
@@ -21,6 +22,12 @@ import pyrnn
 sys.path.insert(0, str(Path(__file__).parent))
 
 KNOWN_ISAS = ("scalar", "avx2", "avx512", "neon")
+
+# Property tests (hypothesis) draw 25 examples per test and ISA on a developer's run; CI sets
+# PYRNN_HYPOTHESIS_PROFILE=ci for 8 times as many (about two minutes more on 2 cores).
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.load_profile(os.environ.get("PYRNN_HYPOTHESIS_PROFILE", "dev"))
 
 
 def expected_isa_problem(expected: str | None) -> str:
