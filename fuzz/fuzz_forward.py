@@ -2,16 +2,25 @@
 module configs, inputs of random rank, shape, dtype and strides (negative, transposed, zero-stride
 broadcasts), NaN/inf values, and states that are None, right, wrong-shaped or not arrays at all.
 Only ValueError and TypeError may come out (IndexError too from Stream.reset of a missing row).
-When a call succeeds, the output shapes must be right and equal, bit for bit, the result for a
-contiguous copy of the same input (strides must never change the arithmetic); a stream call that
-fails must leave the stream's state unchanged.
+When a call succeeds, every output's shape must be right (c_n and an LSTM cell's c included) and
+equal, bit for bit, the result for a contiguous copy of the same input (strides must never change
+the arithmetic); a stream call that fails must leave the stream's state unchanged.
 
-check_one() is also imported by tests/test_fuzz_crashers.py to replay saved crashers."""
+Sizes are mostly small (1-20) for speed, but one draw in eight is far: features up to 70 (every
+SIMD remainder), up to 300 steps or 40 batch rows, so sequences cross the core's time chunks
+(ceil(128 / rows) steps each) in forward and in stream feeds, where the buffers turn over.
+
+check_one() is also imported by tests/test_fuzz_crashers.py to replay saved crashers and the
+seed corpus (fuzz/corpus/forward, made by fuzz/make_forward_corpus.py); trace() tells that test
+and the corpus maker what an input exercises."""
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -19,6 +28,30 @@ import numpy as np
 KINDS = ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell")
 DTYPES = ("float32", "float32", "float64", "float16", "int32", "bool", "complex64", "object")
 ALLOWED = (ValueError, TypeError)
+# Rows the core's time chunks aim at: a chunk is ceil(CHUNK_ROWS / rows) steps (sequence.cpp).
+CHUNK_ROWS = 128
+
+_trace: set[tuple[Any, ...]] | None = None
+
+
+@contextmanager
+def trace() -> Iterator[set[tuple[Any, ...]]]:
+    """Collects what the inputs checked meanwhile exercise: (kind, "forward" or "stream") for
+    each, and (kind, path, "crosses a chunk") for a forward or feed longer than one time chunk."""
+    global _trace
+    _trace = set()
+    try:
+        yield _trace
+    finally:
+        _trace = None
+
+
+def _note(kind: str, path: str, steps: int = 0, rows: int = 1) -> None:
+    if _trace is None:
+        return
+    _trace.add((kind, path))
+    if steps > math.ceil(CHUNK_ROWS / max(rows, 1)):
+        _trace.add((kind, path, "crosses a chunk"))
 
 
 class _Source:
@@ -45,12 +78,19 @@ class _Source:
     def pick(self, options: tuple[Any, ...]) -> Any:
         return options[self.byte() % len(options)]
 
+    def extent(self, low: int, high: int, far: int) -> int:
+        """Mostly low..high (as int() for bytes below 224); else high+1..far."""
+        value = self.byte()
+        if value < 224 or far <= high:
+            return low + value % (high - low + 1)
+        return high + 1 + self.byte() % (far - high)
+
 
 def _module(source: _Source) -> Any:
     import pyrnn
 
     kind = source.pick(KINDS)
-    input_size, hidden = source.int(1, 20), source.int(1, 20)
+    input_size, hidden = source.extent(1, 20, 70), source.extent(1, 20, 70)
     seed = source.byte()
     if kind.endswith("_cell"):
         cls = {"rnn_cell": pyrnn.RNNCell, "lstm_cell": pyrnn.LSTMCell, "gru_cell": pyrnn.GRUCell}
@@ -108,24 +148,19 @@ def _array(source: _Source, shape: tuple[int, ...]) -> Any:
 
 
 def _expected_shapes(module: Any, x: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    """Shapes of the flattened result: (h,) or (h, c) for cells, (out, h) or (out, h, c)."""
     config = module.config
     kind, hidden = config["kind"], config["hidden_size"]
     if kind.endswith("_cell"):
-        return ((*x.shape[:-1], hidden),)
+        h = (*x.shape[:-1], hidden)
+        return (h, h) if kind == "lstm_cell" else (h,)
     directions = 2 if config["bidirectional"] else 1
     out_size = config.get("proj_size") or hidden
     layers = config["num_layers"] * directions
-    batched = x.ndim == 3
+    rows = (x.shape[1 if not config["batch_first"] else 0],) if x.ndim == 3 else ()
     out = (*x.shape[:-1], out_size * directions)
-    h = (
-        (layers, x.shape[1 if not config["batch_first"] else 0], out_size)
-        if batched
-        else (
-            layers,
-            out_size,
-        )
-    )
-    return out, h
+    h = (layers, *rows, out_size)
+    return (out, h, (layers, *rows, hidden)) if kind == "lstm" else (out, h)
 
 
 def _flatten(result: Any) -> list[np.ndarray]:
@@ -151,7 +186,9 @@ def _check(data: bytes) -> None:
     config = module.config
     is_cell = config["kind"].endswith("_cell")
     rank = source.int(1, 2) if is_cell else source.int(2, 3)
-    steps, rows = source.int(1, 9), source.int(0, 5)
+    steps = source.extent(1, 9, 300)
+    # Many rows make short chunks (ceil(128 / rows) steps); not with many steps too (speed).
+    rows = source.extent(0, 5, 40 if steps <= 9 else 5)
     shape = (rows, config["input_size"]) if is_cell else (steps, rows, config["input_size"])
     if rank == (1 if is_cell else 2):
         shape = shape[1:] if is_cell else (steps, config["input_size"])
@@ -173,15 +210,15 @@ def _check(data: bytes) -> None:
     if source.byte() < 96:
         _check_stream(source, module)
         return
+    _note(config["kind"], "forward", steps if not is_cell else 1, rows if rank == 3 else 1)
     try:
         result = module(x, state)
     except ALLOWED:
         return
     array = np.asarray(x)
-    if config["kind"] != "lstm_cell" or not isinstance(result, tuple):
-        outputs = _flatten(result)
-        for output, shape_expected in zip(outputs, _expected_shapes(module, array), strict=False):
-            assert output.shape == shape_expected, (output.shape, shape_expected, config)
+    outputs = _flatten(result)
+    expected = _expected_shapes(module, array)
+    assert [output.shape for output in outputs] == list(expected), (outputs, expected, config)
     again = module(np.ascontiguousarray(array), state)
     for first, second in zip(_flatten(result), _flatten(again), strict=True):
         np.testing.assert_array_equal(first, second)
@@ -208,7 +245,8 @@ def _check_stream(source: _Source, module: Any) -> None:
         except ValueError:
             return
         raise AssertionError("a bidirectional module streamed")
-    batch = source.pick((None, 1, 2, 3))
+    batch = source.pick((None, 1, 2, 3, 17, 40))
+    _note(config["kind"], "stream")
     stream, twin = module.stream(batch=batch), module.stream(batch=batch)
     is_cell = config["kind"].endswith("_cell")
     rows = () if batch is None else (batch,)
@@ -222,7 +260,8 @@ def _check_stream(source: _Source, module: Any) -> None:
             value = _array(source, (*rows, features))
             action = "step"
         elif op == 2:
-            steps = source.int(1, 6)
+            steps = source.extent(1, 6, 300 if batch is None or batch <= 3 else 20)
+            _note(config["kind"], "stream", steps, batch or 1)
             shape = (steps, *rows, features)
             if config.get("batch_first") and batch is not None:
                 shape = (batch, steps, features)

@@ -176,6 +176,12 @@ def _activation(isa: str, name: str, x: _Float32Like) -> _Float32Array:
 def _isa_choice(requested: str | None, features: dict[str, bool]) -> tuple[str, str, str]:
     """(ISA chosen, warning, why `requested` cannot run) on a CPU with `features`."""
 
+def _pretend_cpu_features(features: dict[str, bool] | None) -> None:
+    """CPU detection reports `features` until called with None (the real CPU again)."""
+
+def _count_core_calls(on: bool) -> int:
+    """On: count calls computing at once. Off: stop; the most that were at once meanwhile."""
+
 def _set_physical_memory(bytes: int | None) -> None:
     """Graph plans see a machine of `bytes` physical memory (None: the real one)."""
 

@@ -2,7 +2,8 @@
 (so its equations are trustworthy documentation), PyTorch-style initialisation, state_dict
 semantics, and pickling/copying of all six module types.
 
-Tolerances as in test_parity.py: 1e-5 absolute; RNNCell relu adds 1e-5 * |torch| (unbounded)."""
+Tolerances against torch as in test_parity.py (parity_helpers.assert_close: a bound growing with
+sqrt(K), and with |torch| for RNNCell relu, which is unbounded)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy_reference
 import pytest
 import torch
 from covering import case_id, pairwise
-from parity_helpers import assert_close, present
+from parity_helpers import assert_close, present, terms
 
 import pyrnn
 
@@ -101,10 +102,10 @@ def test_cell_parity(kind: str, case: dict[str, Any]) -> None:
         state = module(present(x, case["x_form"]), state)
         if kind == "lstm_cell":
             assert isinstance(state, tuple) and len(state) == 2
-            assert_close(state[0], expected[0], relu, "h'")
-            assert_close(state[1], expected[1], relu, "c'")
+            assert_close(state[0], expected[0], relu, "h'", terms(module))
+            assert_close(state[1], expected[1], relu, "c'", terms(module))
         else:
-            assert_close(state, expected, relu, "h'")
+            assert_close(state, expected, relu, "h'", terms(module))
 
 
 # -- the numpy reference is itself checked against torch ------------------------------------

@@ -21,10 +21,11 @@ import pyrnn
 ROOT = Path(__file__).resolve().parent.parent
 CRASHERS = ROOT / "tests" / "hostile" / "crashers"
 CORPUS = ROOT / "tests" / "hostile" / "corpus"
+FORWARD_CORPUS = ROOT / "fuzz" / "corpus" / "forward"
 
 
 def _harness(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"fuzz_{name}", ROOT / "fuzz" / f"fuzz_{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "fuzz" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)
@@ -32,7 +33,7 @@ def _harness(name: str) -> ModuleType:
     return module
 
 
-HARNESSES = {name: _harness(name) for name in ("load", "forward")}
+HARNESSES = {name: _harness(f"fuzz_{name}") for name in ("load", "forward")}
 CRASHER_FILES = sorted(path.name for path in CRASHERS.iterdir() if path.is_file())
 
 
@@ -74,6 +75,23 @@ def test_forward_harness_on_seeded_inputs() -> None:
     rng = random.Random(5)
     for _ in range(300):
         HARNESSES["forward"].check_one(bytes(rng.randrange(256) for _ in range(rng.randrange(80))))
+
+
+def test_forward_harness_on_its_seed_corpus() -> None:
+    """The committed seeds of fuzz_forward (fuzz/corpus/forward) replay cleanly and together
+    reach every module kind through forward and through streams, and a forward and a stream
+    feed longer than one of the core's time chunks, so a fuzz run on a fresh clone starts there.
+    Fails if the harness stops reaching them (sizes capped below a chunk again, a kind dropped)
+    or no longer reads the seeds the same way (rerun fuzz/make_forward_corpus.py). Replaying
+    also checks every output's shape, c_n and an LSTM cell's c included."""
+    harness = HARNESSES["forward"]
+    seeds = sorted(FORWARD_CORPUS.iterdir())
+    assert seeds
+    with harness.trace() as seen:
+        for path in seeds:
+            harness.check_one(path.read_bytes())
+    missing = _harness("make_forward_corpus").goals(harness) - seen
+    assert not missing, f"the seed corpus no longer reaches {sorted(missing)}"
 
 
 # The first finding (forward-unbatched-batch-first): unbatched input to a batch_first module

@@ -150,15 +150,126 @@ def test_set_isa_of_another_architecture_says_it_is_not_built_here() -> None:
         pyrnn.set_isa(FOREIGN_ISA)
 
 
-def test_set_isa_compiled_but_unsupported_is_refused() -> None:
-    info = pyrnn.cpu_info()
-    missing = [isa for isa in info["compiled"] if isa not in info["available"]]
-    if not missing:
-        # Every compiled ISA runs here: test_isa_choice_on_other_cpus covers the refusal.
-        assert info["compiled"] == info["available"]
-        return
-    with pytest.raises(ValueError, match=r"is not supported by this CPU \(missing "):
-        pyrnn.set_isa(missing[0])
+# What each ISA's kernels need, mirrored from cpp/core/dispatch.cpp: the tests below check the
+# CPU detection against /proc/cpuinfo, and the refusal of each ISA on a CPU lacking each feature.
+NEEDS = {"avx2": ("avx2", "fma", "f16c"), "avx512": ("avx512f", "avx2", "fma"), "neon": ("neon",)}
+
+
+@pytest.mark.parametrize("isa", [isa for isa in pyrnn.cpu_info()["compiled"] if isa != "scalar"])
+def test_set_isa_refuses_a_compiled_isa_the_cpu_lacks(isa: str) -> None:
+    """Each compiled ISA, on a pretended CPU missing each one of its features in turn, is
+    refused by set_isa, dropped from available_isas(), and the missing feature is named. Runs on
+    every machine, including those where every compiled ISA is supported (a broken feature check
+    in set_isa makes it fail: it would switch to kernels the CPU cannot run)."""
+    from pyrnn import _core
+
+    real = pyrnn.cpu_info()["features"]
+    everything = dict.fromkeys(real, True)
+    try:
+        for feature in NEEDS[isa]:
+            _core._pretend_cpu_features({**everything, feature: False})
+            assert isa not in pyrnn.available_isas()
+            with pytest.raises(
+                ValueError, match=rf"is not supported by this CPU \(missing {feature}\)"
+            ):
+                pyrnn.set_isa(isa)
+        _core._pretend_cpu_features(everything)
+        assert isa in pyrnn.available_isas()
+        pyrnn.set_isa(isa)
+    finally:
+        _core._pretend_cpu_features(None)
+    assert pyrnn.cpu_info()["features"] == real
+
+
+@pytest.mark.parametrize("isa", pyrnn.cpu_info()["compiled"])
+def test_every_compiled_isa_runs_exactly_when_the_cpu_has_its_features(isa: str) -> None:
+    features = pyrnn.cpu_info()["features"]
+    supported = all(features[name] for name in NEEDS.get(isa, ()))
+    assert (isa in pyrnn.available_isas()) == supported
+    if supported:
+        pyrnn.set_isa(isa)
+        assert pyrnn.active_isa() == isa
+    else:
+        missing = ", ".join(name for name in NEEDS[isa] if not features[name])
+        with pytest.raises(ValueError, match=rf"not supported by this CPU \(missing {missing}\)"):
+            pyrnn.set_isa(isa)
+
+
+def _proc_cpuinfo_flags() -> set[str] | None:
+    """The CPU flags Linux reports for the first processor (x86 'flags', AArch64 'Features')."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return None
+
+
+# pyrnn's feature name -> the /proc/cpuinfo flag that says the CPU (and the kernel) has it.
+CPUINFO_FLAG = {"avx2": "avx2", "fma": "fma", "f16c": "f16c", "avx512f": "avx512f", "neon": "asimd"}
+
+
+@pytest.mark.skipif(_proc_cpuinfo_flags() is None, reason="no /proc/cpuinfo flags (not Linux)")
+def test_detected_features_match_proc_cpuinfo() -> None:
+    """pyrnn asks the CPU itself (cpuid); Linux's /proc/cpuinfo is an independent witness (the
+    kernel clears AVX-512 flags when it does not save zmm state, as pyrnn's check requires).
+    Catches a detection that reports a feature wrongly either way: missing, its kernels' tests
+    vanish from the `isa` fixture; extra, pyrnn runs instructions the CPU lacks."""
+    flags = _proc_cpuinfo_flags()
+    assert flags is not None
+    features = pyrnn.cpu_info()["features"]
+    x86 = "neon" not in pyrnn.cpu_info()["compiled"]
+    names = ("avx2", "fma", "f16c", "avx512f") if x86 else ("neon",)
+    detected = {name: features[name] for name in names}
+    assert detected == {name: CPUINFO_FLAG[name] in flags for name in names}
+
+
+def _collect_with(expected: str) -> subprocess.CompletedProcess[str]:
+    """pytest collecting this file with PYRNN_EXPECT_ISAS=`expected` (nothing runs)."""
+    env = {**os.environ, "PYRNN_EXPECT_ISAS": expected}
+    env.pop("PYRNN_ISA", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         __file__],
+        env=env, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_an_expected_isa_that_cannot_run_stops_the_suite() -> None:
+    """PYRNN_EXPECT_ISAS names ISAs whose tests must run: one that pyrnn does not offer (here
+    one of the other architecture, never available) stops the run before any test, saying what
+    was detected; a typo is refused too. With the ISAs pyrnn does offer, the run goes on."""
+    result = _collect_with(f"scalar,{FOREIGN_ISA}")
+    assert result.returncode != 0
+    assert f"PYRNN_EXPECT_ISAS=scalar,{FOREIGN_ISA} but pyrnn cannot run {FOREIGN_ISA}" in (
+        result.stderr
+    )
+    assert "detected features" in result.stderr
+    result = _collect_with("scalar,avx-512")
+    assert result.returncode != 0
+    assert "PYRNN_EXPECT_ISAS: expected names from scalar, avx2, avx512, neon, got 'avx-512'" in (
+        result.stderr
+    )
+    result = _collect_with(",".join(pyrnn.available_isas()))
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_expected_isas_are_the_ones_the_cpu_flags_promise() -> None:
+    """When PYRNN_EXPECT_ISAS is set (as .ci/run does), it says at least what /proc/cpuinfo
+    promises for the compiled ISAs, so the expectation itself cannot quietly shrink."""
+    expected = os.environ.get("PYRNN_EXPECT_ISAS")
+    flags = _proc_cpuinfo_flags()
+    if expected is None or flags is None:
+        pytest.skip("PYRNN_EXPECT_ISAS is not set, or no /proc/cpuinfo (.ci/run sets it)")
+    promised = {
+        isa
+        for isa, needs in NEEDS.items()
+        if isa in pyrnn.cpu_info()["compiled"] and all(CPUINFO_FLAG[n] in flags for n in needs)
+    }
+    assert promised <= {name.strip() for name in expected.split(",")}
 
 
 @pytest.mark.skipif(

@@ -108,8 +108,11 @@ def test_onnxruntime_matches_pyrnn(
     model = to_onnx(module, initial_state=with_state)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, feeds(kind, x, h0, c0, with_state))
-    assert [o.name for o in session.get_outputs()] == ["output", "h_n", "c_n"][: len(expected)]
-    for name, value, reference in zip(["output", "h_n", "c_n"], got, expected, strict=False):
+    names = ["output", "h_n", "c_n"][: len(expected)]  # c_n for LSTMs only
+    assert [o.name for o in session.get_outputs()] == names
+    # strict: every output is compared, the final states included (a graph without h_n or c_n
+    # fails here instead of being zipped away)
+    for name, value, reference in zip(names, got, expected, strict=True):
         assert value.shape == reference.shape, name
         np.testing.assert_allclose(value, reference, rtol=0, atol=ATOL, err_msg=name)
 
@@ -128,7 +131,9 @@ def test_reference_evaluator_matches_pyrnn(kind, extra, layers, bidirectional, b
     module, x, h0, c0 = make_case(kind, extra, layers, bidirectional, bias, batch, False)
     expected = pyrnn_outputs(module, kind, x, h0, c0, True)
     got = ReferenceEvaluator(to_onnx(module)).run(None, feeds(kind, x, h0, c0, True))
-    for name, value, reference in zip(["output", "h_n", "c_n"], got, expected, strict=False):
+    names = ["output", "h_n", "c_n"][: len(expected)]
+    for name, value, reference in zip(names, got, expected, strict=True):
+        assert value.shape == reference.shape, name
         np.testing.assert_allclose(value, reference, rtol=0, atol=ATOL, err_msg=name)
 
 

@@ -1,10 +1,10 @@
 """Parity of RNN (tanh, relu), LSTM and GRU with torch.nn float32, over a pairwise grid of every
 option, size and input form, under every ISA this machine runs (the `isa` fixture).
 
-Tolerance, inputs and weights of order 1: max |pyrnn - torch| <= 1e-5 on outputs and final
-states. Both sides compute in float32 and differ only in summation order (a few ulp of values
-bounded by 1 for tanh/sigmoid outputs). RNN relu is unbounded, so a fixed absolute bound would
-not scale with the values: there we hold |pyrnn - torch| <= 1e-5 + 1e-5 * |torch|.
+Tolerance, inputs and weights of order 1: |pyrnn - torch| <= (16 + 3 sqrt(K)) * 2**-24 on
+outputs and final states, K the terms of the longest pre-activation sum (parity_helpers.
+assert_close says why and what was measured). Both sides compute in float32 and differ only in
+summation order. RNN relu is unbounded: there the same bound also scales with |torch|.
 Large inputs (test_large_inputs_within_the_stated_tolerance) are held to the general bound
 stated in the README, whose summation term grows with the size of the terms summed (see
 parity_helpers.ATOL, RTOL, SUM_RTOL).
@@ -28,6 +28,7 @@ from parity_helpers import (
     assert_within_stated_tolerance,
     pre_activation_scale,
     present,
+    terms,
 )
 
 import pyrnn
@@ -163,13 +164,13 @@ def test_sequence_parity(kind: str, case: dict[str, Any]) -> None:
     out, state = module(given, hx)
 
     relu = kind == "rnn_relu"
-    assert_close(out, expected_out, relu, "output")
+    assert_close(out, expected_out, relu, "output", terms(module))
     if kind == "lstm":
         assert isinstance(state, tuple) and len(state) == 2
-        assert_close(state[0], expected_state[0], relu, "h_n")
-        assert_close(state[1], expected_state[1], relu, "c_n")
+        assert_close(state[0], expected_state[0], relu, "h_n", terms(module))
+        assert_close(state[1], expected_state[1], relu, "c_n", terms(module))
     else:
-        assert_close(state, expected_state, relu, "h_n")
+        assert_close(state, expected_state, relu, "h_n", terms(module))
     if isinstance(given, np.ndarray):  # outputs are new arrays, never views of the input
         assert not np.shares_memory(out, given)
     for array in (out, *(state if kind == "lstm" else (state,))):
@@ -356,13 +357,13 @@ def test_sequences_longer_than_a_chunk(
         expected_out, expected_state = reference(torch.from_numpy(x), torch_states)
     out, state = module(x, states)
     relu = kind == "rnn_relu"
-    assert_close(out, expected_out, relu, "output")
+    assert_close(out, expected_out, relu, "output", terms(module))
     for actual, expected in zip(
         state if kind == "lstm" else (state,),
         expected_state if kind == "lstm" else (expected_state,),
         strict=True,
     ):
-        assert_close(actual, expected, relu, "state")
+        assert_close(actual, expected, relu, "state", terms(module))
 
 
 @st.composite
@@ -392,7 +393,7 @@ def _random_case(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return kind, case
 
 
-@settings(max_examples=40, derandomize=True, deadline=None)
+@settings(max_examples=max(40, settings.default.max_examples), derandomize=True, deadline=None)
 @given(_random_case())
 def test_random_configurations(kind_and_case: tuple[str, dict[str, Any]]) -> None:
     """Sizes anywhere in 1..70 (every SIMD remainder), batches to 40, under the active ISA;
@@ -427,8 +428,8 @@ LARGE = [(1100, 300, 2), (257, 1030, 5)]  # (I, H, N): GEMM K beyond typical L2 
 @pytest.mark.parametrize(("input_size", "hidden_size", "batch"), LARGE)
 @pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
 def test_large_sizes(kind: str, input_size: int, hidden_size: int, batch: int) -> None:
-    """Big K and many gate rows take the kernels' blocked paths. Sums over ~1000 float32 terms
-    of order 1/sqrt(H) still stay well inside 1e-5 of torch."""
+    """Big K and many gate rows take the kernels' blocked paths. Sums over ~1400 float32 terms
+    of order 1/sqrt(H) stay within the bound that grows with sqrt(K) (7.6e-6 here)."""
     case = {"input_size": input_size, "hidden_size": hidden_size, "bidirectional": True}
     args = arguments(kind, case)
     reference, module = make_pair(kind, args, "from_torch", seed=hidden_size)
@@ -436,13 +437,13 @@ def test_large_sizes(kind: str, input_size: int, hidden_size: int, batch: int) -
     with torch.no_grad():
         expected_out, expected_state = reference(torch.from_numpy(x))
     out, state = module(x)
-    assert_close(out, expected_out, False, "output")
+    assert_close(out, expected_out, False, "output", terms(module))
     for actual, expected in zip(
         state if kind == "lstm" else (state,),
         expected_state if kind == "lstm" else (expected_state,),
         strict=True,
     ):
-        assert_close(actual, expected, False, "state")
+        assert_close(actual, expected, False, "state", terms(module))
 
 
 LARGE_CASES = [

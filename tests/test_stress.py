@@ -4,7 +4,8 @@ stream get RuntimeError for the calls that lose, and every call that wins is app
 
 Figures: 8 threads x 10^4 steps each (8 * 10^4 stream steps, half by step(), half by feed() of
 random chunk lengths), compared bit for bit with the sequential run: same kernels, same order,
-so any difference is corruption, not rounding."""
+so any difference is corruption, not rounding. The threads' calls are counted inside the core:
+at least two must have computed at once (a lock or a held GIL serialising them fails the test)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from overlap import assert_overlapped, most_at_once
 
 import pyrnn
 
@@ -94,12 +96,18 @@ def test_threads_with_own_streams_equal_the_sequential_run(
         except BaseException as error:  # reported below: a thread's exception is otherwise lost
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(index,)) for index in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def run() -> None:
+        threads = [threading.Thread(target=work, args=(index,)) for index in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # The feeds (up to 300 steps each) compute long enough for other threads to get in: the
+    # calls must have overlapped, or the comparison below shows nothing about sharing.
+    most = most_at_once(run)
     assert not errors, errors
+    assert_overlapped(most)
     for (out, state), (want_out, want_state) in zip(results, sequential, strict=True):
         np.testing.assert_array_equal(out, want_out)
         for got, want in zip(

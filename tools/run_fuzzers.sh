@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs each atheris fuzzer for a bounded time, seeded with the hostile-file corpus; fails if one
-# finds a crash, leaving the input in tests/hostile/crashers/<fuzzer>-crash-<sha1> (commit it:
-# tests/test_fuzz_crashers.py replays every file there).
+# Runs each atheris fuzzer for a bounded time, seeded with its committed corpus (the hostile
+# files for fuzz_load, fuzz/corpus/forward for fuzz_forward) and with what earlier runs found in
+# $PYRNN_FUZZ_DIR (each input there is replayed first); fails if one finds a crash, leaving the
+# input in tests/hostile/crashers/<fuzzer>-crash-<sha1> (commit it: tests/test_fuzz_crashers.py
+# replays every file there).
 # Usage: tools/run_fuzzers.sh            Env: PYRNN_FUZZ_SECONDS (default 60 per fuzzer),
 #        PYTHON (default python3; must have pyrnn installed and atheris importable).
 #
@@ -40,6 +42,7 @@ for fuzzer in load forward; do
   mkdir -p "$scratch"
   seeds=()
   [ "$fuzzer" = load ] && seeds=("$root/tests/hostile/corpus")
+  [ "$fuzzer" = forward ] && seeds=("$root/fuzz/corpus/forward")
   echo "== fuzz_$fuzzer for ${seconds}s"
   # cd /tmp: the source tree's pyrnn/ lacks the compiled extension and must not shadow it.
   log="$work/$fuzzer.log"

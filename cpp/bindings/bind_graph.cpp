@@ -12,6 +12,7 @@
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
 #include "bindings/graph_handle.h"
+#include "bindings/in_core.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "graph/memory_limit.h"
@@ -181,6 +182,7 @@ py::list forward(GraphHandle& self, const py::list& arrays) {
   g::RunStatus status;
   {
     py::gil_scoped_release release;
+    const InCore in_core;
     status = plan->run(kernels, input_data.data(), output_data.data());
   }
   self.plans->release(metas, std::move(plan));

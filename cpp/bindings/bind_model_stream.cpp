@@ -10,6 +10,7 @@
 #include "bindings/bindings.h"
 #include "bindings/fast_method.h"
 #include "bindings/graph_handle.h"
+#include "bindings/in_core.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "graph/model_stream.h"
@@ -18,6 +19,20 @@ namespace pyrnn::bindings {
 namespace {
 
 namespace g = pyrnn::graph;
+
+// The shape the caller sees of one input or output, on the stack: a feed's shapes depend on its
+// frame count, so they are made per call, and as std::vector they cost 2-3 allocations each.
+struct Dims {
+  py::ssize_t dims[g::kMaxRank] = {};
+  std::size_t rank = 0;
+
+  void push_back(py::ssize_t extent) { dims[rank++] = extent; }
+  std::size_t size() const { return rank; }
+  py::ssize_t operator[](std::size_t axis) const { return dims[axis]; }
+  const py::ssize_t* begin() const { return dims; }
+  const py::ssize_t* end() const { return dims + rank; }
+  std::vector<py::ssize_t> vector() const { return {begin(), end()}; }
+};
 
 // A core stream plus the shapes its caller sees: frames without the time axis and, for an
 // unbatched stream, without the batch axis too.
@@ -53,13 +68,13 @@ struct ModelStreamHandle {
   }
 
   // The caller's shapes of one step, made once (step is the hot path).
-  std::vector<std::vector<py::ssize_t>> step_inputs, step_outputs;
+  std::vector<Dims> step_inputs, step_outputs;
 
-  const std::vector<py::ssize_t>& step_shape(bool input, int i) const {
+  const Dims& step_shape(bool input, int i) const {
     return input ? step_inputs[i] : step_outputs[i];
   }
   // The caller's shape of input i (or output i) for `frames` frames (-1: one step, no axis).
-  std::vector<py::ssize_t> shape(bool input, int i, std::int64_t frames) const {
+  Dims shape(bool input, int i, std::int64_t frames) const {
     const g::ValueMeta& meta = input ? stream.step_input(i) : stream.step_output(i);
     const g::StreamLayout& layout = stream.layout();
     const int time = input ? layout.input_time[i] : layout.output_time[i];
@@ -67,7 +82,7 @@ struct ModelStreamHandle {
     // Strided or delayed windows give an output fewer frames than its inputs.
     const std::int64_t count =
         !input && frames >= 0 && time >= 0 ? stream.feed_frames(i, frames) : frames;
-    std::vector<py::ssize_t> dims;
+    Dims dims;
     for (int a = 0; a < meta.shape.rank; ++a) {
       if (a == time && frames < 0) continue;
       if (a == batch && !batched) continue;
@@ -93,7 +108,7 @@ PyObject* descriptor(g::DType type) {
 
 // True when `value` is a numpy array of exactly this dtype (by equivalence: a pickled array's
 // descriptor is equal but not the same object), shape and flags, usable in place.
-bool exact(py::handle value, g::DType type, const std::vector<py::ssize_t>& shape, bool writable) {
+bool exact(py::handle value, g::DType type, const Dims& shape, bool writable) {
   if (!py::detail::npy_api::get().PyArray_Check_(value.ptr())) return false;
   const auto* proxy = py::detail::array_proxy(value.ptr());
   const int needed = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
@@ -108,7 +123,7 @@ bool exact(py::handle value, g::DType type, const std::vector<py::ssize_t>& shap
                                      .equal(py::reinterpret_borrow<py::dtype>(want));
 }
 
-std::string shape_text(const std::vector<py::ssize_t>& shape) {
+std::string shape_text(const Dims& shape) {
   std::string text = "(";
   for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
   return text + (shape.size() == 1 ? ",)" : ")");
@@ -149,7 +164,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   py::handle in_arrays_inline[kInline];
   std::vector<py::handle> in_arrays_heap(n_in > kInline ? n_in : 0);
   py::handle* in_arrays = n_in > kInline ? in_arrays_heap.data() : in_arrays_inline;
-  std::vector<py::ssize_t> feed_shape;
+  Dims feed_shape;
   for (std::size_t i = 0; i < n_in; ++i) {
     if (frames >= 0) feed_shape = self.shape(true, static_cast<int>(i), frames);
     const auto& shape = frames >= 0 ? feed_shape : self.step_shape(true, static_cast<int>(i));
@@ -209,7 +224,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
           throw std::invalid_argument(name + " overlaps another output");
       array = value;
     } else {
-      array = py::array(py::reinterpret_borrow<py::dtype>(descriptor(type)), shape);
+      array = py::array(py::reinterpret_borrow<py::dtype>(descriptor(type)), shape.vector());
     }
     output_data[j] = py::detail::array_proxy(array.ptr())->data;
     if (listed) {
@@ -222,6 +237,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
   g::RunStatus status;
   {
     py::gil_scoped_release release;
+    const InCore in_core;
     status = frames < 0 ? self.stream.step(kernels, input_data, output_data)
                         : self.stream.feed(kernels, frames, input_data, output_data);
   }
@@ -373,8 +389,10 @@ void bind_model_stream(py::module_& m) {
              require_shape(data, shape, part.name.c_str());
              h.stream.set_state(index, data.data());
            })
-      .def("_shape", [](py::handle self, bool input, int i,
-                        std::int64_t frames) { return handle_of(self).shape(input, i, frames); })
+      .def("_shape",
+           [](py::handle self, bool input, int i, std::int64_t frames) {
+             return handle_of(self).shape(input, i, frames).vector();
+           })
       .def_property_readonly("rows", [](py::handle self) { return handle_of(self).stream.rows(); })
       .def_property_readonly(
           "time_axes", [](py::handle self) { return handle_of(self).stream.layout().input_time; })

@@ -7,6 +7,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/in_core.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "core/network.h"
@@ -181,6 +182,7 @@ void network_forward(const Network& network, const py::array& x, const py::array
   check_no_overlap(x, out, h0, c0, hn, cn, config.kind == CellKind::Lstm);
   const KernelTable& kernels = active_kernels();
   py::gil_scoped_release release;
+  const InCore in_core;
   forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
 }
 

@@ -13,6 +13,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/in_core.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
 #include "core/stream.h"
@@ -146,6 +147,7 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
   const KernelTable& kernels = active_kernels();
   {
     py::gil_scoped_release release;
+    const InCore in_core;
     self.stream.step(kernels, x_data, I, out_data, P);
   }
   return result;
@@ -246,6 +248,7 @@ py::object stream_feed(StreamHandle& self, py::handle x_in, py::handle out) {
   const KernelTable& kernels = active_kernels();
   {
     py::gil_scoped_release release;
+    const InCore in_core;
     self.stream.feed(kernels, in, dst);
   }
   return out_object;

@@ -111,9 +111,21 @@ const IsaChoice& initial_choice() {
 
 std::atomic<const KernelTable*> g_active{nullptr};
 
+// Written before the flag is raised and read after it is seen (release/acquire).
+CpuFeatures g_pretended;
+std::atomic<bool> g_pretending{false};
+
 }  // namespace
 
+void pretend_cpu_features_for_testing(const CpuFeatures* features) noexcept {
+  g_pretending.store(false, std::memory_order_release);
+  if (features == nullptr) return;
+  g_pretended = *features;
+  g_pretending.store(true, std::memory_order_release);
+}
+
 CpuFeatures detect_cpu_features() noexcept {
+  if (g_pretending.load(std::memory_order_acquire)) return g_pretended;
   CpuFeatures f;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();

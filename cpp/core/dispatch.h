@@ -19,6 +19,9 @@ struct CpuFeatures {
 };
 
 CpuFeatures detect_cpu_features() noexcept;
+// Tests only: detect_cpu_features() reports `features` instead of asking the CPU (nullptr: ask
+// it again), so the refusal of an ISA the CPU lacks is exercised on machines that have them all.
+void pretend_cpu_features_for_testing(const CpuFeatures* features) noexcept;
 
 // ISAs compiled into this build and runnable on this CPU, best last; "scalar" is always first.
 std::vector<std::string> available_isas();
