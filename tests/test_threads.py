@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -70,10 +71,20 @@ def test_bad_thread_counts_are_refused(value: object, error: type, message: str)
     assert pyrnn.get_num_threads() == before
 
 
+# Subprocesses start outside the repository, so that `import pyrnn` finds the installed package
+# rather than the source folder (which has no compiled extension).
+OUTSIDE = tempfile.gettempdir()
+
+
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, **env}
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        cwd=OUTSIDE,
     )
 
 
@@ -85,6 +96,7 @@ def test_default_is_the_cpus_this_process_may_use() -> None:
         text=True,
         env=environment,
         check=True,
+        cwd=OUTSIDE,
     )
     assert int(result.stdout) == len(os.sched_getaffinity(0))
     # A process pinned to one CPU gets one thread.
@@ -99,6 +111,7 @@ def test_default_is_the_cpus_this_process_may_use() -> None:
         text=True,
         env=environment,
         check=True,
+        cwd=OUTSIDE,
     )
     assert int(pinned.stdout) == 1
 
