@@ -125,9 +125,12 @@ void set_split_every_step(bool split) noexcept {
 
 int planned_threads(const KernelTable& kernels, const Network& network, int rows,
                     int steps) noexcept {
-  const int pool = ThreadPool::instance().threads();
-  if (pool <= 1 || steps <= 0 || rows <= 0) return 1;
   const NetworkConfig& config = network.config();
+  // Never the pool for a network that cannot split: its first use starts the workers, which
+  // allocates, and the Workspace did not start them for such a network.
+  if (!can_split(config) || steps <= 0 || rows <= 0) return 1;
+  const int pool = ThreadPool::instance().threads();
+  if (pool <= 1) return 1;
   const int blocks = block_count(config.hidden_size);
   const bool every_step = g_split_every_step.load(std::memory_order_relaxed);
   // The recurrent product of one step: the part every step must wait for. Each thread gets at
