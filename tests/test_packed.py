@@ -306,3 +306,20 @@ def test_core_checks_batch_sizes_itself() -> None:
         network.forward_packed(data, np.array([2, 3]), out, None, None, hn, cn)
     with pytest.raises(ValueError, match=r"^data: expected 5 rows \(the sum of batch_sizes\), got 5$|^data: expected 4 rows"):
         network.forward_packed(data, np.array([3, 1]), out, None, None, hn, cn)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_large_batches_run_one_step_chunks(isa: str, name: str, bidirectional: bool) -> None:
+    """130 sequences: a chunk is one step, and the steps where few rows are left take the
+    kernels' one-step path (the input projected inside the step)."""
+    reference, module = _pair(name, {}, 3, 5, num_layers=2, bidirectional=bidirectional)
+    rng = np.random.default_rng(5)
+    lengths = np.concatenate([np.full(126, 2), [9, 7, 1, 4]])
+    padded = rng.standard_normal((9, 130, 3)).astype(np.float32)
+    packed = torch_rnn.pack_padded_sequence(
+        torch.from_numpy(padded), torch.from_numpy(lengths), enforce_sorted=False
+    )
+    with torch.no_grad():
+        expected = reference(packed)
+    _check(module, module(packed), expected, False, f"{name} bidirectional={bidirectional}")
