@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from ._arrays import as_float32, as_state
 from ._base import Module
 from ._spec import Spec
-from .packed import is_packed, packed_parts, repacked
+from .packed import PackedSequence, is_packed, packed_parts, repacked
 
 __all__ = ["GRU", "LSTM", "RNN"]
 
@@ -144,7 +144,14 @@ class RNN(_SequenceModule):
         )
         self._setup(spec, seed)
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    @overload
+    def forward(
+        self, input: PackedSequence, hx: Any = None
+    ) -> tuple[PackedSequence, np.ndarray]: ...
+    @overload
+    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, np.ndarray]:
+        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
         out, hn, _ = self._run(input, hx, None)
         return out, hn
 
@@ -186,7 +193,14 @@ class GRU(_SequenceModule):
         )
         self._setup(spec, seed)
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    @overload
+    def forward(
+        self, input: PackedSequence, hx: Any = None
+    ) -> tuple[PackedSequence, np.ndarray]: ...
+    @overload
+    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, np.ndarray]:
+        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
         out, hn, _ = self._run(input, hx, None)
         return out, hn
 
@@ -230,9 +244,16 @@ class LSTM(_SequenceModule):
         )
         self._setup(spec, seed)
 
+    @overload
+    def forward(
+        self, input: PackedSequence, hx: Any = None
+    ) -> tuple[PackedSequence, tuple[np.ndarray, np.ndarray]]: ...
+    @overload
     def forward(
         self, input: Any, hx: Any = None
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]: ...
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
         h0, c0 = _split_lstm_state(hx, "hx")
         out, hn, cn = self._run(input, h0, c0, ("hx[0]", "hx[1]"))
         assert cn is not None

@@ -114,7 +114,7 @@ def pad_packed_sequence(
     """The padded batch (T, N, *) (or (N, T, *) with batch_first) and the lengths (N,) int64 of
     a packed sequence, rows in the original order, as torch.nn.utils.rnn.pad_packed_sequence.
     total_length pads T up to that many steps (at least the longest sequence)."""
-    data, batch_sizes, sorted_indices, unsorted_indices = packed_parts(sequence, "sequence")
+    data, batch_sizes, _, unsorted_indices = packed_parts(sequence, "sequence")
     steps = batch_sizes.shape[0]
     if total_length is not None:
         try:
@@ -202,7 +202,7 @@ def packed_parts(
             f"{name}.data: expected {total} rows (the sum of batch_sizes), got {data.shape[0]}"
         )
     rows = int(batch_sizes[0])
-    indices = []
+    indices: list[np.ndarray | None] = []
     for field in ("sorted_indices", "unsorted_indices"):
         value = getattr(sequence, field)
         if value is None:

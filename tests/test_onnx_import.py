@@ -470,7 +470,8 @@ def test_sequence_lens_outputs_past_a_row_end_are_zero() -> None:
 
 def test_sequence_lens_bad_or_computed_are_refused() -> None:
     with pytest.raises(
-        pyrnn.ConversionError, match=r"\(LSTM\): sequence_lens\[1\]: expected a length in \[1, 6\], got 7"
+        pyrnn.ConversionError,
+        match=r"\(LSTM\): sequence_lens\[1\]: expected a length in \[1, 6\], got 7",
     ):
         pyrnn.from_onnx(recurrent_model("LSTM", lengths=np.array([6, 7]), steps=6))
     with pytest.raises(
@@ -507,7 +508,9 @@ def test_sequence_lens_with_a_free_sequence_length_are_checked_at_run() -> None:
         for a, b in zip(ours, ort_run(model, feeds), strict=True):
             close(a, b)
     x = feeds_for(model, batch=2, steps=5)["X"]
-    with pytest.raises(ValueError, match=r"attribute 'lengths': row 0 has length 6; expected in \[1, 5\]"):
+    with pytest.raises(
+        ValueError, match=r"attribute 'lengths': row 0 has length 6; expected in \[1, 5\]"
+    ):
         converted(x)
     stream_refused = r"^this model cannot stream: node 0 \(rnn; .*\): rows of their own lengths"
     with pytest.raises(ValueError, match=stream_refused + r" \(ONNX's sequence_lens\) need the"):

@@ -220,8 +220,8 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
     // (the only ones its steps read, so no barrier before them). A chunk of one step (a stream
     // step) skips it when the ISA measured it faster: the fused kernel projects x block by
     // block inside the step.
-    const bool fused = part.steps == 1 &&
-                       kernels.use_input_step(part.active(0), weights.w_ih, weights.w_hh);
+    const bool fused =
+        part.steps == 1 && kernels.use_input_step(part.active(0), weights.w_ih, weights.w_hh);
     const float* a = part.data;
     std::ptrdiff_t lda = 0;
     if (!uniform_row_stride(part, &lda)) {

@@ -52,7 +52,12 @@ struct SequenceView {
     return data + static_cast<std::ptrdiff_t>(t) * step_stride + n * row_stride;
   }
   SequenceView time_slice(int t0, int t1) const noexcept {
-    return {row(t0, 0), step_stride, row_stride, t1 - t0, rows, features,
+    return {row(t0, 0),
+            step_stride,
+            row_stride,
+            t1 - t0,
+            rows,
+            features,
             packed() ? offsets + t0 : nullptr};
   }
   SequenceView columns(int offset, int count) const noexcept {

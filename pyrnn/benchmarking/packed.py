@@ -30,7 +30,14 @@ from .workloads import WORKLOADS, PackedWorkload
 if TYPE_CHECKING:
     from .runner import BenchOptions, Progress
 
-__all__ = ["PACKED_WORKLOADS", "PackedCase", "check", "engines", "packed_case", "run_packed_workload"]
+__all__ = [
+    "PACKED_WORKLOADS",
+    "PackedCase",
+    "check",
+    "engines",
+    "packed_case",
+    "run_packed_workload",
+]
 
 
 PACKED_WORKLOADS = {
@@ -137,7 +144,7 @@ def run_packed_workload(
     with contextlib.suppress(Unavailable):
         torch = _import_torch()
     with _one_thread(torch):
-        runners = [Runner(run) for run, _ in runs.values()]  # type: ignore[arg-type]
+        runners = [Runner(run) for run, _ in runs.values()]
         times = time_interleaved(runners, repeats, options.warmup)
     results: list[dict[str, Any]] = []
     for (name, (_, steps)), measured in zip(runs.items(), times, strict=True):
