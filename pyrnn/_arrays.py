@@ -22,9 +22,9 @@ def _refuse_containers(value: Any, name: str) -> None:
     ):
         raise TypeError(
             f"{name}: expected an array, got a PackedSequence, which only the RNN, LSTM and "
-            "GRU modules take; pad it here: padded, lengths = pyrnn.pad_packed_sequence(packed) "
-            "(or torch.nn.utils.rnn's), or run it through the module, or for a stream feed each "
-            "row at its own pace (see Stream.reset)"
+            "GRU modules take; pad it first: padded, lengths = pyrnn.pad_packed_sequence(packed) "
+            "(or torch.nn.utils.rnn's). A batch stream advances every row at each step; "
+            "reset(row) starts a new sequence in one row"
         )
     if fields is not None:
         raise TypeError(

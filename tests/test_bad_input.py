@@ -184,7 +184,7 @@ def test_state_errors_name_the_argument_the_caller_passed() -> None:
 # -- arrays that are not what they seem ------------------------------------------------------
 _META = "expected a tensor with data, got a tensor of shape .* on the meta device, which has none; materialise it first \\(e.g. module.to_empty\\(device='cpu'\\), then load the weights\\)"
 _MASKED = r"expected a plain array, got a numpy masked array, whose mask would be ignored; fill the masked values first "
-_PACKED = r"expected an array, got a PackedSequence, which only the RNN, LSTM and GRU modules take; pad it here: padded, lengths = pyrnn.pad_packed_sequence\(packed\)"
+_PACKED = r"expected an array, got a PackedSequence, which only the RNN, LSTM and GRU modules take; pad it first: padded, lengths = pyrnn.pad_packed_sequence\(packed\)"
 
 
 def _meta(*shape: int) -> torch.Tensor:

@@ -156,6 +156,9 @@ void set_split_every_step(bool split) noexcept;
 // H_out features per step into `out` and carrying `state` forward. Every thread of `team` calls
 // it with the same arguments; each computes its own share of the blocks of hidden units (and of
 // the projection), and they meet at one barrier per step. Returns after a final barrier.
+// Packed `in` (and `out` laid out alike): step t runs its active(t) rows only; each row's state
+// ends as that of its own last step, and backwards each row starts from `state` at its own
+// last step.
 void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
                SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace,
                const Team& team = Team{}) noexcept;
@@ -175,7 +178,8 @@ class ForwardPass {
 
   // h0/c0 (may be null: zeros) and hn/cn (may be null: not written) are compact contiguous
   // (L*D, N, P) and (L*D, N, H) arrays; c0/cn are ignored unless the cell is an LSTM. x and out
-  // must have the rows and steps given at construction.
+  // must have the rows and steps given at construction. Packed x and out (SequenceView) run
+  // each row for its own steps; state row n is then the packed order's row n.
   void run(const KernelTable& kernels, SequenceIn x, SequenceOut out, const float* h0,
            const float* c0, float* hn, float* cn) noexcept;
 
