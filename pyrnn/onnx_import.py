@@ -1016,6 +1016,7 @@ class _Importer:
         if lengths is not None:
             # Each row ends (and, reverse, starts) at its own length: no flip of the whole axis.
             options["lengths"] = lengths
+            self._bound_by_lengths(x, lengths, time_axis)
             if direction == "reverse":
                 options["reverse"] = True
         flipped = direction == "reverse" and lengths is None
@@ -1104,6 +1105,19 @@ class _Importer:
         if steps is not None and all(value == steps for value in values):
             return None
         return values
+
+    def _bound_by_lengths(self, x: _Tensor, lengths: list[int], time_axis: int) -> None:
+        """X taken straight from a graph input: its batch dim becomes the lengths' count and its
+        free time dim at least the longest length, so that the model's input checks (and the
+        shape probes of pyrnn.load) use only sizes the lengths allow."""
+        for spec in self.inputs:
+            if spec.name != x.name or len(spec.shape) != 3:
+                continue
+            batch_axis = 1 - time_axis
+            if spec.shape[batch_axis] is None:
+                spec.shape[batch_axis] = len(lengths)
+            if spec.shape[time_axis] is None and not any(r[0] == time_axis for r in spec.ranges):
+                spec.ranges.append((time_axis, max(lengths), None))
 
     def _cell(
         self, op: str, kind: str, attrs: dict[str, Any], dirs: int, hidden: int, peepholes: Any

@@ -498,20 +498,27 @@ def test_sequence_lens_bad_or_computed_are_refused() -> None:
             pyrnn.from_onnx(lengths_input)
 
 
-def test_sequence_lens_with_a_free_sequence_length_are_checked_at_run() -> None:
-    """A constant sequence_lens on a free T: every T at least the longest length runs."""
-    model = recurrent_model("LSTM", lengths=np.array([6, 3]))
+def test_sequence_lens_with_a_free_sequence_length_are_checked_at_run(tmp_path: Path) -> None:
+    """A constant sequence_lens on a free T: every T at least the longest length runs, with
+    the lengths' batch size; the model saves and loads (its shapes probed within those)."""
+    model = recurrent_model("LSTM", direction="reverse", lengths=np.array([6, 3]))
     converted = pyrnn.from_onnx(model)
+    pyrnn.save(converted, tmp_path / "lengths.pyrnn")
+    loaded = pyrnn.load(tmp_path / "lengths.pyrnn")
     for steps in (6, 9):
         feeds = feeds_for(model, batch=2, steps=steps)
-        ours = as_tuple(converted(*feeds.values()))
-        for a, b in zip(ours, ort_run(model, feeds), strict=True):
-            close(a, b)
-    x = feeds_for(model, batch=2, steps=5)["X"]
+        expected = ort_run(model, feeds)
+        for runner in (converted, loaded):
+            for a, b in zip(as_tuple(runner(*feeds.values())), expected, strict=True):
+                close(a, b)
     with pytest.raises(
-        ValueError, match=r"attribute 'lengths': row 0 has length 6; expected in \[1, 5\]"
+        ValueError, match=r"^X: dim 0 is 5; the converted model holds for at least 6"
     ):
-        converted(x)
+        converted(feeds_for(model, batch=2, steps=5)["X"])
+    with pytest.raises(
+        ValueError, match=r"^X: expected shape \(\*, 2, 3\) \(\* = any\), got \(6, 3, 3\)"
+    ):
+        converted(feeds_for(model, batch=3, steps=6)["X"])
     stream_refused = r"^this model cannot stream: node 0 \(rnn; .*\): rows of their own lengths"
     with pytest.raises(ValueError, match=stream_refused + r" \(ONNX's sequence_lens\) need the"):
         converted.stream(batch=2)
