@@ -283,10 +283,10 @@ WORKLOADS: dict[str, Workload] = {
             log_softmax=True,
         ),
         ModelWorkload("model-seq-head", "LSTM 256 x2 + head", "sequence", 256, 256, 32, 2),
+        PackedWorkload("packed-lstm", 64, 128, batch=64, max_length=1000),
         QuantWorkload("quant-seq-lstm-1024", "LSTM 1024", "sequence", 1024, 1024, steps=200),
         QuantWorkload("quant-stream-lstm-512", "LSTM 512", "stream", 512, 512),
         QuantWorkload("quant-peers-lstm-512", "LSTM 512", "sequence", 512, 512, peers=True),
-        PackedWorkload("packed-lstm", 64, 128, batch=64, max_length=1000),
     )
 }
 
