@@ -16,7 +16,11 @@ Metrics of a workload's result:
                   on a sequence workload "torch / pyrnn" is pyrnn's speed-up over torch, both
                   at their default thread counts, and "pyrnn-1t / pyrnn" pyrnn's scaling from
                   1 thread to its default (at least target; "pyrnn-out / pyrnn-out-1t", a small
-                  stream step on the default threads against 1 thread, at most target)
+                  stream step on the default threads against 1 thread, at most target); on the
+                  packed workload (benchmarks/packed.py) times are per sequence step asked for,
+                  so "pyrnn-packed / pyrnn-padded" is the cost of a packed step against a padded
+                  one (at most target) and "torch-packed-1t / pyrnn-packed" the speed-up over
+                  torch on the same PackedSequence (at least target)
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-_AT_MOST = ("overhead_us", "model / lstm", "pyrnn-out / pyrnn-out-1t")
+_AT_MOST = (
+    "overhead_us",
+    "model / lstm",
+    "pyrnn-out / pyrnn-out-1t",
+    "pyrnn-packed / pyrnn-padded",
+)
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,20 @@ GOALS = (
         1.0,
         "LSTM 512 over T=1000 (B=1, 1 thread): pyrnn bf16 at least as fast as torch's LSTM in "
         "bfloat16",
+    ),
+    Goal(
+        "packed-lstm",
+        "pyrnn-packed / pyrnn-padded",
+        1.15,
+        "LSTM I=64 H=128, 64 sequences of lengths uniform in [1, 1000] (1 thread): the packed "
+        "batch takes at most 1.15x (S / (64*1000)) the time of the fully padded 64x1000 batch",
+    ),
+    Goal(
+        "packed-lstm",
+        "torch-packed-1t / pyrnn-packed",
+        2.0,
+        "LSTM I=64 H=128, 64 sequences of lengths uniform in [1, 1000]: pyrnn >= 2x faster than "
+        "torch on the same PackedSequence (1 thread each)",
     ),
     *THREAD_GOALS,
 )

@@ -15,6 +15,7 @@ from .model import Model
 from .model_stream import ModelStream
 from .modules import GRU, LSTM, RNN
 from .onnx_import import from_onnx
+from .packed import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from .quantize import quantize
 from .stream import Stream
 from .threads import get_num_threads, set_num_threads
@@ -34,6 +35,7 @@ __all__ = [
     "Model",
     "ModelStream",
     "Module",
+    "PackedSequence",
     "RNNCell",
     "Stream",
     "active_isa",
@@ -43,6 +45,8 @@ __all__ = [
     "from_torch",
     "get_num_threads",
     "load",
+    "pack_padded_sequence",
+    "pad_packed_sequence",
     "quantize",
     "save",
     "set_isa",

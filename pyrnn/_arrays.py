@@ -21,11 +21,10 @@ def _refuse_containers(value: Any, name: str) -> None:
         fields is not None and {"data", "batch_sizes", "sorted_indices"} <= set(fields)
     ):
         raise TypeError(
-            f"{name}: expected an array, got a PackedSequence; packed sequences are not "
-            "supported yet. Pad it: padded, lengths = "
-            "torch.nn.utils.rnn.pad_packed_sequence(packed) (batch_first=True for a batch_first "
-            "module), run the padded batch, and take sequence i's last output at step "
-            "lengths[i] - 1 (h_n also covers the padding steps)"
+            f"{name}: expected an array, got a PackedSequence, which only the RNN, LSTM and "
+            "GRU modules take; pad it first: padded, lengths = pyrnn.pad_packed_sequence(packed) "
+            "(or torch.nn.utils.rnn's). A batch stream advances every row at each step; "
+            "reset(row) starts a new sequence in one row"
         )
     if fields is not None:
         raise TypeError(

@@ -47,6 +47,16 @@ class Network:
         hn: _Float32Array,  # (L*D, N, P), written
         cn: _Float32Array | None,  # (L*D, N, H), written, required for LSTM
     ) -> None: ...
+    def forward_packed(
+        self,
+        data: np.ndarray,  # (S, I) float32 packed rows, unit stride on the last axis
+        batch_sizes: Any,  # (T,) int64: rows of step t, N = batch_sizes[0] >= ... >= 1
+        out: np.ndarray,  # (S, D*P) float32, written
+        h0: _Float32Like | None,  # (L*D, N, P), rows sorted longest first
+        c0: _Float32Like | None,  # (L*D, N, H), LSTM only
+        hn: _Float32Array,  # (L*D, N, P), written
+        cn: _Float32Array | None,  # (L*D, N, H), written, required for LSTM
+    ) -> None: ...
 
 class Stream:
     """The C++ half of pyrnn.Stream: state of every layer for N rows."""

@@ -218,7 +218,8 @@ OPS: dict[str, tuple[int, int | None, dict[str, str]]] = {
     "size": (1, 1, {"dim": _INT}),
     **{name: (2, 2, {}) for name in ("int_add", "int_sub", "int_mul", "int_floordiv")},
 }
-# Attributes an op may leave out (the others are required): the rnn op's ONNX cell variants.
+# Attributes an op may leave out (the others are required): the rnn op's ONNX cell variants
+# and variable lengths.
 OPTIONAL_ATTRS: dict[str, dict[str, str]] = {
     "rnn": {
         "activations": _STR,
@@ -228,6 +229,10 @@ OPTIONAL_ATTRS: dict[str, dict[str, str]] = {
         "input_forget": _BOOL,
         "linear_before_reset": _BOOL,
         "peepholes": _BOOL,
+        # ONNX's sequence_lens: each row's own number of steps (outputs past it are zero)
+        "lengths": _INTS,
+        # each row read from its own last step (ONNX's direction="reverse" with lengths)
+        "reverse": _BOOL,
     }
 }
 DTYPES = ("float32", "int64")

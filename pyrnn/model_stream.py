@@ -58,6 +58,14 @@ class ModelStream(_core.ModelStream):
                 a % max(len(spec.shape), 1)
                 for a, spec in zip(axes, model.graph.inputs, strict=False)
             ]
+        for index, node in enumerate(model.graph.nodes):
+            if node.op == "rnn" and ("lengths" in node.attrs or "reverse" in node.attrs):
+                # Said before the stream's shape analysis, whose probe batch the lengths' count
+                # would not match.
+                raise ValueError(
+                    f"this model cannot stream: node {index} (rnn; {node.source}): rows of their "
+                    "own lengths (ONNX's sequence_lens) need the whole sequence at once"
+                )
         chunk = max(1, min(_MAX_CHUNK, _CHUNK_ROWS // rows))
         try:
             super().__init__(model._core, model.graph.outputs, rows, batch is not None, axes, chunk)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from ._arrays import as_float32, as_state
 from ._base import Module
 from ._spec import Spec
+from .packed import PackedSequence, is_packed, packed_parts, repacked
 
 __all__ = ["GRU", "LSTM", "RNN"]
 
@@ -20,6 +21,8 @@ class _SequenceModule(Module):
         """`names` are what errors call h0 and c0: the caller's own argument (RNN/GRU ``hx``,
         LSTM ``hx[0]`` and ``hx[1]``), as cells and torch.nn name them."""
         spec = self._spec
+        if is_packed(input):
+            return self._run_packed(input, h0, c0, names)
         x = as_float32(input, "input")
         layout = "(N, T, I)" if spec.batch_first else "(T, N, I)"
         if x.ndim not in (2, 3):
@@ -63,6 +66,38 @@ class _SequenceModule(Module):
             out, hn = out[:, 0, :], hn[:, 0, :]
             cn = cn[:, 0, :] if cn is not None else None
         return out, hn, cn
+
+    def _run_packed(
+        self, input: Any, h0: Any, c0: Any, names: tuple[str, str]
+    ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """A PackedSequence in, one of the same type out (as torch.nn). hx and h_n are in the
+        caller's row order; the core runs the sorted order, longest sequence first."""
+        spec = self._spec
+        data, batch_sizes, sorted_indices, unsorted_indices = packed_parts(input, "input")
+        if data.ndim != 2 or data.shape[1] != spec.input_size:
+            raise ValueError(
+                f"input.data: expected (S, input_size={spec.input_size}) rows, got shape "
+                f"{data.shape}"
+            )
+        rows, steps = int(batch_sizes[0]), batch_sizes.shape[0]
+        spec.check_run(rows, steps, "input")
+        layers = spec.num_layers * spec.directions
+        is_lstm = spec.base_kind == "lstm"
+        h_shape = (layers, rows, spec.output_size)
+        c_shape = (layers, rows, spec.hidden_size)
+        h0_array = self._state(h0, names[0], h_shape, True)
+        c0_array = self._state(c0, names[1], c_shape, True) if is_lstm else None
+        if sorted_indices is not None:  # hx comes in the caller's order
+            h0_array = h0_array[:, sorted_indices] if h0_array is not None else None
+            c0_array = c0_array[:, sorted_indices] if c0_array is not None else None
+        out = np.empty((data.shape[0], spec.output_size * spec.directions), np.float32)
+        hn = np.empty(h_shape, np.float32)
+        cn = np.empty(c_shape, np.float32) if is_lstm else None
+        self._network.forward_packed(data, batch_sizes, out, h0_array, c0_array, hn, cn)
+        if unsorted_indices is not None:
+            hn = hn[:, unsorted_indices]
+            cn = cn[:, unsorted_indices] if cn is not None else None
+        return repacked(input, out), hn, cn
 
     @staticmethod
     def _state(value: Any, name: str, shape: tuple[int, ...], batched: bool) -> np.ndarray | None:
@@ -109,7 +144,14 @@ class RNN(_SequenceModule):
         )
         self._setup(spec, seed)
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    @overload
+    def forward(
+        self, input: PackedSequence, hx: Any = None
+    ) -> tuple[PackedSequence, np.ndarray]: ...
+    @overload
+    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, np.ndarray]:
+        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
         out, hn, _ = self._run(input, hx, None)
         return out, hn
 
@@ -151,7 +193,14 @@ class GRU(_SequenceModule):
         )
         self._setup(spec, seed)
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    @overload
+    def forward(
+        self, input: PackedSequence, hx: Any = None
+    ) -> tuple[PackedSequence, np.ndarray]: ...
+    @overload
+    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, np.ndarray]:
+        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
         out, hn, _ = self._run(input, hx, None)
         return out, hn
 
@@ -195,9 +244,16 @@ class LSTM(_SequenceModule):
         )
         self._setup(spec, seed)
 
+    @overload
+    def forward(
+        self, input: PackedSequence, hx: Any = None
+    ) -> tuple[PackedSequence, tuple[np.ndarray, np.ndarray]]: ...
+    @overload
     def forward(
         self, input: Any, hx: Any = None
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]: ...
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
         h0, c0 = _split_lstm_state(hx, "hx")
         out, hn, cn = self._run(input, h0, c0, ("hx[0]", "hx[1]"))
         assert cn is not None

@@ -977,7 +977,7 @@ class _Importer:
             )
         time_axis = 1 if layout else 0
         steps, rows = x.shape[time_axis], x.shape[1 - time_axis]
-        self._check_lengths(operand(4), steps, rows)
+        lengths = self._lengths(operand(4), steps, rows)
         mode, options, peepholes = self._cell(op, kind, attrs, dirs, hidden, operand(7))
 
         weights: list[str] = []
@@ -1013,8 +1013,15 @@ class _Importer:
                 )
             states.append(state.name)
 
+        if lengths is not None:
+            # Each row ends (and, reverse, starts) at its own length: no flip of the whole axis.
+            options["lengths"] = lengths
+            self._bound_by_lengths(x, lengths, time_axis)
+            if direction == "reverse":
+                options["reverse"] = True
+        flipped = direction == "reverse" and lengths is None
         source = x.name
-        if direction == "reverse":
+        if flipped:
             source = self._op("flip", [source], {"dim": time_axis})
         outputs = [self._fresh("rnn_out"), self._fresh("h_n")]
         if kind == "lstm":
@@ -1033,7 +1040,7 @@ class _Importer:
             outputs,
         )
         y = outputs[0]
-        if direction == "reverse":
+        if flipped:
             y = self._op("flip", [y], {"dim": time_axis})
         results: list[_Value] = []
         wanted = list(node.output)
@@ -1067,21 +1074,50 @@ class _Importer:
         split = self._op("reshape", [y, -1, n, 2, hidden])
         return _Tensor(self._op("permute", [split], {"dims": [0, 2, 1, 3]}), shape)
 
-    def _check_lengths(self, lengths: Any, steps: int | None, rows: int | None) -> None:
-        """sequence_lens: accepted only where every row runs all T steps."""
+    def _lengths(self, lengths: Any, steps: int | None, rows: int | None) -> list[int] | None:
+        """sequence_lens as the rnn op's lengths: None when absent or every row runs all T
+        steps. Only constants: lengths computed at run time are refused."""
         if lengths is None:
-            return
+            return None
         if not isinstance(lengths, np.ndarray):
             raise _NodeError(
-                "sequence_lens: lengths computed at run time are not supported; every row runs "
-                "all T steps (drop sequence_lens, or give a constant equal to T for every row)"
+                "sequence_lens: lengths computed at run time are not supported, only a constant "
+                "(an initializer or a Constant node); give the lengths as a constant, or drop "
+                "sequence_lens to run every row all T steps"
             )
-        values = sorted({int(v) for v in lengths.reshape(-1)})
-        if steps is None or values != [steps] or (rows is not None and lengths.size != rows):
+        if lengths.dtype.kind not in "iu" or lengths.ndim != 1:
             raise _NodeError(
-                f"sequence_lens: only lengths equal to the sequence length for every row are "
-                f"supported (T = {'free' if steps is None else steps}), got {values[:8]}"
+                f"sequence_lens: expected a 1-D int tensor, got {lengths.dtype} of shape "
+                f"{lengths.shape}"
             )
+        if rows is not None and lengths.size != rows:
+            raise _NodeError(
+                f"sequence_lens: expected one length per row (batch_size = {rows}), got "
+                f"{lengths.size}"
+            )
+        values = [int(v) for v in lengths]
+        for row, value in enumerate(values):
+            if value < 1 or (steps is not None and value > steps):
+                raise _NodeError(
+                    f"sequence_lens[{row}]: expected a length in [1, "
+                    f"{'T' if steps is None else steps}], got {value}"
+                )
+        if steps is not None and all(value == steps for value in values):
+            return None
+        return values
+
+    def _bound_by_lengths(self, x: _Tensor, lengths: list[int], time_axis: int) -> None:
+        """X taken straight from a graph input: its batch dim becomes the lengths' count and its
+        free time dim at least the longest length, so that the model's input checks (and the
+        shape probes of pyrnn.load) use only sizes the lengths allow."""
+        for spec in self.inputs:
+            if spec.name != x.name or len(spec.shape) != 3:
+                continue
+            batch_axis = 1 - time_axis
+            if spec.shape[batch_axis] is None:
+                spec.shape[batch_axis] = len(lengths)
+            if spec.shape[time_axis] is None and not any(r[0] == time_axis for r in spec.ranges):
+                spec.ranges.append((time_axis, max(lengths), None))
 
     def _cell(
         self, op: str, kind: str, attrs: dict[str, Any], dirs: int, hidden: int, peepholes: Any

@@ -184,7 +184,7 @@ def test_state_errors_name_the_argument_the_caller_passed() -> None:
 # -- arrays that are not what they seem ------------------------------------------------------
 _META = "expected a tensor with data, got a tensor of shape .* on the meta device, which has none; materialise it first \\(e.g. module.to_empty\\(device='cpu'\\), then load the weights\\)"
 _MASKED = r"expected a plain array, got a numpy masked array, whose mask would be ignored; fill the masked values first "
-_PACKED = r"expected an array, got a PackedSequence; packed sequences are not supported yet. Pad it: padded, lengths = torch.nn.utils.rnn.pad_packed_sequence\(packed\)"
+_PACKED = r"expected an array, got a PackedSequence, which only the RNN, LSTM and GRU modules take; pad it first: padded, lengths = pyrnn.pad_packed_sequence\(packed\)"
 
 
 def _meta(*shape: int) -> torch.Tensor:
@@ -220,7 +220,7 @@ ARRAY_KIND_CASES = [
     ("meta state_dict", lambda: GRU.load_state_dict({**GRU_KEYS, "weight_hh_l0": _meta(12, 4)}), ValueError, r"^state_dict\['weight_hh_l0'\]: " + _META),
     ("meta from_torch", lambda: pyrnn.from_torch(torch.nn.LSTM(3, 4, device="meta")), ValueError, r"^module: expected weights with data, got 4 on the meta device, which have none \(weight_ih_l0, weight_hh_l0, bias_ih_l0, \.\.\.\); materialise them first \(e\.g\. module\.to_empty\(device='cpu'\), then load the weights\)"),
     # -- packed sequences, named tuples and tuples of arrays: numpy would stack them
-    ("packed input", lambda: LSTM2(_packed()), TypeError, r"^input: " + _PACKED),
+    ("packed cell input", lambda: RNN_CELL(_packed()), TypeError, r"^input: " + _PACKED),
     ("packed feed", lambda: GRU_STREAM.feed(_packed()), TypeError, r"^x: " + _PACKED),
     ("named tuple input", lambda: GRU(_Pair(np.zeros((2, 5, 3)), [5, 3])), TypeError, r"^input: expected an array, got the named tuple _Pair\('x', 'lengths'\); pass the array itself"),
     ("tuple of arrays", lambda: GRU((np.zeros((5, 3)), np.zeros((5, 3)))), TypeError, r"^input: expected one array, got a tuple holding 2 array\(s\); pass one array \(np.stack makes one from several\)"),

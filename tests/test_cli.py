@@ -37,6 +37,7 @@ from pyrnn.benchmarking.streaming import (
 )
 from pyrnn.benchmarking.workloads import (
     ModelWorkload,
+    PackedWorkload,
     QuantWorkload,
     SequenceWorkload,
     StreamWorkload,
@@ -463,7 +464,7 @@ def test_stream_workloads_are_registered():
     assert list(streams) == [
         "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-lstm-1024", "stream-overhead"
     ]  # fmt: skip
-    kinds = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload
+    kinds = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload | PackedWorkload
     assert all(isinstance(w, kinds) for w in WORKLOADS.values())
     lstm = streams["stream-lstm-64"]
     assert (lstm.kind, lstm.input_size, lstm.hidden_size, lstm.batch) == ("lstm", 64, 64, 64)

@@ -130,6 +130,55 @@ def test_stream_goals_are_judged_at_least_or_at_most(monkeypatch):
     assert verdict["status"] == "missed"
 
 
+def _packed(us: dict[str, float | None]) -> dict[str, Any]:
+    results = [
+        {"engine": engine, "status": "unavailable"}
+        if value is None
+        else {"engine": engine, "status": "ok", "us_per_step": value}
+        for engine, value in us.items()
+    ]
+    return {"name": "packed-lstm", "category": "packed", "results": results}
+
+
+def test_packed_goals_are_judged_at_most_and_at_least(monkeypatch):
+    """Per sequence step: packed at most 1.15x padded, torch at least 2x packed."""
+    goals = load_script("goals", monkeypatch)
+    workload = _packed({"pyrnn-packed": 4.6, "pyrnn-padded": 4.0, "torch-packed-1t": 9.2})
+    verdicts = goals.evaluate([workload])
+    assert [(v["metric"], v["value"], v["at_most"], v["status"]) for v in verdicts] == [
+        ("pyrnn-packed / pyrnn-padded", pytest.approx(1.15), True, "met"),
+        ("torch-packed-1t / pyrnn-packed", pytest.approx(2.0), False, "met"),
+    ]
+    workload = _packed({"pyrnn-packed": 4.7, "pyrnn-padded": 4.0, "torch-packed-1t": None})
+    assert [v["status"] for v in goals.evaluate([workload])] == ["missed", "not measured"]
+
+
+def test_packed_workload_runs_and_reports_per_sequence_step():
+    """A tiny packed workload through the package's runner (no timing is asserted): every
+    engine reports its time over the sequence steps it was asked for."""
+    from pyrnn.benchmarking import BenchOptions, PackedWorkload
+    from pyrnn.benchmarking.packed import run_packed_workload
+    from pyrnn.benchmarking.report import format_packed
+
+    tiny = PackedWorkload("tiny-packed", 3, 5, batch=4, max_length=9)
+    result = run_packed_workload(tiny, {}, BenchOptions(repeats=1), lambda message: None)
+    lengths = tiny.lengths(0)
+    assert result["rows"] == int(lengths.sum()) and result["padded_rows"] == 36
+    steps = {r["engine"]: r["steps"] for r in result["results"]}
+    assert steps == {
+        "pyrnn-packed": result["rows"],
+        "pyrnn-padded": 36,
+        "torch-packed-1t": result["rows"],
+    }
+    for entry in result["results"]:
+        assert entry["status"] == "ok"
+        assert entry["us_per_step"] == pytest.approx(entry["median_s"] / entry["steps"] * 1e6)
+    table = format_packed({"workloads": [result]})
+    assert table[0].startswith("Variable-length batches") and not _VERDICT_WORDS.search(
+        "\n".join(table)
+    )
+
+
 def test_stream_goals_whose_measurement_did_not_run_are_not_measured(monkeypatch):
     goals = load_script("goals", monkeypatch)
     # Peers not installed and the batch comparison refused: pyrnn's own ratio is no goal's.

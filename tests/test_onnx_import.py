@@ -388,22 +388,140 @@ def test_pytorch_gru_is_linear_before_reset_1() -> None:
     assert rnn.attrs["linear_before_reset"] is False
 
 
-def test_sequence_lens_must_be_the_full_length() -> None:
-    model = recurrent_model("LSTM", lengths=np.array([6, 3]), steps=6)
-    with pytest.raises(pyrnn.ConversionError, match=r"\(LSTM\): sequence_lens.*got \[3, 6\]"):
-        pyrnn.from_onnx(model)
-    # Lengths fed at run time are per-row lengths: refused by name too.
-    lengths_input = recurrent_model("LSTM")
-    node = lengths_input.graph.node[0]
-    node.input[4:5] = ["lens"]
-    lengths_input.graph.input.append(
-        helper.make_tensor_value_info("lens", TensorProto.INT32, ["N"])
-    )
-    with pytest.raises(pyrnn.ConversionError, match="lens"):
-        pyrnn.from_onnx(lengths_input)
-    # A free sequence length cannot be checked against a constant.
-    with pytest.raises(pyrnn.ConversionError, match="sequence_lens"):
-        pyrnn.from_onnx(recurrent_model("LSTM", lengths=np.array([6, 6])))
+def _without_lengths(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its node's sequence_lens dropped (onnx's reference evaluator ignores it)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    node = copy.graph.node[0]
+    node.input[4] = ""
+    kept = [tensor for tensor in copy.graph.initializer if tensor.name != "L"]
+    del copy.graph.initializer[:]
+    copy.graph.initializer.extend(kept)
+    return copy
+
+
+def reference_with_lengths(
+    model: onnx.ModelProto, feeds: dict[str, np.ndarray], lengths: np.ndarray, layout: int
+) -> list[np.ndarray]:
+    """ONNX's sequence_lens semantics built from onnx's reference evaluator, one row at a time:
+    row n alone over its first lengths[n] steps gives its Y there (zero after) and its Y_h/Y_c."""
+    evaluator = ReferenceEvaluator(_without_lengths(model))
+    batch_axis = {"X": 1 - layout, "initial_h": 1 - layout, "initial_c": 1 - layout}
+    rows = []
+    for n, length in enumerate(lengths):
+        row_feeds = {}
+        for name, value in feeds.items():
+            part = np.take(value, [n], axis=batch_axis[name])
+            if name == "X":
+                part = part[:, :length] if layout else part[:length]
+            row_feeds[name] = part
+        rows.append(evaluator.run(None, row_feeds))
+    steps = feeds["X"].shape[layout]
+    results = []
+    for index, first in enumerate(rows[0]):
+        if index == 0:  # Y: (T, D, N, H) or (N, T, D, H), zero past each row's length
+            shape = list(first.shape)
+            shape[layout] = steps
+            shape[0 if layout else 2] = len(lengths)
+            y = np.zeros(shape, np.float32)
+            for n, (length, row) in enumerate(zip(lengths, rows, strict=True)):
+                if layout:
+                    y[n, :length] = row[0][0]
+                else:
+                    y[:length, :, n] = row[0][:, :, 0]
+            results.append(y)
+        else:  # Y_h, Y_c: (D, N, H) or (N, D, H)
+            results.append(np.concatenate([row[index] for row in rows], axis=0 if layout else 1))
+    return results
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_sequence_lens_run_each_row_to_its_own_length(
+    op: str, direction: str, layout: int, isa: str
+) -> None:
+    """Unsorted lengths including 1 and the full length: Y zero past each row's end, Y_h/Y_c
+    each row's state at its own last step, reverse starting at each row's own end; against
+    onnx's reference evaluator row by row, and ONNX Runtime (layout 0: its CPU kernels refuse
+    layout 1)."""
+    extra = {"linear_before_reset": 1} if op == "GRU" else {}
+    for lengths in (np.array([4, 1, 6]), np.array([1]), np.array([2, 2, 1, 6, 5])):
+        model = recurrent_model(
+            op, direction=direction, layout=layout, initial="input", lengths=lengths, **extra
+        )
+        feeds = feeds_for(model, batch=len(lengths), steps=6)
+        ours = as_tuple(pyrnn.from_onnx(model)(*feeds.values()))
+        expected = [reference_with_lengths(model, feeds, lengths, layout)]
+        if ort_runs(model):
+            expected.append(ort_run(model, feeds))
+        for theirs in expected:
+            assert len(ours) == len(theirs)
+            for a, b in zip(ours, theirs, strict=True):
+                close(a, b)
+
+
+def test_sequence_lens_outputs_past_a_row_end_are_zero() -> None:
+    model = recurrent_model("GRU", lengths=np.array([2, 6]), linear_before_reset=1)
+    y, y_h = pyrnn.from_onnx(model)(*feeds_for(model, batch=2, steps=6).values())
+    assert np.all(y[2:, :, 0] == 0.0) and np.all(y[:2, :, 0] != 0.0)
+    np.testing.assert_array_equal(y_h[:, 0], y[1, :, 0])  # row 0's state at its step 1
+
+
+def test_sequence_lens_bad_or_computed_are_refused() -> None:
+    with pytest.raises(
+        pyrnn.ConversionError,
+        match=r"\(LSTM\): sequence_lens\[1\]: expected a length in \[1, 6\], got 7",
+    ):
+        pyrnn.from_onnx(recurrent_model("LSTM", lengths=np.array([6, 7]), steps=6))
+    with pytest.raises(
+        pyrnn.ConversionError, match=r"sequence_lens\[0\]: expected a length in \[1, 6\], got 0"
+    ):
+        pyrnn.from_onnx(recurrent_model("LSTM", lengths=np.array([0, 6]), steps=6))
+    floats = recurrent_model("LSTM", lengths=np.array([6, 6]), steps=6)
+    (index,) = [i for i, t in enumerate(floats.graph.initializer) if t.name == "L"]
+    floats.graph.initializer[index].CopyFrom(numpy_helper.from_array(np.full(2, 6.0), "L"))
+    with pytest.raises(
+        pyrnn.ConversionError, match=r"sequence_lens: expected a 1-D int tensor, got float64"
+    ):
+        pyrnn.from_onnx(floats)
+    # Lengths fed at run time: model graphs take float32 inputs only, and the rnn op constant
+    # lengths only; both refusals name the problem.
+    for dtype, message in (
+        (TensorProto.INT32, "graph input 'lens': expected float32"),
+        (TensorProto.FLOAT, "sequence_lens: lengths computed at run time are not supported"),
+    ):
+        lengths_input = recurrent_model("LSTM")
+        lengths_input.graph.node[0].input[4:5] = ["lens"]
+        lengths_input.graph.input.append(helper.make_tensor_value_info("lens", dtype, ["N"]))
+        with pytest.raises(pyrnn.ConversionError, match=message):
+            pyrnn.from_onnx(lengths_input)
+
+
+def test_sequence_lens_with_a_free_sequence_length_are_checked_at_run(tmp_path: Path) -> None:
+    """A constant sequence_lens on a free T: every T at least the longest length runs, with
+    the lengths' batch size; the model saves and loads (its shapes probed within those)."""
+    model = recurrent_model("LSTM", direction="reverse", lengths=np.array([6, 3]))
+    converted = pyrnn.from_onnx(model)
+    pyrnn.save(converted, tmp_path / "lengths.pyrnn")
+    loaded = pyrnn.load(tmp_path / "lengths.pyrnn")
+    for steps in (6, 9):
+        feeds = feeds_for(model, batch=2, steps=steps)
+        expected = ort_run(model, feeds)
+        for runner in (converted, loaded):
+            for a, b in zip(as_tuple(runner(*feeds.values())), expected, strict=True):
+                close(a, b)
+    with pytest.raises(
+        ValueError, match=r"^X: dim 0 is 5; the converted model holds for at least 6"
+    ):
+        converted(feeds_for(model, batch=2, steps=5)["X"])
+    with pytest.raises(
+        ValueError, match=r"^X: expected shape \(\*, 2, 3\) \(\* = any\), got \(6, 3, 3\)"
+    ):
+        converted(feeds_for(model, batch=3, steps=6)["X"])
+    stream_refused = r"^this model cannot stream: node 0 \(rnn; .*\): rows of their own lengths"
+    with pytest.raises(ValueError, match=stream_refused + r" \(ONNX's sequence_lens\) need the"):
+        converted.stream(batch=2)
 
 
 # -- models exported from torch -------------------------------------------------------------------

@@ -3,6 +3,8 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <optional>
 
 #include "bindings/arrays.h"
@@ -186,6 +188,82 @@ void network_forward(const Network& network, const py::array& x, const py::array
   forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
 }
 
+using IndexArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+// Step t's row range of a packed sequence, from PyTorch's batch_sizes (T,): T + 2 running row
+// counts, the last repeated (see SequenceView). Checks what the core relies on: every batch
+// size in [1, N], none larger than the one before, S rows in all.
+std::vector<std::ptrdiff_t> packed_offsets(const IndexArray& batch_sizes, py::ssize_t S) {
+  if (batch_sizes.ndim() != 1 || batch_sizes.shape(0) < 1)
+    throw std::invalid_argument("batch_sizes: expected a 1-D array of at least 1 step, got shape " +
+                                shape_string(batch_sizes));
+  if (batch_sizes.shape(0) > std::numeric_limits<int>::max())
+    throw std::invalid_argument("batch_sizes: more than 2^31-1 steps");
+  const std::int64_t* sizes = batch_sizes.data();
+  std::vector<std::ptrdiff_t> offsets(static_cast<std::size_t>(batch_sizes.shape(0)) + 2, 0);
+  for (py::ssize_t t = 0; t < batch_sizes.shape(0); ++t) {
+    const std::int64_t limit = t == 0 ? std::numeric_limits<int>::max() : sizes[t - 1];
+    if (sizes[t] < 1 || sizes[t] > limit)
+      throw std::invalid_argument("batch_sizes[" + std::to_string(t) + "]: expected in [1, " +
+                                  std::to_string(limit) + "], got " + std::to_string(sizes[t]));
+    offsets[t + 1] = offsets[t] + sizes[t];
+  }
+  offsets.back() = offsets[offsets.size() - 2];
+  if (offsets.back() != S)
+    throw std::invalid_argument("data: expected " + std::to_string(offsets.back()) +
+                                " rows (the sum of batch_sizes), got " + std::to_string(S));
+  return offsets;
+}
+
+// A (S, F) float32 array of packed rows (unit feature stride, any row stride) as a packed view.
+template <class Float>
+SequenceView<Float> packed_view(const py::array& array, const char* name,
+                                const std::vector<std::ptrdiff_t>& offsets) {
+  if (array.ndim() != 2)
+    throw std::invalid_argument(std::string(name) + ": expected a 2-D (S, F) array, got " +
+                                shape_string(array));
+  // The (T, N, F) checks on a (1, S, F) view of the same memory: dtype, alignment, strides.
+  const py::array as_sequence = array.attr("reshape")(1, array.shape(0), array.shape(1));
+  SequenceView<Float> view = sequence_view<Float>(as_sequence, name);
+  view.steps = static_cast<int>(offsets.size()) - 2;
+  view.rows = static_cast<int>(offsets[1]);
+  view.step_stride = 0;
+  view.offsets = offsets.data();
+  return view;
+}
+
+void network_forward_packed(const Network& network, const py::array& data,
+                            const IndexArray& batch_sizes, const py::array& out,
+                            const std::optional<FloatArray>& h0,
+                            const std::optional<FloatArray>& c0, const py::array& hn,
+                            const std::optional<py::array>& cn) {
+  const NetworkConfig& config = network.config();
+  if (data.ndim() != 2 || data.shape(1) != config.input_size)
+    throw std::invalid_argument("data: expected (S, " + std::to_string(config.input_size) +
+                                "), got " + shape_string(data));
+  const std::vector<std::ptrdiff_t> offsets = packed_offsets(batch_sizes, data.shape(0));
+  const SequenceIn in = packed_view<const float>(data, "data", offsets);
+  const py::ssize_t features = config.output_size() * config.directions();
+  if (out.ndim() != 2 || out.shape(0) != data.shape(0) || out.shape(1) != features)
+    throw std::invalid_argument("out: expected shape (" + std::to_string(data.shape(0)) + ", " +
+                                std::to_string(features) + "), got " + shape_string(out));
+  const SequenceOut dst = packed_view<float>(out, "out", offsets);
+  const py::ssize_t LD = config.num_layers * config.directions(), N = in.rows;
+  const float* h0_data = optional_state(h0, {LD, N, config.output_size()}, "h0");
+  const float* c0_data = optional_state(c0, {LD, N, config.hidden_size}, "c0");
+  float* hn_data = output_data(hn, {LD, N, config.output_size()}, "hn");
+  float* cn_data = nullptr;
+  if (config.kind == CellKind::Lstm) {
+    if (!cn) throw std::invalid_argument("cn: required for an LSTM");
+    cn_data = output_data(*cn, {LD, N, config.hidden_size}, "cn");
+  }
+  check_no_overlap(data, out, h0, c0, hn, cn, config.kind == CellKind::Lstm);
+  const KernelTable& kernels = active_kernels();
+  py::gil_scoped_release release;
+  const InCore in_core;
+  forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
+}
+
 py::tuple reference_forward(const std::string& kind, int input_size, int hidden_size,
                             int num_layers, bool bidirectional, int proj_size,
                             const std::vector<WeightTuple>& weights, const FloatArray& x,
@@ -242,7 +320,21 @@ void bind_network(py::module_& m) {
             network_forward(initialized<Network>(self, "Network"), x, out, h0, c0, hn, cn);
           },
           py::arg("x"), py::arg("out"), py::arg("h0"), py::arg("c0"), py::arg("hn"), py::arg("cn"),
-          "Runs x (T, N, I) into out (T, N, D*P), hn (L*D, N, P) and, for LSTM, cn.");
+          "Runs x (T, N, I) into out (T, N, D*P), hn (L*D, N, P) and, for LSTM, cn.")
+      .def(
+          "forward_packed",
+          [](py::handle self, const py::array& data, const IndexArray& batch_sizes,
+             const py::array& out, const std::optional<FloatArray>& h0,
+             const std::optional<FloatArray>& c0, const py::array& hn,
+             const std::optional<py::array>& cn) {
+            network_forward_packed(initialized<Network>(self, "Network"), data, batch_sizes, out,
+                                   h0, c0, hn, cn);
+          },
+          py::arg("data"), py::arg("batch_sizes"), py::arg("out"), py::arg("h0"), py::arg("c0"),
+          py::arg("hn"), py::arg("cn"),
+          "Runs packed rows data (S, I), step t holding batch_sizes[t] rows of sequences sorted "
+          "longest first, into out (S, D*P); hn and cn hold each sequence's last state, in that "
+          "sorted order.");
   m.def("reference_forward", &reference_forward, py::arg("kind"), py::arg("input_size"),
         py::arg("hidden_size"), py::arg("num_layers"), py::arg("bidirectional"),
         py::arg("proj_size"), py::arg("weights"), py::arg("x"), py::arg("h0") = py::none(),

@@ -84,13 +84,8 @@ Workspace::Workspace(const NetworkConfig& config, int rows, int chunk_steps)
   }
 }
 
-SequenceOut Workspace::layer_output(int which, int steps) noexcept {
-  return {layer_output_[which].data(),
-          static_cast<std::ptrdiff_t>(rows_) * layer_features_,
-          layer_features_,
-          steps,
-          rows_,
-          layer_features_};
+SequenceOut Workspace::layer_output(int which, const SequenceIn& chunk) noexcept {
+  return chunk.like(layer_output_[which].data(), layer_features_);
 }
 
 namespace {
@@ -98,6 +93,10 @@ namespace {
 // Rows (t, n) of a chunk, in order t-major, as one matrix with a single row stride. Returns
 // false when the strides do not allow it (then the rows are copied into contiguous scratch).
 bool uniform_row_stride(const SequenceIn& in, std::ptrdiff_t* stride) {
+  if (in.packed()) {  // rows follow each other across steps too
+    *stride = in.row_stride;
+    return true;
+  }
   if (in.rows == 1) {
     *stride = in.step_stride;
     return true;
@@ -148,6 +147,36 @@ int planned_threads(const KernelTable& kernels, const Network& network, int rows
   return apart ? std::min(pool, 2 * per_direction) : 1;
 }
 
+namespace {
+
+// The chunk of steps that follows [.., t0) forwards, or precedes [t1, ..) backwards: `chunk`
+// steps aligned on multiples of `chunk` (padded), or as many steps as fit in chunk * rows rows
+// (packed: the rows of a step shrink, and a chunk of a few rows would read W_ih for little).
+int chunk_end(const SequenceIn& in, int t0, int chunk) noexcept {
+  if (!in.packed()) return std::min(in.steps, t0 + chunk);
+  const std::ptrdiff_t capacity = static_cast<std::ptrdiff_t>(chunk) * in.rows;
+  int t1 = t0 + 1;
+  while (t1 < in.steps && in.offsets[t1 + 1] - in.offsets[t0] <= capacity) ++t1;
+  return t1;
+}
+
+int chunk_begin(const SequenceIn& in, int t1, int chunk) noexcept {
+  if (!in.packed()) return (t1 - 1) / chunk * chunk;
+  const std::ptrdiff_t capacity = static_cast<std::ptrdiff_t>(chunk) * in.rows;
+  int t0 = t1 - 1;
+  while (t0 > 0 && in.offsets[t1] - in.offsets[t0 - 1] <= capacity) --t0;
+  return t0;
+}
+
+// Copies rows [begin, end) of one h buffer to the other (both ld apart, `features` used).
+void copy_rows(const float* from, float* to, std::ptrdiff_t ld, int begin, int end,
+               int features) noexcept {
+  for (int n = begin; n < end; ++n)
+    std::memcpy(to + n * ld, from + n * ld, features * sizeof(float));
+}
+
+}  // namespace
+
 void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
                SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace,
                const Team& team) noexcept {
@@ -160,26 +189,42 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
   const int rows = in.rows, features = in.features, h_out = config.output_size();
   const std::ptrdiff_t ld_projected = weights.w_ih.output_width();
   const int chunk = workspace.chunk_steps();
-  const int chunks = (in.steps + chunk - 1) / chunk;
   // This thread's blocks of hidden units, and of the projection for LSTM-P.
   const Range mine = team.share(weights.w_hh.blocks());
   const Range mine_out = team.share(block_count(h_out));
-  // After each step's barrier, this thread's rows of the output: whole rows, so that no two
-  // threads write one cache line of the caller's array.
-  const Range my_rows = team.share(rows);
   // Parity of the state buffers, kept locally: every thread flips it alike each step.
   int current = state.current();
 
-  for (int index = 0; index < chunks; ++index) {
-    const int c = reverse ? chunks - 1 - index : index;
-    const int t0 = c * chunk, t1 = std::min(in.steps, t0 + chunk);
+  // Packed backwards: a row starts at its own last step, which comes after the others' steps
+  // flipped the parity, so its state goes into both buffers first. (Forwards, a row's state is
+  // copied to the other buffer as it ends: see below.)
+  if (in.packed() && reverse && in.steps > 0) {
+    const Range idle = team.share(rows - in.active(in.steps - 1));
+    const int first = in.active(in.steps - 1);
+    copy_rows(state.h(current), state.h(1 - current), state.ld_h(), first + idle.begin,
+              first + idle.end, h_out);
+    team.sync();
+  }
+
+  // Chunks [t0, t1) in the order of the direction.
+  int t0 = 0, t1 = 0;
+  if (in.steps > 0) {
+    if (reverse) {
+      t1 = in.steps;
+      t0 = chunk_begin(in, t1, chunk);
+    } else {
+      t1 = chunk_end(in, t0, chunk);
+    }
+  }
+  while (reverse ? t1 > 0 : t0 < in.steps) {
     const SequenceIn part = in.time_slice(t0, t1);
 
     // 1. The input projection of every step in the chunk: one GEMM, each thread its own blocks
     // (the only ones its steps read, so no barrier before them). A chunk of one step (a stream
     // step) skips it when the ISA measured it faster: the fused kernel projects x block by
     // block inside the step.
-    const bool fused = part.steps == 1 && kernels.use_input_step(rows, weights.w_ih, weights.w_hh);
+    const bool fused =
+        part.steps == 1 && kernels.use_input_step(part.active(0), weights.w_ih, weights.w_hh);
     const float* a = part.data;
     std::ptrdiff_t lda = 0;
     if (!uniform_row_stride(part, &lda)) {
@@ -193,25 +238,26 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       team.sync();
     }
     if (!fused && mine.size() > 0)
-      kernels.gemm({a, lda, part.steps * rows, &weights.w_ih, weights.input_bias.data(),
-                    workspace.projected(), ld_projected, mine.begin, mine.end});
+      kernels.gemm({a, lda, static_cast<int>(part.total_rows()), &weights.w_ih,
+                    weights.input_bias.data(), workspace.projected(), ld_projected, mine.begin,
+                    mine.end});
 
     // 2. The recurrence: one fused kernel call per step (plus the projection GEMM for LSTM-P),
     // then a barrier: the next step reads every thread's units.
     for (int s = 0; s < part.steps; ++s) {
       const int t = reverse ? part.steps - 1 - s : s;
+      const int active = part.active(t);
       const bool odd = current == 1;
       float* h_next = state.h(1 - current);
       float* cell_out = config.proj_size > 0 ? workspace.cell_output() : h_next;
       const std::ptrdiff_t ld_cell =
           config.proj_size > 0 ? padded_units(config.hidden_size) : state.ld_h();
       // Fused: xp is the input bias, shared by every row.
-      const float* xp =
-          fused ? weights.input_bias.data()
-                : workspace.projected() + static_cast<std::ptrdiff_t>(t) * rows * ld_projected;
+      const float* xp = fused ? weights.input_bias.data()
+                              : workspace.projected() + part.first_row(t) * ld_projected;
       InputStepArgs args{
           {&weights.w_hh, xp, ld_projected, weights.recurrent_bias.data(), state.h(current),
-           state.ld_h(), cell_out, ld_cell, state.c(), state.ld_c(), rows, mine.begin, mine.end,
+           state.ld_h(), cell_out, ld_cell, state.c(), state.ld_c(), active, mine.begin, mine.end,
            general ? &config.options : nullptr, weights.peephole.data(), workspace.cell_output()},
           &weights.w_ih,
           a,
@@ -238,13 +284,33 @@ void run_layer(const KernelTable& kernels, const Network& network, int layer, in
       if (config.proj_size > 0) {
         team.sync();  // the projection reads every unit of the cell output
         if (mine_out.size() > 0)
-          kernels.gemm({cell_out, ld_cell, rows, &weights.w_hr, nullptr, h_next, state.ld_h(),
+          kernels.gemm({cell_out, ld_cell, active, &weights.w_hr, nullptr, h_next, state.ld_h(),
                         mine_out.begin, mine_out.end});
       }
       team.sync();
-      current = 1 - current;
+      // After the barrier, this thread's rows of the output: whole rows, so that no two threads
+      // write one cache line of the caller's array.
+      const Range my_rows = team.share(active);
       for (int n = my_rows.begin; n < my_rows.end; ++n)
         std::memcpy(out.row(t0 + t, n), h_next + n * state.ld_h(), h_out * sizeof(float));
+      if (part.packed() && !reverse) {
+        // Rows whose sequence ended at this step: their final h goes into the buffer the next
+        // steps write too (they skip these rows), so that it is the state whatever the parity
+        // at the end. Nothing reads that buffer's rows past active(t + 1) before the next
+        // barrier.
+        const int next = part.active(t + 1);
+        const Range ended = team.share(active - next);
+        copy_rows(h_next, state.h(current), state.ld_h(), next + ended.begin, next + ended.end,
+                  h_out);
+      }
+      current = 1 - current;
+    }
+    if (reverse) {
+      t1 = t0;
+      if (t1 > 0) t0 = chunk_begin(in, t1, chunk);
+    } else {
+      t0 = t1;
+      if (t0 < in.steps) t1 = chunk_end(in, t0, chunk);
     }
   }
   // Every thread read the parity before the first barrier above; the last one keeps it from
@@ -310,14 +376,7 @@ void ForwardPass::run(const KernelTable& kernels, SequenceIn x, SequenceOut out,
           SequenceIn in = x;
           for (int l = 0; l < layers; ++l) {
             SequenceOut dst = out;
-            if (l < layers - 1) {
-              dst = {between_[l % 2].data(),
-                     static_cast<std::ptrdiff_t>(rows) * features,
-                     features,
-                     x.steps,
-                     rows,
-                     features};
-            }
+            if (l < layers - 1) dst = x.like(between_[l % 2].data(), features);
             for (int d = 0; d < dirs; ++d) {
               if (split && d != half) continue;
               run_layer(kernels, network_, l, d, in, dst.columns(d * h_out, h_out),
@@ -344,12 +403,12 @@ void run_unidirectional(const KernelTable& kernels, const Network& network, Sequ
   const int layers = network.config().num_layers;
   const int chunk = workspace.chunk_steps();
   const auto run = [&](const Team& team) {
-    for (int t0 = 0; t0 < x.steps; t0 += chunk) {
-      const int t1 = std::min(x.steps, t0 + chunk);
+    for (int t0 = 0, t1 = 0; t0 < x.steps; t0 = t1) {
+      t1 = chunk_end(x, t0, chunk);
       SequenceIn in = x.time_slice(t0, t1);
       for (int l = 0; l < layers; ++l) {
         const SequenceOut dst =
-            l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, t1 - t0);
+            l == layers - 1 ? out.time_slice(t0, t1) : workspace.layer_output(l % 2, in);
         run_layer(kernels, network, l, 0, in, dst, states[l], workspace, team);
         in = dst;
       }

@@ -19,6 +19,14 @@ namespace pyrnn {
 
 // A (T, N, F) float sequence with arbitrary step and row strides (in floats) and unit feature
 // stride. `Float` is const for inputs.
+//
+// Packed (offsets not null; PyTorch's PackedSequence layout): the sequences are sorted by length,
+// longest first, and step t holds only the first active(t) rows, stored one after another
+// (row_stride apart) right after the rows of step t - 1; step_stride is unused. offsets holds the
+// running row count: step t's rows are offsets[t] - offsets[0] .. offsets[t + 1] - offsets[0]
+// of the view, and active(t) never grows with t. offsets[steps + 1] must exist and give the
+// next step's rows (the sequence's end: a final entry equal to the one before it), so that the
+// state of rows ending at the view's last step is kept (see run_layer). rows is active(0).
 template <class Float>
 struct SequenceView {
   Float* data = nullptr;
@@ -27,18 +35,41 @@ struct SequenceView {
   int steps = 0;
   int rows = 0;
   int features = 0;
+  const std::ptrdiff_t* offsets = nullptr;
 
+  bool packed() const noexcept { return offsets != nullptr; }
+  // Rows that step t runs; t == steps is allowed for a packed view (the next step's).
+  int active(int t) const noexcept {
+    return packed() ? static_cast<int>(offsets[t + 1] - offsets[t]) : rows;
+  }
+  // Rows before step t, in the view's row order (packed) or t * rows.
+  std::ptrdiff_t first_row(int t) const noexcept {
+    return packed() ? offsets[t] - offsets[0] : static_cast<std::ptrdiff_t>(t) * rows;
+  }
+  std::ptrdiff_t total_rows() const noexcept { return first_row(steps); }
   Float* row(int t, int n) const noexcept {
+    if (packed()) return data + (offsets[t] - offsets[0] + n) * row_stride;
     return data + static_cast<std::ptrdiff_t>(t) * step_stride + n * row_stride;
   }
   SequenceView time_slice(int t0, int t1) const noexcept {
-    return {row(t0, 0), step_stride, row_stride, t1 - t0, rows, features};
+    return {row(t0, 0),
+            step_stride,
+            row_stride,
+            t1 - t0,
+            rows,
+            features,
+            packed() ? offsets + t0 : nullptr};
   }
   SequenceView columns(int offset, int count) const noexcept {
-    return {data + offset, step_stride, row_stride, steps, rows, count};
+    return {data + offset, step_stride, row_stride, steps, rows, count, offsets};
+  }
+  // Another buffer laid out like this view, `features` wide, rows contiguous.
+  template <class Other>
+  SequenceView<Other> like(Other* buffer, int width) const noexcept {
+    return {buffer, static_cast<std::ptrdiff_t>(rows) * width, width, steps, rows, width, offsets};
   }
   operator SequenceView<const float>() const noexcept {
-    return {data, step_stride, row_stride, steps, rows, features};
+    return {data, step_stride, row_stride, steps, rows, features, offsets};
   }
 };
 using SequenceIn = SequenceView<const float>;
@@ -92,8 +123,9 @@ class Workspace {
   float* input_rows() noexcept { return input_rows_.data(); }
   float* projected() noexcept { return projected_.data(); }
   float* cell_output() noexcept { return cell_output_.data(); }
-  // Ping-pong buffers holding one chunk of a layer's output for the next layer.
-  SequenceOut layer_output(int which, int steps) noexcept;
+  // Ping-pong buffers holding one chunk of a layer's output for the next layer, laid out like
+  // `chunk` (that chunk's input: padded or packed).
+  SequenceOut layer_output(int which, const SequenceIn& chunk) noexcept;
 
  private:
   int rows_;
@@ -124,6 +156,9 @@ void set_split_every_step(bool split) noexcept;
 // H_out features per step into `out` and carrying `state` forward. Every thread of `team` calls
 // it with the same arguments; each computes its own share of the blocks of hidden units (and of
 // the projection), and they meet at one barrier per step. Returns after a final barrier.
+// Packed `in` (and `out` laid out alike): step t runs its active(t) rows only; each row's state
+// ends as that of its own last step, and backwards each row starts from `state` at its own
+// last step.
 void run_layer(const KernelTable& kernels, const Network& network, int layer, int direction,
                SequenceIn in, SequenceOut out, LayerState& state, Workspace& workspace,
                const Team& team = Team{}) noexcept;
@@ -143,7 +178,8 @@ class ForwardPass {
 
   // h0/c0 (may be null: zeros) and hn/cn (may be null: not written) are compact contiguous
   // (L*D, N, P) and (L*D, N, H) arrays; c0/cn are ignored unless the cell is an LSTM. x and out
-  // must have the rows and steps given at construction.
+  // must have the rows and steps given at construction. Packed x and out (SequenceView) run
+  // each row for its own steps; state row n is then the packed order's row n.
   void run(const KernelTable& kernels, SequenceIn x, SequenceOut out, const float* h0,
            const float* c0, float* hn, float* cn) noexcept;
 

@@ -1,5 +1,7 @@
 // The packed forward pass agrees with the reference oracle for every cell kind and every ISA
-// this CPU runs, over awkward sizes; and so do ONNX's cell variants (core/cell_options.h).
+// this CPU runs, over awkward sizes; and so do ONNX's cell variants (core/cell_options.h), and
+// packed batches of sequences of different lengths (each row against the oracle alone).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -84,6 +86,60 @@ void run_case(const Case& c, const std::string& isa) {
   for (std::size_t i = 0; i < hn_size; ++i) PYRNN_CHECK_CLOSE(hn[i], ref_hn[i], 1e-5, 1e-5);
   if (c.kind == CellKind::Lstm)
     for (std::size_t i = 0; i < cn_size; ++i) PYRNN_CHECK_CLOSE(cn[i], ref_cn[i], 1e-5, 1e-5);
+  if (c.steps == 0) return;
+
+  // Packed: row n runs its first lengths[n] steps only (longest first, 1 and the full length
+  // among them), and equals the oracle over that row alone.
+  std::vector<int> lengths(c.rows);
+  for (int n = 0; n < c.rows; ++n)
+    lengths[n] = n > 0 && n == c.rows - 1 ? 1 : std::max(1, c.steps - (n * c.steps) / c.rows);
+  std::vector<std::ptrdiff_t> offsets(std::size_t(c.steps) + 2, 0);
+  for (int t = 0; t < c.steps; ++t) {
+    int active = 0;
+    while (active < c.rows && lengths[active] > t) ++active;
+    offsets[t + 1] = offsets[t] + active;
+  }
+  offsets.back() = offsets[c.steps];
+  const std::size_t S = offsets[c.steps];
+  std::vector<float> packed_x(S * c.input), packed_out(S * D * P);
+  for (int t = 0; t < c.steps; ++t)
+    for (std::ptrdiff_t i = 0; i < offsets[t + 1] - offsets[t]; ++i)
+      std::copy_n(x.data() + (std::size_t(t) * c.rows + i) * c.input, c.input,
+                  packed_x.data() + (offsets[t] + i) * c.input);
+  const pyrnn::SequenceIn packed_in{packed_x.data(), 0,       c.input,       c.steps,
+                                    c.rows,          c.input, offsets.data()};
+  const pyrnn::SequenceOut packed_dst{packed_out.data(), 0, D * P, c.steps, c.rows, D * P,
+                                      offsets.data()};
+  pyrnn::forward(pyrnn::active_kernels(), network, packed_in, packed_dst, h0.data(), c0.data(),
+                 hn.data(), cn.data());
+  for (int n = 0; n < c.rows; ++n) {
+    const int T = lengths[n];
+    std::vector<float> row_x(std::size_t(T) * c.input), row_h0(std::size_t(c.layers) * D * P),
+        row_c0(std::size_t(c.layers) * D * H);
+    for (int t = 0; t < T; ++t)
+      std::copy_n(x.data() + (std::size_t(t) * c.rows + n) * c.input, c.input,
+                  row_x.data() + std::size_t(t) * c.input);
+    for (int b = 0; b < c.layers * D; ++b) {
+      std::copy_n(h0.data() + (std::size_t(b) * c.rows + n) * P, P, row_h0.data() + b * P);
+      std::copy_n(c0.data() + (std::size_t(b) * c.rows + n) * H, H, row_c0.data() + b * H);
+    }
+    std::vector<float> row_out(std::size_t(T) * D * P), row_hn(row_h0.size()),
+        row_cn(row_c0.size());
+    pyrnn::reference::forward(config, weights, T, 1, row_x.data(), row_h0.data(), row_c0.data(),
+                              row_out.data(), row_hn.data(), row_cn.data());
+    for (int t = 0; t < T; ++t)
+      for (int f = 0; f < D * P; ++f)
+        PYRNN_CHECK_CLOSE(packed_out[(offsets[t] + n) * D * P + f],
+                          row_out[std::size_t(t) * D * P + f], 1e-5, 1e-5);
+    for (int b = 0; b < c.layers * D; ++b) {
+      for (int f = 0; f < P; ++f)
+        PYRNN_CHECK_CLOSE(hn[(std::size_t(b) * c.rows + n) * P + f], row_hn[b * P + f], 1e-5, 1e-5);
+      if (c.kind == CellKind::Lstm)
+        for (int f = 0; f < H; ++f)
+          PYRNN_CHECK_CLOSE(cn[(std::size_t(b) * c.rows + n) * H + f], row_cn[b * H + f], 1e-5,
+                            1e-5);
+    }
+  }
 }
 
 // ONNX cell variants, each option alone and together, every activation function in some slot.

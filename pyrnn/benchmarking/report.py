@@ -393,6 +393,37 @@ def format_quantized(report: dict[str, Any]) -> list[str]:
     return lines + _not_timed(workloads)
 
 
+def format_packed(report: dict[str, Any]) -> list[str]:
+    """The variable-length table: each engine's time per sequence step it was asked for (S for
+    a packed batch, N * T_max for the padded one) and the call's time."""
+    workloads = [w for w in report["workloads"] if w.get("category") == "packed"]
+    if not workloads:
+        return []
+    lines = ["Variable-length batches (us per sequence step asked for: S packed, N*T padded):"]
+    for workload in workloads:
+        timing = workload["timing"]
+        lines.append(
+            f"  {workload['name']}: {workload['description']}; S = {workload['rows']} of "
+            f"{workload['padded_rows']} padded steps; median of {timing['repeats']} calls after "
+            f"{timing['warmup']} warm-up, engines taking turns"
+        )
+    rows = []
+    for workload in workloads:
+        for result in workload["results"]:
+            if result["status"] == "ok":
+                rows.append(
+                    [
+                        workload["name"],
+                        result["engine"],
+                        f"{result['median_s'] * 1e3:.1f}",
+                        f"{result['us_per_step']:.3f}",
+                    ]
+                )
+            else:
+                rows.append([workload["name"], result["engine"], result["status"], ""])
+    return lines + _table(["workload", "engine", "ms/call", "us/seq-step"], rows, {2, 3})
+
+
 def format_report(report: dict[str, Any]) -> str:
     sections = [
         format_machine(report),
@@ -401,6 +432,7 @@ def format_report(report: dict[str, Any]) -> str:
         format_streaming(report),
         format_models(report),
         format_quantized(report),
+        format_packed(report),
     ]
     return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
 

@@ -298,12 +298,21 @@ def _run_quant_workload(
     return run_quant_workload(workload, machine, options, progress)
 
 
+def _run_packed_workload(
+    workload: Any, machine: dict[str, Any], options: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    from .packed import run_packed_workload  # packed.py builds on this module's timing
+
+    return run_packed_workload(workload, machine, options, progress)
+
+
 # The runner of each workload category (workloads.py).
 RUNNERS: dict[str, Callable[[Any, dict[str, Any], BenchOptions, Progress], dict[str, Any]]] = {
     "sequence": run_sequence_workload,
     "stream": run_stream_workload,
     "model": _run_model_workload,
     "quantized": _run_quant_workload,
+    "packed": _run_packed_workload,
 }
 
 

@@ -222,7 +222,40 @@ class QuantWorkload:
         return f"{shape}: whole sequence, B=1, T={steps or self.steps}"
 
 
-Workload = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload
+@dataclass(frozen=True)
+class PackedWorkload:
+    """A batch of sequences of uneven lengths (uniform in [1, max_length], seeded) through one
+    LSTM, 1 thread: run packed, run fully padded, and run packed by torch
+    (pyrnn/benchmarking/packed.py)."""
+
+    category: ClassVar[str] = "packed"
+
+    name: str
+    input_size: int
+    hidden_size: int
+    batch: int
+    max_length: int
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "lstm",
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": 1,
+            "bidirectional": False,
+        }
+
+    def lengths(self, seed: int = 0) -> np.ndarray:
+        return np.random.default_rng(seed).integers(1, self.max_length + 1, self.batch)
+
+    def describe(self) -> str:
+        return (
+            f"LSTM I={self.input_size} H={self.hidden_size}, {self.batch} sequences of lengths "
+            f"uniform in [1, {self.max_length}], 1 thread"
+        )
+
+
+Workload = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload | PackedWorkload
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w
@@ -250,6 +283,7 @@ WORKLOADS: dict[str, Workload] = {
             log_softmax=True,
         ),
         ModelWorkload("model-seq-head", "LSTM 256 x2 + head", "sequence", 256, 256, 32, 2),
+        PackedWorkload("packed-lstm", 64, 128, batch=64, max_length=1000),
         QuantWorkload("quant-seq-lstm-1024", "LSTM 1024", "sequence", 1024, 1024, steps=200),
         QuantWorkload("quant-stream-lstm-512", "LSTM 512", "stream", 512, 512),
         QuantWorkload("quant-peers-lstm-512", "LSTM 512", "sequence", 512, 512, peers=True),

@@ -3,6 +3,10 @@
 // functions, clip, peepholes, input_forget, linear_before_reset) and the cells, on the packed
 // networks and time loops of the core. In a stream a layer's h (and c) live in an OpState and
 // carry over from call to call.
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
 #include "core/network.h"
 #include "core/sequence.h"
 #include "graph/ops/common.h"
@@ -280,6 +284,10 @@ class Recurrent final : public Op {
         build_network(ctx, kind_, static_cast<int>(ctx.attrs().integer("num_layers", 1, 1 << 20)),
                       ctx.attrs().boolean("bidirectional"), ctx.attrs().boolean("has_biases"), 3,
                       cell_options(ctx.attrs(), kind_));
+    if (ctx.attrs().has("lengths")) lengths_ = ctx.attrs().integers("lengths");
+    if (ctx.attrs().has("reverse")) reverse_ = ctx.attrs().boolean("reverse");
+    if (reverse_ && config().bidirectional)
+      shape_error("attribute 'reverse': a bidirectional layer reads both directions already");
   }
   const NetworkConfig& config() const noexcept { return network_->config(); }
   void infer(InferContext& ctx) const override {
@@ -292,6 +300,16 @@ class Recurrent final : public Op {
     const std::int64_t T = x.shape[batch_first_ ? 1 : 0], N = x.shape[batch_first_ ? 0 : 1];
     int_extent(T, "sequence length");
     int_extent(N, "batch size");
+    if (!lengths_.empty()) {
+      if (static_cast<std::int64_t>(lengths_.size()) != N)
+        shape_error("attribute 'lengths': expected one length per row (" + str(N) + "), got " +
+                    str(static_cast<std::int64_t>(lengths_.size())));
+      for (std::size_t n = 0; n < lengths_.size(); ++n)
+        if (lengths_[n] < 1 || lengths_[n] > T)
+          shape_error("attribute 'lengths': row " + str(static_cast<std::int64_t>(n)) +
+                      " has length " + str(lengths_[n]) + "; expected in [1, " + str(T) +
+                      "] (T = " + str(T) + ")");
+    }
     const std::int64_t LD = static_cast<std::int64_t>(c.num_layers) * c.directions();
     const auto state_shape = [&](std::int64_t features) {
       Shape s;
@@ -323,6 +341,10 @@ class Recurrent final : public Op {
         if (axes[i] >= 0) shape_error("a weight or initial state carries time");
       return {std::vector<int>(node.outputs.size(), -1), false};
     }
+    if (variable())
+      shape_error(
+          "rows of their own lengths (attributes 'lengths', 'reverse') need the whole "
+          "sequence at once");
     if (axes[0] != time)
       throw NotTheTimeAxis("its input carries time on axis " + str(axes[0]) +
                            ", not on the sequence axis " + str(time));
@@ -344,11 +366,17 @@ class Recurrent final : public Op {
 
   const Network& network() const noexcept { return *network_; }
   bool batch_first() const noexcept { return batch_first_; }
+  // Rows run each for their own number of steps (and, reverse, from their own last step).
+  bool variable() const noexcept { return !lengths_.empty() || reverse_; }
+  const std::vector<std::int64_t>& lengths() const noexcept { return lengths_; }
+  bool reverse() const noexcept { return reverse_; }
 
  private:
   CellKind kind_;
   bool batch_first_;
   std::shared_ptr<const Network> network_;
+  std::vector<std::int64_t> lengths_;  // empty: every row runs all T steps
+  bool reverse_ = false;
 };
 
 SequenceIn sequence_in(const float* data, const Shape& s, bool batch_first) {
@@ -365,6 +393,90 @@ SequenceOut sequence_out(float* data, const Shape& s, bool batch_first) {
   return {data, v.step_stride, v.row_stride, v.steps, v.rows, v.features};
 }
 
+// Rows of their own lengths (ONNX's sequence_lens), run packed: sorted longest first (stably),
+// each step's rows gathered one after another, so that no step computes a row past its end.
+// The output past a row's end is zero and h_n is each row's state at its own last step, as
+// ONNX specifies; `reverse` reads each row from its own last step back to its first.
+class VariableLengths {
+ public:
+  VariableLengths(const Network& network, const std::vector<std::int64_t>& lengths, int rows,
+                  int steps, bool reverse)
+      : config_(network.config()), rows_(rows), steps_(steps), reverse_(reverse) {
+    for (int n = 0; n < rows; ++n) order_.push_back(n);
+    const auto length_of = [&](int n) {
+      return lengths.empty() ? steps : static_cast<int>(lengths[n]);
+    };
+    std::stable_sort(order_.begin(), order_.end(),
+                     [&](int a, int b) { return length_of(a) > length_of(b); });
+    for (int n : order_) length_.push_back(length_of(n));
+    offsets_.assign(static_cast<std::size_t>(steps) + 2, 0);
+    for (int t = 0, active = rows; t < steps; ++t) {
+      while (active > 0 && length_[active - 1] <= t) --active;
+      offsets_[t + 1] = offsets_[t] + active;
+    }
+    offsets_.back() = offsets_[steps];
+    const std::size_t S = offsets_[steps], LD = config_.num_layers * config_.directions();
+    const std::size_t out = static_cast<std::size_t>(config_.output_size()) * config_.directions();
+    x_.resize(S * config_.input_size);
+    out_.resize(S * out);
+    h_.resize(LD * rows * config_.output_size());
+    hn_.resize(h_.size());
+    if (config_.kind == CellKind::Lstm) {
+      c_.resize(LD * rows * config_.hidden_size);
+      cn_.resize(c_.size());
+    }
+    pass_.emplace(network, rows, steps);
+  }
+
+  void run(const KernelTable& kernels, SequenceIn x, SequenceOut out, const float* h0,
+           const float* c0, float* hn, float* cn) noexcept {
+    const int I = config_.input_size, F = out.features;
+    const SequenceIn in{x_.data(), 0, I, steps_, rows_, I, offsets_.data()};
+    const SequenceOut result{out_.data(), 0, F, steps_, rows_, F, offsets_.data()};
+    for (int t = 0; t < steps_; ++t)
+      for (int i = 0; i < in.active(t); ++i)
+        std::memcpy(x_.data() + (offsets_[t] + i) * I, x.row(source_step(t, i), order_[i]),
+                    I * sizeof(float));
+    const int P = config_.output_size(), H = config_.hidden_size;
+    if (h0) permute(h0, h_.data(), P, true);
+    if (c0 && !c_.empty()) permute(c0, c_.data(), H, true);
+    pass_->run(kernels, in, result, h0 ? h_.data() : nullptr,
+               c0 && !c_.empty() ? c_.data() : nullptr, hn ? hn_.data() : nullptr,
+               cn && !cn_.empty() ? cn_.data() : nullptr);
+    for (int t = 0; t < steps_; ++t)
+      for (int n = 0; n < rows_; ++n) std::memset(out.row(t, n), 0, F * sizeof(float));
+    for (int t = 0; t < steps_; ++t)
+      for (int i = 0; i < result.active(t); ++i)
+        std::memcpy(out.row(source_step(t, i), order_[i]), result.row(t, i), F * sizeof(float));
+    if (hn) permute(hn_.data(), hn, P, false);
+    if (cn && !cn_.empty()) permute(cn_.data(), cn, H, false);
+  }
+
+ private:
+  // The step of the caller's sequence that packed step t of sorted row i reads and writes.
+  int source_step(int t, int i) const noexcept { return reverse_ ? length_[i] - 1 - t : t; }
+  // (L*D, N, features) states between the caller's row order and the sorted one.
+  void permute(const float* from, float* to, int features, bool sorting) const noexcept {
+    const int blocks = config_.num_layers * config_.directions();
+    for (int b = 0; b < blocks; ++b)
+      for (int i = 0; i < rows_; ++i) {
+        const std::ptrdiff_t sorted = static_cast<std::ptrdiff_t>(b) * rows_ + i;
+        const std::ptrdiff_t caller = static_cast<std::ptrdiff_t>(b) * rows_ + order_[i];
+        std::memcpy(to + (sorting ? sorted : caller) * features,
+                    from + (sorting ? caller : sorted) * features, features * sizeof(float));
+      }
+  }
+
+  NetworkConfig config_;
+  int rows_, steps_;
+  bool reverse_;
+  std::vector<int> order_;   // sorted row i is the caller's row order_[i]
+  std::vector<int> length_;  // the length of sorted row i
+  std::vector<std::ptrdiff_t> offsets_;
+  std::vector<float> x_, out_, h_, c_, hn_, cn_;
+  std::optional<ForwardPass> pass_;
+};
+
 class RecurrentKernel final : public Kernel {
  public:
   RecurrentKernel(const Recurrent& op, const PrepareContext& ctx, RecurrentState* state)
@@ -379,7 +491,9 @@ class RecurrentKernel final : public Kernel {
         out_shape_(ctx.out(0).shape),
         state_(state) {
     const SequenceIn v = sequence_in(nullptr, x_shape_, op.batch_first());
-    if (state) {
+    if (op.variable() && v.rows > 0 && v.steps > 0) {
+      variable_.emplace(op.network(), op.lengths(), v.rows, v.steps, op.reverse());
+    } else if (state) {
       workspace_.emplace(op.config(), v.rows, default_chunk_steps(v.rows, v.steps));
     } else {
       pass_.emplace(op.network(), v.rows, v.steps);
@@ -393,6 +507,10 @@ class RecurrentKernel final : public Kernel {
     const float* c0 = c0_ >= 0 ? ctx.ptr<const float>(c0_) : nullptr;
     float* hn = hn_ >= 0 ? ctx.ptr<float>(hn_) : nullptr;
     float* cn = cn_ >= 0 ? ctx.ptr<float>(cn_) : nullptr;
+    if (variable_) {
+      variable_->run(ctx.kernels, x, out, h0, c0, hn, cn);
+      return;
+    }
     if (!state_) {
       pass_->run(ctx.kernels, x, out, h0, c0, hn, cn);
       return;
@@ -410,6 +528,7 @@ class RecurrentKernel final : public Kernel {
   RecurrentState* state_;
   std::optional<ForwardPass> pass_;
   std::optional<Workspace> workspace_;
+  std::optional<VariableLengths> variable_;
 };
 
 std::unique_ptr<Kernel> Recurrent::prepare(const PrepareContext& ctx) const {
