@@ -1,15 +1,18 @@
-"""The benchmark suite behind `pyrnn bench`: workloads (whole sequences, streaming, whole
-models converted from torch, and weights in each type of pyrnn.quantize), the engines timed on
-them (pyrnn, PyTorch, ONNX Runtime), the machine probes that give every figure its hardware
-scale, and the report.
+"""The project's comparison suite behind benchmarks/compare.py: fixed workloads (whole
+sequences, streaming, whole models converted from torch, and weights in each type of
+pyrnn.quantize), their runners and the report with its PNG chart. It is not part of the installed
+package: the engines, the checks against pyrnn's scalar path, the timing and the machine probes
+are pyrnn.bench's public API, which the suite uses with pyrnn's own (and pyrnn.bench's documented
+test hook cpp_step_seconds).
 
-Nothing here is imported by ``import pyrnn``; torch, onnx and onnxruntime are imported only when
-an engine that needs them is prepared, and a missing one is reported as unavailable.
+torch, onnx and onnxruntime are imported only when an engine that needs them is prepared, and a
+missing one is reported as unavailable.
 """
 
 from __future__ import annotations
 
-from .machine import measure_machine
+from pyrnn.bench import measure_machine
+
 from .runner import BenchOptions, run_bench
 from .workloads import WORKLOADS, ModelWorkload, QuantWorkload, SequenceWorkload, StreamWorkload
 

@@ -73,7 +73,8 @@ def _pyrnn_engine(threads: int | None) -> Callable[[Module, np.ndarray], Runner]
 _torch_default_threads: int | None = None
 
 
-def _import_torch() -> Any:
+def import_torch() -> Any:
+    """The torch module (its default thread count recorded first); Unavailable if missing."""
     global _torch_default_threads
     try:
         import torch
@@ -86,7 +87,7 @@ def _import_torch() -> Any:
 
 def torch_module(module: Module) -> Any:
     """The torch.nn RNN/LSTM/GRU with `module`'s configuration and weights, in eval mode."""
-    torch = _import_torch()
+    torch = import_torch()
     config = dict(module.config)
     kind = config.pop("kind")
     classes = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -99,7 +100,7 @@ def torch_module(module: Module) -> Any:
 
 def _torch_engine(threads: int | None) -> Callable[[Module, np.ndarray], Runner]:
     def prepare(module: Module, x: np.ndarray) -> Runner:
-        torch = _import_torch()
+        torch = import_torch()
         network = torch_module(module)
         tensor = torch.from_numpy(x)
         count = threads if threads is not None else _torch_default_threads
