@@ -21,6 +21,19 @@ from harness.report import format_report, write_json, write_png
 
 from pyrnn.bench.arguments import output_path, positive_int
 
+_EPILOG = """\
+examples:
+  python benchmarks/compare.py --json r.json   every workload against PyTorch and ONNX Runtime
+  python benchmarks/compare.py --quick --workloads seq-lstm-256,seq-gru-256
+  python benchmarks/compare.py --workloads stream-lstm-64,stream-overhead
+                                      streaming latency from Python
+  python benchmarks/compare.py --workloads model-stream-head,model-seq-head
+                                      whole models converted from torch
+  python benchmarks/compare.py \\
+      --workloads quant-seq-lstm-1024,quant-stream-lstm-512,quant-peers-lstm-512
+                                      weights in fp32, fp16, bf16 and int8 (pyrnn.quantize)
+"""
+
 
 def _workload_list(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -38,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
         prog="python benchmarks/compare.py",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     result.add_argument(
         "--workloads",

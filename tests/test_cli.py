@@ -158,14 +158,16 @@ def test_bench_compare_times_the_model_on_every_engine(tmp_path):
         assert entry["ratio_vs_pyrnn_out"] == pytest.approx(
             entry["us_per_step"] / steps["pyrnn-out"]["us_per_step"]
         )
-    assert steps["torch-1t"]["call"] == "LSTMCell, inference_mode"
+    # The 2-layer model has no single cell: torch and ORT run the stacked module step by step.
+    assert steps["torch-1t"]["call"] == "nn.LSTM per step (state passed back), inference_mode"
+    assert steps["ort-1t"]["call"] == "session.run per step (to_onnx graph, state fed back)"
     assert_measurements_only(out, report_text(report))
     assert_no_workload_names(out, report_text(report))
 
 
 def test_bench_compare_runs_the_modes_a_model_has(tmp_path):
-    # A bidirectional GRU has no stream and a cell no whole sequence; a 2-layer model has no
-    # one-node ONNX step graph and no torch cell: reported unavailable, not failed.
+    # A bidirectional GRU has no stream and a cell no whole sequence: each is compared in the
+    # mode it has.
     bidirectional, cell = tmp_path / "bi.safetensors", tmp_path / "cell.safetensors"
     pyrnn.save(pyrnn.GRU(3, 5, bidirectional=True, seed=0), bidirectional)
     pyrnn.save(pyrnn.RNNCell(3, 5, nonlinearity="relu", seed=0), cell)
@@ -178,18 +180,18 @@ def test_bench_compare_runs_the_modes_a_model_has(tmp_path):
         assert compare[absent] is None
         statuses = {r["engine"]: r["status"] for r in compare[present]["results"]}
         assert set(statuses.values()) == {"ok"}, statuses
-    stacked = tmp_path / "stacked.safetensors"
-    pyrnn.save(pyrnn.LSTM(3, 5, num_layers=2, seed=0), stacked)
-    report_path = tmp_path / "stacked.json"
-    result = run_cli([*args, "--model", str(stacked), "--json", str(report_path)], tmp_path)
+    # A projecting LSTM has no ONNX graph (the operator has no projection): unavailable.
+    projected = tmp_path / "projected.safetensors"
+    pyrnn.save(pyrnn.LSTM(3, 5, proj_size=2, num_layers=2, seed=0), projected)
+    report_path = tmp_path / "projected.json"
+    result = run_cli([*args, "--model", str(projected), "--json", str(report_path)], tmp_path)
     assert result.returncode == 0, result.stderr
-    step = json.loads(report_path.read_text())["compare"]["step"]
-    statuses = {r["engine"]: r["status"] for r in step["results"]}
-    assert statuses == {
-        "pyrnn": "ok", "pyrnn-out": "ok", "pyrnn-out-1t": "ok", "torch-1t": "unavailable",
-        "ort-1t": "unavailable",
-    }  # fmt: skip
-    assert "Not timed:" in result.stdout
+    compare = json.loads(report_path.read_text())["compare"]
+    for mode in ("sequence", "step"):
+        statuses = {r["engine"]: r["status"] for r in compare[mode]["results"]}
+        for engine, status in statuses.items():
+            assert status == ("unavailable" if engine.startswith("ort") else "ok"), statuses
+    assert "Not timed:" in result.stdout and "proj_size=2 cannot be exported" in result.stdout
 
 
 def test_bench_compare_on_a_batch_first_model_times_one_sequence(tmp_path):
@@ -244,8 +246,9 @@ def test_the_installed_package_holds_no_benchmark_suite():
     assert importlib.util.find_spec("pyrnn.benchmarking") is None
     root = Path(pyrnn.__file__).parent
     assert not (root / "benchmarking").exists()
-    for path in sorted(root.rglob("*.py*")):  # sources and stubs
-        assert_no_workload_names(path.read_text(encoding="utf-8"))
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".pyi"):  # sources and stubs
+            assert_no_workload_names(path.read_text(encoding="utf-8"))
     for path in [root / "cli.py", *sorted((root / "bench").glob("*.py"))]:
         assert_measurements_only(path.read_text(encoding="utf-8"))
 
@@ -461,12 +464,25 @@ def test_an_engine_with_the_wrong_output_shape_is_a_mismatch():
         lambda bias: pyrnn.RNN(5, 7, nonlinearity="relu", bias=bias, seed=1),
         lambda bias: pyrnn.LSTMCell(5, 7, bias=bias, seed=1),
         lambda bias: pyrnn.GRUCell(5, 7, bias=bias, seed=1),
+        lambda bias: pyrnn.LSTM(5, 7, num_layers=2, bias=bias, seed=1),
+        lambda bias: pyrnn.GRU(5, 7, num_layers=3, batch_first=True, bias=bias, seed=1),
+        lambda bias: pyrnn.RNN(5, 7, num_layers=2, nonlinearity="relu", bias=bias, seed=1),
     ],
-    ids=["lstm", "gru", "rnn-tanh", "rnn-relu", "lstm-cell", "gru-cell"],
+    ids=[
+        "lstm",
+        "gru",
+        "rnn-tanh",
+        "rnn-relu",
+        "lstm-cell",
+        "gru-cell",
+        "lstm-2-layers",
+        "gru-3-layers-batch-first",
+        "rnn-relu-2-layers",
+    ],
 )
 def test_step_engines_compute_what_pyrnn_computes(make, bias):
-    # Three steps carrying the state, with an odd size: a gate order, activation or bias layout
-    # mistake in the torch cell or the one-node ONNX graph shows here (tolerances as in bench).
+    # Three steps carrying the state, with an odd size: a gate order, activation, bias layout or
+    # state feedback mistake in a torch or ONNX step engine shows here (tolerances as in bench).
     module = make(bias)
     x = np.random.default_rng(2).standard_normal(5, np.float32)
     reference = scalar_stream_reference(module, x)

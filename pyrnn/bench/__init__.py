@@ -4,7 +4,8 @@ It measures the machine (one core's FMA peak and read bandwidth), times a model 
 default, or any pyrnn or PyTorch file) over a whole sequence and streamed one step per call, and
 with compare runs the same model on PyTorch and ONNX Runtime when they are installed: the whole
 sequence on every sequence engine (engines.py) and one step per call on every step engine
-(steps.py). Every engine's output is checked against pyrnn's scalar path before it is timed.
+(steps.py, checked and timed by timing.py). Every engine's output is checked against pyrnn's
+scalar path before it is timed.
 
 The names below are the public surface for scripts that time their own workloads the same way:
 
@@ -76,16 +77,19 @@ from .steps import (
     CHECK_STEPS,
     StepEngine,
     StepRunner,
+    import_onnxruntime,
     onnx_step_model,
-    prepare_step_engine,
-    scalar_stream_reference,
     step_engines,
-    step_summary,
-    time_round_robin,
     torch_cell,
-    verify_output,
 )
 from .steps import RTOL as STEP_RTOL
+from .timing import (
+    prepare_step_engine,
+    scalar_stream_reference,
+    step_summary,
+    time_round_robin,
+    verify_output,
+)
 
 
 def cpp_step_seconds(stream: Stream, x: np.ndarray, out: np.ndarray, count: int) -> float:
@@ -114,6 +118,7 @@ __all__ = [
     "format_model",
     "format_report",
     "format_table",
+    "import_onnxruntime",
     "import_torch",
     "load_model",
     "lower_bound_us",

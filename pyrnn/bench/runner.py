@@ -25,15 +25,14 @@ from ..io import FormatError, load
 from .engines import Engine, Runner, Unavailable, sequence_engines
 from .machine import flops_per_step, measure_machine
 from .steps import ATOL as STEP_ATOL
-from .steps import (
-    CHECK_STEPS,
+from .steps import CHECK_STEPS, step_engines
+from .steps import RTOL as STEP_RTOL
+from .timing import (
     prepare_step_engine,
     scalar_stream_reference,
-    step_engines,
     step_summary,
     time_round_robin,
 )
-from .steps import RTOL as STEP_RTOL
 
 # Every engine must match pyrnn's scalar path within |y - ref| <= ATOL + RTOL*|ref|. Engines sum
 # in different orders (blocked GEMMs, SIMD lanes, MKL) and the differences compound over up to

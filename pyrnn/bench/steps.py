@@ -1,7 +1,9 @@
 """A model streamed one step per call from Python, on pyrnn (s.step(x) and s.step(x, out=y)),
 on torch's RNNCell/LSTMCell/GRUCell (1 thread, inference_mode) and on an ONNX Runtime session
-run once per step over a one-node graph (1 intra-op thread). Every engine's output after a few
-steps is checked against pyrnn's scalar path before it is timed.
+run once per step over a one-node graph (1 intra-op thread). A stacked model has no single
+cell: torch runs its nn.RNN/LSTM/GRU on one step per call and ONNX Runtime its to_onnx graph,
+the state fed back either way. Every engine's output after a few steps is checked against
+pyrnn's scalar path before it is timed.
 
 Timing: each engine's call is a statement run by timeit in a loop (no wrapper function, so no
 engine pays for an extra Python frame); loops of all engines alternate round-robin so that load
@@ -12,7 +14,6 @@ a shared machine only ever adds time.
 from __future__ import annotations
 
 import contextlib
-import gc
 import timeit
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import isa
 from .._base import Module
-from .engines import Unavailable, import_torch, pyrnn_threads
+from .engines import Unavailable, import_torch, pyrnn_threads, torch_module
 
 __all__ = [
     "ATOL",
@@ -30,14 +30,10 @@ __all__ = [
     "RTOL",
     "StepEngine",
     "StepRunner",
+    "import_onnxruntime",
     "onnx_step_model",
-    "prepare_step_engine",
-    "scalar_stream_reference",
     "step_engines",
-    "step_summary",
-    "time_round_robin",
     "torch_cell",
-    "verify_output",
 ]
 
 # One step engine must match pyrnn's scalar path within ATOL + RTOL*|ref| after CHECK_STEPS steps.
@@ -162,15 +158,7 @@ def torch_cell(module: Module) -> Any:
     return cell.eval()
 
 
-def _prepare_torch(module: Module, x: np.ndarray) -> StepRunner:
-    torch = import_torch()
-    cell = torch_cell(module)
-    shape = _shape(module)
-    lstm = shape.kind == "lstm"
-    xt = torch.from_numpy(x[None].copy())
-    zeros = torch.zeros(1, shape.hidden_size)
-    initial: Any = (zeros, zeros.clone()) if lstm else zeros
-
+def _torch_one_thread(torch: Any) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     @contextlib.contextmanager
     def context() -> Iterator[None]:
         previous = torch.get_num_threads()
@@ -180,6 +168,27 @@ def _prepare_torch(module: Module, x: np.ndarray) -> StepRunner:
                 yield
         finally:
             torch.set_num_threads(previous)
+
+    return context
+
+
+def _single_layer(module: Module) -> bool:
+    """Whether `module` is one cell's worth of weights: a cell, or 1 layer without projection."""
+    shape = _shape(module)
+    return shape.num_layers == 1 and not shape.proj_size and not shape.bidirectional
+
+
+def _prepare_torch(module: Module, x: np.ndarray) -> StepRunner:
+    if not _single_layer(module):
+        return _prepare_torch_stacked(module, x)
+    torch = import_torch()
+    cell = torch_cell(module)
+    shape = _shape(module)
+    lstm = shape.kind == "lstm"
+    xt = torch.from_numpy(x[None].copy())
+    zeros = torch.zeros(1, shape.hidden_size)
+    initial: Any = (zeros, zeros.clone()) if lstm else zeros
+    context = _torch_one_thread(torch)
 
     def check() -> np.ndarray:
         with context():
@@ -195,6 +204,31 @@ def _prepare_torch(module: Module, x: np.ndarray) -> StepRunner:
         setup="state = initial",
         context=context,
         call=f"{type(cell).__name__}, inference_mode",
+    )
+
+
+def _prepare_torch_stacked(module: Module, x: np.ndarray) -> StepRunner:
+    """A stacked (or projecting) module has no single torch cell: its torch.nn module is called
+    on one step at a time, the state it returns passed back in, as a caller streams with it."""
+    torch = import_torch()
+    network = torch_module(module)
+    xt = torch.from_numpy(x.reshape(1, 1, -1).copy())  # one step of one row, either layout
+    context = _torch_one_thread(torch)
+
+    def check() -> np.ndarray:
+        with context():
+            state = None
+            for _ in range(CHECK_STEPS):
+                y, state = network(xt, state)
+        return np.asarray(y.reshape(-1).numpy())
+
+    return StepRunner(
+        check=check,
+        statement="y, state = network(x, state)",
+        namespace={"network": network, "x": xt},
+        setup="state = None",
+        context=context,
+        call=f"nn.{type(network).__name__} per step (state passed back), inference_mode",
     )
 
 
@@ -245,19 +279,26 @@ def onnx_step_model(module: Module) -> Any:
     return model
 
 
-def _prepare_ort(module: Module, x: np.ndarray) -> StepRunner:
+def _ort_session(model: Any) -> Any:
+    """An ONNX Runtime session of `model` on 1 intra-op thread, sequential execution."""
     try:
         import onnxruntime as ort
     except ImportError as error:
         raise Unavailable(f"onnxruntime is not installed ({error})") from None
-    model = onnx_step_model(module)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(
+    return ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
+
+
+def _prepare_ort(module: Module, x: np.ndarray) -> StepRunner:
+    if not _single_layer(module):
+        return _prepare_ort_stacked(module, x)
+    import_onnxruntime()
+    session = _ort_session(onnx_step_model(module))
     shape = _shape(module)
     size = shape.hidden_size
     lstm = shape.kind == "lstm"
@@ -282,6 +323,53 @@ def _prepare_ort(module: Module, x: np.ndarray) -> StepRunner:
     )
 
 
+def _prepare_ort_stacked(module: Module, x: np.ndarray) -> StepRunner:
+    """A stacked module's graph (pyrnn.onnx_export.to_onnx, with initial-state inputs) run on
+    one step at a time, its final state fed back as the next step's initial state."""
+    import_onnxruntime()  # before onnx: the missing runtime is what the report names
+    try:
+        from ..onnx_export import to_onnx
+
+        model = to_onnx(module, initial_state=True)
+    except ImportError as error:
+        raise Unavailable(f"onnx is not installed ({error})") from None
+    except ValueError as error:  # e.g. a projection, which ONNX's LSTM lacks
+        raise Unavailable(str(error)) from None
+    session = _ort_session(model)
+    shape = _shape(module)
+    lstm = shape.kind == "lstm"
+    states, outputs = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])
+    rows = shape.num_layers * (2 if shape.bidirectional else 1)
+
+    def fresh_feeds() -> dict[str, np.ndarray]:
+        zeros = {name: np.zeros((rows, 1, shape.hidden_size), np.float32) for name in states}
+        return {"input": x.reshape(1, 1, -1), **zeros}
+
+    def check() -> np.ndarray:
+        feeds = fresh_feeds()
+        for _ in range(CHECK_STEPS):
+            y, *fed_back = session.run(["output", *outputs], feeds)
+            feeds.update(zip(states, fed_back, strict=True))
+        return np.asarray(y).reshape(-1)
+
+    fed_back = ", ".join(f"feeds[{name!r}]" for name in states)
+    return StepRunner(
+        check=check,
+        statement=f"y, {fed_back} = run(outputs, feeds)",
+        namespace={"run": session.run, "outputs": ["output", *outputs], "feeds": fresh_feeds()},
+        call="session.run per step (to_onnx graph, state fed back)",
+    )
+
+
+def import_onnxruntime() -> Any:
+    """The onnxruntime module; Unavailable if it is not installed."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise Unavailable(f"onnxruntime is not installed ({error})") from None
+    return onnxruntime
+
+
 def step_engines() -> list[StepEngine]:
     """pyrnn's step without and with out= (the ratios are against the latter), the latter again
     on 1 thread, then the peers with 1 thread. pyrnn runs at its default thread count except
@@ -293,94 +381,3 @@ def step_engines() -> list[StepEngine]:
         StepEngine("torch-1t", "torch", _prepare_torch),
         StepEngine("ort-1t", "onnxruntime", _prepare_ort),
     ]
-
-
-# -- timing -------------------------------------------------------------------------------------
-def time_round_robin(
-    runners: list[StepRunner], budget: float, repeats: int
-) -> list[list[float] | str]:
-    """Seconds per step of `repeats` loops of each runner, each loop lasting about
-    budget/repeats seconds. Loops alternate between runners (the order rotated every round). A
-    runner that raises gets its error text instead of times."""
-    outcome: list[list[float] | str] = [[] for _ in runners]
-    numbers = [1] * len(runners)
-    for index, runner in enumerate(runners):  # calibrate: loops of at least 10 ms
-        try:
-            number, elapsed = 1, runner.seconds(1)
-            while elapsed < 0.01:
-                number *= 4
-                elapsed = runner.seconds(number)
-            numbers[index] = max(1, round(number * (budget / repeats) / elapsed))
-        except Exception as error:
-            outcome[index] = f"{type(error).__name__}: {error}"
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for round_ in range(repeats):
-            for offset in range(len(runners)):
-                index = (round_ + offset) % len(runners)
-                times = outcome[index]
-                if isinstance(times, str):
-                    continue
-                try:
-                    times.append(runners[index].seconds(numbers[index]) / numbers[index])
-                except Exception as error:
-                    outcome[index] = f"{type(error).__name__}: {error}"
-    finally:
-        if enabled:
-            gc.enable()
-    return outcome
-
-
-def step_summary(times: list[float]) -> dict[str, Any]:
-    """The figures of a runner's loops (seconds per step each): the best, median and all, in us."""
-    return {
-        "us_per_step": 1e6 * min(times),  # best loop: noise only ever adds time
-        "median_us": 1e6 * float(np.median(times)),
-        "times_us": [1e6 * t for t in times],
-    }
-
-
-def scalar_stream_reference(module: Module, x: np.ndarray, steps: int = CHECK_STEPS) -> np.ndarray:
-    """The output of a fresh stream after `steps` steps of x, on pyrnn's scalar kernels."""
-    previous = isa.active_isa()
-    isa.set_isa("scalar")
-    try:
-        stream = module.stream(batch=None if x.ndim == 1 else x.shape[0])
-        for _ in range(steps):
-            y = stream.step(x)
-        return y
-    finally:
-        isa.set_isa(previous)
-
-
-def verify_output(output: Any, reference: np.ndarray) -> tuple[str, float, str]:
-    """(status, max |err|, reason) of an engine's output against the reference."""
-    output = np.asarray(output, dtype=np.float32)
-    if output.shape != reference.shape:
-        return "mismatch", float("nan"), f"output shape {output.shape}, expected {reference.shape}"
-    error = np.abs(output - reference)
-    worst = float(error.max())
-    if bool(np.any(~(error <= ATOL + RTOL * np.abs(reference)))):  # NaN counts as a mismatch
-        return "mismatch", worst, f"max |err| {worst:.3g} vs pyrnn's scalar path"
-    return "ok", worst, ""
-
-
-def prepare_step_engine(
-    engine: StepEngine, module: Module, x: np.ndarray, reference: np.ndarray
-) -> tuple[dict[str, Any], StepRunner | None]:
-    """Prepares `engine` and checks its output against `reference`. The runner comes back only
-    when the output matches: the speed of a wrong result means nothing."""
-    result: dict[str, Any] = {"engine": engine.name, "library": engine.library}
-    try:
-        runner = engine.prepare(module, x)
-        output = runner.check()
-    except Unavailable as unavailable:
-        return {**result, "status": "unavailable", "reason": str(unavailable)}, None
-    except Exception as failure:  # an engine failing must not sink the rest of the comparison
-        return {**result, "status": "error", "reason": f"{type(failure).__name__}: {failure}"}, None
-    result.update(threads=runner.threads, call=runner.call)
-    status, result["max_abs_err"], reason = verify_output(output, reference)
-    if status != "ok":
-        return {**result, "status": status, "reason": reason}, None
-    return {**result, "status": "ok"}, runner
