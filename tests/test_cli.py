@@ -194,6 +194,44 @@ def test_bench_compare_runs_the_modes_a_model_has(tmp_path):
     assert "Not timed:" in result.stdout and "proj_size=2 cannot be exported" in result.stdout
 
 
+def test_bench_compare_on_a_quantised_model_reports_the_peers_unavailable(tmp_path):
+    # The peers run float32 weights: pyrnn's int8 rows are timed, the peers' say why not.
+    path, report_path = tmp_path / "int8.safetensors", tmp_path / "r.json"
+    pyrnn.save(pyrnn.quantize(pyrnn.LSTM(8, 16, seed=0), "int8"), path)
+    args = ["bench", "--quick", "--repeats", "1", "--compare", "--model", str(path)]
+    result = run_cli([*args, "--json", str(report_path)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    compare = json.loads(report_path.read_text())["compare"]
+    for mode in ("sequence", "step"):
+        for entry in compare[mode]["results"]:
+            if entry["library"] == "pyrnn":
+                assert entry["status"] == "ok", entry
+            else:
+                assert entry["status"] == "unavailable", entry
+                assert "int8" in entry["reason"], entry
+    assert "Not timed:" in result.stdout
+
+
+def test_an_engine_that_fails_to_prepare_is_reported_and_the_others_timed():
+    module = pyrnn.GRU(3, 4, seed=0)
+    x = np.ones((5, 1, 3), np.float32)
+    reference = scalar_reference(module, x)
+
+    def choke(module, x):
+        raise TypeError("cannot build this model")
+
+    engines = [
+        Engine("choking", "test", choke),
+        Engine("fine", "test", lambda m, x: Runner(run=lambda: reference)),
+    ]
+    from pyrnn.bench import run_engines
+
+    choking, fine = run_engines(engines, module, x, reference, 1.0, 1.0, BenchOptions(repeats=1))
+    assert choking["status"] == "error"
+    assert choking["reason"] == "TypeError: cannot build this model"
+    assert fine["status"] == "ok" and len(fine["times_s"]) == 1
+
+
 def test_bench_compare_on_a_batch_first_model_times_one_sequence(tmp_path):
     # A batch_first model reads (N, T, I): its sequence must be one row of T steps, not T rows
     # of one step, or its time per step would be that of a batch of T.

@@ -85,9 +85,20 @@ def import_torch() -> Any:
     return torch
 
 
+def float32_weights(module: Module, peer: str) -> None:
+    """Raises Unavailable when `module` stores reduced-precision weights (pyrnn.quantize): a
+    peer given the same module needs them as float32."""
+    if module.weight_dtype != "fp32":
+        raise Unavailable(
+            f"{peer} runs float32 weights; this model stores {module.weight_dtype} weights "
+            "(pyrnn.quantize): compare the float32 model it was made from"
+        )
+
+
 def torch_module(module: Module) -> Any:
     """The torch.nn RNN/LSTM/GRU with `module`'s configuration and weights, in eval mode."""
     torch = import_torch()
+    float32_weights(module, "torch")
     config = dict(module.config)
     kind = config.pop("kind")
     classes = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}

@@ -151,6 +151,8 @@ def prepare_engine(
         runner = engine.prepare(module, x)
     except Unavailable as unavailable:
         return {**result, "status": "unavailable", "reason": str(unavailable)}, None
+    except Exception as failure:  # a peer choking on a model must not sink the comparison
+        return {**result, "status": "error", "reason": f"{type(failure).__name__}: {failure}"}, None
     result["threads"] = runner.threads
     try:
         with runner.context():

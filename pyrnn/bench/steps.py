@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._base import Module
-from .engines import Unavailable, import_torch, pyrnn_threads, torch_module
+from .engines import Unavailable, float32_weights, import_torch, pyrnn_threads, torch_module
 
 __all__ = [
     "ATOL",
@@ -145,6 +145,7 @@ def torch_cell(module: Module) -> Any:
     """The torch.nn RNNCell/LSTMCell/GRUCell with the weights of a 1-layer `module` (or a cell),
     in eval mode."""
     torch = import_torch()
+    float32_weights(module, "torch")
     shape = _shape(module)
     if shape.num_layers != 1 or shape.proj_size or shape.bidirectional:
         raise Unavailable(f"no torch cell for {module!r}")
@@ -244,6 +245,7 @@ def onnx_step_model(module: Module) -> Any:
         raise Unavailable(f"onnx is not installed ({error})") from None
     from ..onnx_export import _IR_VERSION, ONNX_OPSET, _reorder_gates
 
+    float32_weights(module, "onnxruntime")
     shape = _shape(module)
     if shape.num_layers != 1 or shape.proj_size or shape.bidirectional:
         raise Unavailable(f"no one-node ONNX step graph for {module!r}")
