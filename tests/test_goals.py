@@ -41,7 +41,7 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-# -- stubbed measurements, with the keys `pyrnn bench --json` writes ----------------------------
+# -- stubbed measurements, with the keys `compare.py --json` writes --------------------------------
 def _stream(
     name: str, ratios: dict[str, float | None], batch: float | None = None
 ) -> dict[str, Any]:

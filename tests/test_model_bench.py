@@ -1,6 +1,7 @@
-"""The whole-model benchmark workloads (model-stream-head, model-seq-head): `pyrnn bench` runs
-them and reports their measurements without any goal (benchmarks/models.py and
-benchmarks/compare.py judge the goals of benchmarks/goals.py on them: tests/test_goals.py).
+"""The whole-model benchmark workloads (model-stream-head, model-seq-head) of the project's
+comparison suite (benchmarks/harness/): benchmarks/compare.py runs them and reports their
+measurements in tables without any goal, then judges the goals of benchmarks/goals.py on them
+(as benchmarks/models.py does: tests/test_goals.py).
 Commands run in a subprocess from a scratch folder, with tiny repeat counts; no test asserts
 anything about timings."""
 

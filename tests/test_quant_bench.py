@@ -1,8 +1,9 @@
 """The reduced-precision benchmark workloads (quant-seq-lstm-1024, quant-stream-lstm-512,
-quant-peers-lstm-512): `pyrnn bench` runs them and reports their measurements without any goal
-(benchmarks/quantized.py and benchmarks/compare.py judge the goals of benchmarks/goals.py on
-them). Commands run in a subprocess from a scratch folder with --quick and one repeat; no test
-asserts anything about timings."""
+quant-peers-lstm-512) of the project's comparison suite (benchmarks/harness/):
+benchmarks/compare.py runs them and reports their measurements in tables without any goal, then
+judges the goals of benchmarks/goals.py on them (as benchmarks/quantized.py does). Commands
+run in a subprocess from a scratch folder with --quick and one repeat; no test asserts anything
+about timings."""
 
 from __future__ import annotations
 
