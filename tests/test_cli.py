@@ -75,7 +75,8 @@ def test_bench_quick_prints_hardware_and_model_table(tmp_path):
     header = next(line for line in out.splitlines() if line.startswith("mode"))
     assert header.split() == ["mode", "us/step", "GFLOP/s", "%", "peak"]
     assert "whole sequence" in out and "stream step, s.step(x, out=y)" in out
-    assert "Comparison" not in out and "Streaming" not in out  # only with --compare
+    assert "Whole sequence of" not in out and "Stream:" not in out  # only with --compare
+    assert "Comparison" not in out and "Streaming" not in out  # the project's suite
 
 
 # Words of a verdict on a goal, which the package never prints or writes.
