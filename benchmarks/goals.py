@@ -1,5 +1,5 @@
-"""The project's speed goals, judged on the measurements `pyrnn bench` reports (its JSON
-"workloads"): streaming (pyrnn/benchmarking/streaming.py), whole models (models.py) and
+"""The project's speed goals, judged on the measurements benchmarks/compare.py reports (its JSON
+"workloads"): streaming (benchmarks/harness/streaming.py), whole models (models.py) and
 reduced-precision weights (quantized.py). The package measures; only this folder holds the goals
 and says met or missed.
 

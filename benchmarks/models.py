@@ -1,7 +1,7 @@
-"""Whole models converted with pyrnn.from_torch: the model workloads of `pyrnn bench --compare`
-(pyrnn/benchmarking/models.py) without the machine probes and the other workloads, followed by
+"""Whole models converted with pyrnn.from_torch: the model workloads of compare.py
+(benchmarks/harness/models.py) without the machine probes and the other workloads, followed by
 each of their goals (goals.py), met or missed with the measured value. It takes 15 repeats by
-default, not `pyrnn bench`'s 5: a model(x) over T=1000 lasts ~25 ms, and the median of 5 such
+default, not compare.py's 5: a model(x) over T=1000 lasts ~25 ms, and the median of 5 such
 calls on a shared machine moved the model/LSTM ratio by +-10%, as much as the 1.1x goal allows.
 
     python benchmarks/models.py                     # the table and the goals
@@ -17,17 +17,16 @@ import sys
 from typing import Any
 
 from goals import evaluate, format_goals
-
-from pyrnn.benchmarking import WORKLOADS, BenchOptions, ModelWorkload
-from pyrnn.benchmarking.models import run_model_workload
-from pyrnn.benchmarking.report import format_models
+from harness import WORKLOADS, BenchOptions, ModelWorkload
+from harness.models import run_model_workload
+from harness.report import format_models
 
 REPEATS = 15
 MODEL_WORKLOADS = {name: w for name, w in WORKLOADS.items() if isinstance(w, ModelWorkload)}
 
 
 def run(names: list[str], quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
-    """The model workloads' measurements ("workloads", as `pyrnn bench` reports them) and the
+    """The model workloads' measurements ("workloads", as compare.py reports them) and the
     goals judged on them ("goals")."""
     options = BenchOptions(quick=quick, repeats=repeats)
 

@@ -1,5 +1,5 @@
-"""Variable-length batches: the packed workloads of `pyrnn bench --compare`
-(pyrnn/benchmarking/packed.py), a batch of sequences of uneven lengths run packed, run fully
+"""Variable-length batches: the packed workloads of `python benchmarks/compare.py`
+(benchmarks/harness/packed.py), a batch of sequences of uneven lengths run packed, run fully
 padded, and run packed by torch, all on one thread, followed by each of their goals (goals.py),
 met or missed with the measured value. 9 repeats by default: the goals are ratios of engines
 timed in turns.
@@ -16,10 +16,9 @@ import sys
 from typing import Any
 
 from goals import evaluate, format_goals
-
-from pyrnn.benchmarking import BenchOptions
-from pyrnn.benchmarking.packed import PACKED_WORKLOADS, run_packed_workload
-from pyrnn.benchmarking.report import format_packed
+from harness import BenchOptions
+from harness.packed import PACKED_WORKLOADS, run_packed_workload
+from harness.report import format_packed
 
 REPEATS = 9
 

@@ -1,7 +1,7 @@
-"""Reduced-precision weights: the quantized workloads of `pyrnn bench --compare`
-(pyrnn/benchmarking/quantized.py) with the FMA peak probe their bounds need, without the other
+"""Reduced-precision weights: the quantized workloads of `python benchmarks/compare.py`
+(benchmarks/harness/quantized.py) with the FMA peak probe their bounds need, without the other
 workloads and probes, followed by each of their goals (goals.py), met or missed with the measured
-value. It takes 15 repeats by default, not `pyrnn bench`'s 5: the goals are ratios of engines
+value. It takes 15 repeats by default, not compare.py's 5: the goals are ratios of engines
 timed in turns, and on a shared machine the median of 5 calls moved them by +-10%.
 
     python benchmarks/quantized.py                  # the table and the goals
@@ -17,11 +17,11 @@ import sys
 from typing import Any
 
 from goals import evaluate, format_goals
+from harness import WORKLOADS, BenchOptions, QuantWorkload
+from harness.quantized import run_quant_workload
+from harness.report import format_quantized
 
-from pyrnn.benchmarking import WORKLOADS, BenchOptions, QuantWorkload
-from pyrnn.benchmarking.machine import measure_peak
-from pyrnn.benchmarking.quantized import run_quant_workload
-from pyrnn.benchmarking.report import format_quantized
+from pyrnn.bench.machine import measure_peak
 
 REPEATS = 15
 QUANT_WORKLOADS = {name: w for name, w in WORKLOADS.items() if isinstance(w, QuantWorkload)}
@@ -29,7 +29,7 @@ QUANT_WORKLOADS = {name: w for name, w in WORKLOADS.items() if isinstance(w, Qua
 
 def run(names: list[str], quick: bool = False, repeats: int | None = None) -> dict[str, Any]:
     """The FMA peak ("machine"), the quantized workloads' measurements ("workloads", as
-    `pyrnn bench` reports them) and the goals judged on them ("goals")."""
+    compare.py reports them) and the goals judged on them ("goals")."""
     options = BenchOptions(quick=quick, repeats=repeats)
 
     def progress(message: str) -> None:

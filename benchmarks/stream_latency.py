@@ -1,6 +1,6 @@
 """Per-step streaming latency from Python: pyrnn streams against torch's LSTMCell/GRUCell and
 ONNX Runtime's per-step session.run, all measured in the same process and run — the streaming
-part of `pyrnn bench --compare` (pyrnn/benchmarking/streaming.py), without the machine probes
+part of `python benchmarks/compare.py` (benchmarks/harness/streaming.py), without the machine probes
 and the other workloads — followed by each streaming goal (goals.py), met or missed with the
 measured value.
 
@@ -17,10 +17,9 @@ import sys
 from typing import Any
 
 from goals import evaluate, format_goals
-
-from pyrnn.benchmarking import WORKLOADS, BenchOptions, StreamWorkload
-from pyrnn.benchmarking.report import format_streaming
-from pyrnn.benchmarking.streaming import run_stream_workload
+from harness import WORKLOADS, BenchOptions, StreamWorkload
+from harness.report import format_streaming
+from harness.streaming import run_stream_workload
 
 STREAM_WORKLOADS = {name: w for name, w in WORKLOADS.items() if isinstance(w, StreamWorkload)}
 
@@ -28,7 +27,7 @@ STREAM_WORKLOADS = {name: w for name, w in WORKLOADS.items() if isinstance(w, St
 def run(
     names: list[str] | None = None, quick: bool = False, repeats: int | None = None
 ) -> dict[str, Any]:
-    """The stream workloads' measurements ("workloads", as `pyrnn bench` reports them; all of
+    """The stream workloads' measurements ("workloads", as compare.py reports them; all of
     them when `names` is None) and the goals judged on them ("goals")."""
     options = BenchOptions(quick=quick, repeats=repeats)
 

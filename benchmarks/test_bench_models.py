@@ -1,5 +1,5 @@
 """pytest-benchmark cases for whole models converted with pyrnn.from_torch: the model workloads
-of `pyrnn bench --compare` (pyrnn/benchmarking/models.py) on every engine, each output checked
+of compare.py (benchmarks/harness/models.py) on every engine, each output checked
 against pyrnn's scalar path first. `python benchmarks/models.py` prints the summary table with
 the goals.
 
@@ -15,20 +15,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from pyrnn.benchmarking.engines import Unavailable
-from pyrnn.benchmarking.models import (
+from harness.models import (
     model_case,
     model_sequence_reference,
     model_stream_reference,
     sequence_engines,
     step_engines,
 )
-from pyrnn.benchmarking.runner import ATOL as SEQUENCE_ATOL
-from pyrnn.benchmarking.runner import RTOL as SEQUENCE_RTOL
-from pyrnn.benchmarking.runner import scalar_reference
-from pyrnn.benchmarking.streaming import ATOL, RTOL, scalar_stream_reference
-from pyrnn.benchmarking.workloads import WORKLOADS, ModelWorkload
+from harness.runner import ATOL as SEQUENCE_ATOL
+from harness.runner import RTOL as SEQUENCE_RTOL
+from harness.runner import scalar_reference
+from harness.streaming import ATOL, RTOL, scalar_stream_reference
+from harness.workloads import WORKLOADS, ModelWorkload
+
+from pyrnn.bench.engines import Unavailable
 
 MODELS = {name: w for name, w in WORKLOADS.items() if isinstance(w, ModelWorkload)}
 STREAMED = [name for name, w in MODELS.items() if w.mode == "stream"]

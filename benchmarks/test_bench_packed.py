@@ -11,8 +11,7 @@ without torch.
 from __future__ import annotations
 
 import pytest
-
-from pyrnn.benchmarking.packed import PACKED_WORKLOADS, _one_thread, check, engines, packed_case
+from harness.packed import PACKED_WORKLOADS, _one_thread, check, engines, packed_case
 
 
 @pytest.fixture(scope="module", params=list(PACKED_WORKLOADS))

@@ -1,5 +1,5 @@
 """pytest-benchmark cases for weights in each type of pyrnn.quantize: the quantized workloads of
-`pyrnn bench --compare` (pyrnn/benchmarking/quantized.py) on every engine, each output checked
+compare.py (benchmarks/harness/quantized.py) on every engine, each output checked
 first (pyrnn's against its scalar kernels on the same quantised model, the peers' against the
 float32 model within PEER_TOLERANCES). `python benchmarks/quantized.py` prints the summary table
 with the bounds and the goals.
@@ -16,20 +16,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from pyrnn.benchmarking.engines import Unavailable
-from pyrnn.benchmarking.quantized import (
+from harness.quantized import (
     PEER_TOLERANCES,
     QuantCase,
     quant_case,
     sequence_engines,
     step_engines,
 )
-from pyrnn.benchmarking.runner import ATOL as SEQUENCE_ATOL
-from pyrnn.benchmarking.runner import RTOL as SEQUENCE_RTOL
-from pyrnn.benchmarking.runner import scalar_reference
-from pyrnn.benchmarking.streaming import ATOL, RTOL, scalar_stream_reference
-from pyrnn.benchmarking.workloads import WORKLOADS, QuantWorkload
+from harness.runner import ATOL as SEQUENCE_ATOL
+from harness.runner import RTOL as SEQUENCE_RTOL
+from harness.runner import scalar_reference
+from harness.streaming import ATOL, RTOL, scalar_stream_reference
+from harness.workloads import WORKLOADS, QuantWorkload
+
+from pyrnn.bench.engines import Unavailable
 
 QUANT = {name: w for name, w in WORKLOADS.items() if isinstance(w, QuantWorkload)}
 STREAMED = [name for name, w in QUANT.items() if w.mode == "stream"]

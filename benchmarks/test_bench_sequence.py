@@ -1,4 +1,4 @@
-"""pytest-benchmark cases for the comparison workloads (the same ones `pyrnn bench --compare`
+"""pytest-benchmark cases for the comparison workloads (the same ones `python benchmarks/compare.py`
 runs): every workload on every engine, each output checked against pyrnn's scalar path first.
 
     pytest benchmarks --benchmark-only                      # everything (minutes)
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from harness.runner import ATOL, RTOL, scalar_reference
+from harness.workloads import WORKLOADS, SequenceWorkload, flops_per_step
 
-from pyrnn.benchmarking.engines import Unavailable, sequence_engines
-from pyrnn.benchmarking.runner import ATOL, RTOL, scalar_reference
-from pyrnn.benchmarking.workloads import WORKLOADS, SequenceWorkload, flops_per_step
+from pyrnn.bench.engines import Unavailable, sequence_engines
 
 ENGINES = {engine.name: engine for engine in sequence_engines()}
 # The stream workloads have their own cases, in test_bench_stream.py.

@@ -1,6 +1,6 @@
 """pytest-benchmark cases for streaming: one step from Python on pyrnn streams, torch cells and
 onnxruntime, and a batch=64 stream against 64 separate ones. The same engines and workloads as
-the streaming part of `pyrnn bench --compare` (pyrnn/benchmarking/streaming.py), which prints
+the streaming part of `python benchmarks/compare.py` (benchmarks/harness/streaming.py), which prints
 the summary table; `python benchmarks/stream_latency.py` prints it with the goals.
 
     pytest benchmarks/test_bench_stream.py --benchmark-only
@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from pyrnn.benchmarking.engines import Unavailable
-from pyrnn.benchmarking.streaming import (
+from harness.streaming import (
     ATOL,
     RTOL,
     scalar_stream_reference,
     step_engines,
 )
-from pyrnn.benchmarking.workloads import WORKLOADS, StreamWorkload
+from harness.workloads import WORKLOADS, StreamWorkload
+
+from pyrnn.bench.engines import Unavailable
 
 ENGINES = {engine.name: engine for engine in step_engines() if engine.name != "pyrnn-c++"}
 LATENCY = {

@@ -20,6 +20,9 @@ import pyrnn
 # Helper modules of the test suite (numpy_reference.py, ...) import as top-level modules even
 # under --import-mode=importlib.
 sys.path.insert(0, str(Path(__file__).parent))
+# The project's benchmark harness (benchmarks/harness/, not part of the installed package) is
+# tested from the repository checkout; appended, so nothing in benchmarks/ shadows a module.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 KNOWN_ISAS = ("scalar", "avx2", "avx512", "neon")
 

@@ -41,7 +41,7 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-# -- stubbed measurements, with the keys `pyrnn bench --json` writes ----------------------------
+# -- stubbed measurements, with the keys `compare.py --json` writes --------------------------------
 def _stream(
     name: str, ratios: dict[str, float | None], batch: float | None = None
 ) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def _model(name: str, ratios: dict[str, float | None], versus: float | None) -> 
 
 # -- judging ------------------------------------------------------------------------------------
 def test_every_goal_names_a_workload_the_package_measures(monkeypatch):
-    from pyrnn.benchmarking import WORKLOADS
+    from harness import WORKLOADS
 
     goals = load_script("goals", monkeypatch)
     assert [(g.workload, g.metric, g.target, g.at_most) for g in goals.GOALS[:9]] == [
@@ -154,11 +154,11 @@ def test_packed_goals_are_judged_at_most_and_at_least(monkeypatch):
 
 
 def test_packed_workload_runs_and_reports_per_sequence_step():
-    """A tiny packed workload through the package's runner (no timing is asserted): every
+    """A tiny packed workload through the suite's runner (no timing is asserted): every
     engine reports its time over the sequence steps it was asked for."""
-    from pyrnn.benchmarking import BenchOptions, PackedWorkload
-    from pyrnn.benchmarking.packed import run_packed_workload
-    from pyrnn.benchmarking.report import format_packed
+    from harness import BenchOptions, PackedWorkload
+    from harness.packed import run_packed_workload
+    from harness.report import format_packed
 
     tiny = PackedWorkload("tiny-packed", 3, 5, batch=4, max_length=9)
     result = run_packed_workload(tiny, {}, BenchOptions(repeats=1), lambda message: None)
@@ -333,7 +333,7 @@ def test_models_script_prints_the_table_and_the_model_goals(tmp_path, monkeypatc
 
 
 def test_compare_script_prints_the_goals_after_the_package_s_report(tmp_path):
-    # The real `pyrnn bench --compare` first (measurements only), then the verdicts.
+    # The real tables first (measurements only), then the verdicts.
     script = str(BENCHMARKS / "compare.py")
     result = run([script, *QUICK, "--workloads", "stream-overhead"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -349,17 +349,17 @@ def test_compare_script_prints_the_goals_after_the_package_s_report(tmp_path):
 
 
 def compare_script(monkeypatch: pytest.MonkeyPatch, workloads: list[dict[str, Any]]) -> Any:
-    """benchmarks/compare.py with `pyrnn bench` replaced by one writing a report of
-    `workloads` to the --json path it was given; the arguments it got are in `calls`."""
+    """benchmarks/compare.py with its run replaced by one returning a report of `workloads` (and
+    its tables by nothing); the options of each run are in `calls`."""
     module = load_script("compare", monkeypatch)
     module.calls = []
 
-    def bench(args: list[str]) -> int:
-        module.calls.append(list(args))
-        Path(args[args.index("--json") + 1]).write_text(json.dumps({"workloads": workloads}))
-        return 0
+    def bench(options: Any, progress: Any) -> dict[str, Any]:
+        module.calls.append(options)
+        return {"workloads": workloads}
 
-    monkeypatch.setattr(module, "main", bench)
+    monkeypatch.setattr(module, "run_bench", bench)
+    monkeypatch.setattr(module, "format_report", lambda report: "")
     return module
 
 
@@ -370,10 +370,8 @@ def test_compare_script_judges_the_goals_of_what_ran(tmp_path, monkeypatch, caps
     ]
     compare = compare_script(monkeypatch, measured)
     assert compare.compare(["--quick", "--workloads", "stream-lstm-64,model-seq-head"]) == 0
-    (args,) = compare.calls
-    assert args[:4] == ["bench", "--compare", "--quick", "--workloads"]
-    assert args[-2] == "--json"  # a report of its own, in a scratch folder, gone afterwards
-    assert not Path(args[-1]).exists()
+    (options,) = compare.calls
+    assert options.quick and options.workloads == ["stream-lstm-64", "model-seq-head"]
     out = capsys.readouterr().out
     assert "Goals (benchmarks/goals.py), judged on this run" in out
     verdicts = [line for line in out.splitlines() if line.startswith("goal ")]
@@ -395,8 +393,12 @@ def test_compare_script_judges_the_goals_of_what_ran(tmp_path, monkeypatch, caps
     report_path = tmp_path / "mine.json"
     compare.calls.clear()
     assert compare.compare(["--json", str(report_path)]) == 0
-    assert compare.calls == [["bench", "--compare", "--json", str(report_path)]]
-    assert report_path.exists()  # the caller's report is the one read, and kept
+    (options,) = compare.calls
+    from harness import WORKLOADS
+
+    assert not options.quick and options.workloads == list(WORKLOADS)
+    # The report judged is the one written: goals.py reads nothing the JSON does not hold.
+    assert json.loads(report_path.read_text()) == {"workloads": measured}
     assert "goal met" in capsys.readouterr().out
 
 

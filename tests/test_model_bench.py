@@ -1,6 +1,7 @@
-"""The whole-model benchmark workloads (model-stream-head, model-seq-head): `pyrnn bench` runs
-them and reports their measurements without any goal (benchmarks/models.py and
-benchmarks/compare.py judge the goals of benchmarks/goals.py on them: tests/test_goals.py).
+"""The whole-model benchmark workloads (model-stream-head, model-seq-head) of the project's
+comparison suite (benchmarks/harness/): benchmarks/compare.py runs them and reports their
+measurements in tables without any goal, then judges the goals of benchmarks/goals.py on them
+(as benchmarks/models.py does: tests/test_goals.py).
 Commands run in a subprocess from a scratch folder, with tiny repeat counts; no test asserts
 anything about timings."""
 
@@ -13,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import pyrnn
-from pyrnn.benchmarking import WORKLOADS, ModelWorkload
-from pyrnn.benchmarking.models import (
+from harness import WORKLOADS, ModelWorkload
+from harness.models import (
     model_case,
     model_sequence_reference,
     model_stream_reference,
@@ -24,9 +23,13 @@ from pyrnn.benchmarking.models import (
     torch_model,
 )
 
+import pyrnn
+
 STEP_ENGINES = ["pyrnn", "pyrnn-out", "lstm-out", "lstm-c++", "torch-1t", "torch-lstm-1t", "ort-1t"]
 SEQUENCE_ENGINES = ["pyrnn", "lstm", "torch-1t", "ort-1t"]
 QUICK = ["--quick", "--repeats", "1"]
+# The project's comparison suite, run from the repository checkout.
+COMPARE = str(Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py")
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -49,18 +52,17 @@ def test_model_workloads_are_registered():
 
 def test_bench_compare_model_workloads_table_json_and_png(tmp_path):
     report_path, chart_path = tmp_path / "r.json", tmp_path / "r.png"
-    args = ["bench", *QUICK, "--workloads", "model-stream-head,model-seq-head"]
-    result = run(
-        ["-m", "pyrnn.cli", *args, "--json", str(report_path), "--png", str(chart_path)], tmp_path
-    )
+    args = [*QUICK, "--workloads", "model-stream-head,model-seq-head"]
+    result = run([COMPARE, *args, "--json", str(report_path), "--png", str(chart_path)], tmp_path)
     assert result.returncode == 0, result.stderr
-    out = result.stdout
+    # The tables, before the goals compare.py judges on them.
+    out = result.stdout.split("\nGoals (benchmarks/goals.py)", 1)[0]
     assert "Whole models converted with pyrnn.from_torch, batch 1:" in out
     header = next(line for line in out.splitlines() if line.startswith("workload"))
     assert header.split() == [
         "workload", "engine", "threads", "us/step", "x", "model", "max", "err", "call"
     ]  # fmt: skip
-    assert "goal" not in out.lower()  # the package measures; benchmarks/ judges the goals
+    assert "goal" not in out.lower()  # the tables measure; goals.py judges
 
     report = json.loads(report_path.read_text())
     for workload in report["workloads"]:
@@ -104,23 +106,24 @@ def test_bench_compare_model_workloads_table_json_and_png(tmp_path):
     assert chart_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-# Runs `pyrnn bench` with torch and onnxruntime made unimportable.
+# Runs benchmarks/compare.py with torch and onnxruntime made unimportable.
 _WITHOUT_PEERS = """
-import sys
+import runpy, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('torch', 'onnxruntime'):
             raise ImportError(f'{name} blocked for this test')
 sys.meta_path.insert(0, Block())
-from pyrnn.cli import main
-sys.exit(main(sys.argv[1:]))
+script = sys.argv.pop(1)
+sys.path.insert(0, str(__import__('pathlib').Path(script).parent))
+runpy.run_path(script, run_name='__main__')
 """
 
 
 def test_model_workloads_without_torch_are_reported_unavailable(tmp_path):
     report_path = tmp_path / "r.json"
-    args = ["bench", *QUICK, "--workloads", "model-stream-head,model-seq-head"]
-    result = run(["-c", _WITHOUT_PEERS, *args, "--json", str(report_path)], tmp_path)
+    args = [*QUICK, "--workloads", "model-stream-head,model-seq-head"]
+    result = run(["-c", _WITHOUT_PEERS, COMPARE, *args, "--json", str(report_path)], tmp_path)
     assert result.returncode == 0, result.stderr
     stream, sequence = json.loads(report_path.read_text())["workloads"]
     for workload, engines in ((stream, STEP_ENGINES), (sequence, SEQUENCE_ENGINES)):

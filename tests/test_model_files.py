@@ -518,7 +518,7 @@ def test_pyrnn_bench_says_a_graph_file_is_not_a_recurrent_module(
     def started(*args: object, **kwargs: object) -> None:
         raise AssertionError("the benchmark started")
 
-    monkeypatch.setattr("pyrnn.benchmarking.run_bench", started)
+    monkeypatch.setattr("pyrnn.bench.run_bench", started)
     path = tmp_path / "m.safetensors"
     pyrnn.save(convert("anonymous_constants")[0], path)
     with pytest.raises(SystemExit) as exit_info:

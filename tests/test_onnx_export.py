@@ -201,7 +201,7 @@ def test_non_modules_are_refused_clearly():
 
 def test_import_pyrnn_does_not_import_onnx(tmp_path):
     code = (
-        "import sys, pyrnn, pyrnn.onnx_export, pyrnn.benchmarking, pyrnn.cli\n"
+        "import sys, pyrnn, pyrnn.onnx_export, pyrnn.bench, pyrnn.cli\n"
         "loaded = [m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

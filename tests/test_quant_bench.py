@@ -1,8 +1,9 @@
 """The reduced-precision benchmark workloads (quant-seq-lstm-1024, quant-stream-lstm-512,
-quant-peers-lstm-512): `pyrnn bench` runs them and reports their measurements without any goal
-(benchmarks/quantized.py and benchmarks/compare.py judge the goals of benchmarks/goals.py on
-them). Commands run in a subprocess from a scratch folder with --quick and one repeat; no test
-asserts anything about timings."""
+quant-peers-lstm-512) of the project's comparison suite (benchmarks/harness/):
+benchmarks/compare.py runs them and reports their measurements in tables without any goal, then
+judges the goals of benchmarks/goals.py on them (as benchmarks/quantized.py does). Commands
+run in a subprocess from a scratch folder with --quick and one repeat; no test asserts anything
+about timings."""
 
 from __future__ import annotations
 
@@ -18,10 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from pyrnn.benchmarking import WORKLOADS, BenchOptions, QuantWorkload
-from pyrnn.benchmarking.engines import Runner
-from pyrnn.benchmarking.quantized import (
+from harness import WORKLOADS, BenchOptions, QuantWorkload
+from harness.quantized import (
     PEER_TOLERANCES,
     QuantEngine,
     ort_int8_graph,
@@ -31,12 +30,16 @@ from pyrnn.benchmarking.quantized import (
     step_engines,
     torch_int8_lstm,
 )
-from pyrnn.benchmarking.runner import scalar_reference
-from pyrnn.benchmarking.streaming import CHECK_STEPS, scalar_stream_reference
+from harness.runner import scalar_reference
+from harness.streaming import CHECK_STEPS, scalar_stream_reference
+
+from pyrnn.bench.engines import Runner
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 QUICK = ["--quick", "--repeats", "1"]
+# The project's comparison suite, run from the repository checkout.
+COMPARE = str(Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py")
 NAMES = ["quant-seq-lstm-1024", "quant-stream-lstm-512", "quant-peers-lstm-512"]
 PYRNN_ENGINES = ["pyrnn-fp32", "pyrnn-fp16", "pyrnn-bf16", "pyrnn-int8"]
 PEER_ENGINES = ["torch-int8-1t", "ort-int8-1t", "torch-bf16-1t"]
@@ -127,12 +130,11 @@ def _check_results(workload: dict[str, Any], engines: list[str]) -> None:
 
 def test_bench_quant_workloads_table_json_and_png(tmp_path):
     report_path, chart_path = tmp_path / "r.json", tmp_path / "r.png"
-    args = ["bench", *QUICK, "--workloads", ",".join(NAMES)]
-    result = run(
-        ["-m", "pyrnn.cli", *args, "--json", str(report_path), "--png", str(chart_path)], tmp_path
-    )
+    args = [*QUICK, "--workloads", ",".join(NAMES)]
+    result = run([COMPARE, *args, "--json", str(report_path), "--png", str(chart_path)], tmp_path)
     assert result.returncode == 0, result.stderr
-    out = result.stdout
+    # The tables, before the goals compare.py judges on them.
+    out = result.stdout.split("\nGoals (benchmarks/goals.py)", 1)[0]
     assert "Weights in each type of pyrnn.quantize, batch 1, 1 thread:" in out
     header = next(line for line in out.splitlines() if line.startswith("workload"))
     assert header.split() == [
@@ -142,7 +144,7 @@ def test_bench_quant_workloads_table_json_and_png(tmp_path):
     assert "int8 4 MiB + 16 KiB scales (" in out  # the seq workload's W_hh, per step
     assert "int8 2 MiB + 16 KiB scales (" in out  # the stream step's W_ih and W_hh
     assert "Not timed:" not in out
-    assert not _VERDICT_WORDS.search(out)  # the package measures; benchmarks/ judges
+    assert not _VERDICT_WORDS.search(out)  # the tables measure; goals.py judges
 
     report = json.loads(report_path.read_text())
     assert [w["name"] for w in report["workloads"]] == NAMES
@@ -165,23 +167,24 @@ def test_bench_quant_workloads_table_json_and_png(tmp_path):
     assert chart_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-# Runs `pyrnn bench` with torch and onnxruntime made unimportable.
+# Runs benchmarks/compare.py with torch and onnxruntime made unimportable.
 _WITHOUT_PEERS = """
-import sys
+import runpy, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('torch', 'onnxruntime'):
             raise ImportError(f'{name} blocked for this test')
 sys.meta_path.insert(0, Block())
-from pyrnn.cli import main
-sys.exit(main(sys.argv[1:]))
+script = sys.argv.pop(1)
+sys.path.insert(0, str(__import__('pathlib').Path(script).parent))
+runpy.run_path(script, run_name='__main__')
 """
 
 
 def test_without_the_peers_pyrnn_is_still_measured(tmp_path):
     report_path = tmp_path / "r.json"
-    args = ["bench", *QUICK, "--workloads", "quant-peers-lstm-512"]
-    result = run(["-c", _WITHOUT_PEERS, *args, "--json", str(report_path)], tmp_path)
+    args = [*QUICK, "--workloads", "quant-peers-lstm-512"]
+    result = run(["-c", _WITHOUT_PEERS, COMPARE, *args, "--json", str(report_path)], tmp_path)
     assert result.returncode == 0, result.stderr
     (workload,) = json.loads(report_path.read_text())["workloads"]
     results = {r["engine"]: r for r in workload["results"]}
@@ -270,7 +273,7 @@ def test_an_engine_off_its_reference_is_reported_and_not_timed(monkeypatch):
         _offset("peer-close", "int8", "peer", 0.04),  # within the int8 peers' 0.05
         _offset("peer-wrong", "bf16", "peer", 0.03),  # beyond the bf16 peers' 0.01
     ]
-    monkeypatch.setattr("pyrnn.benchmarking.quantized.sequence_engines", lambda peers: engines)
+    monkeypatch.setattr("harness.quantized.sequence_engines", lambda peers: engines)
     CALLS.clear()
     options = BenchOptions(quick=True, repeats=2)
     report = run_quant_workload(TINY, MACHINE, options, lambda message: None)
@@ -293,10 +296,10 @@ def test_an_engine_off_its_reference_is_reported_and_not_timed(monkeypatch):
 
 
 def test_the_table_says_why_an_engine_was_not_timed(monkeypatch):
-    from pyrnn.benchmarking.report import format_quantized
+    from harness.report import format_quantized
 
     engines = [*sequence_engines(peers=False), _offset("pyrnn-wrong", "int8", "pyrnn", 1e-3)]
-    monkeypatch.setattr("pyrnn.benchmarking.quantized.sequence_engines", lambda peers: engines)
+    monkeypatch.setattr("harness.quantized.sequence_engines", lambda peers: engines)
     options = BenchOptions(quick=True, repeats=1)
     report = run_quant_workload(TINY, MACHINE, options, lambda message: None)
     lines = format_quantized({"workloads": [report]})
@@ -423,11 +426,8 @@ def test_compare_script_judges_the_quant_goals(monkeypatch, capsys):
         )
     ]
 
-    def bench(args: list[str]) -> int:
-        Path(args[args.index("--json") + 1]).write_text(json.dumps({"workloads": measured}))
-        return 0
-
-    monkeypatch.setattr(compare, "main", bench)
+    monkeypatch.setattr(compare, "run_bench", lambda options, progress: {"workloads": measured})
+    monkeypatch.setattr(compare, "format_report", lambda report: "")
     assert compare.compare(["--workloads", "quant-stream-lstm-512"]) == 0
     out = capsys.readouterr().out
     assert "benchmarks/quantized.py time their workloads alone" in out
@@ -437,8 +437,8 @@ def test_compare_script_judges_the_quant_goals(monkeypatch, capsys):
     assert verdicts[2].endswith("(measured 1.67x, target 1.7x)")
 
 
-def test_bench_help_lists_the_quant_workloads(tmp_path):
-    result = run(["-m", "pyrnn.cli", "bench", "--help"], tmp_path)
+def test_compare_help_lists_the_quant_workloads(tmp_path):
+    result = run([COMPARE, "--help"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"pyrnn bench --workloads {','.join(NAMES)}" in result.stdout
+    assert f"--workloads {','.join(NAMES)}" in result.stdout
     assert BenchOptions().workloads[-3:] == NAMES  # in the default run

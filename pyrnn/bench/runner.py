@@ -1,7 +1,9 @@
 """Runs `pyrnn bench`: machine probes, the bundled (or given) model in whole-sequence use and
-streamed step by step, and, with compare, every selected workload on every engine. Each engine's
-output is checked against pyrnn's scalar path before it is timed; times are medians over
-repeats after a warm-up. Returns one JSON-ready dict; report.py formats it."""
+streamed step by step, and, with compare, the same model on every engine: its whole sequence on
+pyrnn, PyTorch and ONNX Runtime (engines.py) and its steps one call each (steps.py). Each
+engine's output is checked against pyrnn's scalar path before it is timed; times are medians over
+repeats after a warm-up (best loops for steps). Returns one JSON-ready dict; report.py formats
+it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
@@ -21,9 +23,16 @@ from .. import __version__, isa
 from .._base import Module
 from ..io import FormatError, load
 from .engines import Engine, Runner, Unavailable, sequence_engines
-from .machine import lower_bound_us, measure_machine, weights_bandwidth
-from .streaming import run_stream_workload
-from .workloads import WORKLOADS, SequenceWorkload, flops_per_step, recurrent_weight_bytes
+from .machine import flops_per_step, measure_machine
+from .steps import ATOL as STEP_ATOL
+from .steps import CHECK_STEPS, step_engines
+from .steps import RTOL as STEP_RTOL
+from .timing import (
+    prepare_step_engine,
+    scalar_stream_reference,
+    step_summary,
+    time_round_robin,
+)
 
 # Every engine must match pyrnn's scalar path within |y - ref| <= ATOL + RTOL*|ref|. Engines sum
 # in different orders (blocked GEMMs, SIMD lanes, MKL) and the differences compound over up to
@@ -44,8 +53,7 @@ class BenchOptions:
     prefix: str = ""
     nonlinearity: str | None = None
     batch_first: bool | None = None
-    compare: bool = False
-    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
+    compare: bool = False  # also time the model on PyTorch and ONNX Runtime
     repeats: int | None = None  # None: 5, or 2 with quick
     warmup: int = 1
     quick: bool = False
@@ -64,6 +72,11 @@ class BenchOptions:
 
     def steps(self, steps: int) -> int:
         return max(10, steps // QUICK_STEP_DIVISOR) if self.quick else steps
+
+    @property
+    def stream_seconds(self) -> float:
+        """Seconds of timed step loops per engine (split over the repeats)."""
+        return 0.1 if self.quick else 0.5
 
 
 Progress = Callable[[str], None]
@@ -138,6 +151,8 @@ def prepare_engine(
         runner = engine.prepare(module, x)
     except Unavailable as unavailable:
         return {**result, "status": "unavailable", "reason": str(unavailable)}, None
+    except Exception as failure:  # a peer choking on a model must not sink the comparison
+        return {**result, "status": "error", "reason": f"{type(failure).__name__}: {failure}"}, None
     result["threads"] = runner.threads
     try:
         with runner.context():
@@ -211,8 +226,10 @@ def run_engines(
     peak: float,
     options: BenchOptions,
     progress: Progress | None = None,
+    steps: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every engine on one input: prepared and verified one by one, then timed together."""
+    """Every engine on one input: prepared and verified one by one, then timed together.
+    `steps` divides each time into a time per step (default: x's first axis, T)."""
     prepared = []
     for engine in engines:
         if progress:
@@ -228,7 +245,7 @@ def run_engines(
         if isinstance(outcome, str):
             result.update(status="error", reason=outcome)
         else:
-            result.update(_timing_summary(outcome, x.shape[0], flops, peak))
+            result.update(_timing_summary(outcome, steps or x.shape[0], flops, peak))
     return [result for result, _ in prepared]
 
 
@@ -245,75 +262,25 @@ def run_engine(
     return run_engines([engine], module, x, reference, flops, peak, options)[0]
 
 
-def run_sequence_workload(
-    workload: SequenceWorkload, machine: dict[str, Any], options: BenchOptions, progress: Progress
-) -> dict[str, Any]:
-    steps = options.steps(workload.steps)
-    module = workload.module(options.seed)
-    x = workload.inputs(steps, options.seed)
-    flops = flops_per_step(module.config, workload.batch)
-    weight_bytes = recurrent_weight_bytes(module.config)
-    progress(f"{workload.name}: bandwidth of its {weight_bytes} bytes of recurrent weights")
-    bandwidth = weights_bandwidth(weight_bytes, options.effective_probe_seconds)
-    progress(f"{workload.name}: scalar reference")
-    reference = scalar_reference(module, x)
-    results = run_engines(
-        sequence_engines(),
-        module,
-        x,
-        reference,
-        flops,
-        machine["fma_peak_gflops"],
-        options,
-        lambda message: progress(f"{workload.name}: {message}"),
-    )
-    base = next((r for r in results if r["engine"] == "pyrnn" and r["status"] == "ok"), None)
-    for result in results:
-        if base is not None and result["status"] == "ok":
-            result["ratio_vs_pyrnn"] = result["us_per_step"] / base["us_per_step"]
-    return {
-        "name": workload.name,
-        "category": workload.category,
-        "description": workload.describe(steps),
-        "workload": {**asdict(workload), "steps": steps},
-        "flops_per_step": flops,
-        "bound": lower_bound_us(flops, weight_bytes, machine, bandwidth),
-        "results": results,
-    }
+def model_input(module: Module, options: BenchOptions) -> np.ndarray:
+    """The seeded batch-1 float32 input the model is timed on: (T, 1, I), or (1, T, I) for a
+    batch_first module (T = options.steps(DEFAULT_MODEL_STEPS))."""
+    config = module.config
+    steps = options.steps(DEFAULT_MODEL_STEPS)
+    rng = np.random.default_rng(options.seed)
+    x = rng.standard_normal((steps, 1, config["input_size"]), dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(1, 0, 2)) if config.get("batch_first") else x
 
 
-def _run_model_workload(
-    workload: Any, machine: dict[str, Any], options: BenchOptions, progress: Progress
-) -> dict[str, Any]:
-    from .models import run_model_workload  # models.py builds on this module's timing
-
-    return run_model_workload(workload, machine, options, progress)
+def _model_flops(module: Module) -> float:
+    config = module.config
+    return flops_per_step({**config, "kind": config["kind"].removesuffix("_cell")}, 1)
 
 
-def _run_quant_workload(
-    workload: Any, machine: dict[str, Any], options: BenchOptions, progress: Progress
-) -> dict[str, Any]:
-    from .quantized import run_quant_workload  # quantized.py builds on this module's timing
-
-    return run_quant_workload(workload, machine, options, progress)
-
-
-def _run_packed_workload(
-    workload: Any, machine: dict[str, Any], options: BenchOptions, progress: Progress
-) -> dict[str, Any]:
-    from .packed import run_packed_workload  # packed.py builds on this module's timing
-
-    return run_packed_workload(workload, machine, options, progress)
-
-
-# The runner of each workload category (workloads.py).
-RUNNERS: dict[str, Callable[[Any, dict[str, Any], BenchOptions, Progress], dict[str, Any]]] = {
-    "sequence": run_sequence_workload,
-    "stream": run_stream_workload,
-    "model": _run_model_workload,
-    "quantized": _run_quant_workload,
-    "packed": _run_packed_workload,
-}
+def _modes(module: Module) -> tuple[bool, bool]:
+    """Whether the module runs whole sequences (not a cell) and streams (not bidirectional)."""
+    config = module.config
+    return not config["kind"].endswith("_cell"), not config.get("bidirectional", False)
 
 
 def run_model(
@@ -323,22 +290,21 @@ def run_model(
     call at a time (``s.step(x, out=y)`` on ``module.stream()``, as a real-time caller would).
     A bidirectional model cannot stream, a cell has no sequence: each gets the mode it has."""
     config = module.config
-    spec = module._spec
+    x = model_input(module, options)
     steps = options.steps(DEFAULT_MODEL_STEPS)
-    rng = np.random.default_rng(options.seed)
-    x = rng.standard_normal((steps, 1, config["input_size"]), dtype=np.float32)
     peak = machine["fma_peak_gflops"]
-    flops_config = {**config, "kind": spec.base_kind}
-    flops = flops_per_step(flops_config, 1)
+    flops = _model_flops(module)
+    sequence, streams = _modes(module)
     modes: dict[str, Any] = {}
-    if not spec.is_cell:
+    if sequence:
         times = time_calls(lambda: module(x), options.effective_repeats, options.warmup)
         modes["sequence"] = _timing_summary(times, steps, flops, peak)
-    if not spec.bidirectional:
+    if streams:
         stream = module.stream()
         step = stream.step
-        rows = list(x[:, 0, :])  # views made before timing: the loop does nothing but step
-        y = np.empty(spec.output_size, np.float32)
+        # views made before timing: the loop does nothing but step
+        rows = list(x[0] if config.get("batch_first") else x[:, 0, :])
+        y = np.empty(config.get("proj_size") or config["hidden_size"], np.float32)
 
         def streamed() -> None:
             stream.reset()
@@ -354,6 +320,71 @@ def run_model(
         "batch": 1,
         "flops_per_step": flops,
         "modes": modes,
+    }
+
+
+def compare_sequence(
+    module: Module, machine: dict[str, Any], options: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    """The model's whole sequence (model_input) on every sequence engine, each verified against
+    pyrnn's scalar path, then timed interleaved; ratios are against pyrnn's default threads."""
+    x = model_input(module, options)
+    flops = _model_flops(module)
+    progress("whole sequence: scalar reference")
+    reference = scalar_reference(module, x)
+    results = run_engines(
+        sequence_engines(),
+        module,
+        x,
+        reference,
+        flops,
+        machine["fma_peak_gflops"],
+        options,
+        lambda message: progress(f"whole sequence: {message}"),
+        steps=options.steps(DEFAULT_MODEL_STEPS),
+    )
+    base = next((r for r in results if r["engine"] == "pyrnn" and r["status"] == "ok"), None)
+    for result in results:
+        if base is not None and result["status"] == "ok":
+            result["ratio_vs_pyrnn"] = result["us_per_step"] / base["us_per_step"]
+    return {
+        "steps": options.steps(DEFAULT_MODEL_STEPS),
+        "batch": 1,
+        "flops_per_step": flops,
+        "results": results,
+    }
+
+
+def compare_steps(module: Module, options: BenchOptions, progress: Progress) -> dict[str, Any]:
+    """The model streamed one step per call from Python on every step engine (steps.py), each
+    verified against pyrnn's scalar path after a few steps, then timed in alternating loops;
+    ratios are against pyrnn's s.step(x, out=y)."""
+    rng = np.random.default_rng(options.seed)
+    x = rng.standard_normal(module.config["input_size"], np.float32)
+    reference = scalar_stream_reference(module, x)
+    prepared = []
+    for engine in step_engines():
+        progress(f"stream step: preparing and verifying {engine.name}")
+        prepared.append(prepare_step_engine(engine, module, x, reference))
+    timed = [(result, runner) for result, runner in prepared if runner is not None]
+    budget, repeats = options.stream_seconds, options.effective_repeats
+    progress(f"stream step: timing {len(timed)} engines, interleaved")
+    outcomes = time_round_robin([runner for _, runner in timed], budget, repeats)
+    for (result, _), outcome in zip(timed, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.update(status="error", reason=outcome)
+        else:
+            result.update(step_summary(outcome))
+    ok = [result for result, _ in prepared if result["status"] == "ok"]
+    base = next((r for r in ok if r["engine"] == "pyrnn-out"), None)
+    if base is not None:
+        for result in ok:
+            result["ratio_vs_pyrnn_out"] = result["us_per_step"] / base["us_per_step"]
+    return {
+        "batch": 1,
+        "timing": {"seconds_per_engine": budget, "loops": repeats, "statistic": "best loop"},
+        "tolerance": {"atol": STEP_ATOL, "rtol": STEP_RTOL, "steps_checked": CHECK_STEPS},
+        "results": [result for result, _ in prepared],
     }
 
 
@@ -387,9 +418,6 @@ def run_bench(
     """Everything `pyrnn bench` measures, as one JSON-ready dict. `model` is what
     load_model(options) returned, when the caller loaded it already."""
     progress = progress or (lambda message: None)
-    unknown = [name for name in options.workloads if name not in WORKLOADS]
-    if unknown:
-        raise ValueError(f"workloads: unknown {unknown}; expected some of {', '.join(WORKLOADS)}")
     # Loaded before the probes run, so a bad model fails fast.
     module, path = model if model is not None else load_model(options)
 
@@ -409,13 +437,12 @@ def run_bench(
         "tolerance": {"atol": ATOL, "rtol": RTOL, "reference": "pyrnn scalar path"},
         "machine": machine,
         "model": run_model(module, path, machine, options),
-        "workloads": [],
     }
     if options.compare:
-        for name in options.workloads:
-            workload = WORKLOADS[name]
-            report["workloads"].append(
-                RUNNERS[workload.category](workload, machine, options, progress)
-            )
+        sequence, streams = _modes(module)
+        report["compare"] = {
+            "sequence": compare_sequence(module, machine, options, progress) if sequence else None,
+            "step": compare_steps(module, options, progress) if streams else None,
+        }
     report["versions"] = _versions()
     return report

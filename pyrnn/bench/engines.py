@@ -73,7 +73,8 @@ def _pyrnn_engine(threads: int | None) -> Callable[[Module, np.ndarray], Runner]
 _torch_default_threads: int | None = None
 
 
-def _import_torch() -> Any:
+def import_torch() -> Any:
+    """The torch module (its default thread count recorded first); Unavailable if missing."""
     global _torch_default_threads
     try:
         import torch
@@ -84,9 +85,20 @@ def _import_torch() -> Any:
     return torch
 
 
+def float32_weights(module: Module, peer: str) -> None:
+    """Raises Unavailable when `module` stores reduced-precision weights (pyrnn.quantize): a
+    peer given the same module needs them as float32."""
+    if module.weight_dtype != "fp32":
+        raise Unavailable(
+            f"{peer} runs float32 weights; this model stores {module.weight_dtype} weights "
+            "(pyrnn.quantize): compare the float32 model it was made from"
+        )
+
+
 def torch_module(module: Module) -> Any:
     """The torch.nn RNN/LSTM/GRU with `module`'s configuration and weights, in eval mode."""
-    torch = _import_torch()
+    torch = import_torch()
+    float32_weights(module, "torch")
     config = dict(module.config)
     kind = config.pop("kind")
     classes = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -99,7 +111,7 @@ def torch_module(module: Module) -> Any:
 
 def _torch_engine(threads: int | None) -> Callable[[Module, np.ndarray], Runner]:
     def prepare(module: Module, x: np.ndarray) -> Runner:
-        torch = _import_torch()
+        torch = import_torch()
         network = torch_module(module)
         tensor = torch.from_numpy(x)
         count = threads if threads is not None else _torch_default_threads

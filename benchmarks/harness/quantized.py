@@ -1,4 +1,4 @@
-"""The reduced-precision workloads of `pyrnn bench --compare`: one LSTM timed with its weights in
+"""The reduced-precision workloads of the comparison: one LSTM timed with its weights in
 each type of pyrnn.quantize (fp32, fp16, bf16, int8), batch 1, one thread, and against the
 peers' own reduced-precision LSTMs on the same weights: torch's dynamic int8 LSTM
 (torch.ao.quantization.quantize_dynamic), torch's LSTM converted to bfloat16, and ONNX Runtime's
@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._base import Module
-from ..quantize import quantize
-from .engines import Runner, Unavailable, _import_torch, torch_module
-from .machine import lower_bound_us, weights_bandwidth
+from pyrnn import Module, quantize
+from pyrnn.bench import Runner, Unavailable, lower_bound_us, torch_module, weights_bandwidth
+from pyrnn.bench import import_torch as _import_torch
+
 from .runner import ATOL as SEQUENCE_ATOL
 from .runner import RTOL as SEQUENCE_RTOL
 from .runner import scalar_reference, time_interleaved
@@ -181,7 +181,7 @@ def ort_int8_graph(module: Module) -> Any:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        from ..onnx_export import to_onnx
+        from pyrnn.onnx_export import to_onnx
     except ImportError as error:
         raise Unavailable(f"onnx or onnxruntime is not installed ({error})") from None
     with tempfile.TemporaryDirectory(prefix="pyrnn-quant-") as folder:
@@ -255,7 +255,7 @@ def _prepare_pyrnn_step(weights: str) -> Callable[[QuantCase], StepRunner]:
     def prepare(case: QuantCase) -> StepRunner:
         module = case.modules[weights]
         stream = module.stream()
-        y = np.empty(module._spec.output_size, np.float32)
+        y = np.empty(module.config["hidden_size"], np.float32)
 
         def check() -> np.ndarray:
             checked = module.stream()

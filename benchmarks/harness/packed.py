@@ -20,11 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import threads
-from ..modules import LSTM
-from ..packed import pack_padded_sequence, pad_packed_sequence
-from .engines import Runner, Unavailable, _import_torch, torch_module
-from .runner import time_interleaved
+from pyrnn import LSTM, pack_padded_sequence, pad_packed_sequence, threads
+from pyrnn.bench import Runner, Unavailable, import_torch, time_interleaved, torch_module
+
 from .workloads import WORKLOADS, PackedWorkload
 
 if TYPE_CHECKING:
@@ -94,7 +92,7 @@ def engines(case: PackedCase) -> dict[str, tuple[Callable[[], Any], int]]:
         "pyrnn-padded": (lambda: module(case.padded), case.padded.shape[0] * case.padded.shape[1]),
     }
     try:
-        torch = _import_torch()
+        torch = import_torch()
     except Unavailable:
         return runs
     reference = torch_module(module)
@@ -142,7 +140,7 @@ def run_packed_workload(
     runs = engines(case)
     torch = None
     with contextlib.suppress(Unavailable):
-        torch = _import_torch()
+        torch = import_torch()
     with _one_thread(torch):
         runners = [Runner(run) for run, _ in runs.values()]
         times = time_interleaved(runners, repeats, options.warmup)

@@ -1,6 +1,6 @@
 """The hardware scale for every benchmark figure: single-core FMA peak, read bandwidth of L2-,
-L3- and DRAM-sized buffers (probes in C++, cpp/probe/), and the lower bound on a step's time that
-follows from them."""
+L3- and DRAM-sized buffers (probes in C++, cpp/probe/), the lower bound on a step's time that
+follows from them, and a module's FLOPs and recurrent weight bytes per step."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core
+from .._spec import Spec
 
 # Used when the OS does not say (non-Linux): sizes of the AMD EPYC cores this was written on.
 _FALLBACK_CACHES = {"L1d": 32 << 10, "L2": 1 << 20, "L3": 32 << 20}
@@ -106,3 +107,31 @@ def lower_bound_us(
         "weights_gbytes_per_s": bandwidth_gbytes_per_s,
         "limit": "compute" if compute_us >= memory_us else f"{level} bandwidth",
     }
+
+
+def flops_per_step(config: dict[str, Any], rows: int = 1) -> float:
+    """FLOPs of one time step over `rows` batch rows of a module with `config` (module.config):
+    per layer and direction 2*G*H*(I_l + P) for the input and recurrent matmuls, plus 2*P*H for
+    an LSTM projection. Activations and the elementwise gate update are left out (they are
+    O(G*H), not O(G*H*(I+H)))."""
+    spec = Spec.from_config(config)
+    total = 0
+    for layer in range(spec.num_layers):
+        per_direction = (
+            2 * spec.gates * spec.hidden_size * (spec.layer_input_size(layer) + spec.output_size)
+        )
+        if spec.proj_size:
+            per_direction += 2 * spec.proj_size * spec.hidden_size
+        total += per_direction * spec.directions
+    return float(total * rows)
+
+
+def recurrent_weight_bytes(config: dict[str, Any]) -> int:
+    """Bytes of the weights every step must read again (W_hh and W_hr of every layer and
+    direction, float32) of a module with `config`: the input projection can be done for all
+    steps at once, these cannot."""
+    spec = Spec.from_config(config)
+    per_direction = spec.gates * spec.hidden_size * spec.output_size
+    if spec.proj_size:
+        per_direction += spec.proj_size * spec.hidden_size
+    return 4 * per_direction * spec.directions * spec.num_layers

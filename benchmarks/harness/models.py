@@ -1,4 +1,4 @@
-"""The whole-model workloads of `pyrnn bench --compare`: a torch model with an LSTM between linear
+"""The whole-model workloads of the comparison: a torch model with an LSTM between linear
 layers, converted with pyrnn.from_torch, timed against the bare pyrnn LSTM it contains (what the
 ops around the recurrent layer cost) and against PyTorch and ONNX Runtime running the same model.
 
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import isa
-from .._base import Module
-from ..model import Model
-from .engines import Engine, Runner, Unavailable, _import_torch
+from pyrnn import Model, Module, isa
+from pyrnn.bench import Engine, Runner, Unavailable, cpp_step_seconds
+from pyrnn.bench import import_torch as _import_torch
+
 from .runner import ATOL as SEQUENCE_ATOL
 from .runner import RTOL as SEQUENCE_RTOL
 from .runner import prepare_engine, scalar_reference, time_interleaved
@@ -93,7 +93,7 @@ def torch_model(workload: ModelWorkload, seed: int = 0) -> Any:
 def model_case(workload: ModelWorkload, seed: int = 0, steps: int | None = None) -> ModelCase:
     """Builds the torch model, converts it (and its LSTM alone) with pyrnn.from_torch, and draws
     the input. Raises Unavailable without torch."""
-    from ..convert import from_torch
+    from pyrnn import from_torch
 
     torch = _import_torch()
     network = torch_model(workload, seed)
@@ -212,7 +212,7 @@ def _prepare_lstm_cpp(case: ModelCase) -> StepRunner:
     y = np.empty(case.workload.hidden_size, np.float32)
     return StepRunner(
         check=_lstm_check(case),
-        loop=lambda number: stream._time_steps(case.x, y, number) * number,
+        loop=lambda number: cpp_step_seconds(stream, case.x, y, number) * number,
         call="bare LSTM's steps in a C++ loop (no Python)",
     )
 
@@ -409,7 +409,7 @@ def _prepare_torch_sequence(case: ModelCase) -> Runner:
 
 def _prepare_ort_sequence(case: ModelCase) -> Runner:
     try:
-        from ..onnx_export import to_onnx
+        from pyrnn.onnx_export import to_onnx
 
         lstm_graph = to_onnx(case.lstm, initial_state=False)
     except ImportError as error:

@@ -1,68 +1,26 @@
-"""Turning `run_bench`'s dict into the printed tables, the JSON file and the PNG bar chart."""
+"""Turning the comparison's dict (runner.run_bench) into the printed tables, the JSON file and
+the PNG bar chart. The machine and model sections and the JSON file are pyrnn.bench's."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+from pyrnn.bench import format_bytes as _mib
+from pyrnn.bench import format_machine, format_model, write_json
+from pyrnn.bench import format_table as _table
 
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):g} MiB" if size >= 1 << 20 else f"{size / (1 << 10):g} KiB"
-
-
-def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return [line(header), line(["-" * width for width in widths]), *map(line, rows)]
-
-
-def format_machine(report: dict[str, Any]) -> list[str]:
-    machine, info = report["machine"], report["cpu_info"]
-    features = ", ".join(name for name, present in info["features"].items() if present)
-    peaks = ", ".join(f"{isa} {value:.1f}" for isa, value in machine["fma_peak_by_isa"].items())
-    lines = [
-        f"pyrnn {report['versions']['pyrnn']}: kernels '{info['active']}' "
-        f"(available: {', '.join(info['available'])}; CPU features: {features or 'none'})",
-        f"Machine, one core: FMA peak {machine['fma_peak_gflops']:.1f} GFLOP/s "
-        f"({machine['fma_peak_isa']}; per ISA: {peaks})",
-    ]
-    bandwidth = ", ".join(
-        f"{level} ({_mib(entry['bytes'])}) {entry['gbytes_per_s']:.1f} GB/s"
-        for level, entry in machine["read_bandwidth"].items()
-    )
-    lines.append(f"  read bandwidth: {bandwidth}")
-    return lines
-
-
-def format_model(report: dict[str, Any]) -> list[str]:
-    model = report["model"]
-    config = model["config"]
-    shape = f"{config['kind']} I={config['input_size']} H={config['hidden_size']}"
-    if "num_layers" in config:
-        shape += f" layers={config['num_layers']}"
-    lines = [
-        f"Model {os.path.basename(model['path'])} ({shape}), batch 1, T={model['steps']}, "
-        f"{model['flops_per_step'] / 1e6:.3f} MFLOP/step:"
-    ]
-    names = {"sequence": "whole sequence", "step": "stream step, s.step(x, out=y)"}
-    rows = [
-        [
-            names[mode],
-            f"{entry['us_per_step']:.2f}",
-            f"{entry['gflops']:.2f}",
-            f"{entry['pct_peak']:.1f}",
-        ]
-        for mode, entry in model["modes"].items()
-    ]
-    lines += _table(["mode", "us/step", "GFLOP/s", "% peak"], rows, {1, 2, 3})
-    return lines
+__all__ = [
+    "format_comparison",
+    "format_machine",
+    "format_model",
+    "format_models",
+    "format_quantized",
+    "format_report",
+    "format_streaming",
+    "write_json",
+    "write_png",
+]
 
 
 def _sequence_workloads(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -435,12 +393,6 @@ def format_report(report: dict[str, Any]) -> str:
         format_packed(report),
     ]
     return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
-
-
-def write_json(report: dict[str, Any], path: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(report, file, indent=2)
-        file.write("\n")
 
 
 def write_png(report: dict[str, Any], path: str) -> bool:

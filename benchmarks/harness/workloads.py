@@ -1,4 +1,5 @@
-"""What the comparison times, and the arithmetic that turns a time into GFLOP/s and a bound.
+"""What the comparison times (the arithmetic that turns a time into GFLOP/s and a bound is
+pyrnn.bench's flops_per_step and recurrent_weight_bytes).
 
 Workloads are registered by category, each category with its runner in runner.RUNNERS:
 "sequence" (one whole-sequence forward, timed on every engine), "stream" (one step per call
@@ -16,9 +17,21 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from .._base import Module
-from .._spec import Spec
-from ..modules import GRU, LSTM, RNN
+from pyrnn import GRU, LSTM, RNN, Module
+from pyrnn.bench import flops_per_step, recurrent_weight_bytes
+
+__all__ = [
+    "WEIGHT_SIZES",
+    "WEIGHT_TYPES",
+    "WORKLOADS",
+    "ModelWorkload",
+    "QuantWorkload",
+    "SequenceWorkload",
+    "StreamWorkload",
+    "Workload",
+    "flops_per_step",
+    "recurrent_weight_bytes",
+]
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _CLASSES: dict[str, type[Module]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -226,7 +239,7 @@ class QuantWorkload:
 class PackedWorkload:
     """A batch of sequences of uneven lengths (uniform in [1, max_length], seeded) through one
     LSTM, 1 thread: run packed, run fully padded, and run packed by torch
-    (pyrnn/benchmarking/packed.py)."""
+    (benchmarks/harness/packed.py)."""
 
     category: ClassVar[str] = "packed"
 
@@ -289,33 +302,3 @@ WORKLOADS: dict[str, Workload] = {
         QuantWorkload("quant-peers-lstm-512", "LSTM 512", "sequence", 512, 512, peers=True),
     )
 }
-
-
-def _spec(config: dict[str, Any]) -> Spec:
-    return Spec.from_config(config)
-
-
-def flops_per_step(config: dict[str, Any], rows: int = 1) -> float:
-    """FLOPs of one time step over `rows` batch rows: per layer and direction 2*G*H*(I_l + P)
-    for the input and recurrent matmuls, plus 2*P*H for an LSTM projection. Activations and the
-    elementwise gate update are left out (they are O(G*H), not O(G*H*(I+H)))."""
-    spec = _spec(config)
-    total = 0
-    for layer in range(spec.num_layers):
-        per_direction = (
-            2 * spec.gates * spec.hidden_size * (spec.layer_input_size(layer) + spec.output_size)
-        )
-        if spec.proj_size:
-            per_direction += 2 * spec.proj_size * spec.hidden_size
-        total += per_direction * spec.directions
-    return float(total * rows)
-
-
-def recurrent_weight_bytes(config: dict[str, Any]) -> int:
-    """Bytes of the weights every step must read again (W_hh and W_hr of every layer and
-    direction, float32): the input projection can be done for all steps at once, these cannot."""
-    spec = _spec(config)
-    per_direction = spec.gates * spec.hidden_size * spec.output_size
-    if spec.proj_size:
-        per_direction += spec.proj_size * spec.hidden_size
-    return 4 * per_direction * spec.directions * spec.num_layers
