@@ -13,6 +13,7 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/capi.h"
 #include "bindings/in_core.h"
 #include "bindings/instance.h"
 #include "core/dispatch.h"
@@ -27,6 +28,7 @@ struct StreamHandle {
   Stream stream;
   bool batched;
   bool batch_first;
+  pyrnn_stream capi{};  // the C API's handle of this stream, filled when first asked for
 
   py::ssize_t rows() const { return stream.rows(); }
   py::ssize_t input_size() const { return stream.config().input_size; }
@@ -352,6 +354,20 @@ void add_fast_method(py::handle cls, PyMethodDef* def) {
 }
 
 }  // namespace
+
+pyrnn_stream* capi_module_stream(py::handle object) {
+  if (!py::isinstance<StreamHandle>(object)) return nullptr;
+  StreamHandle& self = stream_of(object);
+  pyrnn_stream& handle = self.capi;
+  if (handle.magic != kCapiMagic) {
+    handle.module_stream = &self.stream;
+    handle.input_size = static_cast<int>(self.input_size());
+    handle.output_size = static_cast<int>(self.output_size());
+    handle.batch = self.stream.rows();
+    handle.magic = kCapiMagic;
+  }
+  return &handle;
+}
 
 void bind_stream(py::module_& m) {
   py::class_<StreamHandle> cls(m, "Stream",
