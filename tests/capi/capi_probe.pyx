@@ -8,6 +8,16 @@ from pyrnn cimport capi
 capi.import_pyrnn()
 
 
+cdef extern from *:
+    """
+    /* A flag another thread sets: read from memory on every loop, never hoisted. */
+    static int load_flag(const int* flag) { return *(const volatile int*)flag; }
+    static void store_flag(int* flag, int value) { *(volatile int*)flag = value; }
+    """
+    int load_flag(const int* flag) noexcept nogil
+    void store_flag(int* flag, int value) noexcept nogil
+
+
 def reimport():
     """Fetches the C API table again (the tests swap the capsule to check version checks)."""
     capi.import_pyrnn()
@@ -91,35 +101,46 @@ def reset(stream):
     capi.check(status)
 
 
-def feed_until(stream, const float[:, :, ::1] xs, float[:, :, ::1] ys, int[::1] stop):
-    """Feeds xs again and again until stop[0] is set (by another thread); returns the feeds."""
+def feed_until(stream, const float[:, :, ::1] xs, float[:, :, ::1] ys, int[::1] flags):
+    """Feeds xs again and again until flags[0] is set (by another thread), counting finished
+    feeds in flags[1]; a feed refused as busy (the other thread is inside a step) is retried.
+    Returns (feeds, refusals)."""
     cdef capi.pyrnn_stream* s = capi.stream_handle(stream)
-    cdef long feeds = 0
+    cdef long feeds = 0, refusals = 0
     cdef int status = capi.PYRNN_OK
     with nogil:
-        while stop[0] == 0:
+        while load_flag(&flags[0]) == 0:
             status = capi.feed(s, &xs[0, 0, 0], <int>xs.shape[0], &ys[0, 0, 0])
-            if status != capi.PYRNN_OK:
+            if status == capi.PYRNN_BUSY:
+                refusals += 1
+            elif status != capi.PYRNN_OK:
                 break
-            feeds += 1
-    capi.check(status)
-    return feeds
+            else:
+                feeds += 1
+                store_flag(&flags[1], <int>feeds)
+    if status != capi.PYRNN_BUSY:
+        capi.check(status)
+    return feeds, refusals
 
 
 def step_until_busy(stream, const float[:, ::1] x, float[:, ::1] y, long attempts,
-                    int[::1] stop):
-    """Steps until a call comes back PYRNN_BUSY (another thread holds the stream), then sets
-    stop[0]; returns (status, message, attempts made)."""
+                    int[::1] flags):
+    """Once feed_until (on another thread) has finished a feed, and so is feeding back to back,
+    steps until a call comes back other than PYRNN_OK (PYRNN_BUSY: the feeding thread holds
+    the stream) or `attempts` ran out, then sets flags[0]; returns (status, message, attempts
+    made)."""
     cdef capi.pyrnn_stream* s = capi.stream_handle(stream)
     cdef long i = 0
     cdef int status = capi.PYRNN_OK
     with nogil:
+        while load_flag(&flags[1]) == 0:
+            pass
         while i < attempts:
             status = capi.step(s, &x[0, 0], &y[0, 0])
             i += 1
             if status != capi.PYRNN_OK:
                 break
-        stop[0] = 1
+        store_flag(&flags[0], 1)
     return status, capi.last_error().decode() if status else "", i
 
 
