@@ -38,6 +38,21 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     return build_extension("pyrnn_c_example", [source], directory)
 
 
+def readme_code(language: str) -> str:
+    """The first `language` code block of the README's C API section."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Calling pyrnn from Cython or C", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def readme_stepper(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    directory = tmp_path_factory.mktemp("readme")
+    source = directory / "stepper.pyx"
+    source.write_text(readme_code("cython"))
+    return build_extension("stepper", [], directory, setup=readme_code("python"))
+
+
 def random_state(stream: Any, seed: int) -> None:
     """Gives `stream` a non-zero start state (the same for the same seed)."""
     rng = np.random.default_rng(seed)
@@ -290,6 +305,18 @@ def test_models_the_c_api_cannot_step_are_refused_with_the_reason(probe: ModuleT
     assert isinstance(model, pyrnn.Model)
     with pytest.raises(ValueError, match="one input and one output; this one has 1 inputs and 3"):
         probe.address(model.stream(2))
+
+
+def test_the_readme_example_builds_and_steps_like_the_python_api(
+    readme_stepper: ModuleType,
+) -> None:
+    module = pyrnn.GRU(8, 12, seed=0)
+    xs = np.random.default_rng(6).standard_normal((40, 4, 8)).astype(np.float32)
+    ys = np.empty((40, 4, 12), np.float32)
+    readme_stepper.run(module.stream(batch=4), xs, ys)
+    np.testing.assert_array_equal(ys, python_steps(module.stream(batch=4), xs))
+    with pytest.raises(ValueError, match=r"xs: expected \(T, batch, input_size\)"):
+        readme_stepper.run(module.stream(batch=2), xs, ys)
 
 
 # -- versions ------------------------------------------------------------------------------------
