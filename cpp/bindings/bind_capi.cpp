@@ -1,14 +1,13 @@
 // The C API table (pyrnn/include/pyrnn/capi.h) and the capsule _core._C_API that exports it.
 // Everything but stream_handle runs without the GIL: statuses instead of exceptions, messages
 // kept per thread in a fixed buffer (an error path that cannot itself fail or allocate).
-#include "bindings/capi.h"
-
 #include <algorithm>
 #include <cstring>
 #include <exception>
 #include <string>
 
 #include "bindings/bindings.h"
+#include "bindings/capi.h"
 #include "bindings/in_core.h"
 #include "core/busy.h"
 #include "core/dispatch.h"
@@ -92,8 +91,7 @@ int stream_step(pyrnn_stream* s, const float* x, float* y) noexcept {
   if (x == nullptr || y == nullptr)
     return fail(PYRNN_ERROR_ARGUMENT, x == nullptr ? "x: NULL" : "y: NULL");
   const auto rows = static_cast<std::size_t>(s->batch);
-  if (overlap_refused(s, x, rows * s->input_size, y, rows * s->output_size))
-    return overlap_error();
+  if (overlap_refused(s, x, rows * s->input_size, y, rows * s->output_size)) return overlap_error();
   try {
     const KernelTable& kernels = active_kernels();
     const InCore in_core;
@@ -166,20 +164,15 @@ int stream_input_size(const pyrnn_stream* s) noexcept {
 int stream_output_size(const pyrnn_stream* s) noexcept {
   return valid(s) ? s->output_size : (bad_handle(s), -1);
 }
-int stream_batch(const pyrnn_stream* s) noexcept { return valid(s) ? s->batch : (bad_handle(s), -1); }
+int stream_batch(const pyrnn_stream* s) noexcept {
+  return valid(s) ? s->batch : (bad_handle(s), -1);
+}
 
 const char* last_error() noexcept { return t_last_error; }
 
-const pyrnn_capi kTable = {PYRNN_CAPI_VERSION,
-                           sizeof(pyrnn_capi),
-                           &stream_handle,
-                           &stream_step,
-                           &stream_feed,
-                           &stream_reset,
-                           &stream_input_size,
-                           &stream_output_size,
-                           &stream_batch,
-                           &last_error};
+const pyrnn_capi kTable = {
+    PYRNN_CAPI_VERSION, sizeof(pyrnn_capi), &stream_handle,      &stream_step,  &stream_feed,
+    &stream_reset,      &stream_input_size, &stream_output_size, &stream_batch, &last_error};
 
 }  // namespace
 

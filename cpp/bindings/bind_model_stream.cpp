@@ -348,8 +348,8 @@ int capi_features(const ModelStreamHandle& self, bool input) {
   const int batch = input ? layout.input_batch[0] : layout.output_batch[0];
   const char* name = input ? "input" : "output";
   if (meta.dtype != g::DType::F32)
-    throw std::invalid_argument(std::string("stream: the C API steps float32 models; the ") +
-                                name + " is " + g::dtype_name(meta.dtype));
+    throw std::invalid_argument(std::string("stream: the C API steps float32 models; the ") + name +
+                                " is " + g::dtype_name(meta.dtype));
   if (time < 0)
     throw std::invalid_argument(std::string("stream: the C API needs an ") + name +
                                 " with a time axis (one frame per step); this one has none");
@@ -372,10 +372,11 @@ pyrnn_stream* capi_model_stream(py::handle object) {
   if (handle.magic == kCapiMagic) return &handle;
   const g::Graph& graph = self.stream.graph();
   if (graph.inputs().size() != 1 || graph.outputs().size() != 1)
-    throw std::invalid_argument("stream: the C API steps models of one input and one output; "
-                                "this one has " +
-                                std::to_string(graph.inputs().size()) + " inputs and " +
-                                std::to_string(graph.outputs().size()) + " outputs");
+    throw std::invalid_argument(
+        "stream: the C API steps models of one input and one output; "
+        "this one has " +
+        std::to_string(graph.inputs().size()) + " inputs and " +
+        std::to_string(graph.outputs().size()) + " outputs");
   const g::StreamLayout& layout = self.stream.layout();
   if (layout.clocks.size() > 1)
     throw std::invalid_argument(
