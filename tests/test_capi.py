@@ -284,6 +284,10 @@ def test_model_streams_step_and_feed_like_the_python_api(
     np.testing.assert_array_equal(
         probe_one(probe, stepped, xs[0]), probe_one(probe, reference, xs[0])
     )
+    # A model may read its input after writing its output: y may not even be x itself.
+    buffer = np.zeros(16 * rows, np.float32)
+    status, message = probe.step_at(probe.address(stepped), buffer, buffer[: 5 * rows])
+    assert status == ERROR_ARGUMENT and message.startswith("y: overlaps x")
 
 
 def probe_one(probe: ModuleType, stream: Any, x: np.ndarray) -> np.ndarray:

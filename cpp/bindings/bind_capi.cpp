@@ -9,6 +9,7 @@
 #include "bindings/bindings.h"
 #include "bindings/capi.h"
 #include "bindings/in_core.h"
+#include "bindings/python_error.h"
 #include "core/busy.h"
 #include "core/dispatch.h"
 
@@ -74,14 +75,8 @@ pyrnn_stream* stream_handle(PyObject* object) {
     if (pyrnn_stream* s = capi_model_stream(handle)) return s;
     throw py::type_error("stream: expected a pyrnn.Stream or pyrnn.ModelStream, got " +
                          std::string(py::str(py::type::handle_of(handle).attr("__name__"))));
-  } catch (py::error_already_set& error) {
-    error.restore();
-  } catch (const py::builtin_exception& error) {
-    error.set_error();
-  } catch (const std::invalid_argument& error) {
-    PyErr_SetString(PyExc_ValueError, error.what());
-  } catch (const std::exception& error) {
-    PyErr_SetString(PyExc_RuntimeError, error.what());
+  } catch (...) {
+    set_python_error();  // as the Python API raises it
   }
   return nullptr;
 }

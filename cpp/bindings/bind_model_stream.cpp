@@ -13,6 +13,7 @@
 #include "bindings/graph_handle.h"
 #include "bindings/in_core.h"
 #include "bindings/instance.h"
+#include "bindings/python_error.h"
 #include "core/dispatch.h"
 #include "graph/model_stream.h"
 
@@ -320,7 +321,7 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
     }
     return run(handle, args, static_cast<std::size_t>(nargs), out, frames).release().ptr();
   } catch (...) {
-    py::detail::translate_exception(std::current_exception());
+    set_python_error();
     return nullptr;
   }
 }

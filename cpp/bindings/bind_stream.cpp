@@ -16,6 +16,7 @@
 #include "bindings/capi.h"
 #include "bindings/in_core.h"
 #include "bindings/instance.h"
+#include "bindings/python_error.h"
 #include "core/dispatch.h"
 #include "core/stream.h"
 
@@ -308,7 +309,7 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   } catch (...) {
     // The Python exception pybind11's dispatcher would raise (these methods bypass it; pyrnn
     // registers no translators of its own): ValueError for invalid_argument, and so on.
-    py::detail::translate_exception(std::current_exception());
+    set_python_error();
     return nullptr;
   }
 }

@@ -27,11 +27,13 @@
  *
  * Layout (N = batch rows, I = input size, P = output size, T = steps), contiguous float32:
  *     step: x (N, I) -> y (N, P)
- *     feed: x (T, N, I) -> y (T, N, P), equal to T steps; time-major even for a batch_first
- *           module (the Python feed's default layout). An unbatched stream has N = 1.
+ *     feed: x (T, N, I) -> y (T, N, P), time-major even for a batch_first module (the Python
+ *           feed's default layout); equal to the Python feed of the same steps, and to T steps
+ *           up to rounding (a chunk's input projections are one GEMM). N = 1 when unbatched.
  * A model stream's frame is one step of its single input (output), batch axis first and the
- * remaining axes flattened into I (P), in the model's order. y may be x itself (same pointer and
- * size); any other overlap of x and y is refused with PYRNN_ERROR_ARGUMENT.
+ * remaining axes flattened into I (P), in the model's order. On a module stream y may be x
+ * itself (same pointer and size); any other overlap of x and y (any at all on a model stream,
+ * which may read its input after writing its output) is refused with PYRNN_ERROR_ARGUMENT.
  *
  * Errors. Functions return a status; on anything but PYRNN_OK, pyrnn_last_error() gives the
  * message of the calling thread's last failed call (valid until its next failing call), and
