@@ -38,6 +38,14 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     return build_extension("pyrnn_c_example", [source], directory)
 
 
+def test_the_installed_package_ships_the_header_and_the_pxd() -> None:
+    include = Path(pyrnn.get_include())
+    assert (include / "pyrnn" / "capi.h").is_file()
+    assert (Path(pyrnn.__file__).parent / "capi.pxd").is_file()
+    assert "#define PYRNN_CAPI_VERSION 1" in (include / "pyrnn" / "capi.h").read_text()
+    assert type(_core._C_API).__name__ == "PyCapsule"
+
+
 def readme_code(language: str) -> str:
     """The first `language` code block of the README's C API section."""
     readme = (REPO / "README.md").read_text()
