@@ -21,6 +21,8 @@ Metrics of a workload's result:
                   so "pyrnn-packed / pyrnn-padded" is the cost of a packed step against a padded
                   one (at most target) and "torch-packed-1t / pyrnn-packed" the speed-up over
                   torch on the same PackedSequence (at least target)
+  "capi-cython / pyrnn-c++"  a step through the C API from a Cython nogil loop over the same
+                  step in the core's own C++ loop (benchmarks/capi_step.py; at most target)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _AT_MOST = (
     "model / lstm",
     "pyrnn-out / pyrnn-out-1t",
     "pyrnn-packed / pyrnn-padded",
+    "capi-cython / pyrnn-c++",
 )
 
 
@@ -228,6 +231,19 @@ GOALS = (
 )
 
 
+# Judged by benchmarks/capi_step.py, which builds a Cython extension (not part of `pyrnn bench`).
+CAPI_GOALS = tuple(
+    Goal(
+        workload,
+        "capi-cython / pyrnn-c++",
+        1.1,
+        f"{label} step through the C API from a Cython nogil loop within 1.1x of the core's own "
+        "C++ step loop",
+    )
+    for workload, label in (("capi-lstm-64", "LSTM 64"), ("capi-lstm-1x16", "LSTM 1x16"))
+)
+
+
 def measured(workload: dict[str, Any], metric: str) -> float | None:
     """The value of `metric` in one workload's result, None when it was not measured."""
     if metric == "model / lstm":
@@ -254,12 +270,14 @@ def measured(workload: dict[str, Any], metric: str) -> float | None:
     return None
 
 
-def evaluate(workloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each goal whose workload is among `workloads`: its value and status (met, missed, or not
-    measured when an engine or a measurement did not run)."""
+def evaluate(
+    workloads: list[dict[str, Any]], goals: tuple[Goal, ...] = GOALS
+) -> list[dict[str, Any]]:
+    """Each of `goals` whose workload is among `workloads`: its value and status (met, missed,
+    or not measured when an engine or a measurement did not run)."""
     by_name = {workload["name"]: workload for workload in workloads}
     verdicts = []
-    for goal in GOALS:
+    for goal in goals:
         if goal.workload not in by_name:
             continue
         value = measured(by_name[goal.workload], goal.metric)

@@ -22,6 +22,15 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The directory to add to a C, C++ or Cython extension's include path for pyrnn's C API
+    (``#include <pyrnn/capi.h>``; Cython: ``from pyrnn cimport capi``)."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "include")
+
+
 __all__ = [
     "GRU",
     "LSTM",
@@ -43,6 +52,7 @@ __all__ = [
     "cpu_info",
     "from_onnx",
     "from_torch",
+    "get_include",
     "get_num_threads",
     "load",
     "pack_padded_sequence",

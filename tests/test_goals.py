@@ -263,6 +263,31 @@ def test_model_goals_are_judged_at_most_or_at_least(monkeypatch):
     assert lines[2].endswith("(measured 9.00x, target 8x)")
 
 
+def test_c_api_goals_are_the_c_api_loop_over_the_core_loop_at_most(monkeypatch):
+    goals = load_script("goals", monkeypatch)
+
+    def capi(name: str, ours: float | None, core: float) -> dict[str, Any]:
+        results = [{"engine": "pyrnn-c++", "status": "ok", "us_per_step": core}]
+        if ours is not None:
+            results.append({"engine": "capi-cython", "status": "ok", "us_per_step": ours})
+        return {"name": name, "category": "capi", "results": results}
+
+    assert [(g.workload, g.metric, g.target, g.at_most) for g in goals.CAPI_GOALS] == [
+        ("capi-lstm-64", "capi-cython / pyrnn-c++", 1.1, True),
+        ("capi-lstm-1x16", "capi-cython / pyrnn-c++", 1.1, True),
+    ]
+    assert not set(goals.CAPI_GOALS) & set(goals.GOALS)  # judged by capi_step.py alone
+    workloads = [capi("capi-lstm-64", 0.55, 0.5), capi("capi-lstm-1x16", 0.111, 0.1)]
+    verdicts = goals.evaluate(workloads, goals.CAPI_GOALS)
+    assert [(v["status"], round(v["value"], 3)) for v in verdicts] == [
+        ("met", 1.1),
+        ("missed", 1.11),
+    ]
+    verdicts = goals.evaluate([capi("capi-lstm-64", None, 0.5)], goals.CAPI_GOALS)
+    assert [v["status"] for v in verdicts] == ["not measured"]
+    assert goals.evaluate(workloads) == []  # not among the package's goals
+
+
 def test_the_same_engine_is_read_from_each_category_s_own_ratio(monkeypatch):
     # "x torch-1t" is a goal of a stream and of a model workload: each reads its own ratio.
     goals = load_script("goals", monkeypatch)

@@ -40,7 +40,7 @@ own_site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()[
 if [ "$parent_site" != "$own_site" ]; then
   echo "$parent_site" >"$own_site/pyrnn_parent_env.pth"
 fi
-"$venv/bin/pip" install --quiet "scikit-build-core>=0.10" "pybind11>=2.12"  # no-op if present
+"$venv/bin/pip" install --quiet "scikit-build-core>=0.10" "pybind11>=3.1,<3.2"  # no-op if present
 build="$root/build/asan"
 "$venv/bin/pip" install --quiet --no-build-isolation --force-reinstall --no-deps \
   -C cmake.define.PYRNN_SANITIZE_ADDRESS=ON \

@@ -8,10 +8,12 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/capi.h"
 #include "bindings/fast_method.h"
 #include "bindings/graph_handle.h"
 #include "bindings/in_core.h"
 #include "bindings/instance.h"
+#include "bindings/python_error.h"
 #include "core/dispatch.h"
 #include "graph/model_stream.h"
 
@@ -45,6 +47,7 @@ struct ModelStreamHandle {
   bool flat_tuple = false;
   py::object structure;    // the model's output structure, to rebuild results
   int user_time_axis = 0;  // input 0's time axis as the caller sees it
+  pyrnn_stream capi{};     // the C API's handle of this stream, filled when first asked for
 
   void describe(py::handle output_structure) {
     structure = py::reinterpret_borrow<py::object>(output_structure);
@@ -318,7 +321,7 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
     }
     return run(handle, args, static_cast<std::size_t>(nargs), out, frames).release().ptr();
   } catch (...) {
-    py::detail::translate_exception(std::current_exception());
+    set_python_error();
     return nullptr;
   }
 }
@@ -337,7 +340,57 @@ PyMethodDef model_feed_def = {
     "feed($self, *chunks, out=None)\n--\n\nT frames of every input along its time axis -> "
     "the outputs of every frame (equal to T steps)."};
 
+// Floats per row of one frame of input (output) 0, for the C API's (N, features) layout: the
+// batch axis, if any, must come first once the time axis is left out.
+int capi_features(const ModelStreamHandle& self, bool input) {
+  const g::StreamLayout& layout = self.stream.layout();
+  const g::ValueMeta& meta = input ? self.stream.step_input(0) : self.stream.step_output(0);
+  const int time = input ? layout.input_time[0] : layout.output_time[0];
+  const int batch = input ? layout.input_batch[0] : layout.output_batch[0];
+  const char* name = input ? "input" : "output";
+  if (meta.dtype != g::DType::F32)
+    throw std::invalid_argument(std::string("stream: the C API steps float32 models; the ") + name +
+                                " is " + g::dtype_name(meta.dtype));
+  if (time < 0)
+    throw std::invalid_argument(std::string("stream: the C API needs an ") + name +
+                                " with a time axis (one frame per step); this one has none");
+  const int first = time == 0 ? 1 : 0;  // the first axis of a frame
+  if (batch >= 0 && batch != first)
+    throw std::invalid_argument(std::string("stream: the C API takes frames as (batch, "
+                                            "features); the ") +
+                                name + "'s batch axis " + std::to_string(batch) +
+                                " is not the first axis after time (" + std::to_string(first) +
+                                ")");
+  return static_cast<int>(meta.shape.numel() / self.stream.rows());
+}
+
 }  // namespace
+
+pyrnn_stream* capi_model_stream(py::handle object) {
+  if (!py::isinstance<ModelStreamHandle>(object)) return nullptr;
+  ModelStreamHandle& self = handle_of(object);
+  pyrnn_stream& handle = self.capi;
+  if (handle.magic == kCapiMagic) return &handle;
+  const g::Graph& graph = self.stream.graph();
+  if (graph.inputs().size() != 1 || graph.outputs().size() != 1)
+    throw std::invalid_argument(
+        "stream: the C API steps models of one input and one output; "
+        "this one has " +
+        std::to_string(graph.inputs().size()) + " inputs and " +
+        std::to_string(graph.outputs().size()) + " outputs");
+  const g::StreamLayout& layout = self.stream.layout();
+  if (layout.clocks.size() > 1)
+    throw std::invalid_argument(
+        "stream: the C API needs one output frame per input frame; this model has a strided "
+        "or delayed window along time");
+  handle.input_size = capi_features(self, true);
+  handle.output_size = capi_features(self, false);
+  handle.batch = static_cast<int>(self.stream.rows());
+  handle.model_stream = &self.stream;
+  handle.model_feed_in_place = layout.input_time[0] == 0 && layout.output_time[0] == 0;
+  handle.magic = kCapiMagic;
+  return &handle;
+}
 
 void bind_model_stream(py::module_& m) {
   py::class_<ModelStreamHandle> cls(m, "ModelStream");

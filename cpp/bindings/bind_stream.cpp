@@ -13,8 +13,10 @@
 
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
+#include "bindings/capi.h"
 #include "bindings/in_core.h"
 #include "bindings/instance.h"
+#include "bindings/python_error.h"
 #include "core/dispatch.h"
 #include "core/stream.h"
 
@@ -27,6 +29,7 @@ struct StreamHandle {
   Stream stream;
   bool batched;
   bool batch_first;
+  pyrnn_stream capi{};  // the C API's handle of this stream, filled when first asked for
 
   py::ssize_t rows() const { return stream.rows(); }
   py::ssize_t input_size() const { return stream.config().input_size; }
@@ -306,7 +309,7 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   } catch (...) {
     // The Python exception pybind11's dispatcher would raise (these methods bypass it; pyrnn
     // registers no translators of its own): ValueError for invalid_argument, and so on.
-    py::detail::translate_exception(std::current_exception());
+    set_python_error();
     return nullptr;
   }
 }
@@ -352,6 +355,20 @@ void add_fast_method(py::handle cls, PyMethodDef* def) {
 }
 
 }  // namespace
+
+pyrnn_stream* capi_module_stream(py::handle object) {
+  if (!py::isinstance<StreamHandle>(object)) return nullptr;
+  StreamHandle& self = stream_of(object);
+  pyrnn_stream& handle = self.capi;
+  if (handle.magic != kCapiMagic) {
+    handle.module_stream = &self.stream;
+    handle.input_size = static_cast<int>(self.input_size());
+    handle.output_size = static_cast<int>(self.output_size());
+    handle.batch = self.stream.rows();
+    handle.magic = kCapiMagic;
+  }
+  return &handle;
+}
 
 void bind_stream(py::module_& m) {
   py::class_<StreamHandle> cls(m, "Stream",

@@ -12,4 +12,5 @@ void bind_probe(pybind11::module_& m);
 void bind_stream(pybind11::module_& m);
 void bind_graph(pybind11::module_& m);
 void bind_model_stream(pybind11::module_& m);
+void bind_capi(pybind11::module_& m);
 }  // namespace pyrnn::bindings

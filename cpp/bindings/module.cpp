@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   pyrnn::bindings::bind_stream(m);
   pyrnn::bindings::bind_graph(m);
   pyrnn::bindings::bind_model_stream(m);
+  pyrnn::bindings::bind_capi(m);
 }

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/busy.h"
 #include "runtime/fork_generation.h"
 
 namespace pyrnn {
@@ -17,7 +18,7 @@ namespace {
 void take_stale_hold(std::atomic<std::uint32_t>& holder, std::uint32_t seen, std::uint32_t now) {
   do {
     if (seen == now)
-      throw std::runtime_error(
+      throw StreamBusy(
           "stream is already in use by another thread; use one stream per thread (clone() forks "
           "one) or serialise the calls");
   } while (!holder.compare_exchange_weak(seen, now, std::memory_order_acquire,

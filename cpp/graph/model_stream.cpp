@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/busy.h"
+
 namespace pyrnn::graph {
 
 ModelStream::ModelStream(std::shared_ptr<const Graph> graph, StreamLayout layout, std::int64_t rows,
@@ -303,7 +305,7 @@ void ModelStream::set_state(int index, const float* data) {
 
 ModelStream::Exclusive::Exclusive(const ModelStream& stream) : flag_(stream.in_use_) {
   if (flag_.exchange(true, std::memory_order_acquire))
-    throw std::runtime_error(
+    throw StreamBusy(
         "this stream is already in use by another thread; give each thread its own stream "
         "(clone())");
 }
