@@ -145,7 +145,11 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
     check_step_overlap(x_data, N * I, out_data, N * P);
   }
   const KernelTable& kernels = active_kernels();
-  {
+  if (self.stream.tiny()) {
+    // A tiny step (tens of ns) keeps the GIL: releasing and retaking it cost about as much as
+    // the step itself, and other threads could not have used the gap.
+    self.stream.step(kernels, x_data, I, out_data, P);
+  } else {
     py::gil_scoped_release release;
     const InCore in_core;
     self.stream.step(kernels, x_data, I, out_data, P);
@@ -394,7 +398,10 @@ void bind_stream(py::module_& m) {
       .def_property_readonly("batch_first",
                              [](py::handle self) { return stream_of(self).batch_first; })
       .def_property_readonly("chunk_steps",
-                             [](py::handle self) { return stream_of(self).stream.chunk_steps(); });
+                             [](py::handle self) { return stream_of(self).stream.chunk_steps(); })
+      .def_property_readonly(
+          "_tiny", [](py::handle self) { return stream_of(self).stream.tiny(); },
+          "Whether step and feed run the tiny kernels (one row of a small network).");
   add_fast_method(cls, &step_def);
   add_fast_method(cls, &feed_def);
 }
