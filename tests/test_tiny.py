@@ -108,9 +108,7 @@ def test_every_size_matches_oracle(isa: str, kind: str, hidden: int) -> None:
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("input_size", INPUTS)
 @pytest.mark.parametrize("hidden", [1, 8, 17, 32, 64])
-def test_every_input_size_matches_oracle(
-    isa: str, kind: str, input_size: int, hidden: int
-) -> None:
+def test_every_input_size_matches_oracle(isa: str, kind: str, input_size: int, hidden: int) -> None:
     module = make(kind, input_size, hidden)
     assert module.stream()._tiny == is_tiny(kind, input_size, hidden)
     check(module, steps=150)

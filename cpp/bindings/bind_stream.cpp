@@ -293,9 +293,15 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
     if (nargs > 2) throw py::type_error("expected at most 2 arguments (x, out)");
     for (Py_ssize_t i = 0; i < nargs; ++i) slots[i] = args[i];
     const Py_ssize_t keywords = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+    // Keyword names arrive interned when written literally (out=y): a pointer comparison then
+    // settles them, before the string comparison that any other spelling needs.
+    static PyObject* const x_name = PyUnicode_InternFromString("x");
+    static PyObject* const out_name = PyUnicode_InternFromString("out");
     for (Py_ssize_t i = 0; i < keywords; ++i) {
       PyObject* name = PyTuple_GET_ITEM(kwnames, i);
-      const int slot = PyUnicode_CompareWithASCIIString(name, "x") == 0     ? 0
+      const int slot = name == out_name                                     ? 1
+                       : name == x_name                                     ? 0
+                       : PyUnicode_CompareWithASCIIString(name, "x") == 0   ? 0
                        : PyUnicode_CompareWithASCIIString(name, "out") == 0 ? 1
                                                                             : -1;
       if (slot < 0 || (slot < nargs))

@@ -26,6 +26,12 @@ inline V add(V a, V b) noexcept { return {_mm256_add_ps(a.v, b.v)}; }
 inline V sub(V a, V b) noexcept { return {_mm256_sub_ps(a.v, b.v)}; }
 inline V mul(V a, V b) noexcept { return {_mm256_mul_ps(a.v, b.v)}; }
 inline V div(V a, V b) noexcept { return {_mm256_div_ps(a.v, b.v)}; }
+// 1/d for finite d: a 12-bit estimate and one Newton step (relative error about 2^-23), for the
+// tiny kernels' latency-bound activations (vdivps: 11 cycles of latency).
+inline V reciprocal(V d) noexcept {
+  const __m256 r = _mm256_rcp_ps(d.v);
+  return {_mm256_fmadd_ps(_mm256_fnmadd_ps(d.v, r, _mm256_set1_ps(1.0f)), r, r)};
+}
 inline V fma(V a, V b, V c) noexcept { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 inline V abs(V x) noexcept { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x.v)}; }
 inline V copysign(V magnitude, V sign) noexcept {

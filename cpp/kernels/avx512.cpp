@@ -38,6 +38,12 @@ inline V add(V a, V b) noexcept { return {_mm512_add_ps(a.v, b.v)}; }
 inline V sub(V a, V b) noexcept { return {_mm512_sub_ps(a.v, b.v)}; }
 inline V mul(V a, V b) noexcept { return {_mm512_mul_ps(a.v, b.v)}; }
 inline V div(V a, V b) noexcept { return {_mm512_div_ps(a.v, b.v)}; }
+// 1/d for finite d: a 14-bit estimate and one Newton step (relative error about 2^-27), 12 cycles
+// of latency against vdivps' 18 (Sapphire Rapids): the tiny kernels' activations are latency-bound.
+inline V reciprocal(V d) noexcept {
+  const __m512 r = _mm512_rcp14_ps(d.v);
+  return {_mm512_fmadd_ps(_mm512_fnmadd_ps(d.v, r, _mm512_set1_ps(1.0f)), r, r)};
+}
 inline V fma(V a, V b, V c) noexcept { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 // Sign-bit logic in the integer domain: AVX-512F alone has no float and/or (that is AVX-512DQ).
 inline V abs(V x) noexcept {
