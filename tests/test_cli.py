@@ -461,7 +461,9 @@ def test_an_engine_with_the_wrong_output_shape_is_a_mismatch():
 def test_stream_workloads_are_registered():
     streams = {n: w for n, w in WORKLOADS.items() if isinstance(w, StreamWorkload)}
     assert list(streams) == [
-        "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-lstm-1024", "stream-overhead"
+        "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-lstm-1024",
+        "stream-overhead", "tiny-lstm-1x8", "tiny-lstm-1x16", "tiny-lstm-1x32", "tiny-gru-1x32",
+        "tiny-lstm-1x16x2",
     ]  # fmt: skip
     kinds = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload
     assert all(isinstance(w, kinds) for w in WORKLOADS.values())
@@ -523,6 +525,24 @@ def test_a_stream_engine_with_wrong_output_is_reported_not_timed(monkeypatch):
     assert report["batch"]["status"] == "ok" and report["batch"]["rows"] == 5
     assert report["batch"]["ratio"] > 0
     assert "goals" not in report
+
+
+def test_tiny_workloads_report_ns_per_sample_and_the_headroom_at_48_khz():
+    from pyrnn.benchmarking.report import format_streaming
+
+    workload = WORKLOADS["tiny-lstm-1x16x2"]
+    assert isinstance(workload, StreamWorkload) and workload.module().config["num_layers"] == 2
+    report = run_stream_workload(
+        WORKLOADS["tiny-lstm-1x8"], {}, BenchOptions(quick=True, repeats=1), lambda m: None
+    )
+    results = {r["engine"]: r for r in report["results"]}
+    assert set(results) == {"pyrnn-out", "pyrnn-c++", "pyrnn-feed64", "pyrnn-feed256"}
+    assert all(r["status"] == "ok" for r in results.values())
+    tiny = report["tiny"]
+    assert tiny["feed256_ns"] == pytest.approx(1e3 * results["pyrnn-feed256"]["us_per_step"])
+    assert tiny["x_realtime_48k"] == pytest.approx(1e9 / 48_000 / tiny["feed256_ns"])
+    lines = format_streaming({"workloads": [report]})
+    assert any("at 48 kHz" in line and "LSTM I=1 H=8" in line for line in lines)
 
 
 def test_stream_runners_are_timed_round_robin_and_a_failing_one_is_isolated():

@@ -79,7 +79,8 @@ def fed_in_chunks(stream: pyrnn.Stream, x: np.ndarray, lengths: list[int]) -> np
 
 
 def check(module: pyrnn.Module, steps: int = 300) -> None:
-    """Steps, then feeds in chunks of 1, 7 and 256 (and mixed), against the oracle and forward()."""
+    """Steps, then feeds in chunks of 1 and 7 in turn and of 256, against the oracle and
+    forward()."""
     x = np.random.default_rng(1).standard_normal((steps, module.config["input_size"]))
     x = x.astype(np.float32)
     expected, reference = general(module, x), oracle(module, x)
@@ -87,7 +88,7 @@ def check(module: pyrnn.Module, steps: int = 300) -> None:
     got = np.stack([stepped.step(row) for row in x])
     assert_general(got, expected)
     assert_oracle(got, reference)
-    for lengths in ([1], [7], [256], [1, 7, 256]):
+    for lengths in ([1, 7], [256]):
         got = fed_in_chunks(module.stream(), x, lengths)
         assert_general(got, expected)
         assert_oracle(got, reference)
@@ -102,7 +103,7 @@ def is_tiny(kind: str, input_size: int, hidden: int) -> bool:
 def test_every_size_matches_oracle(isa: str, kind: str, hidden: int) -> None:
     module = make(kind, 2, hidden)
     assert module.stream()._tiny == is_tiny(kind, 2, hidden)
-    check(module, steps=200)
+    check(module, steps=120)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -111,7 +112,7 @@ def test_every_size_matches_oracle(isa: str, kind: str, hidden: int) -> None:
 def test_every_input_size_matches_oracle(isa: str, kind: str, input_size: int, hidden: int) -> None:
     module = make(kind, input_size, hidden)
     assert module.stream()._tiny == is_tiny(kind, input_size, hidden)
-    check(module, steps=150)
+    check(module, steps=80)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -68,8 +68,12 @@ void Stream::choose_path() {
   for (int l = 0; l < config().num_layers; ++l) {
     const PackedLayer& weights = network_->layer(l, 0);
     LayerState& state = states_[l];
-    tiny_layers_.push_back({&weights.w_ih, &weights.w_hh, weights.input_bias.data(),
-                            weights.recurrent_bias.data(), {state.h(0), state.h(1)}, state.c(),
+    tiny_layers_.push_back({&weights.w_ih,
+                            &weights.w_hh,
+                            weights.input_bias.data(),
+                            weights.recurrent_bias.data(),
+                            {state.h(0), state.h(1)},
+                            state.c(),
                             state.current()});
   }
 }

@@ -107,7 +107,8 @@ constexpr std::size_t kFusedPanelBytes = 0;
 // kernels on Sapphire Rapids, batch 1 forced onto 2 threads: LSTM 64 (33 kflop) 0.91x, LSTM 96
 // (74 kflop) 1.21x, LSTM 128 (131 kflop) 1.38x.
 constexpr double kSplitStepFlops = 30e3;
-// Tiny networks: accumulators one group of units holds, 16 ymm registers: 8 accumulators leave room for the weights and broadcasts.
+// Tiny networks: accumulators one group of units holds (16 ymm registers: 8 accumulators
+// leave room for the weights and the broadcasts).
 constexpr int kTinyAccs = 8;
 
 #include "kernels/simd-inl.h"

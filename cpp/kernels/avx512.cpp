@@ -112,7 +112,8 @@ constexpr std::size_t kFusedPanelBytes = 32 * 1024;
 // Rapids (a barrier ~0.3 us between its two cores), forced onto 2 threads: LSTM 64 batch 1
 // (33 kflop) 1.01x, LSTM 96 (74 kflop) 1.22x, LSTM 128 (131 kflop) 1.34x, GRU 64 0.73x.
 constexpr double kSplitStepFlops = 35e3;
-// Tiny networks: accumulators one group of units holds, 32 zmm registers: an LSTM group of 64 units (16 accumulators).
+// Tiny networks: accumulators one group of units holds (32 zmm registers: an LSTM group of
+// 64 units).
 constexpr int kTinyAccs = 16;
 
 #include "kernels/simd-inl.h"

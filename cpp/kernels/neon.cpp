@@ -93,7 +93,8 @@ constexpr std::size_t kFusedPanelBytes = 0;
 // Split a step across threads when each gets this many recurrent flops: not measured on ARM
 // hardware; set between the AVX2 and scalar figures.
 constexpr double kSplitStepFlops = 30e3;
-// Tiny networks: accumulators one group of units holds, 32 q registers: an LSTM group of 16 units (16 accumulators).
+// Tiny networks: accumulators one group of units holds (32 q registers: an LSTM group of 16
+// units).
 constexpr int kTinyAccs = 16;
 
 #include "kernels/simd-inl.h"

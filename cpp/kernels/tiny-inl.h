@@ -53,6 +53,17 @@ PYRNN_SIMD_INLINE V tiny_tanh(V x) noexcept {
   return select(less(abs(x), broadcast(0.625f)), small, large);
 }
 
+// Every loop over gates, vectors and sets has a compile-time trip count and must unroll: GCC 12
+// left some rolled, which put the accumulators on the stack (a store and a reload on every step's
+// critical path, and the stack traffic besides).
+#if defined(__clang__)
+#define PYRNN_TINY_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define PYRNN_TINY_UNROLL _Pragma("GCC unroll 64")
+#else
+#define PYRNN_TINY_UNROLL
+#endif
+
 // Registers for one group of kVecs vectors of every gate of a layer, starting at vector v0.
 template <CellKind kKind, int kVecs>
 PYRNN_SIMD_INLINE void tiny_group(const TinyLayer& layer, const float* in, int k_in,
@@ -68,6 +79,7 @@ PYRNN_SIMD_INLINE void tiny_group(const TinyLayer& layer, const float* in, int k
   const float* w_in[kVecs];
   const float* w_rec[kVecs];
   int col[kVecs];
+  PYRNN_TINY_UNROLL
   for (int v = 0; v < kVecs; ++v) {
     const int unit = (v0 + v) * kLanes, block = unit / kUnitBlock, offset = unit % kUnitBlock;
     w_in[v] = layer.w_ih->panel(block) + offset;
@@ -78,42 +90,48 @@ PYRNN_SIMD_INLINE void tiny_group(const TinyLayer& layer, const float* in, int k
   // takes the recurrent part. GRU: r scales only n's recurrent part, so n's input part stays apart.
   V acc[kSets][kAccs];
   V x_n[kGru ? kVecs : 1];
-  for (int g = 0; g < G; ++g)
-    for (int v = 0; v < kVecs; ++v) {
-      V sum = zero();
-      for (int k = 0; k < k_in; ++k)
-        sum = fma(broadcast(in[k]), load(w_in[v] + k * kWidth + g * kUnitBlock), sum);
-      sum = add(sum, load(layer.input_bias + col[v] + g * kUnitBlock));
-      if (kGru && g == 2) {
-        x_n[kGru ? v : 0] = sum;
-        acc[0][g * kVecs + v] = zero();
-      } else {
-        acc[0][g * kVecs + v] = sum;
-      }
+  PYRNN_TINY_UNROLL
+  for (int g = 0; g < G; ++g) PYRNN_TINY_UNROLL
+  for (int v = 0; v < kVecs; ++v) {
+    V sum = zero();
+    for (int k = 0; k < k_in; ++k)
+      sum = fma(broadcast(in[k]), load(w_in[v] + k * kWidth + g * kUnitBlock), sum);
+    sum = add(sum, load(layer.input_bias + col[v] + g * kUnitBlock));
+    if (kGru && g == 2) {
+      x_n[kGru ? v : 0] = sum;
+      acc[0][g * kVecs + v] = zero();
+    } else {
+      acc[0][g * kVecs + v] = sum;
     }
-  for (int s = 1; s < kSets; ++s)
-    for (int c = 0; c < kAccs; ++c) acc[s][c] = zero();
+  }
+  PYRNN_TINY_UNROLL
+  for (int s = 1; s < kSets; ++s) PYRNN_TINY_UNROLL
+  for (int c = 0; c < kAccs; ++c) acc[s][c] = zero();
   int k = 0;
-  for (; k + kSets <= k_rec; k += kSets)
-    for (int s = 0; s < kSets; ++s) {
-      const V h = broadcast(h_prev[k + s]);
-      for (int g = 0; g < G; ++g)
-        for (int v = 0; v < kVecs; ++v)
-          acc[s][g * kVecs + v] =
-              fma(h, load(w_rec[v] + (k + s) * kWidth + g * kUnitBlock), acc[s][g * kVecs + v]);
-    }
+  for (; k + kSets <= k_rec; k += kSets) PYRNN_TINY_UNROLL
+  for (int s = 0; s < kSets; ++s) {
+    const V h = broadcast(h_prev[k + s]);
+    PYRNN_TINY_UNROLL
+    for (int g = 0; g < G; ++g) PYRNN_TINY_UNROLL
+    for (int v = 0; v < kVecs; ++v)
+      acc[s][g * kVecs + v] =
+          fma(h, load(w_rec[v] + (k + s) * kWidth + g * kUnitBlock), acc[s][g * kVecs + v]);
+  }
   for (; k < k_rec; ++k) {
     const V h = broadcast(h_prev[k]);
-    for (int g = 0; g < G; ++g)
-      for (int v = 0; v < kVecs; ++v)
-        acc[0][g * kVecs + v] =
-            fma(h, load(w_rec[v] + k * kWidth + g * kUnitBlock), acc[0][g * kVecs + v]);
+    PYRNN_TINY_UNROLL
+    for (int g = 0; g < G; ++g) PYRNN_TINY_UNROLL
+    for (int v = 0; v < kVecs; ++v)
+      acc[0][g * kVecs + v] =
+          fma(h, load(w_rec[v] + k * kWidth + g * kUnitBlock), acc[0][g * kVecs + v]);
   }
   // Pairwise: two adds deep for four sets.
-  for (int step = 1; step < kSets; step *= 2)
-    for (int s = 0; s + step < kSets; s += 2 * step)
-      for (int c = 0; c < kAccs; ++c) acc[s][c] = add(acc[s][c], acc[s + step][c]);
-  const V* pre = acc[0];
+  PYRNN_TINY_UNROLL
+  for (int step = 1; step < kSets; step *= 2) PYRNN_TINY_UNROLL
+  for (int s = 0; s + step < kSets; s += 2 * step) PYRNN_TINY_UNROLL
+  for (int c = 0; c < kAccs; ++c) acc[s][c] = add(acc[s][c], acc[s + step][c]);
+  const V(&pre)[kAccs] = acc[0];
+  PYRNN_TINY_UNROLL
   for (int v = 0; v < kVecs; ++v) {
     const int unit = (v0 + v) * kLanes;
     if constexpr (kKind == CellKind::Lstm) {
@@ -127,7 +145,8 @@ PYRNN_SIMD_INLINE void tiny_group(const TinyLayer& layer, const float* in, int k
     } else if constexpr (kGru) {
       const V r = tiny_sigmoid(pre[v]);
       const V z = tiny_sigmoid(pre[kVecs + v]);
-      const V n = tiny_tanh(fma(r, add(pre[2 * kVecs + v], load(layer.rec_bias + unit)), x_n[kGru ? v : 0]));
+      const V n = tiny_tanh(
+          fma(r, add(pre[2 * kVecs + v], load(layer.rec_bias + unit)), x_n[kGru ? v : 0]));
       store(h_next + unit, fma(sub(broadcast(1.0f), z), n, mul(z, load(h_prev + unit))));
     } else if constexpr (kKind == CellKind::RnnTanh) {
       store(h_next + unit, tiny_tanh(pre[v]));
@@ -191,3 +210,5 @@ const TinyKernels& tiny_kernels() noexcept {
        tiny_kernel<CellKind::Gru>(6), tiny_kernel<CellKind::Gru>(7)}};
   return kernels;
 }
+
+#undef PYRNN_TINY_UNROLL

@@ -90,8 +90,9 @@ void check_case(const Case& c, const pyrnn::KernelTable& kernels, bool scalar) {
   pyrnn::reference::forward(model->config, model->weights, T, 1, x.data(), h0.data(), c0.data(),
                             ref.data(), ref_h.data(), ref_c.data());
   std::vector<float> general(out.size()), general_h(hn.size()), general_c(cn.size());
-  pyrnn::forward(kernels, *model->network, {x.data(), I, I, T, 1, I}, {general.data(), H, H, T, 1, H},
-                 h0.data(), c0.data(), general_h.data(), general_c.data());
+  pyrnn::forward(kernels, *model->network, {x.data(), I, I, T, 1, I},
+                 {general.data(), H, H, T, 1, H}, h0.data(), c0.data(), general_h.data(),
+                 general_c.data());
   const int failures = pyrnn::testing::failures();
   // Against the double oracle as test_forward holds forward(): 1e-5 absolute, plus 1e-5
   // relative for relu RNNs. Against forward(), as streams always are (test_stream_alloc):
