@@ -9,6 +9,10 @@ Metrics of a workload's result:
   "x batch"       one batch stream's throughput over as many separate streams' (at least target)
   "overhead_us"   the Python overhead of s.step(x, out=y), in microseconds (at most target)
   "model / lstm"  the pyrnn model's time per frame over the bare pyrnn LSTM's (at most target)
+  "feed256 / rtneural", "step / rtneural"
+                  on the tiny models of benchmarks/rtneural/run.py: pyrnn's time per sample fed
+                  in blocks of 256, or stepped with s.step(x, out=y) from Python, over RTNeural's
+                  ModelT step, both timed in the same run (at most target)
   "A / B"         engine A's time per step over engine B's, both timed in the same run, on a
                   reduced-precision workload (at least target): "pyrnn-fp32 / pyrnn-int8" is
                   how much faster int8 weights run than fp32 ones; "ort-1t / pyrnn-onnx"
@@ -36,6 +40,8 @@ _AT_MOST = (
     "pyrnn-out / pyrnn-out-1t",
     "pyrnn-packed / pyrnn-padded",
     "capi-cython / pyrnn-c++",
+    "feed256 / rtneural",
+    "step / rtneural",
 )
 
 
@@ -242,6 +248,68 @@ CAPI_GOALS = tuple(
     )
     for workload, label in (("capi-lstm-64", "LSTM 64"), ("capi-lstm-1x16", "LSTM 1x16"))
 )
+
+
+# Tiny models at audio rate (I = 1) against RTNeural's compile-time models (ModelT, Eigen
+# backend), built and timed on the same machine in the same run by benchmarks/rtneural/run.py,
+# which judges these: RTNeural is C++ only, so `pyrnn bench` has no RTNeural engine.
+RTNEURAL_GOALS = (
+    *(
+        Goal(
+            model,
+            "feed256 / rtneural",
+            0.8,
+            f"{label}: s.feed(x, out=y) of 256 samples, per sample, <= 0.8x RTNeural's ModelT step",
+        )
+        for model, label in (
+            ("lstm-8", "LSTM I=1 H=8"),
+            ("lstm-16", "LSTM I=1 H=16"),
+            ("lstm-32", "LSTM I=1 H=32"),
+            ("gru-32", "GRU I=1 H=32"),
+        )
+    ),
+    *(
+        Goal(
+            model,
+            "step / rtneural",
+            1.6,
+            f"{label}: s.step(x, out=y) from Python <= 1.6x RTNeural's ModelT step (from C++)",
+        )
+        for model, label in (
+            ("lstm-8", "LSTM I=1 H=8"),
+            ("lstm-16", "LSTM I=1 H=16"),
+            ("lstm-32", "LSTM I=1 H=32"),
+            ("gru-32", "GRU I=1 H=32"),
+        )
+    ),
+)
+
+
+def evaluate_rtneural(results: dict[str, Any], statistic: str = "fastest") -> list[dict[str, Any]]:
+    """The RTNeural goals on benchmarks/rtneural/run.py's results ("models": per model, per
+    statistic, ns per sample of "rtneural", "feed256", "step", ...), as evaluate() reports."""
+    verdicts = []
+    for goal in RTNEURAL_GOALS:
+        model = results["models"].get(goal.workload)
+        if model is None:
+            continue
+        numbers = model[statistic]
+        ours, theirs = numbers.get(goal.metric.split(" / ")[0]), numbers.get("rtneural")
+        value = None if ours is None or not theirs else ours / theirs
+        status = "not measured" if value is None else "met" if value <= goal.target else "missed"
+        verdicts.append(
+            {
+                "workload": goal.workload,
+                "metric": goal.metric,
+                "target": goal.target,
+                "at_most": True,
+                "unit": goal.unit,
+                "goal": goal.text,
+                "value": value,
+                "status": status,
+            }
+        )
+    return verdicts
 
 
 def measured(workload: dict[str, Any], metric: str) -> float | None:

@@ -26,7 +26,14 @@ from harness.workloads import WORKLOADS, StreamWorkload
 
 from pyrnn.bench.engines import Unavailable
 
-ENGINES = {engine.name: engine for engine in step_engines() if engine.name != "pyrnn-c++"}
+# Engines with a Python statement per step (the C++ loop and the feeds time themselves).
+TIMES_ITSELF = ("pyrnn-c++", "pyrnn-feed64", "pyrnn-feed256")
+ENGINES = {engine.name: engine for engine in step_engines() if engine.name not in TIMES_ITSELF}
+TINY = {
+    name: w
+    for name, w in WORKLOADS.items()
+    if isinstance(w, StreamWorkload) and w.measure == "tiny"
+}
 LATENCY = {
     name: w
     for name, w in WORKLOADS.items()
@@ -84,3 +91,19 @@ def test_many_streams(benchmark: Any, workload: str, layout: str) -> None:
     benchmark(call)
     if benchmark.stats is not None:  # None under --benchmark-disable
         benchmark.extra_info["stream_steps_per_s"] = batch / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("block", [1, 64, 256])
+@pytest.mark.parametrize("workload", list(TINY))
+def test_tiny_feed(benchmark: Any, workload: str, block: int) -> None:
+    """An audio-rate model fed `block` samples per call (1: s.step(x, out=y)); the table's
+    ns per sample is the time per call over `block`."""
+    module = TINY[workload].module(seed=0)
+    stream = module.stream()
+    x = np.random.default_rng(0).standard_normal((block, 1), np.float32)
+    y = np.empty((block, module.config["hidden_size"]), np.float32)
+    benchmark.group = f"tiny {workload} (per call of {block} samples)"
+    if block == 1:
+        benchmark(stream.step, x[0], out=y[0])
+    else:
+        benchmark(stream.feed, x, out=y)

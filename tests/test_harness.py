@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from harness import WORKLOADS, BenchOptions
-from harness.report import write_png
+from harness.report import format_streaming, write_png
 from harness.streaming import run_stream_workload, step_engines
 from harness.workloads import (
     ModelWorkload,
@@ -218,7 +218,9 @@ def test_missing_peers_leave_their_stream_ratios_unmeasured(tmp_path):
 def test_stream_workloads_are_registered():
     streams = {n: w for n, w in WORKLOADS.items() if isinstance(w, StreamWorkload)}
     assert list(streams) == [
-        "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-lstm-1024", "stream-overhead"
+        "stream-lstm-64", "stream-gru-64", "stream-lstm-1x32", "stream-lstm-1024",
+        "stream-overhead", "tiny-lstm-1x8", "tiny-lstm-1x16", "tiny-lstm-1x32", "tiny-gru-1x32",
+        "tiny-lstm-1x16x2",
     ]  # fmt: skip
     kinds = SequenceWorkload | StreamWorkload | ModelWorkload | QuantWorkload | PackedWorkload
     assert all(isinstance(w, kinds) for w in WORKLOADS.values())
@@ -332,3 +334,19 @@ def test_flops_of_the_workloads():
     layer1 = 2 * 4 * 128 * (2 * 128 + 128)
     assert flops_per_step(stack) == 2 * (layer0 + layer1)
     assert recurrent_weight_bytes(lstm) == 4 * 4 * 256 * 256
+
+
+def test_tiny_workloads_report_ns_per_sample_and_the_headroom_at_48_khz():
+    workload = WORKLOADS["tiny-lstm-1x16x2"]
+    assert isinstance(workload, StreamWorkload) and workload.module().config["num_layers"] == 2
+    report = run_stream_workload(
+        WORKLOADS["tiny-lstm-1x8"], {}, BenchOptions(quick=True, repeats=1), lambda m: None
+    )
+    results = {r["engine"]: r for r in report["results"]}
+    assert set(results) == {"pyrnn-out", "pyrnn-c++", "pyrnn-feed64", "pyrnn-feed256"}
+    assert all(r["status"] == "ok" for r in results.values())
+    tiny = report["tiny"]
+    assert tiny["feed256_ns"] == pytest.approx(1e3 * results["pyrnn-feed256"]["us_per_step"])
+    assert tiny["x_realtime_48k"] == pytest.approx(1e9 / 48_000 / tiny["feed256_ns"])
+    lines = format_streaming({"workloads": [report]})
+    assert any("at 48 kHz" in line and "LSTM I=1 H=8" in line for line in lines)

@@ -183,6 +183,15 @@ def format_streaming(report: dict[str, Any]) -> list[str]:
                 f"{overhead['overhead_us']:.3f} us ({overhead['step_us']:.3f} us from Python - "
                 f"{overhead['cpp_us']:.3f} us in the C++ loop)"
             )
+        tiny = workload.get("tiny")
+        if tiny:
+            lines.append(
+                f"{workload['label']} at audio rate, ns per sample: feed(64) "
+                f"{tiny['feed64_ns']:.1f}, feed(256) {tiny['feed256_ns']:.1f}, step(x, out=y) "
+                f"{tiny['step_ns']:.1f} (C++ loop {tiny['cpp_step_ns']:.1f}); at 48 kHz "
+                f"{tiny['x_realtime_48k']:.0f}x real time fed, {tiny['x_realtime_48k_step']:.0f}x "
+                "stepped"
+            )
     return lines + _not_timed(workloads)
 
 

@@ -14,6 +14,7 @@ a shared machine only ever adds time.
 
 from __future__ import annotations
 
+import timeit
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,31 @@ def _prepare_pyrnn_cpp(module: Module, x: np.ndarray) -> StepRunner:
     )
 
 
+def _prepare_pyrnn_feed(block: int) -> Callable[[Module, np.ndarray], StepRunner]:
+    """Feeds of `block` samples (the same x repeated), timed per sample."""
+
+    def prepare(module: Module, x: np.ndarray) -> StepRunner:
+        stream = module.stream()
+        xs = np.ascontiguousarray(np.broadcast_to(x, (block, x.shape[-1])))
+        ys = np.empty((block, _output_size(module)), np.float32)
+        feed = stream.feed
+
+        def loop(number: int) -> float:
+            feeds = max(1, number // block)
+            start = timeit.default_timer()
+            for _ in range(feeds):
+                feed(xs, out=ys)
+            return (timeit.default_timer() - start) * number / (feeds * block)
+
+        return StepRunner(
+            check=_pyrnn_check(module, x),
+            loop=loop,
+            call=f"s.feed(x, out=y) of {block} samples, per sample",
+        )
+
+    return prepare
+
+
 def _prepare_pyrnn_onnx(module: Module, x: np.ndarray) -> StepRunner:
     """ORT's one-node step graph imported with pyrnn.from_onnx and streamed: the node and its
     weights as ORT runs them, with the sequence axis free and the initial-state inputs left out
@@ -122,7 +148,19 @@ def step_engines() -> list[StepEngine]:
         StepEngine("pyrnn-onnx", "onnxruntime", _prepare_pyrnn_onnx),
         peers["torch-1t"],
         peers["ort-1t"],
+        StepEngine("pyrnn-feed64", "pyrnn", _prepare_pyrnn_feed(64)),
+        StepEngine("pyrnn-feed256", "pyrnn", _prepare_pyrnn_feed(256)),
     ]
+
+
+# The engines of each measure: a tiny workload times pyrnn's own ways of running an audio-rate
+# model (its peer, RTNeural, is C++ only: benchmarks/rtneural/run.py).
+_MEASURE_ENGINES = {
+    "overhead": ("pyrnn-out", "pyrnn-c++"),
+    "tiny": ("pyrnn-out", "pyrnn-c++", "pyrnn-feed64", "pyrnn-feed256"),
+}
+_FEEDS = ("pyrnn-feed64", "pyrnn-feed256")
+SAMPLE_RATE = 48_000
 
 
 def _many_streams(
@@ -174,8 +212,10 @@ def run_stream_workload(
     reference = scalar_stream_reference(module, x)
     budget, repeats = stream_seconds(options), options.effective_repeats
     engines = step_engines()
-    if workload.measure == "overhead":
-        engines = [e for e in engines if e.name in ("pyrnn-out", "pyrnn-c++")]
+    if workload.measure in _MEASURE_ENGINES:
+        engines = [e for e in engines if e.name in _MEASURE_ENGINES[workload.measure]]
+    else:
+        engines = [e for e in engines if e.name not in _FEEDS]
     prepared = []
     for engine in engines:
         progress(f"{workload.name}: preparing and verifying {engine.name}")
@@ -223,6 +263,17 @@ def run_stream_workload(
     if workload.measure == "overhead" and "pyrnn-out" in ok and "pyrnn-c++" in ok:
         step_us, cpp_us = ok["pyrnn-out"]["us_per_step"], ok["pyrnn-c++"]["us_per_step"]
         overhead = {"step_us": step_us, "cpp_us": cpp_us, "overhead_us": step_us - cpp_us}
+    tiny: dict[str, float] | None = None
+    if workload.measure == "tiny" and all(name in ok for name in _MEASURE_ENGINES["tiny"]):
+        ns = {name: 1e3 * ok[name]["us_per_step"] for name in _MEASURE_ENGINES["tiny"]}
+        tiny = {
+            "step_ns": ns["pyrnn-out"],
+            "cpp_step_ns": ns["pyrnn-c++"],
+            "feed64_ns": ns["pyrnn-feed64"],
+            "feed256_ns": ns["pyrnn-feed256"],
+            "x_realtime_48k": 1e9 / SAMPLE_RATE / ns["pyrnn-feed256"],
+            "x_realtime_48k_step": 1e9 / SAMPLE_RATE / ns["pyrnn-out"],
+        }
     return {
         "name": workload.name,
         "category": workload.category,
@@ -235,4 +286,5 @@ def run_stream_workload(
         "results": [result for result, _ in prepared],
         "batch": batch,
         "overhead": overhead,
+        "tiny": tiny,
     }

@@ -88,7 +88,9 @@ class StreamWorkload:
     measure="latency": batch-1 step time of every engine, and a `batch`-row stream against
     `batch` separate streams. measure="overhead": the Python cost of s.step(x, out=y), the step
     timed from Python minus the same steps in a C++ loop (on a tiny model, so that arithmetic
-    does not hide it)."""
+    does not hide it). measure="tiny": an audio-rate model (a stream of the tiny kernels), in
+    ns per sample of s.step(x, out=y), of the same steps in C++, and of feeds of 64- and
+    256-sample blocks, with the headroom at 48 kHz (one second of audio over the time it takes)."""
 
     category: ClassVar[str] = "stream"
 
@@ -98,14 +100,15 @@ class StreamWorkload:
     input_size: int
     hidden_size: int
     batch: int = 64
-    measure: Literal["latency", "overhead"] = "latency"
+    measure: Literal["latency", "overhead", "tiny"] = "latency"
+    num_layers: int = 1
 
     def config(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "input_size": self.input_size,
             "hidden_size": self.hidden_size,
-            "num_layers": 1,
+            "num_layers": self.num_layers,
             "bidirectional": False,
         }
 
@@ -118,6 +121,9 @@ class StreamWorkload:
         shape = f"{self.kind.upper()} I={self.input_size} H={self.hidden_size}"
         if self.measure == "overhead":
             return f"{shape}: Python overhead of s.step(x, out=y)"
+        if self.measure == "tiny":
+            layers = f" x{self.num_layers} layers" if self.num_layers > 1 else ""
+            return f"{shape}{layers}: ns per sample of step and of feeds of 64 and 256 samples"
         return (
             f"{shape}: one step per call, batch 1; and batch={self.batch} vs {self.batch} streams"
         )
@@ -285,6 +291,13 @@ WORKLOADS: dict[str, Workload] = {
         StreamWorkload("stream-lstm-1x32", "LSTM I=1 H=32", "lstm", 1, 32),
         StreamWorkload("stream-lstm-1024", "LSTM 1024", "lstm", 1024, 1024, batch=1),
         StreamWorkload("stream-overhead", "1-unit LSTM", "lstm", 1, 1, measure="overhead"),
+        StreamWorkload("tiny-lstm-1x8", "LSTM I=1 H=8", "lstm", 1, 8, measure="tiny"),
+        StreamWorkload("tiny-lstm-1x16", "LSTM I=1 H=16", "lstm", 1, 16, measure="tiny"),
+        StreamWorkload("tiny-lstm-1x32", "LSTM I=1 H=32", "lstm", 1, 32, measure="tiny"),
+        StreamWorkload("tiny-gru-1x32", "GRU I=1 H=32", "gru", 1, 32, measure="tiny"),
+        StreamWorkload(
+            "tiny-lstm-1x16x2", "LSTM I=1 H=16 x2", "lstm", 1, 16, measure="tiny", num_layers=2
+        ),
         ModelWorkload(
             "model-stream-head",
             "head LSTM 64",

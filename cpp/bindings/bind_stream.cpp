@@ -148,7 +148,11 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
     check_step_overlap(x_data, N * I, out_data, N * P);
   }
   const KernelTable& kernels = active_kernels();
-  {
+  if (self.stream.tiny()) {
+    // A tiny step (tens of ns) keeps the GIL: releasing and retaking it cost about as much as
+    // the step itself, and other threads could not have used the gap.
+    self.stream.step(kernels, x_data, I, out_data, P);
+  } else {
     py::gil_scoped_release release;
     const InCore in_core;
     self.stream.step(kernels, x_data, I, out_data, P);
@@ -292,9 +296,15 @@ PyObject* fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
     if (nargs > 2) throw py::type_error("expected at most 2 arguments (x, out)");
     for (Py_ssize_t i = 0; i < nargs; ++i) slots[i] = args[i];
     const Py_ssize_t keywords = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+    // Keyword names arrive interned when written literally (out=y): a pointer comparison then
+    // settles them, before the string comparison that any other spelling needs.
+    static PyObject* const x_name = PyUnicode_InternFromString("x");
+    static PyObject* const out_name = PyUnicode_InternFromString("out");
     for (Py_ssize_t i = 0; i < keywords; ++i) {
       PyObject* name = PyTuple_GET_ITEM(kwnames, i);
-      const int slot = PyUnicode_CompareWithASCIIString(name, "x") == 0     ? 0
+      const int slot = name == out_name                                     ? 1
+                       : name == x_name                                     ? 0
+                       : PyUnicode_CompareWithASCIIString(name, "x") == 0   ? 0
                        : PyUnicode_CompareWithASCIIString(name, "out") == 0 ? 1
                                                                             : -1;
       if (slot < 0 || (slot < nargs))
@@ -411,7 +421,10 @@ void bind_stream(py::module_& m) {
       .def_property_readonly("batch_first",
                              [](py::handle self) { return stream_of(self).batch_first; })
       .def_property_readonly("chunk_steps",
-                             [](py::handle self) { return stream_of(self).stream.chunk_steps(); });
+                             [](py::handle self) { return stream_of(self).stream.chunk_steps(); })
+      .def_property_readonly(
+          "_tiny", [](py::handle self) { return stream_of(self).stream.tiny(); },
+          "Whether step and feed run the tiny kernels (one row of a small network).");
   add_fast_method(cls, &step_def);
   add_fast_method(cls, &feed_def);
 }

@@ -11,6 +11,12 @@ namespace pyrnn::bindings {
 
 namespace py = pybind11;
 
+[[noreturn]] inline void throw_uninitialised(const char* class_name) {
+  throw py::type_error(std::string("self: this ") + class_name +
+                       " was never initialised (its __init__ did not run); make one "
+                       "the documented way instead of calling __new__");
+}
+
 // `type_checked`: the caller already knows self is a T (a method descriptor checked it), which
 // skips isinstance on the hot path (it allocates a little on each call).
 template <class T>
@@ -20,13 +26,15 @@ T& initialized(py::handle self, const char* class_name, bool type_checked = fals
                          std::string(py::str(py::type::handle_of(self))));
   }
   auto* instance = reinterpret_cast<py::detail::instance*>(self.ptr());
+  if (type_checked && instance->simple_layout) {
+    // One pybind11 type in self's bases, and self is known to be a T: the value is the one slot.
+    // Saves the lookup of T's type info and of self's Python type's bases (~20 ns of a step).
+    if (!instance->simple_holder_constructed) throw_uninitialised(class_name);
+    return *static_cast<T*>(instance->simple_value_holder[0]);
+  }
   const auto value_and_holder =
       instance->get_value_and_holder(py::detail::get_type_info(typeid(T)));
-  if (!value_and_holder || !value_and_holder.holder_constructed()) {
-    throw py::type_error(std::string("self: this ") + class_name +
-                         " was never initialised (its __init__ did not run); make one "
-                         "the documented way instead of calling __new__");
-  }
+  if (!value_and_holder || !value_and_holder.holder_constructed()) throw_uninitialised(class_name);
   return *static_cast<T*>(value_and_holder.value_ptr());
 }
 

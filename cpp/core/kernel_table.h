@@ -67,6 +67,44 @@ struct InputStepArgs {
   bool descending = false;
 };
 
+// Tiny networks (core/tiny.h): every layer of a stack of small cells, run over a whole chunk of
+// steps in one call, batch 1. Layer l reads the input x (layer 0: I <= kTinyMaxInput features)
+// or layer l-1's new h, and h[parity] of its own; writes h[1 - parity] (and c in place), the
+// parity flipping every step. out gets the top layer's H features per step.
+struct TinyLayer {
+  const PackedPanels* w_ih;
+  const PackedPanels* w_hh;
+  const float* input_bias;  // PackedLayer::input_bias
+  const float* rec_bias;    // GRU: b_hn (PackedLayer::recurrent_bias); else unused
+  float* h[2];              // LayerState's two h buffers (padded H)
+  float* c;                 // LSTM only
+  int parity;               // h[parity] is the state on entry
+};
+
+struct TinyArgs {
+  const TinyLayer* layers;
+  int num_layers;
+  const float* x;  // (T, I) rows x_step floats apart
+  std::ptrdiff_t x_step;
+  float* out;  // (T, H) rows out_step floats apart
+  std::ptrdiff_t out_step;
+  int hidden;  // H
+  int steps;   // T
+};
+
+// Hidden sizes with a kernel of their own: a network of H units runs the first size >= H, the
+// units beyond H being padding that stays zero (zero weights and biases).
+constexpr int kTinySizes[] = {4, 8, 12, 16, 24, 32, 48, 64};
+constexpr int kTinySizeCount = 8;
+// Input features of the first layer the tiny kernels fuse as broadcasts.
+constexpr int kTinyMaxInput = 4;
+// Index into kTinySizes of the kernel for H units, or -1 beyond the largest.
+constexpr int tiny_size_index(int units) {
+  for (int i = 0; i < kTinySizeCount; ++i)
+    if (units <= kTinySizes[i]) return i;
+  return -1;
+}
+
 // Element-wise operations of model graphs (activations, arithmetic, row-wise normalisations).
 // Parameters by op: LeakyRelu a = negative slope; Elu a = alpha, b = scale, c = input scale;
 // Hardtanh a = min, b = max; Softplus a = beta, b = threshold.
@@ -108,6 +146,9 @@ using SoftmaxKernel = void (*)(const float* x, float* y, std::size_t rows, std::
 using LayerNormKernel = void (*)(const float* x, float* y, std::size_t rows, std::size_t cols,
                                  const float* weight, const float* bias, float eps) noexcept;
 using StepKernel = void (*)(const StepArgs&) noexcept;
+using TinyKernel = void (*)(const TinyArgs&) noexcept;
+// One kernel per cell kind (CellKind order) and size (kTinySizes order).
+using TinyKernels = TinyKernel[4][kTinySizeCount];
 using InputStepKernel = void (*)(const InputStepArgs&) noexcept;
 // y[i] = f(x[i]) for n floats with the ISA's vectorised activation (tests measure its error).
 using ActivationKernel = void (*)(const float* x, float* y, std::size_t n) noexcept;
@@ -148,6 +189,8 @@ struct KernelTable {
   InputStepKernel rnn_general_input_step;
   InputStepKernel lstm_general_input_step;
   InputStepKernel gru_general_input_step;
+  // Tiny networks, by kind and tiny_size_index (see TinyArgs).
+  const TinyKernels* tiny;
 
   bool use_input_step(int rows, const PackedPanels& w_ih, const PackedPanels& w_hh) const noexcept {
     if (rows <= fused_rows) return true;

@@ -47,7 +47,47 @@ std::vector<LayerState> make_states(const NetworkConfig& config, int rows) {
   return states;
 }
 
+// The tiny kernels' size index for `config` over `rows` rows, or -1 for the general path. Tiny:
+// one row, H <= 64 (kTinySizes), I <= 4 (kTinyMaxInput), fp32 weights, PyTorch's cells (no ONNX
+// options, no projection). Beyond that the fixed costs of a step no longer dominate: at H = 64
+// the general path's blocks of 16 units and its input GEMM cost little next to the arithmetic.
+int tiny_index(const Network& network, int rows) {
+  const NetworkConfig& config = network.config();
+  if (rows != 1 || config.bidirectional || config.proj_size > 0 || config.options.general ||
+      config.input_size > kTinyMaxInput || network.weight_type() != WeightType::F32)
+    return -1;
+  return tiny_size_index(config.hidden_size);
+}
+
 }  // namespace
+
+void Stream::choose_path() {
+  tiny_index_ = tiny_index(*network_, rows_);
+  if (tiny_index_ < 0) return;
+  tiny_layers_.clear();
+  tiny_layers_.reserve(states_.size());
+  for (int l = 0; l < config().num_layers; ++l) {
+    const PackedLayer& weights = network_->layer(l, 0);
+    LayerState& state = states_[l];
+    tiny_layers_.push_back({&weights.w_ih,
+                            &weights.w_hh,
+                            weights.input_bias.data(),
+                            weights.recurrent_bias.data(),
+                            {state.h(0), state.h(1)},
+                            state.c(),
+                            state.current()});
+  }
+}
+
+void Stream::feed_tiny(const KernelTable& kernels, SequenceIn x, SequenceOut out) noexcept {
+  for (std::size_t l = 0; l < tiny_layers_.size(); ++l)
+    tiny_layers_[l].parity = states_[l].current();
+  (*kernels.tiny)[static_cast<int>(config().kind)][tiny_index_](
+      {tiny_layers_.data(), static_cast<int>(tiny_layers_.size()), x.data, x.step_stride, out.data,
+       out.step_stride, config().hidden_size, x.steps});
+  if (x.steps % 2 != 0)
+    for (LayerState& state : states_) state.advance();
+}
 
 Stream::Exclusive::Exclusive(const Stream& stream) : holder_(stream.holder_) {
   const std::uint32_t now = fork_generation();
@@ -62,6 +102,7 @@ Stream::Stream(std::shared_ptr<const Network> network, int rows)
       rows_(rows),
       states_(make_states(checked_config(network_, rows), rows)),
       workspace_(network_->config(), rows, stream_chunk_steps(rows)) {
+  choose_path();
   if (!register_fork_handler())
     throw std::runtime_error("pthread_atfork failed: cannot make streams fork-safe");
 }
@@ -75,7 +116,9 @@ Stream::Stream(const Stream& other)
     : network_(other.network_),
       rows_(other.rows_),
       states_(copy_states(other)),
-      workspace_(network_->config(), rows_, other.workspace_.chunk_steps()) {}
+      workspace_(network_->config(), rows_, other.workspace_.chunk_steps()) {
+  choose_path();
+}
 
 void Stream::step(const KernelTable& kernels, const float* x, std::ptrdiff_t ldx, float* out,
                   std::ptrdiff_t ldout) {
@@ -86,6 +129,7 @@ void Stream::step(const KernelTable& kernels, const float* x, std::ptrdiff_t ldx
 
 void Stream::feed(const KernelTable& kernels, SequenceIn x, SequenceOut out) {
   const Exclusive exclusive(*this);
+  if (tiny_index_ >= 0) return feed_tiny(kernels, x, out);
   run_unidirectional(kernels, *network_, x, out, states_.data(), workspace_);
 }
 

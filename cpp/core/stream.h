@@ -32,6 +32,9 @@ class Stream {
   const std::shared_ptr<const Network>& network() const noexcept { return network_; }
   int rows() const noexcept { return rows_; }
   int chunk_steps() const noexcept { return workspace_.chunk_steps(); }
+  // Whether step and feed run the tiny kernels (KernelTable::tiny): chosen at construction for
+  // one row of a small network (see tiny_size_index in stream.cpp), else the general path.
+  bool tiny() const noexcept { return tiny_index_ >= 0; }
 
   // One step: x (N, I) rows `ldx` floats apart -> out (N, P) rows `ldout` floats apart.
   void step(const KernelTable& kernels, const float* x, std::ptrdiff_t ldx, float* out,
@@ -66,11 +69,16 @@ class Stream {
 
  private:
   static std::vector<LayerState> copy_states(const Stream& other);
+  // Points tiny_layers_ at the weights and states when the network is tiny; else tiny_index_ -1.
+  void choose_path();
+  void feed_tiny(const KernelTable& kernels, SequenceIn x, SequenceOut out) noexcept;
 
   std::shared_ptr<const Network> network_;
   int rows_;
   std::vector<LayerState> states_;  // one per layer
   Workspace workspace_;
+  std::vector<TinyLayer> tiny_layers_;  // one per layer; empty on the general path
+  int tiny_index_ = -1;                 // kTinySizes index of the tiny kernel, or -1
   // 0: free; otherwise the fork generation in which the current hold was taken.
   mutable std::atomic<std::uint32_t> holder_{0};
 };

@@ -26,6 +26,12 @@ inline V add(V a, V b) noexcept { return {_mm256_add_ps(a.v, b.v)}; }
 inline V sub(V a, V b) noexcept { return {_mm256_sub_ps(a.v, b.v)}; }
 inline V mul(V a, V b) noexcept { return {_mm256_mul_ps(a.v, b.v)}; }
 inline V div(V a, V b) noexcept { return {_mm256_div_ps(a.v, b.v)}; }
+// 1/d for finite d: a 12-bit estimate and one Newton step (relative error about 2^-23), for the
+// tiny kernels' latency-bound activations (vdivps: 11 cycles of latency).
+inline V reciprocal(V d) noexcept {
+  const __m256 r = _mm256_rcp_ps(d.v);
+  return {_mm256_fmadd_ps(_mm256_fnmadd_ps(d.v, r, _mm256_set1_ps(1.0f)), r, r)};
+}
 inline V fma(V a, V b, V c) noexcept { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 inline V abs(V x) noexcept { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x.v)}; }
 inline V copysign(V magnitude, V sign) noexcept {
@@ -101,6 +107,9 @@ constexpr std::size_t kFusedPanelBytes = 0;
 // kernels on Sapphire Rapids, batch 1 forced onto 2 threads: LSTM 64 (33 kflop) 0.91x, LSTM 96
 // (74 kflop) 1.21x, LSTM 128 (131 kflop) 1.38x.
 constexpr double kSplitStepFlops = 30e3;
+// Tiny networks: accumulators one group of units holds (16 ymm registers: 8 accumulators
+// leave room for the weights and the broadcasts).
+constexpr int kTinyAccs = 8;
 
 #include "kernels/simd-inl.h"
 

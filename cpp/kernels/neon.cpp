@@ -27,6 +27,9 @@ inline V add(V a, V b) noexcept { return {vaddq_f32(a.v, b.v)}; }
 inline V sub(V a, V b) noexcept { return {vsubq_f32(a.v, b.v)}; }
 inline V mul(V a, V b) noexcept { return {vmulq_f32(a.v, b.v)}; }
 inline V div(V a, V b) noexcept { return {vdivq_f32(a.v, b.v)}; }
+// 1/d for the tiny kernels: a division (an estimate needs two Newton steps for float precision,
+// which take as long as fdiv on the cores we measured).
+inline V reciprocal(V d) noexcept { return div({vdupq_n_f32(1.0f)}, d); }
 inline V fma(V a, V b, V c) noexcept { return {vfmaq_f32(c.v, a.v, b.v)}; }
 inline V abs(V x) noexcept { return {vabsq_f32(x.v)}; }
 inline V copysign(V magnitude, V sign) noexcept {
@@ -90,6 +93,9 @@ constexpr std::size_t kFusedPanelBytes = 0;
 // Split a step across threads when each gets this many recurrent flops: not measured on ARM
 // hardware; set between the AVX2 and scalar figures.
 constexpr double kSplitStepFlops = 30e3;
+// Tiny networks: accumulators one group of units holds (32 q registers: an LSTM group of 16
+// units).
+constexpr int kTinyAccs = 16;
 
 #include "kernels/simd-inl.h"
 

@@ -272,6 +272,70 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept {
 
 #include "kernels/elementwise-inl.h"
 
+// Tiny networks (TinyArgs in core/kernel_table.h): unit by unit, the arithmetic of update_block
+// with the input projection summed into the gates. kUnits only bounds the loops, as the SIMD
+// kernels' vector counts do; units beyond H are zero padding.
+template <CellKind kKind, int kUnits>
+void tiny_feed(const TinyArgs& a) noexcept {
+  constexpr int G = gate_count(kKind), kWidth = G * kUnitBlock;
+  constexpr bool kGru = kKind == CellKind::Gru;
+  const int k_rec = a.layers[0].w_hh->k();
+  for (int t = 0; t < a.steps; ++t) {
+    const float* in = a.x + t * a.x_step;
+    for (int l = 0; l < a.num_layers; ++l) {
+      const TinyLayer& layer = a.layers[l];
+      const int parity = layer.parity ^ (t & 1);
+      const float* h_prev = layer.h[parity];
+      float* h_next = layer.h[1 - parity];
+      const int k_in = layer.w_ih->k();
+      for (int u = 0; u < kUnits; ++u) {
+        const int block = u / kUnitBlock, offset = u % kUnitBlock;
+        // xp = x W_ih + bias and acc = h W_hh, each summed from zero in k order, then xp + acc:
+        // the general path's arithmetic (gemm, then update_block), so the results are identical.
+        float xp[G], acc[G];
+        const float* w_in = layer.w_ih->panel(block) + offset;
+        for (int g = 0; g < G; ++g) {
+          xp[g] = 0.0f;
+          for (int k = 0; k < k_in; ++k) xp[g] += in[k] * w_in[k * kWidth + g * kUnitBlock];
+          xp[g] += layer.input_bias[block * kWidth + g * kUnitBlock + offset];
+        }
+        const float* w_rec = layer.w_hh->panel(block) + offset;
+        for (int g = 0; g < G; ++g) {
+          acc[g] = 0.0f;
+          for (int k = 0; k < k_rec; ++k) acc[g] += h_prev[k] * w_rec[k * kWidth + g * kUnitBlock];
+        }
+        float pre[G];
+        for (int g = 0; g < G; ++g) pre[g] = xp[g] + acc[g];
+        if constexpr (kKind == CellKind::Lstm) {
+          const float i = sigmoid(pre[0]), f = sigmoid(pre[1]), g = std::tanh(pre[2]);
+          const float o = sigmoid(pre[3]);
+          layer.c[u] = f * layer.c[u] + i * g;
+          h_next[u] = o * std::tanh(layer.c[u]);
+        } else if constexpr (kGru) {
+          const float r = sigmoid(pre[0]), z = sigmoid(pre[1]);
+          const float n = std::tanh(xp[2] + r * (acc[2] + layer.rec_bias[u]));
+          h_next[u] = (1.0f - z) * n + z * h_prev[u];
+        } else if constexpr (kKind == CellKind::RnnTanh) {
+          h_next[u] = std::tanh(pre[0]);
+        } else {
+          h_next[u] = relu(pre[0]);
+        }
+      }
+      in = h_next;
+    }
+    float* out = a.out + t * a.out_step;
+    for (int u = 0; u < a.hidden; ++u) out[u] = in[u];
+  }
+}
+
+template <CellKind kKind>
+constexpr TinyKernel tiny_kernel(int index) {
+  constexpr TinyKernel kernels[kTinySizeCount] = {
+      tiny_feed<kKind, 4>,  tiny_feed<kKind, 8>,  tiny_feed<kKind, 12>, tiny_feed<kKind, 16>,
+      tiny_feed<kKind, 24>, tiny_feed<kKind, 32>, tiny_feed<kKind, 48>, tiny_feed<kKind, 64>};
+  return kernels[index];
+}
+
 }  // namespace
 
 // fused_rows: the scalar kernels go row by row either way, so the fused step is never slower.
@@ -279,6 +343,22 @@ void tanh_array(const float* x, float* y, std::size_t n) noexcept {
 // enough that LSTM 32 (8 kflop) already runs 1.57x faster on 2 threads (Sapphire Rapids).
 constexpr double kSplitStepFlops = 4e3;
 const KernelTable& kernel_table() noexcept {
+  static const TinyKernels tiny_kernels = {
+      {tiny_kernel<CellKind::RnnTanh>(0), tiny_kernel<CellKind::RnnTanh>(1),
+       tiny_kernel<CellKind::RnnTanh>(2), tiny_kernel<CellKind::RnnTanh>(3),
+       tiny_kernel<CellKind::RnnTanh>(4), tiny_kernel<CellKind::RnnTanh>(5),
+       tiny_kernel<CellKind::RnnTanh>(6), tiny_kernel<CellKind::RnnTanh>(7)},
+      {tiny_kernel<CellKind::RnnRelu>(0), tiny_kernel<CellKind::RnnRelu>(1),
+       tiny_kernel<CellKind::RnnRelu>(2), tiny_kernel<CellKind::RnnRelu>(3),
+       tiny_kernel<CellKind::RnnRelu>(4), tiny_kernel<CellKind::RnnRelu>(5),
+       tiny_kernel<CellKind::RnnRelu>(6), tiny_kernel<CellKind::RnnRelu>(7)},
+      {tiny_kernel<CellKind::Lstm>(0), tiny_kernel<CellKind::Lstm>(1),
+       tiny_kernel<CellKind::Lstm>(2), tiny_kernel<CellKind::Lstm>(3),
+       tiny_kernel<CellKind::Lstm>(4), tiny_kernel<CellKind::Lstm>(5),
+       tiny_kernel<CellKind::Lstm>(6), tiny_kernel<CellKind::Lstm>(7)},
+      {tiny_kernel<CellKind::Gru>(0), tiny_kernel<CellKind::Gru>(1), tiny_kernel<CellKind::Gru>(2),
+       tiny_kernel<CellKind::Gru>(3), tiny_kernel<CellKind::Gru>(4), tiny_kernel<CellKind::Gru>(5),
+       tiny_kernel<CellKind::Gru>(6), tiny_kernel<CellKind::Gru>(7)}};
   static const KernelTable table{"scalar",
                                  gemm,
                                  step<CellKind::RnnTanh>,
@@ -303,7 +383,8 @@ const KernelTable& kernel_table() noexcept {
                                  gru_general_step,
                                  input_step<CellKind::RnnTanh>,
                                  input_step<CellKind::Lstm>,
-                                 gru_general_input_step};
+                                 gru_general_input_step,
+                                 &tiny_kernels};
   return table;
 }
 

@@ -801,6 +801,8 @@ void gru_general_input_step(const InputStepArgs& f) noexcept {
 #include "kernels/elementwise-inl.h"
 #undef PYRNN_ELEMENTWISE_SIMD
 
+#include "kernels/tiny-inl.h"
+
 const KernelTable& make_table(const char* name) noexcept {
   static const KernelTable table{name,
                                  gemm,
@@ -826,7 +828,8 @@ const KernelTable& make_table(const char* name) noexcept {
                                  gru_general_step,
                                  input_step<CellKind::RnnTanh, true>,
                                  input_step<CellKind::Lstm, true>,
-                                 gru_general_input_step};
+                                 gru_general_input_step,
+                                 &tiny_kernels()};
   return table;
 }
 
