@@ -62,13 +62,13 @@ def checked_keys(
     return IncompatibleKeys(missing, unexpected)
 
 
-def checked_weight(spec: Spec, state_dict: Mapping[str, Any], key: str) -> dict[str, np.ndarray]:
-    """Weight `key` of `state_dict` checked against `spec`: float32, or for a quantised spec a
+def checked_weight(
+    spec: Spec, state_dict: Mapping[str, Any], key: str, shape: tuple[int, ...], is_matrix: bool
+) -> dict[str, np.ndarray]:
+    """Weight `key` of `state_dict` checked against `shape`: float32, or for a quantised spec a
     matrix in the storage dtype of spec.weight_dtype (given so, or float32 values quantised
     here), an int8 one followed by its '<key>_scale'. A matrix may be a view of the caller's
     array (it is packed at once, never kept); every vector is a private read-only copy."""
-    shape = spec.parameter_shapes()[key]
-    is_matrix = key in spec.matrix_keys()
     if is_matrix and spec.weight_dtype != "fp32":
         return checked_matrix(state_dict, key, shape, spec.weight_dtype, copy=False)
     return {key: as_parameter(state_dict[key], key, shape, copy=not is_matrix)}
@@ -111,10 +111,15 @@ class _Weights(Mapping[str, np.ndarray]):
         return len(self._order)
 
 
-def _pack(spec: Spec, fetch: Callable[[str], dict[str, np.ndarray]]) -> _Weights:
-    """The network of `spec`, packed one weight at a time: fetch(key) gives weight `key` as
-    checked_weight does, and each matrix is packed and let go before the next is fetched, so
-    that the PyTorch-layout matrices never all exist beside the packed ones."""
+# fetch(key, shape, is_matrix) -> weight `key` (and an int8 matrix's scale), as checked_weight
+# gives it.
+_Fetch = Callable[[str, tuple[int, ...], bool], dict[str, np.ndarray]]
+
+
+def _pack(spec: Spec, fetch: _Fetch) -> _Weights:
+    """The network of `spec`, packed one weight at a time: fetch gives each weight in turn,
+    and each matrix is packed and let go before the next is fetched, so that the
+    PyTorch-layout matrices never all exist beside the packed ones."""
     builder = _core.NetworkBuilder(
         spec.core_kind,
         spec.input_size,
@@ -129,8 +134,8 @@ def _pack(spec: Spec, fetch: Callable[[str], dict[str, np.ndarray]]) -> _Weights
     biases: list[tuple[np.ndarray | None, np.ndarray | None]] = []
     # Torch's key order, which _setup's random draws follow too.
     for entry, group in enumerate(spec.parameter_groups()):
-        for role, (key, _) in group.items():
-            arrays = fetch(key)
+        for role, (key, shape) in group.items():
+            arrays = fetch(key, shape, role.startswith("w_"))
             if role.startswith("w_"):
                 scale = arrays.get(key + SCALE_SUFFIX)
                 builder.pack(entry, role, arrays[key], scale)
@@ -216,10 +221,9 @@ class Module:
         # drawn in torch's key order, each packed before the next is drawn.
         bound = 1.0 / np.sqrt(spec.hidden_size)
         rng = np.random.default_rng(seed)
-        shapes = spec.parameter_shapes()
 
-        def draw(key: str) -> dict[str, np.ndarray]:
-            return {key: rng.uniform(-bound, bound, size=shapes[key]).astype(np.float32)}
+        def draw(key: str, shape: tuple[int, ...], is_matrix: bool) -> dict[str, np.ndarray]:
+            return {key: rng.uniform(-bound, bound, size=shape).astype(np.float32)}
 
         self._adopt(_pack(spec, draw))
 
@@ -235,9 +239,9 @@ class Module:
         reading each weight only when it is packed; adopted only once all of it is."""
         skipped = checked_keys(spec, state_dict, strict, owner)
 
-        def fetch(key: str) -> dict[str, np.ndarray]:
+        def fetch(key: str, shape: tuple[int, ...], is_matrix: bool) -> dict[str, np.ndarray]:
             if key in state_dict:
-                return checked_weight(spec, state_dict, key)
+                return checked_weight(spec, state_dict, key, shape, is_matrix)
             assert current is not None  # strict loads have every key
             scale = key + SCALE_SUFFIX
             return {k: current[k] for k in (key, scale) if k in current}
