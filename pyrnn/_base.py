@@ -1,5 +1,5 @@
-"""What every pyrnn module shares: a validated Spec, PyTorch-named weights held as read-only
-numpy arrays, and the packed C++ network built from them."""
+"""What every pyrnn module shares: a validated Spec and the packed C++ network, which holds
+the one copy of the weight matrices; PyTorch-named weights are read back from it on demand."""
 
 from __future__ import annotations
 
