@@ -107,11 +107,14 @@ def as_state(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def as_parameter(value: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A private, read-only, C-contiguous float32 copy of one weight, checked against `shape`."""
+def as_parameter(value: Any, key: str, shape: tuple[int, ...], copy: bool = True) -> np.ndarray:
+    """One weight as a C-contiguous float32 array, checked against `shape`: a private read-only
+    copy, or with copy=False possibly the caller's own array (for weights packed at once)."""
     array = as_float32(value, f"state_dict[{key!r}]")
     if array.shape != shape:
         raise ValueError(f"state_dict[{key!r}]: expected shape {shape}, got {array.shape}")
+    if not copy:
+        return np.ascontiguousarray(array, dtype=_FLOAT32)
     array = np.array(array, dtype=_FLOAT32, order="C", copy=True)
     array.flags.writeable = False
     return array

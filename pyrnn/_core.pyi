@@ -36,6 +36,9 @@ class Network:
     ) -> None:
         """Matrices of a narrow weight_type are arrays of its storage dtype (float16; uint16
         holding bfloat16 bits; int8), C-contiguous, never converted; biases are float32."""
+    def unpack(self, entry: int, role: str) -> np.ndarray:
+        """Matrix role ("w_ih", "w_hh", "w_hr") of (layer, direction) entry, read back from
+        the packed panels bit-exactly: a fresh (rows, k) array of the storage dtype."""
     @property
     def weight_type(self) -> str: ...
     def forward(
@@ -57,6 +60,30 @@ class Network:
         hn: _Float32Array,  # (L*D, N, P), written
         cn: _Float32Array | None,  # (L*D, N, H), written, required for LSTM
     ) -> None: ...
+
+class NetworkBuilder:
+    """Packs a Network one weight matrix at a time."""
+
+    def __init__(
+        self,
+        kind: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bidirectional: bool,
+        proj_size: int,
+        weight_type: str = "fp32",
+    ) -> None: ...
+    def pack(
+        self,
+        entry: int,  # (layer, direction), layer-major
+        role: str,  # "w_ih", "w_hh" or "w_hr"
+        matrix: np.ndarray,  # float32, or the storage dtype of a narrow weight_type
+        scales: _Float32Like | None = None,  # int8 only: one per row
+    ) -> None: ...
+    def build(
+        self, biases: Sequence[tuple[_Float32Like | None, _Float32Like | None]]
+    ) -> Network: ...
 
 class Stream:
     """The C++ half of pyrnn.Stream: state of every layer for N rows."""

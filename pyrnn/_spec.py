@@ -266,19 +266,20 @@ class Spec:
     def module_bytes(self) -> int:
         """Upper bound of the memory that making this module takes -- by random init, from a
         file or by unpickling -- plus the per-layer state of one unbatched forward or stream:
-        the numpy parameters, a source copy of them while they are made, the packed C++ panels
-        and the bookkeeping of every tensor and (layer, direction)."""
+        the packed C++ panels (the one copy of the matrices), the source weights where they
+        all exist at once (an unpickled state), one tensor in flight while it is packed, and
+        the bookkeeping of every tensor and (layer, direction)."""
         gates, hidden, entries = self.gates, self.hidden_size, self.num_layers * self.directions
         padded_h = _round_up(hidden, _UNIT_BLOCK)
         padded_out = _round_up(self.output_size, _UNIT_BLOCK)
         classes = self._tensor_classes()
         largest = max(elements for _, elements in classes)
-        # The numpy parameters (float32) and, while they are made, their source: float64 draws
-        # of random init, or a file's or a pickle's arrays held while copied (up to float64),
-        # plus one float32 temporary when a tensor's dtype is converted.
+        # Float32 numpy arrays of every weight: the biases a module keeps, and all the
+        # matrices while an unpickled state is packed (random init and files bring one at a
+        # time). In flight while one tensor is packed: random init's float64 draw and its
+        # float32 copy, or a file's tensor and a float32 conversion of it.
         numpy_bytes = sum(count * _malloc(4 * elements) for count, elements in classes)
-        source_bytes = sum(count * _malloc(8 * elements) for count, elements in classes)
-        source_bytes += _malloc(4 * largest)
+        source_bytes = _malloc(8 * largest) + 2 * _malloc(4 * largest)
         # The packed panels (packed_panels.cpp): each gate matrix padded to blocks of 16 hidden
         # units, K rows each; the folded biases in the same column order.
         gate_width = gates * padded_h

@@ -122,9 +122,12 @@ def widen(stored: np.ndarray, dtype: str, scales: np.ndarray | None = None) -> n
     return values
 
 
-def check_stored(value: Any, dtype: str, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A private read-only copy of an already-quantised matrix, checked: exactly the storage
-    dtype of `dtype` and `shape`."""
+def check_stored(
+    value: Any, dtype: str, name: str, shape: tuple[int, ...], copy: bool = True
+) -> np.ndarray:
+    """A private read-only copy of an already-quantised matrix (with copy=False possibly the
+    caller's own array, C-contiguous), checked: exactly the storage dtype of `dtype` and
+    `shape`."""
     array = np.asarray(value)
     if array.dtype != STORAGE[dtype]:
         raise TypeError(
@@ -133,6 +136,8 @@ def check_stored(value: Any, dtype: str, name: str, shape: tuple[int, ...]) -> n
         )
     if array.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {array.shape}")
+    if not copy:
+        return np.ascontiguousarray(array)
     stored = np.array(array, dtype=STORAGE[dtype], order="C", copy=True)
     stored.flags.writeable = False
     return stored
@@ -158,16 +163,23 @@ def check_scales(value: Any, name: str, rows: int) -> np.ndarray:
 
 
 def checked_matrix(
-    state_dict: Mapping[str, Any], key: str, shape: tuple[int, ...] | None, dtype: str
+    state_dict: Mapping[str, Any],
+    key: str,
+    shape: tuple[int, ...] | None,
+    dtype: str,
+    copy: bool = True,
 ) -> dict[str, np.ndarray]:
     """Weight matrix `key` of a quantised model (and, int8, its '<key>_scale') as private
     read-only arrays: taken as it is when given in the storage dtype of `dtype`, else read as
-    float32 and quantised. `shape` None takes the given shape."""
+    float32 and quantised. `shape` None takes the given shape. copy=False may return the
+    caller's own matrix (for one packed at once); scales are always copied."""
     name, scale_key = f"state_dict[{key!r}]", key + SCALE_SUFFIX
     value = state_dict[key]
     stored = _as_storage(value)
     if stored is not None and (stored.dtype == STORAGE[dtype] or stored.dtype.kind in "iu"):
-        result = {key: check_stored(stored, dtype, name, stored.shape if shape is None else shape)}
+        result = {
+            key: check_stored(stored, dtype, name, stored.shape if shape is None else shape, copy)
+        }
         if dtype == "int8":
             if scale_key not in state_dict:
                 raise ValueError(

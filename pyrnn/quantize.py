@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._base import Module, checked_parameters
+from ._base import Module
 from ._weights import NARROW_DTYPES, SCALE_SUFFIX
 from .graph import Graph, structure_leaves
 from .model import Model
@@ -72,9 +72,8 @@ def _refuse_quantized(weight_dtype: str) -> None:
 def _quantize_module(module: Module, weights: str) -> Module:
     spec = dataclasses.replace(module._spec, weight_dtype=weights)
     result = type(module).__new__(type(module))
-    result._spec = spec
-    parameters, _ = checked_parameters(spec, module._parameters, True, spec.kind)
-    result._install(parameters)
+    # Each float32 matrix is unpacked, quantised and packed in turn.
+    result._load(spec, module._parameters, True, spec.kind)
     return result
 
 

@@ -9,7 +9,7 @@ nothing. Everything else here is convenience around the state.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,9 +92,13 @@ class Stream(_core.Stream):
         )
         self._adopt(module, module._parameters, batch)
 
-    def _adopt(self, module: Module, parameters: dict[str, np.ndarray], batch: int | None) -> None:
+    def _adopt(
+        self, module: Module, parameters: Mapping[str, np.ndarray], batch: int | None
+    ) -> None:
         self._module = module
-        self._parameters = parameters  # the weights in use, even if the module is reloaded
+        # The weights in use (read back from their packed network), even if the module is
+        # reloaded later.
+        self._parameters = parameters
         self._spec = module._spec
         self._batch = batch
 

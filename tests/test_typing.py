@@ -17,7 +17,8 @@ pytest.importorskip("mypy", reason="mypy comes with the test extra: pip install 
 
 # pybind11 classes have pybind11's metaclass, which a stub cannot name; nothing else is excused.
 _STUBTEST_ALLOWLIST = (
-    "pyrnn._core.Network\npyrnn._core.Stream\npyrnn._core.Graph\npyrnn._core.ModelStream\n"
+    "pyrnn._core.Network\npyrnn._core.NetworkBuilder\npyrnn._core.Stream\npyrnn._core.Graph\n"
+    "pyrnn._core.ModelStream\n"
 )
 
 

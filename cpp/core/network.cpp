@@ -44,6 +44,56 @@ void NetworkConfig::validate() const {
           "num_layers * directions = " + std::to_string(entries) + " exceeds 2^31-1");
 }
 
+void pack_biases(const NetworkConfig& config, const float* b_ih, const float* b_hh,
+                 PackedLayer& packed) {
+  const int gates = config.gates(), hidden = config.hidden_size;
+  if (config.kind == CellKind::Gru) {
+    // r and z take both biases up front; n keeps b_hn apart for r * (W_hn h + b_hn).
+    const int rz = 2 * hidden;
+    std::vector<float> folded(static_cast<std::size_t>(gates) * hidden, 0.0f);
+    for (int row = 0; row < gates * hidden; ++row) {
+      if (b_ih) folded[row] += b_ih[row];
+      if (b_hh && row < rz) folded[row] += b_hh[row];
+    }
+    packed.input_bias = pack_bias(folded.data(), nullptr, gates, hidden);
+    packed.recurrent_bias = pack_bias(b_hh ? b_hh + rz : nullptr, nullptr, 1, hidden);
+  } else {
+    packed.input_bias = pack_bias(b_ih, b_hh, gates, hidden);
+  }
+}
+
+Network::Network(const NetworkConfig& config, std::vector<PackedLayer> layers)
+    : config_(config), layers_(std::move(layers)) {
+  config_.validate();
+  const int expected = config_.num_layers * config_.directions();
+  if (static_cast<int>(layers_.size()) != expected)
+    throw std::invalid_argument("pyrnn core: expected " + std::to_string(expected) +
+                                " packed layers, got " + std::to_string(layers_.size()));
+  const int gates = config_.gates(), hidden = config_.hidden_size;
+  const WeightType type = layers_.front().w_hh.type();
+  const auto fits = [type](const PackedPanels& panels, int g, int units, int k) {
+    return !panels.empty() && panels.type() == type && panels.gates() == g &&
+           panels.units() == units && panels.k() == k;
+  };
+  for (int index = 0; index < expected; ++index) {
+    const PackedLayer& packed = layers_[index];
+    const int layer = index / config_.directions();
+    const bool ok =
+        fits(packed.w_ih, gates, hidden, config_.layer_input_size(layer)) &&
+        fits(packed.w_hh, gates, hidden, config_.output_size()) &&
+        (config_.proj_size == 0 ? packed.w_hr.empty()
+                                : fits(packed.w_hr, 1, config_.proj_size, hidden)) &&
+        packed.input_bias.size() == static_cast<std::size_t>(gates) * padded_units(hidden) &&
+        (config_.kind != CellKind::Gru ||
+         packed.recurrent_bias.size() == static_cast<std::size_t>(padded_units(hidden))) &&
+        (!config_.options.general || !config_.options.peepholes ||
+         packed.peephole.size() == static_cast<std::size_t>(3) * padded_units(hidden));
+    if (!ok)
+      throw std::invalid_argument("pyrnn core: packed layer entry " + std::to_string(index) +
+                                  " is missing a matrix or does not match the network");
+  }
+}
+
 Network::Network(const NetworkConfig& config, const std::vector<RawLayerWeights>& weights)
     : config_(config) {
   config_.validate();
@@ -68,19 +118,7 @@ Network::Network(const NetworkConfig& config, const std::vector<RawLayerWeights>
     const int layer = index / config_.directions();
     packed.w_ih = PackedPanels(raw.w_ih, gates, hidden, config_.layer_input_size(layer));
     packed.w_hh = PackedPanels(raw.w_hh, gates, hidden, config_.output_size());
-    if (config_.kind == CellKind::Gru) {
-      // r and z take both biases up front; n keeps b_hn apart for r * (W_hn h + b_hn).
-      const int rz = 2 * hidden;
-      std::vector<float> folded(static_cast<std::size_t>(gates) * hidden, 0.0f);
-      for (int row = 0; row < gates * hidden; ++row) {
-        if (raw.b_ih) folded[row] += raw.b_ih[row];
-        if (raw.b_hh && row < rz) folded[row] += raw.b_hh[row];
-      }
-      packed.input_bias = pack_bias(folded.data(), nullptr, gates, hidden);
-      packed.recurrent_bias = pack_bias(raw.b_hh ? raw.b_hh + rz : nullptr, nullptr, 1, hidden);
-    } else {
-      packed.input_bias = pack_bias(raw.b_ih, raw.b_hh, gates, hidden);
-    }
+    pack_biases(config_, raw.b_ih, raw.b_hh, packed);
     if (config_.proj_size > 0) packed.w_hr = PackedPanels(raw.w_hr, 1, config_.proj_size, hidden);
     if (config_.options.general && config_.options.peepholes) {
       if (!raw.peephole)

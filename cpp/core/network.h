@@ -56,10 +56,18 @@ struct PackedLayer {
   AlignedBuffer peephole;
 };
 
+// Packs the biases of one (layer, direction) into `packed`: b_ih, b_hh (G*H, or null) folded
+// as PackedLayer describes.
+void pack_biases(const NetworkConfig& config, const float* b_ih, const float* b_hh,
+                 PackedLayer& packed);
+
 class Network {
  public:
   // `weights` holds num_layers * directions entries, layer-major then direction.
   Network(const NetworkConfig& config, const std::vector<RawLayerWeights>& weights);
+  // Adopts layers packed one matrix at a time (so that the PyTorch-layout weights never all
+  // exist at once); checks that every matrix is there with the sizes and type of `config`.
+  Network(const NetworkConfig& config, std::vector<PackedLayer> layers);
 
   const NetworkConfig& config() const noexcept { return config_; }
   // How the matrices are stored (every layer the same).

@@ -2,9 +2,34 @@
 // into the same column order (layout in packed_panels.h).
 #include "core/packed_panels.h"
 
+#include <cstring>
 #include <stdexcept>
 
 namespace pyrnn {
+
+namespace {
+
+// Calls copy(row_major_offset, panel_offset) for every element of the packed matrix, offsets
+// in elements: the one place that spells the permutation, for packing and unpacking alike.
+template <class Copy>
+void for_each_element(int gates, int units, int k, int row_width, Copy copy) {
+  const std::size_t panel_elements = static_cast<std::size_t>(k) * row_width;
+  for (int j = 0; j < block_count(units); ++j) {
+    for (int g = 0; g < gates; ++g) {
+      for (int u = 0; u < kUnitBlock; ++u) {
+        const int unit = j * kUnitBlock + u;
+        if (unit >= units) break;  // padding stays zero (0 in every type)
+        const std::size_t row = static_cast<std::size_t>(g) * units + unit;
+        // kk * row_width in size_t: k * 64 exceeds int for k > 2^25.
+        const std::size_t column = j * panel_elements + g * kUnitBlock + u;
+        for (std::size_t kk = 0; kk < static_cast<std::size_t>(k); ++kk)
+          copy(row * k + kk, column + kk * row_width);
+      }
+    }
+  }
+}
+
+}  // namespace
 
 PackedPanels::PackedPanels(const WeightMatrix& weights, int gates, int units, int k)
     : type_(weights.type), gates_(gates), units_(units), k_(k) {
@@ -17,21 +42,19 @@ PackedPanels::PackedPanels(const WeightMatrix& weights, int gates, int units, in
   data_.resize((checked_mul(total, element) + sizeof(float) - 1) / sizeof(float));
   auto* out = reinterpret_cast<unsigned char*>(data_.data());
   const auto* in = static_cast<const unsigned char*>(weights.data);
-  for (int j = 0; j < blocks(); ++j) {
-    for (int g = 0; g < gates; ++g) {
-      for (int u = 0; u < kUnitBlock; ++u) {
-        const int unit = j * kUnitBlock + u;
-        if (unit >= units) break;  // padding stays zero (0 in every type)
-        const std::size_t row = static_cast<std::size_t>(g) * units + unit;
-        // kk * row_width() in size_t: k * 64 exceeds int for k > 2^25.
-        const std::size_t column = j * panel_elements + g * kUnitBlock + u;
-        for (std::size_t kk = 0; kk < static_cast<std::size_t>(k); ++kk)
-          std::memcpy(out + (column + kk * row_width()) * element, in + (row * k + kk) * element,
-                      element);
-      }
-    }
-  }
+  for_each_element(gates, units, k, row_width(), [&](std::size_t from, std::size_t to) {
+    std::memcpy(out + to * element, in + from * element, element);
+  });
   if (type_ == WeightType::I8) scales_ = pack_bias(weights.scales, nullptr, gates, units);
+}
+
+void PackedPanels::unpack(void* out) const noexcept {
+  const std::size_t element = weight_size(type_);
+  const auto* in = reinterpret_cast<const unsigned char*>(data_.data());
+  auto* dst = static_cast<unsigned char*>(out);
+  for_each_element(gates_, units_, k_, row_width(), [&](std::size_t to, std::size_t from) {
+    std::memcpy(dst + to * element, in + from * element, element);
+  });
 }
 
 AlignedBuffer pack_bias(const float* bias, const float* extra, int gates, int units) {

@@ -22,6 +22,11 @@ class PackedPanels {
   // `weights` is (gates*units, k) row-major in PyTorch's gate order.
   PackedPanels(const WeightMatrix& weights, int gates, int units, int k);
 
+  // The inverse of packing, bit-exact: writes the (gates*units, k) row-major matrix of
+  // storage elements (weight_size(type()) bytes each) that was packed; padding is dropped.
+  // The panels are the only copy of a module's matrices, read back this way on demand.
+  void unpack(void* out) const noexcept;
+
   WeightType type() const noexcept { return type_; }
   int gates() const noexcept { return gates_; }
   int units() const noexcept { return units_; }
