@@ -134,6 +134,10 @@ def _warm_up(folder: str) -> None:
         x = np.zeros((2, 3) if kind.endswith("_cell") else (4, 2, 3), np.float32)
         module(x)
         module.stream(batch=2).step(np.zeros((2, 3), np.float32))
+    # A network that may split starts the process's thread pool (its workers' stacks and malloc
+    # arenas): memory of the process, made once, not of any one run.
+    both_ways = make({"kind": "lstm", "input_size": 3, "hidden_size": 5, "bidirectional": True})
+    both_ways(np.zeros((4, 2, 3), np.float32))
 
 
 def main() -> None:
