@@ -86,7 +86,9 @@ class ModelStream(_core.ModelStream):
         chunk = max(1, min(_MAX_CHUNK, _CHUNK_ROWS // rows))
         try:
             super().__init__(runs._core, runs.graph.outputs, rows, batch is not None, axes, chunk)
-            self._states = [] if plan is None else _state_inputs(model, plan, rows, self._state_parts())
+            self._states = (
+                [] if plan is None else _state_inputs(model, plan, rows, self._state_parts())
+            )
         except ValueError as error:
             raise ValueError(f"this model cannot stream: {error}") from None
         self._model = model
@@ -298,8 +300,14 @@ def _state_plan(model: Model) -> _StatePlan | None:
     inputs = [spec for spec in graph.inputs if spec.name not in found]
     if not inputs:
         raise ValueError("every input is a recurrent node's initial state; nothing to stream")
-    stateless = Graph(inputs, graph.outputs, list(graph.constants), nodes, graph.weight_dtype,
-                      list(graph.quantized))
+    stateless = Graph(
+        inputs,
+        graph.outputs,
+        list(graph.constants),
+        nodes,
+        graph.weight_dtype,
+        list(graph.quantized),
+    )
     return _StatePlan(_sharing(model, stateless), found, uses)
 
 
@@ -397,7 +405,8 @@ def _state_inputs(
     # Forward: where each input element lands in the initial states.
     targets = sorted(set(plan.uses.values()))
     inputs = [
-        InputSpec(name, "float32", list(p.shape)) for name, p in zip(plan.inputs, probes, strict=True)
+        InputSpec(name, "float32", list(p.shape))
+        for name, p in zip(plan.inputs, probes, strict=True)
     ]
     sub = _moves_from(model, inputs, targets)
     value_of = dict(zip(targets, _run(sub, probes), strict=True))
@@ -471,5 +480,7 @@ def _run(model: Model, probes: list[np.ndarray]) -> list[np.ndarray]:
     results = [np.asarray(r, np.float64) for r in plain]
     for r, n in zip(results, negated, strict=True):
         if not np.array_equal(-r, np.asarray(n, np.float64)) or np.any(r != np.round(r)):
-            raise ValueError("a recurrent initial state is computed, not only rearranged, from inputs")
+            raise ValueError(
+                "a recurrent initial state is computed, not only rearranged, from inputs"
+            )
     return results

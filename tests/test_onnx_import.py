@@ -715,7 +715,9 @@ def test_exported_state_inputs_become_the_stream_state(
     state = [rng.standard_normal((layers, 2, 6)).astype(np.float32) for _ in names]
     # The whole sequence: every input and output as the graph says.
     whole = model(x, *state)
-    for ours, theirs in zip(whole, ort_run(proto, dict(zip(["x", *names], [x, *state]))), strict=True):
+    for ours, theirs in zip(
+        whole, ort_run(proto, dict(zip(["x", *names], [x, *state], strict=True))), strict=True
+    ):
         close(ours, theirs)
 
     stream = model.stream(batch=2)
@@ -755,11 +757,11 @@ def test_exported_state_inputs_become_the_stream_state(
 
 
 def test_bidirectional_state_inputs_are_refused_with_the_reason(tmp_path: Path) -> None:
-    proto, names = export_stateful("lstm", tmp_path / "m.onnx", bidirectional=True)
+    proto, _ = export_stateful("lstm", tmp_path / "m.onnx", bidirectional=True)
     model = pyrnn.from_onnx(proto)
     x = np.zeros((5, 2, 3), np.float32)
     assert len(model(x, *[np.zeros((2, 2, 6), np.float32)] * 2)) == 3
-    with pytest.raises(ValueError, match="cannot stream.*bidirectional"):
+    with pytest.raises(ValueError, match=r"cannot stream.*bidirectional"):
         model.stream(batch=2)
 
 
@@ -780,8 +782,11 @@ def layout1_graph(extra_outputs: bool = False) -> onnx.ModelProto:
         helper.make_node("Identity", ["c"], ["c_id"]),
         helper.make_node("Unsqueeze", ["c_id", "axis1"], ["c3"]),
         helper.make_node(
-            "LSTM", ["x", "W", "R", "B", "", "h3", "c3"], ["Y", "Y_h", "Y_c"],
-            hidden_size=hidden, layout=1,
+            "LSTM",
+            ["x", "W", "R", "B", "", "h3", "c3"],
+            ["Y", "Y_h", "Y_c"],
+            hidden_size=hidden,
+            layout=1,
         ),
         helper.make_node("Squeeze", ["Y", "axis2"], ["y"]),
         helper.make_node("Squeeze", ["Y_h", "axis1"], ["h_out"]),
@@ -808,7 +813,9 @@ def test_hand_written_layout_1_graph_streams_through_unit_axis_ops(isa: str) -> 
     x = rng.standard_normal((3, 8, 3)).astype(np.float32)
     h, c = (rng.standard_normal((3, 4)).astype(np.float32) for _ in range(2))
     whole = model(x, h, c)
-    for ours, theirs in zip(whole, ReferenceEvaluator(proto).run(None, {"x": x, "h": h, "c": c}), strict=True):
+    for ours, theirs in zip(
+        whole, ReferenceEvaluator(proto).run(None, {"x": x, "h": h, "c": c}), strict=True
+    ):
         close(ours, theirs)
     stream = model.stream(batch=3)
     assert {k: v.shape for k, v in stream.state.items()} == {"h": (3, 4), "c": (3, 4)}
@@ -835,12 +842,16 @@ def _two_node_graph(shared: bool) -> onnx.ModelProto:
     for k in range(2):
         features = 3 if k == 0 else 4
         inits += [
-            numpy_helper.from_array(rng.uniform(-0.5, 0.5, (1, 12, features)).astype(np.float32), f"W{k}"),
+            numpy_helper.from_array(
+                rng.uniform(-0.5, 0.5, (1, 12, features)).astype(np.float32), f"W{k}"
+            ),
             numpy_helper.from_array(rng.uniform(-0.5, 0.5, (1, 12, 4)).astype(np.float32), f"R{k}"),
         ]
         state = "h0" if shared or k == 0 else "h0b"
         nodes += [
-            helper.make_node("GRU", [source, f"W{k}", f"R{k}", "", "", state], [f"Y{k}", f"hn{k}"], hidden_size=4),
+            helper.make_node(
+                "GRU", [source, f"W{k}", f"R{k}", "", "", state], [f"Y{k}", f"hn{k}"], hidden_size=4
+            ),
         ]
         inits.append(numpy_helper.from_array(np.array([1], np.int64), f"ax{k}"))
         nodes.append(helper.make_node("Squeeze", [f"Y{k}", f"ax{k}"], [f"y{k}"]))
@@ -849,7 +860,9 @@ def _two_node_graph(shared: bool) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", 3])] + [
         helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, "N", 4]) for n in names
     ]
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "hn0", "hn1")]
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "hn0", "hn1")
+    ]
     graph = helper.make_graph(nodes, "two", inputs, outputs, initializer=inits)
     return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 14)])
 
@@ -862,23 +875,23 @@ def test_ambiguous_state_inputs_refuse_to_stream_naming_the_input() -> None:
     model = pyrnn.from_onnx(_two_node_graph(shared=True))
     x, h0 = np.zeros((3, 2, 3), np.float32), np.ones((1, 2, 4), np.float32)
     assert len(model(x, h0)) == 3  # the whole sequence runs as the graph says
-    with pytest.raises(ValueError, match="'h0'.*more than one recurrent node"):
+    with pytest.raises(ValueError, match=r"'h0'.*more than one recurrent node"):
         model.stream(batch=2)
     # The final state not a graph output.
     model = pyrnn.from_onnx(recurrent_model("LSTM", initial="input", outputs=("Y",)))
-    with pytest.raises(ValueError, match="'initial_h'.*no graph output returns"):
+    with pytest.raises(ValueError, match=r"'initial_h'.*no graph output returns"):
         model.stream(batch=2)
     # The final state output in another layout than the input: feeding it back would be wrong.
     proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
     proto.graph.node.append(helper.make_node("Transpose", ["Y_h"], ["Y_h_t"], perm=[1, 0, 2]))
     proto.graph.output[1].name = "Y_h_t"
-    with pytest.raises(ValueError, match="'initial_h'.*no graph output returns"):
+    with pytest.raises(ValueError, match=r"'initial_h'.*no graph output returns"):
         pyrnn.from_onnx(proto).stream(batch=2)
     # The state input also used for something else.
     proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
     proto.graph.node.append(helper.make_node("Relu", ["initial_h"], ["h_relu"]))
     proto.graph.output.append(helper.make_tensor_value_info("h_relu", TensorProto.FLOAT, None))
-    with pytest.raises(ValueError, match="'initial_h'.*also used by node .*relu"):
+    with pytest.raises(ValueError, match=r"'initial_h'.*also used by node .*relu"):
         pyrnn.from_onnx(proto).stream(batch=2)
     # Computed from the input rather than moved: not a state the stream could carry.
     proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
@@ -1153,3 +1166,25 @@ def test_flip_op_reverses_an_axis() -> None:
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_array_equal(model(x), x[::-1])
     np.testing.assert_array_equal(model(x[:0]), x[:0])
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_one_node_step_graph_with_state_inputs_streams(kind: str) -> None:
+    """The benchmarks' one-node ONNX step graph (x, h0[, c0] -> y, h1[, c1]), its steps left
+    free: its state inputs become the stream's state, as ORT's loop feeds them back."""
+    from pyrnn.benchmarking.streaming import onnx_step_model
+
+    module = getattr(pyrnn, kind)(4, 8, seed=0)
+    proto = onnx_step_model(module)
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "T"
+    model = pyrnn.from_onnx(proto)
+    names = [value.name for value in proto.graph.input[1:]]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 1, 4)).astype(np.float32)
+    state = [rng.standard_normal((1, 1, 8)).astype(np.float32) for _ in names]
+    stream = model.stream()
+    stream.state = dict(zip(names, state, strict=True))
+    for t, expected in enumerate(ort_steps(proto, x, state)):
+        outs = stream.step(x[t])  # x's batch dim is fixed at 1: frames keep it
+        for ours, theirs in zip(outs, expected, strict=True):
+            close(ours, theirs.reshape(ours.shape))
