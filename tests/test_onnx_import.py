@@ -899,6 +899,17 @@ def test_ambiguous_state_inputs_refuse_to_stream_naming_the_input() -> None:
     proto.graph.node.insert(0, helper.make_node("Neg", ["h_in"], ["initial_h"]))
     with pytest.raises(ValueError, match="cannot stream"):
         pyrnn.from_onnx(proto).stream(batch=2)
+    # Only part of the input reaches the node: the rest would be dropped from the state.
+    proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
+    proto.graph.input[1].name = "h_big"
+    proto.graph.input[1].type.tensor_type.shape.dim[0].dim_value = 2
+    for name, value in (("s0", 0), ("s1", 1)):
+        proto.graph.initializer.append(numpy_helper.from_array(np.array([value], np.int64), name))
+    proto.graph.node.insert(
+        0, helper.make_node("Slice", ["h_big", "s0", "s1", "s0"], ["initial_h"])
+    )
+    with pytest.raises(ValueError, match=r"'h_big'.*reach no recurrent initial state"):
+        pyrnn.from_onnx(proto).stream(batch=2)
     # A stream of one row: the state input's batch dim is 1.
     model = pyrnn.from_onnx(recurrent_model("GRU", initial="input", outputs=("Y", "Y_h")))
     assert model.stream(batch=1).state["initial_h"].shape == (1, 1, 5)
