@@ -819,7 +819,13 @@ def test_hand_written_layout_1_graph_streams_through_unit_axis_ops(isa: str) -> 
         close(ours, theirs)
     stream = model.stream(batch=3)
     assert {k: v.shape for k, v in stream.state.items()} == {"h": (3, 4), "c": (3, 4)}
+    with pytest.raises(ValueError, match=r"state\['h'\]: expected shape \(3, 4\), got \(2, 4\)"):
+        stream.state = {"h": h[:2], "c": c}
+    with pytest.raises(ValueError, match="exactly the keys"):
+        stream.state = {"h": h}
     stream.state = {"h": h, "c": c}
+    twin = stream.clone()
+    close(twin.step(x[:, 0])[1], model(x[:, :1], h, c)[1])  # the clone starts from h, c
     state = (h, c)
     for t in range(8):
         y, h_t, c_t = stream.step(x[:, t])
