@@ -71,7 +71,9 @@ class Model:
 
     def stream(self, batch: int | None = None, time_axis: int | list[int] | None = None) -> Any:
         """A stream running this model frame by frame (see pyrnn.ModelStream). ``time_axis``
-        names each input's time axis when more than one free dimension could carry it."""
+        names each input's time axis when more than one free dimension could carry it. Inputs
+        that are only recurrent initial states (ONNX's h0/c0 fed as graph inputs, returned as
+        outputs) become the stream's state: frames are given for the other inputs only."""
         from .model_stream import ModelStream
 
         return ModelStream(self, batch, time_axis)

@@ -229,3 +229,36 @@ def test_models_that_need_future_frames_refuse_to_stream_naming_the_op(
     # It still runs whole sequences.
     x = np.random.default_rng(6).standard_normal((2, 9, 5)).astype(np.float32)
     assert converted(x).shape[0] == 2
+
+
+class StatefulHead(nn.Module):
+    """A module that takes and returns its LSTM's state: forward(x, h0, c0) -> (y, hn, cn)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 6, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y, (h, c) = self.lstm(x, (h0, c0))
+        return self.fc(y), h, c
+
+
+def test_state_inputs_of_a_converted_module_are_the_stream_state() -> None:
+    torch.manual_seed(0)
+    module = StatefulHead().eval()
+    x, h0, c0 = torch.randn(2, 9, 3), torch.randn(2, 2, 6), torch.randn(2, 2, 6)
+    model = pyrnn.from_torch(module, x, h0, c0)
+    with torch.no_grad():
+        want = [t.numpy() for t in module(x, h0, c0)]
+    stream = model.stream(batch=2)
+    assert sorted(stream.state) == ["c0", "h0"]
+    stream.state = {"h0": h0.numpy(), "c0": c0.numpy()}
+    for t in range(9):
+        y, h, c = stream.step(x[:, t].numpy())
+        assert_close(y, want[0][:, t], f"step {t}")
+    assert_close(h, want[1], "h_n")
+    assert_close(c, want[2], "c_n")
+    assert_close(stream.state["c0"], want[2], "state c0")

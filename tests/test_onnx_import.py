@@ -649,10 +649,309 @@ def test_imported_causal_model_streams(tmp_path: Path, isa: str) -> None:
     close(h, whole[1])  # Y_h: the state after the last frame
 
 
-def test_state_inputs_run_whole_sequences_but_do_not_stream() -> None:
-    model = pyrnn.from_onnx(recurrent_model("LSTM", initial="input"))
+# -- state inputs and outputs as the stream's state ----------------------------------------------
+class Stateful(torch.nn.Module):
+    """A recurrent layer exported for streaming: (x, h0[, c0]) -> (y, hn[, cn])."""
+
+    def __init__(self, kind: str, **options: Any) -> None:
+        super().__init__()
+        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
+        self.rnn = cls(3, 6, **options)
+
+    def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if len(state) == 2:
+            y, (h, c) = self.rnn(x, state)
+            return y, h, c
+        y, h = self.rnn(x, state[0])
+        return y, h
+
+
+def export_stateful(kind: str, path: Path, **options: Any) -> tuple[onnx.ModelProto, list[str]]:
+    """torch.onnx.export of Stateful with free steps and batch; its state input names."""
+    torch.manual_seed(0)
+    module = Stateful(kind, **options).eval()
+    layers = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
+    names = ["h0", "c0"] if kind == "lstm" else ["h0"]
+    example = (torch.randn(4, 2, 3), *[torch.randn(layers, 2, 6) for _ in names])
+    outputs = ["y", "hn", "cn"][: 1 + len(names)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=["x", *names],
+            output_names=outputs,
+            dynamic_axes={"x": {0: "T", 1: "N"}, **{n: {1: "N"} for n in names}},
+            dynamo=False,
+        )
+    return onnx.load(path), names
+
+
+def ort_steps(
+    proto: onnx.ModelProto, x: np.ndarray, state: list[np.ndarray]
+) -> list[list[np.ndarray]]:
+    """ONNX Runtime run one frame at a time, each run's final state fed back as the next run's
+    initial state: how a streaming graph runs on ORT."""
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [value.name for value in proto.graph.input]
+    results = []
+    for t in range(x.shape[0]):
+        outs = session.run(None, dict(zip(names, [x[t : t + 1], *state], strict=True)))
+        state = list(outs[1:])
+        results.append(outs)
+    return results
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_exported_state_inputs_become_the_stream_state(
+    kind: str, layers: int, tmp_path: Path, isa: str
+) -> None:
+    proto, names = export_stateful(kind, tmp_path / "m.onnx", num_layers=layers)
+    model = pyrnn.from_onnx(proto)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((9, 2, 3)).astype(np.float32)
+    state = [rng.standard_normal((layers, 2, 6)).astype(np.float32) for _ in names]
+    # The whole sequence: every input and output as the graph says.
+    whole = model(x, *state)
+    for ours, theirs in zip(
+        whole, ort_run(proto, dict(zip(["x", *names], [x, *state], strict=True))), strict=True
+    ):
+        close(ours, theirs)
+
+    stream = model.stream(batch=2)
+    assert sorted(stream.state) == sorted(names)
+    for value in stream.state.values():
+        assert value.shape == (layers, 2, 6) and not value.any()  # zeros, as ONNX's default
+    stream.state = dict(zip(names, state, strict=True))
+    for t, expected in enumerate(ort_steps(proto, x, state)):
+        outs = stream.step(x[t])  # only x: the state inputs are the stream's state
+        assert len(outs) == len(expected)
+        close(outs[0], expected[0][0])
+        for ours, theirs in zip(outs[1:], expected[1:], strict=True):
+            close(ours, theirs)  # hn (cn): the state after this frame
+        close(outs[0], whole[0][t])
+    for name, final in zip(names, whole[1:], strict=True):
+        close(stream.state[name], final)
+
+    # feed in uneven chunks equals the whole sequence
+    fed = model.stream(batch=2)
+    fed.state = dict(zip(names, state, strict=True))
+    ys = []
+    for a, b in [(0, 2), (2, 3), (3, 9)]:
+        outs = fed.feed(x[a:b])
+        ys.append(outs[0])
+    close(np.concatenate(ys), whole[0])
+    for ours, final in zip(outs[1:], whole[1:], strict=True):
+        close(ours, final)
+
+    # From zeros, unbatched: the first row of the model run with zero initial states.
+    zeros = [np.zeros_like(s) for s in state]
+    expected = model(x, *zeros)
+    single = model.stream()
+    for t in range(9):
+        outs = single.step(x[t, 0])
+        close(outs[0], expected[0][t, 0])
+    close(single.state[names[0]], expected[1][:, :1])
+
+
+def test_bidirectional_state_inputs_are_refused_with_the_reason(tmp_path: Path) -> None:
+    proto, _ = export_stateful("lstm", tmp_path / "m.onnx", bidirectional=True)
+    model = pyrnn.from_onnx(proto)
+    x = np.zeros((5, 2, 3), np.float32)
+    assert len(model(x, *[np.zeros((2, 2, 6), np.float32)] * 2)) == 3
+    with pytest.raises(ValueError, match=r"cannot stream.*bidirectional"):
+        model.stream(batch=2)
+
+
+def layout1_graph(extra_outputs: bool = False) -> onnx.ModelProto:
+    """A hand-written streaming graph: LSTM with layout=1, its state inputs (N, H) unsqueezed
+    into initial_h/initial_c and Y_h/Y_c squeezed (through an Identity) into the outputs."""
+    rng = np.random.default_rng(7)
+    hidden, features = 4, 3
+    inits = [
+        numpy_helper.from_array(rng.uniform(-0.6, 0.6, (1, 16, features)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.uniform(-0.6, 0.6, (1, 16, hidden)).astype(np.float32), "R"),
+        numpy_helper.from_array(rng.uniform(-0.5, 0.5, (1, 32)).astype(np.float32), "B"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", ["h", "axis1"], ["h3"]),
+        helper.make_node("Identity", ["c"], ["c_id"]),
+        helper.make_node("Unsqueeze", ["c_id", "axis1"], ["c3"]),
+        helper.make_node(
+            "LSTM",
+            ["x", "W", "R", "B", "", "h3", "c3"],
+            ["Y", "Y_h", "Y_c"],
+            hidden_size=hidden,
+            layout=1,
+        ),
+        helper.make_node("Squeeze", ["Y", "axis2"], ["y"]),
+        helper.make_node("Squeeze", ["Y_h", "axis1"], ["h_out"]),
+        helper.make_node("Identity", ["Y_c"], ["Y_c_id"]),
+        helper.make_node("Squeeze", ["Y_c_id", "axis1"], ["c_out"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", features]),
+        helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", hidden]),
+        helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", hidden]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+        for name in ("y", "h_out", "c_out")
+    ]
+    graph = helper.make_graph(nodes, "stream", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 14)])
+
+
+def test_hand_written_layout_1_graph_streams_through_unit_axis_ops(isa: str) -> None:
+    proto = layout1_graph()
+    model = pyrnn.from_onnx(proto)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 8, 3)).astype(np.float32)
+    h, c = (rng.standard_normal((3, 4)).astype(np.float32) for _ in range(2))
+    whole = model(x, h, c)
+    for ours, theirs in zip(
+        whole, ReferenceEvaluator(proto).run(None, {"x": x, "h": h, "c": c}), strict=True
+    ):
+        close(ours, theirs)
+    stream = model.stream(batch=3)
+    assert {k: v.shape for k, v in stream.state.items()} == {"h": (3, 4), "c": (3, 4)}
+    with pytest.raises(ValueError, match=r"state\['h'\]: expected shape \(3, 4\), got \(2, 4\)"):
+        stream.state = {"h": h[:2], "c": c}
+    with pytest.raises(ValueError, match="exactly the keys"):
+        stream.state = {"h": h}
+    stream.state = {"h": h, "c": c}
+    twin = stream.clone()
+    close(twin.step(x[:, 0])[1], model(x[:, :1], h, c)[1])  # the clone starts from h, c
+    state = (h, c)
+    for t in range(8):
+        y, h_t, c_t = stream.step(x[:, t])
+        # the whole model run on one frame, its final state fed back
+        y_ref, *state = model(x[:, t : t + 1], *state)
+        close(y, y_ref[:, 0])
+        close(h_t, state[0])
+        close(c_t, state[1])
+        close(y, whole[0][:, t])
+    close(stream.state["h"], whole[1])
+    close(stream.state["c"], whole[2])
+
+
+def _two_node_graph(shared: bool) -> onnx.ModelProto:
+    """Two stacked GRU nodes; shared: both take their initial_h from the one input h0."""
+    rng = np.random.default_rng(2)
+    inits = []
+    nodes = []
+    source = "x"
+    for k in range(2):
+        features = 3 if k == 0 else 4
+        inits += [
+            numpy_helper.from_array(
+                rng.uniform(-0.5, 0.5, (1, 12, features)).astype(np.float32), f"W{k}"
+            ),
+            numpy_helper.from_array(rng.uniform(-0.5, 0.5, (1, 12, 4)).astype(np.float32), f"R{k}"),
+        ]
+        state = "h0" if shared or k == 0 else "h0b"
+        nodes += [
+            helper.make_node(
+                "GRU", [source, f"W{k}", f"R{k}", "", "", state], [f"Y{k}", f"hn{k}"], hidden_size=4
+            ),
+        ]
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), f"ax{k}"))
+        nodes.append(helper.make_node("Squeeze", [f"Y{k}", f"ax{k}"], [f"y{k}"]))
+        source = f"y{k}"
+    names = ["h0"] if shared else ["h0", "h0b"]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", 3])] + [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, "N", 4]) for n in names
+    ]
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "hn0", "hn1")
+    ]
+    graph = helper.make_graph(nodes, "two", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 14)])
+
+
+def test_ambiguous_state_inputs_refuse_to_stream_naming_the_input() -> None:
+    # Two separate state inputs, one per node: streams.
+    model = pyrnn.from_onnx(_two_node_graph(shared=False))
+    assert sorted(model.stream(batch=2).state) == ["h0", "h0b"]
+    # One input as the initial state of two nodes: which final state would it carry?
+    model = pyrnn.from_onnx(_two_node_graph(shared=True))
+    x, h0 = np.zeros((3, 2, 3), np.float32), np.ones((1, 2, 4), np.float32)
+    assert len(model(x, h0)) == 3  # the whole sequence runs as the graph says
+    with pytest.raises(ValueError, match=r"'h0'.*more than one recurrent node"):
+        model.stream(batch=2)
+    # The final state not a graph output.
+    model = pyrnn.from_onnx(recurrent_model("LSTM", initial="input", outputs=("Y",)))
+    with pytest.raises(ValueError, match=r"'initial_h'.*no graph output returns"):
+        model.stream(batch=2)
+    # The final state output in another layout than the input: feeding it back would be wrong.
+    proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
+    proto.graph.node.append(helper.make_node("Transpose", ["Y_h"], ["Y_h_t"], perm=[1, 0, 2]))
+    proto.graph.output[1].name = "Y_h_t"
+    with pytest.raises(ValueError, match=r"'initial_h'.*no graph output returns"):
+        pyrnn.from_onnx(proto).stream(batch=2)
+    # The state input also used for something else.
+    proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
+    proto.graph.node.append(helper.make_node("Relu", ["initial_h"], ["h_relu"]))
+    proto.graph.output.append(helper.make_tensor_value_info("h_relu", TensorProto.FLOAT, None))
+    with pytest.raises(ValueError, match=r"'initial_h'.*also used by node .*relu"):
+        pyrnn.from_onnx(proto).stream(batch=2)
+    # Computed from the input rather than moved: not a state the stream could carry.
+    proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
+    proto.graph.input[1].name = "h_in"
+    proto.graph.node.insert(0, helper.make_node("Neg", ["h_in"], ["initial_h"]))
     with pytest.raises(ValueError, match="cannot stream"):
-        model.stream()
+        pyrnn.from_onnx(proto).stream(batch=2)
+    # Only part of the input reaches the node: the rest would be dropped from the state.
+    proto = recurrent_model("GRU", initial="input", outputs=("Y", "Y_h"))
+    proto.graph.input[1].name = "h_big"
+    proto.graph.input[1].type.tensor_type.shape.dim[0].dim_value = 2
+    for name, value in (("s0", 0), ("s1", 1)):
+        proto.graph.initializer.append(numpy_helper.from_array(np.array([value], np.int64), name))
+    proto.graph.node.insert(
+        0, helper.make_node("Slice", ["h_big", "s0", "s1", "s0"], ["initial_h"])
+    )
+    with pytest.raises(ValueError, match=r"'h_big'.*reach no recurrent initial state"):
+        pyrnn.from_onnx(proto).stream(batch=2)
+    # A stream of one row: the state input's batch dim is 1.
+    model = pyrnn.from_onnx(recurrent_model("GRU", initial="input", outputs=("Y", "Y_h")))
+    assert model.stream(batch=1).state["initial_h"].shape == (1, 1, 5)
+
+
+def test_state_input_stream_saves_and_runs_without_onnx(tmp_path: Path) -> None:
+    proto, names = export_stateful("lstm", tmp_path / "m.onnx")
+    model = pyrnn.from_onnx(proto)
+    pyrnn.save(model, tmp_path / "m.pyrnn")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+    state = [rng.standard_normal((1, 2, 6)).astype(np.float32) for _ in names]
+    expected = model(x, *state)
+    np.savez(tmp_path / "d.npz", x=x, h0=state[0], c0=state[1], y=expected[0], hn=expected[1])
+    script = textwrap.dedent(
+        f"""
+        import pickle, sys
+        for name in ("torch", "onnx", "onnxruntime"):
+            sys.modules[name] = None
+        import numpy as np, pyrnn
+        d = np.load({str(tmp_path / "d.npz")!r})
+        stream = pyrnn.load({str(tmp_path / "m.pyrnn")!r}).stream(batch=2)
+        stream.state = {{"h0": d["h0"], "c0": d["c0"]}}
+        y0 = stream.step(d["x"][0])[0]
+        stream = pickle.loads(pickle.dumps(stream))  # the state travels under the input names
+        ys = [y0] + [stream.step(d["x"][t])[0] for t in range(1, 6)]
+        assert np.abs(np.stack(ys) - d["y"]).max() < 1e-5
+        assert np.abs(stream.state["h0"] - d["hn"]).max() < 1e-5
+        print("ok", sorted(m for m in ("onnx", "torch") if sys.modules.get(m) is not None))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "[]"]
 
 
 def test_reverse_direction_refuses_to_stream() -> None:
@@ -884,3 +1183,25 @@ def test_flip_op_reverses_an_axis() -> None:
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_array_equal(model(x), x[::-1])
     np.testing.assert_array_equal(model(x[:0]), x[:0])
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_one_node_step_graph_with_state_inputs_streams(kind: str) -> None:
+    """The benchmarks' one-node ONNX step graph (x, h0[, c0] -> y, h1[, c1]), its steps left
+    free: its state inputs become the stream's state, as ORT's loop feeds them back."""
+    from pyrnn.benchmarking.streaming import onnx_step_model
+
+    module = getattr(pyrnn, kind)(4, 8, seed=0)
+    proto = onnx_step_model(module)
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "T"
+    model = pyrnn.from_onnx(proto)
+    names = [value.name for value in proto.graph.input[1:]]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 1, 4)).astype(np.float32)
+    state = [rng.standard_normal((1, 1, 8)).astype(np.float32) for _ in names]
+    stream = model.stream()
+    stream.state = dict(zip(names, state, strict=True))
+    for t, expected in enumerate(ort_steps(proto, x, state)):
+        outs = stream.step(x[t])  # x's batch dim is fixed at 1: frames keep it
+        for ours, theirs in zip(outs, expected, strict=True):
+            close(ours, theirs.reshape(ours.shape))
