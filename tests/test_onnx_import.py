@@ -1189,7 +1189,7 @@ def test_flip_op_reverses_an_axis() -> None:
 def test_one_node_step_graph_with_state_inputs_streams(kind: str) -> None:
     """The benchmarks' one-node ONNX step graph (x, h0[, c0] -> y, h1[, c1]), its steps left
     free: its state inputs become the stream's state, as ORT's loop feeds them back."""
-    from pyrnn.benchmarking.streaming import onnx_step_model
+    from pyrnn.bench import onnx_step_model
 
     module = getattr(pyrnn, kind)(4, 8, seed=0)
     proto = onnx_step_model(module)
