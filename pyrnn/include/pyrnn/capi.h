@@ -157,8 +157,8 @@ static inline const char* pyrnn_last_error(void) { return pyrnn_api->last_error(
 static inline int pyrnn_raise(int status) {
   PyObject* type;
   if (status == PYRNN_OK) return 0;
-  type = status == PYRNN_BUSY || status == PYRNN_ERROR_RUNTIME ? PyExc_RuntimeError
-                                                                          : PyExc_ValueError;
+  type =
+      status == PYRNN_BUSY || status == PYRNN_ERROR_RUNTIME ? PyExc_RuntimeError : PyExc_ValueError;
   PyErr_SetString(type, pyrnn_last_error());
   return -1;
 }
