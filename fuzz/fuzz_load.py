@@ -61,16 +61,16 @@ def make_corpus() -> ModuleType:
 
 
 def check_one(data: bytes) -> None:
-    from pyrnn import _core
+    from pyrnn import _testing
 
-    _core._set_physical_memory(MEMORY_LIMIT)
+    _testing.set_physical_memory(MEMORY_LIMIT)
     try:
         if data[:1] == b"{":
             _check_graph(data)
         else:
             _check_file(data)
     finally:
-        _core._set_physical_memory(None)
+        _testing.set_physical_memory(None)
 
 
 def _check_file(data: bytes) -> None:

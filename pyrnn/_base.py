@@ -255,27 +255,6 @@ class Module:
         self._parameters = weights
         self._network = weights.network
 
-    def _reference_forward(
-        self, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The readable double-precision C++ oracle on this module's weights, for tests and
-        verification: x (T, N, I), h0 (L*D, N, P), c0 (L*D, N, H) -> (out, hn, cn)."""
-        spec = self._spec
-        return _core.reference_forward(
-            spec.core_kind,
-            spec.input_size,
-            spec.hidden_size,
-            spec.num_layers,
-            spec.bidirectional,
-            spec.proj_size,
-            _core_weights(spec, self._parameters),
-            np.ascontiguousarray(x, dtype=np.float32),
-            h0,
-            c0,
-            spec.weight_dtype,
-            _core_scales(spec, self._parameters),
-        )
-
     # -- public API shared by all modules -----------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:

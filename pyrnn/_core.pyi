@@ -1,6 +1,6 @@
 # Type stubs of pyrnn's C++ extension (cpp/bindings/*.cpp): the packed network, the C++ half of
-# pyrnn.Stream, model graphs and their streams, ISA dispatch, the scalar oracle, and the
-# underscore hooks used by tests and by `pyrnn bench`. Shapes: T steps, N rows, I input,
+# pyrnn.Stream, model graphs and their streams, ISA dispatch, and the machine probe used by
+# `pyrnn bench` (test hooks live in pyrnn._testing). Shapes: T steps, N rows, I input,
 # H hidden, P output (proj_size or H), L layers, D directions. Arrays taken as float32 are
 # converted by pybind11 when they are not already.
 
@@ -114,8 +114,6 @@ class Stream:
     def _get_state(self) -> tuple[_Float32Array, _Float32Array | None]:
         """(h (L, N, P), c (L, N, H) or None)."""
     def _set_state(self, h: _Float32Like, c: _Float32Like | None) -> None: ...
-    def _time_steps(self, x: np.ndarray, out: np.ndarray, count: int) -> float:
-        """Benchmark hook: seconds per step of `count` steps run back to back in C++."""
 
 # -- model graphs -----------------------------------------------------------------------------
 # A node: (op, operands (value name, int literal or None), output names, attrs, source).
@@ -188,42 +186,6 @@ def get_num_threads() -> int: ...
 def available_cpus() -> int: ...
 
 max_threads: int
-
-def _set_split_every_step(split: bool) -> None:
-    """Split every step across threads, however small (results must not change)."""
-
-# -- the scalar oracle ------------------------------------------------------------------------
-def reference_forward(
-    kind: str,
-    input_size: int,
-    hidden_size: int,
-    num_layers: int,
-    bidirectional: bool,
-    proj_size: int,
-    weights: Sequence[_LayerWeights],
-    x: _Float32Like,  # (T, N, I)
-    h0: _Float32Like | None = None,
-    c0: _Float32Like | None = None,
-    weight_type: str = "fp32",
-    scales: Sequence[_LayerScales] | None = None,
-) -> tuple[_Float32Array, _Float32Array, _Float32Array]:
-    """(out (T, N, D*P), hn (L*D, N, P), cn (L*D, N, H)); cn is meaningless unless LSTM."""
-
-# -- test and benchmark hooks (private) -------------------------------------------------------
-def _activation(isa: str, name: str, x: _Float32Like) -> _Float32Array:
-    """The vectorised activation `name` ("sigmoid" or "tanh") of kernel table `isa`."""
-
-def _isa_choice(requested: str | None, features: dict[str, bool]) -> tuple[str, str, str]:
-    """(ISA chosen, warning, why `requested` cannot run) on a CPU with `features`."""
-
-def _pretend_cpu_features(features: dict[str, bool] | None) -> None:
-    """CPU detection reports `features` until called with None (the real CPU again)."""
-
-def _count_core_calls(on: bool) -> int:
-    """On: count calls computing at once. Off: stop; the most that were at once meanwhile."""
-
-def _set_physical_memory(bytes: int | None) -> None:
-    """Graph plans see a machine of `bytes` physical memory (None: the real one)."""
 
 def _probe_isas() -> list[str]: ...
 def _probe_fma_peak(seconds: float, isa: str = "") -> dict[str, Any]:

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import settings
 
 import pyrnn
+from pyrnn import _testing
 
 # Helper modules of the test suite (numpy_reference.py, ...) import as top-level modules even
 # under --import-mode=importlib.
@@ -84,7 +85,7 @@ def _restore_threads() -> Iterator[None]:
     previous = pyrnn.get_num_threads()
     yield
     pyrnn.set_num_threads(previous)
-    pyrnn._core._set_split_every_step(False)
+    _testing.set_split_every_step(False)
 
 
 @pytest.fixture(params=pyrnn.available_isas())

@@ -2,23 +2,23 @@
 
 A test of threads sharing a module shows nothing if its threads only took turns: tiny calls
 often finish before another thread has even been woken to take the GIL. The extension counts,
-while a test asks it to (_core._count_core_calls), how many forward/step/feed calls are inside
+while a test asks it to (_testing.count_core_calls), how many forward/step/feed calls are inside
 the core at once with the GIL released; these helpers fail a test whose calls never overlapped."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyrnn import _core
+from pyrnn import _testing
 
 
 def most_at_once(run: Callable[[], None]) -> int:
     """run() with the core's calls counted; the most that were computing at once."""
-    _core._count_core_calls(True)
+    _testing.count_core_calls(True)
     try:
         run()
     finally:
-        most = _core._count_core_calls(False)
+        most = _testing.count_core_calls(False)
     return most
 
 

@@ -17,6 +17,7 @@ import torch
 from safetensors.numpy import save_file
 
 import pyrnn
+from pyrnn import _testing
 
 LSTM2 = pyrnn.LSTM(3, 4, num_layers=2, seed=0)  # hx = (h0, c0), each (2, N, 4)
 GRU = pyrnn.GRU(3, 4, batch_first=True, seed=0)
@@ -248,8 +249,8 @@ ARRAY_KIND_CASES = [
     ("reset row 2**40", lambda: GRU_STREAM.reset(2**40), IndexError, r"^rows: index 1099511627776 is out of range for a stream of batch=2"),
     ("core reset row 2**31", lambda: GRU_STREAM._reset_row(2**31), ValueError, r"^rows: expected an int in \[0, 2\*\*31-1\], got 2147483648"),
     ("core reset row float", lambda: GRU_STREAM._reset_row(1.0), TypeError, r"^rows: expected an int, got float"),
-    ("time_steps count 2**31", lambda: GRU_STREAM._time_steps(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32), 2**31), ValueError, r"^count: expected an int in \[0, 2\*\*31-1\], got 2147483648"),
-    ("time_steps count -1", lambda: GRU_STREAM._time_steps(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32), -1), ValueError, r"^count: expected an int in \[0, 2\*\*31-1\], got -1"),
+    ("time_steps count 2**31", lambda: _testing.time_steps(GRU_STREAM, np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32), 2**31), ValueError, r"^count: expected an int in \[0, 2\*\*31-1\], got 2147483648"),
+    ("time_steps count -1", lambda: _testing.time_steps(GRU_STREAM, np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32), -1), ValueError, r"^count: expected an int in \[0, 2\*\*31-1\], got -1"),
 ]  # fmt: skip
 
 

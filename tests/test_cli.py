@@ -292,6 +292,53 @@ def test_the_installed_package_holds_no_benchmark_suite():
         assert_measurements_only(path.read_text(encoding="utf-8"))
 
 
+def test_the_engine_extension_holds_no_test_hooks():
+    # The oracle, the activation hook, the step-timing loop and the switches that make the engine
+    # take rare paths live in pyrnn._testing; _core's surface is the engine (plus the probe that
+    # `pyrnn bench` reports and the C API capsule).
+    code = (
+        "import sys, pyrnn; from pyrnn import _core; "
+        "print(sorted(n for n in dir(_core) if n.startswith('_') and not n.startswith('__'))); "
+        "print(sorted(n for n in dir(_core.Stream) if n.startswith('_time'))); "
+        "print('pyrnn._testing' in sys.modules)"
+    )
+    lines = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert lines == [
+        "['_C_API', '_probe_fma_peak', '_probe_isas', '_probe_read_bandwidth', '_testing_hooks']",
+        "[]",
+        "False",  # import pyrnn does not load the test hooks
+    ]
+    assert not hasattr(pyrnn._core, "reference_forward")
+    from pyrnn import _testing
+
+    hooks = {"reference_forward", "activation", "isa_choice", "pretend_cpu_features"}
+    hooks |= {"count_core_calls", "set_physical_memory", "set_split_every_step", "time_steps"}
+    assert hooks <= set(dir(_testing))
+
+
+def test_test_hooks_from_another_build_are_refused_naming_both_versions():
+    # _testing reaches _core's state through a versioned capsule; a stale build of either side
+    # must not call through a table of another layout.
+    code = (
+        "import ctypes; from pyrnn import _core\n"
+        "new = ctypes.pythonapi.PyCapsule_New\n"
+        "new.restype = ctypes.py_object\n"
+        "new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]\n"
+        "table = (ctypes.c_int * 16)(999)\n"
+        "_core._testing_hooks = new(ctypes.addressof(table), b'pyrnn._core._testing_hooks', None)\n"
+        "from pyrnn import _testing\n"
+        "try:\n"
+        "    _testing.set_split_every_step(False)\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "test hooks are version 999, this extension expects 1" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -1,7 +1,7 @@
-"""Every ISA against the C++ double-accumulating oracle `_core.reference_forward` on awkward sizes,
-where SIMD remainders break, and concurrent calls. (ISA selection itself, PYRNN_ISA and
-set_isa errors are tested in test_isa.py.) Tolerance: 1e-5 + 1e-5 * |oracle| (float32 vs float64
-accumulation; relu is unbounded)."""
+"""Every ISA against the C++ double-accumulating oracle (`pyrnn._testing.reference_forward`) on
+awkward sizes, where SIMD remainders break, and concurrent calls. (ISA selection itself,
+PYRNN_ISA and set_isa errors are tested in test_isa.py.) Tolerance: 1e-5 + 1e-5 * |oracle|
+(float32 vs float64 accumulation; relu is unbounded)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from oracle import oracle_forward
 from overlap import run_until_overlapped
 
 import pyrnn
@@ -25,7 +26,7 @@ def test_isa_fixture_sets_and_restores(isa: str) -> None:
 
 # -- every ISA against the C++ oracle ----------------------------------------------------------
 def _oracle(module: pyrnn.Module, x: np.ndarray, h0: Any, c0: Any):
-    return module._reference_forward(x, h0, c0)
+    return oracle_forward(module, x, h0, c0)
 
 
 def _cases() -> list[Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import pyrnn
+from pyrnn import _testing
 
 
 @pytest.fixture(autouse=True)
@@ -161,23 +162,22 @@ def test_set_isa_refuses_a_compiled_isa_the_cpu_lacks(isa: str) -> None:
     refused by set_isa, dropped from available_isas(), and the missing feature is named. Runs on
     every machine, including those where every compiled ISA is supported (a broken feature check
     in set_isa makes it fail: it would switch to kernels the CPU cannot run)."""
-    from pyrnn import _core
 
     real = pyrnn.cpu_info()["features"]
     everything = dict.fromkeys(real, True)
     try:
         for feature in NEEDS[isa]:
-            _core._pretend_cpu_features({**everything, feature: False})
+            _testing.pretend_cpu_features({**everything, feature: False})
             assert isa not in pyrnn.available_isas()
             with pytest.raises(
                 ValueError, match=rf"is not supported by this CPU \(missing {feature}\)"
             ):
                 pyrnn.set_isa(isa)
-        _core._pretend_cpu_features(everything)
+        _testing.pretend_cpu_features(everything)
         assert isa in pyrnn.available_isas()
         pyrnn.set_isa(isa)
     finally:
-        _core._pretend_cpu_features(None)
+        _testing.pretend_cpu_features(None)
     assert pyrnn.cpu_info()["features"] == real
 
 
@@ -276,21 +276,20 @@ def test_the_expected_isas_are_the_ones_the_cpu_flags_promise() -> None:
     "avx512" not in pyrnn.cpu_info()["compiled"], reason="an x86-64 build's ISAs are asked about"
 )
 def test_isa_choice_on_other_cpus() -> None:
-    from pyrnn import _core
 
     avx2_cpu = {"avx2": True, "fma": True, "f16c": True}
-    isa, warning, why = _core._isa_choice("avx512", avx2_cpu)
+    isa, warning, why = _testing.isa_choice("avx512", avx2_cpu)
     assert isa == "avx2"
     assert why == "'avx512' is not supported by this CPU (missing avx512f); available: scalar, avx2"
     assert warning == f"PYRNN_ISA='avx512' cannot be used: {why}. Using 'avx2', the best " + (
         "available, instead."
     )
-    isa, _, why = _core._isa_choice("avx2", {"avx512f": True})
+    isa, _, why = _testing.isa_choice("avx2", {"avx512f": True})
     assert (isa, why) == ("scalar", "'avx2' is not supported by this CPU (missing avx2, fma, "
                           "f16c); available: scalar")  # fmt: skip
-    assert _core._isa_choice("avx512", {**avx2_cpu, "avx512f": True}) == ("avx512", "", "")
-    assert _core._isa_choice(None, avx2_cpu) == ("avx2", "", "")
-    assert _core._isa_choice("", {}) == ("scalar", "", "")
-    isa, _, why = _core._isa_choice("neon", {"neon": True})
+    assert _testing.isa_choice("avx512", {**avx2_cpu, "avx512f": True}) == ("avx512", "", "")
+    assert _testing.isa_choice(None, avx2_cpu) == ("avx2", "", "")
+    assert _testing.isa_choice("", {}) == ("scalar", "", "")
+    isa, _, why = _testing.isa_choice("neon", {"neon": True})
     assert isa == "scalar"
     assert why.startswith("'neon' is not built for this architecture: its kernels are for AArch64")

@@ -21,6 +21,7 @@ import torch
 from overlap import run_until_overlapped
 
 import pyrnn
+from pyrnn import _testing
 from pyrnn.graph import Graph, GraphError, InputSpec, Node
 
 LSTM_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -150,12 +151,11 @@ def test_absurd_reshape_is_refused_not_allocated() -> None:
 @pytest.fixture
 def small_machine() -> Iterator[Callable[[int | None], None]]:
     """Sets the physical memory graph plans see (the real one is restored afterwards)."""
-    from pyrnn import _core
 
     try:
-        yield _core._set_physical_memory
+        yield _testing.set_physical_memory
     finally:
-        _core._set_physical_memory(None)
+        _testing.set_physical_memory(None)
 
 
 def full_model(dims: list[int], output: bool = False) -> pyrnn.Model:

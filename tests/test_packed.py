@@ -15,6 +15,7 @@ from parity_helpers import assert_close, terms
 from torch.nn.utils import rnn as torch_rnn
 
 import pyrnn
+from pyrnn import _testing
 
 # (module, constructor options): every cell, both RNN activations, an LSTM with a projection.
 KINDS = [
@@ -244,7 +245,7 @@ def test_packed_results_do_not_depend_on_threads(isa: str, name: str, bidirectio
     lengths = np.array([300, 1, 37, 150, 299, 2, 64, 65, 3])
     padded = rng.standard_normal((300, 9, 7)).astype(np.float32)
     packed = pyrnn.pack_padded_sequence(padded, lengths, enforce_sorted=False)
-    pyrnn._core._set_split_every_step(True)
+    _testing.set_split_every_step(True)
     results = []
     for threads in (1, 2, 3):
         pyrnn.set_num_threads(threads)

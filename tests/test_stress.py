@@ -19,6 +19,7 @@ import pytest
 from overlap import assert_overlapped, most_at_once
 
 import pyrnn
+from pyrnn import _testing
 
 THREADS = 8
 STEPS = 10_000
@@ -85,7 +86,7 @@ def test_threads_with_own_streams_equal_the_sequential_run(
     barrier = threading.Barrier(THREADS)
     if pool:
         pyrnn.set_num_threads(3)
-        pyrnn._core._set_split_every_step(True)
+        _testing.set_split_every_step(True)
 
     def work(index: int) -> None:
         try:

@@ -1,7 +1,7 @@
 """The worker pool: the thread-count API, bit-identical results for any thread count (every
 module type, ISA and option, whole sequences and streams), Python threads calling at once, and
-forks. Small models split only under the `_set_split_every_step` hook, which makes every step
-of every size use every thread: the splits that large models get by themselves."""
+forks. Small models split only under the `_testing.set_split_every_step` hook, which makes every
+step of every size use every thread: the splits that large models get by themselves."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pyrnn
-from pyrnn import _core
+from pyrnn import _core, _testing
 
 THREAD_COUNTS = (1, 2, 3, 8)  # 8: more threads than this machine's cores
 
@@ -143,7 +143,7 @@ def test_forward_is_bit_identical_for_any_thread_count(
     threads, more threads than blocks included; 300 steps cross the chunk boundaries."""
     module = getattr(pyrnn, name)(7, 40, seed=3, **kwargs)
     x = np.random.default_rng(4).standard_normal((300, batch, 7)).astype(np.float32)
-    pyrnn._core._set_split_every_step(True)
+    _testing.set_split_every_step(True)
     pyrnn.set_num_threads(1)
     reference = _outputs(module, x)
     for threads in THREAD_COUNTS[1:]:
@@ -157,7 +157,7 @@ def test_stream_is_bit_identical_for_any_thread_count(
 ) -> None:
     module = getattr(pyrnn, name)(5, 40, seed=5, **kwargs)
     x = np.random.default_rng(6).standard_normal((150, 2, 5)).astype(np.float32)
-    pyrnn._core._set_split_every_step(True)
+    _testing.set_split_every_step(True)
     results = []
     for threads in THREAD_COUNTS:
         pyrnn.set_num_threads(threads)
@@ -183,7 +183,7 @@ def test_large_models_split_by_themselves_and_stay_identical() -> None:
 def test_cells_and_whole_models_are_identical_too() -> None:
     cell = pyrnn.GRUCell(9, 40, seed=2)
     x = np.random.default_rng(1).standard_normal((4, 9)).astype(np.float32)
-    pyrnn._core._set_split_every_step(True)
+    _testing.set_split_every_step(True)
     pyrnn.set_num_threads(1)
     reference = cell(x)
     pyrnn.set_num_threads(3)
@@ -198,7 +198,7 @@ def test_python_threads_calling_at_once_agree_with_one_thread() -> None:
     inputs = [
         np.random.default_rng(i).standard_normal((200, 2, 16)).astype(np.float32) for i in range(8)
     ]
-    pyrnn._core._set_split_every_step(True)
+    _testing.set_split_every_step(True)
     pyrnn.set_num_threads(1)
     expected = [module(x)[0] for x in inputs]
     pyrnn.set_num_threads(2)
@@ -237,7 +237,7 @@ def test_pool_works_in_a_forked_child() -> None:
     and gets the parent's results."""
     module = pyrnn.LSTM(8, 64, seed=3)
     x = np.random.default_rng(3).standard_normal((100, 3, 8)).astype(np.float32)
-    pyrnn._core._set_split_every_step(True)
+    _testing.set_split_every_step(True)
     pyrnn.set_num_threads(2)
     expected = module(x)[0]  # the pool's workers are running now
     read, write = os.pipe()

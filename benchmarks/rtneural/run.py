@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 import pyrnn
+from pyrnn.bench import cpp_step_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/goals.py
 from goals import evaluate_rtneural, format_goals
@@ -128,7 +129,7 @@ def time_pyrnn(module: pyrnn.Module, x: np.ndarray) -> dict[str, list[float]]:
         for row in group:
             step(row, out=y)
         result.setdefault("step", []).append((time.perf_counter() - start) / GROUP * 1e9)
-    result["cpp_step"] = [stream._time_steps(rows[0], y, GROUP) * 1e9 for _ in range(4)]
+    result["cpp_step"] = [cpp_step_seconds(stream, rows[0], y, GROUP) * 1e9 for _ in range(4)]
     return result
 
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -52,6 +53,14 @@ inline void require_shape(const py::array& array, const std::vector<py::ssize_t>
     throw std::invalid_argument(std::string(name) + ": expected shape " + shape_string(shape) +
                                 ", got " + shape_string(array));
   }
+}
+
+// The data of an optional state array of `shape`, or nullptr when absent.
+inline const float* optional_state(const std::optional<FloatArray>& array,
+                                   const std::vector<py::ssize_t>& shape, const char* name) {
+  if (!array) return nullptr;
+  require_shape(*array, shape, name);
+  return array->data();
 }
 
 // The descriptor numpy uses for native float32 (a singleton), fetched once. Leaked on purpose:

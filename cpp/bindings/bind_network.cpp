@@ -1,5 +1,5 @@
-// Python bindings of the packed network: construction from PyTorch-layout weights, the forward
-// pass (GIL released), and the reference oracle.
+// Python bindings of the packed network: construction from PyTorch-layout weights (all at once
+// or one matrix at a time), reading a matrix back, and the forward pass (GIL released).
 #include <pybind11/stl.h>
 
 #include <cmath>
@@ -15,113 +15,12 @@
 #include "bindings/bindings.h"
 #include "bindings/in_core.h"
 #include "bindings/instance.h"
+#include "bindings/network_args.h"
 #include "core/dispatch.h"
 #include "core/network.h"
-#include "reference/reference.h"
 
 namespace pyrnn::bindings {
 namespace {
-
-CellKind parse_kind(const std::string& kind) {
-  if (kind == "rnn_tanh") return CellKind::RnnTanh;
-  if (kind == "rnn_relu") return CellKind::RnnRelu;
-  if (kind == "lstm") return CellKind::Lstm;
-  if (kind == "gru") return CellKind::Gru;
-  throw std::invalid_argument("kind: expected 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" +
-                              kind + "'");
-}
-
-using OptionalArray = std::optional<FloatArray>;
-// (w_ih, w_hh, b_ih, b_hh, w_hr) per (layer, direction), layer-major. The matrices are float32
-// (converted when they are not) or, with a narrow weight_type, arrays of its storage dtype.
-using WeightTuple = std::tuple<py::object, py::object, OptionalArray, OptionalArray, py::object>;
-// int8 only: (s_ih, s_hh, s_hr) per (layer, direction), one float32 scale per matrix row.
-using ScaleTuple = std::tuple<FloatArray, FloatArray, OptionalArray>;
-using OptionalScales = std::optional<std::vector<ScaleTuple>>;
-
-// Raw pointers into the caller's weights (and the float32 conversions made of them, kept
-// here): valid while this lives.
-struct RawWeights {
-  std::vector<RawLayerWeights> layers;
-  std::vector<py::array> held;
-};
-
-// One matrix of the network as the core takes it, its shape checked; float32 converted (as
-// before weight types existed), a narrow type taken as it is.
-WeightMatrix matrix(py::handle value, WeightType type, const std::vector<py::ssize_t>& shape,
-                    const FloatArray* scales, const std::string& name, RawWeights& raw) {
-  if (type == WeightType::F32) {
-    FloatArray array = py::reinterpret_borrow<py::object>(value).cast<FloatArray>();
-    require_shape(array, shape, name.c_str());
-    raw.held.push_back(array);
-    return WeightMatrix(array.data());
-  }
-  py::array array = py::reinterpret_borrow<py::object>(value).cast<py::array>();
-  require_weight_dtype(array, type, name);
-  require_shape(array, shape, name.c_str());
-  raw.held.push_back(array);
-  if (type != WeightType::I8) return {type, array.data(), nullptr};
-  const std::string scale_name = name + " scales";
-  require_shape(*scales, {shape[0]}, scale_name.c_str());
-  for (py::ssize_t row = 0; row < shape[0]; ++row) {
-    const float scale = scales->data()[row];
-    if (!(std::isfinite(scale) && scale > 0.0f))
-      throw std::invalid_argument(scale_name + ": row " + std::to_string(row) + " has scale " +
-                                  std::to_string(scale) + "; expected finite and > 0");
-  }
-  return {type, array.data(), scales->data()};
-}
-
-// Checks every weight's shape (and, for narrow types, dtype) against the config and returns
-// raw pointers into the arrays, which the caller keeps alive.
-RawWeights raw_weights(const NetworkConfig& config, const std::vector<WeightTuple>& weights,
-                       const std::string& weight_type, const OptionalScales& scales) {
-  config.validate();
-  const WeightType type = parse_weight_type(weight_type, "Network");
-  const int D = config.directions();
-  if (static_cast<int>(weights.size()) != config.num_layers * D) {
-    throw std::invalid_argument("weights: expected " + std::to_string(config.num_layers * D) +
-                                " (layer, direction) entries, got " +
-                                std::to_string(weights.size()));
-  }
-  if ((type == WeightType::I8) != scales.has_value())
-    throw std::invalid_argument(type == WeightType::I8
-                                    ? "scales: required for weight_type 'int8' (one list entry "
-                                      "(s_ih, s_hh, s_hr) per (layer, direction))"
-                                    : "scales: only weight_type 'int8' takes scales, got "
-                                      "weight_type '" +
-                                          weight_type + "'");
-  if (scales && scales->size() != weights.size())
-    throw std::invalid_argument("scales: expected " + std::to_string(weights.size()) +
-                                " (layer, direction) entries, got " +
-                                std::to_string(scales->size()));
-  const py::ssize_t GH = static_cast<py::ssize_t>(config.gates()) * config.hidden_size;
-  RawWeights raw;
-  raw.layers.reserve(weights.size());  // no regrowth copies held at once with millions of layers
-  for (std::size_t index = 0; index < weights.size(); ++index) {
-    const auto& [w_ih, w_hh, b_ih, b_hh, w_hr] = weights[index];
-    const ScaleTuple* s = scales ? &(*scales)[index] : nullptr;
-    const int layer = static_cast<int>(index) / D;
-    RawLayerWeights entry;
-    entry.w_ih = matrix(w_ih, type, {GH, config.layer_input_size(layer)},
-                        s ? &std::get<0>(*s) : nullptr, "w_ih", raw);
-    entry.w_hh =
-        matrix(w_hh, type, {GH, config.output_size()}, s ? &std::get<1>(*s) : nullptr, "w_hh", raw);
-    if (b_ih) require_shape(*b_ih, {GH}, "b_ih");
-    if (b_hh) require_shape(*b_hh, {GH}, "b_hh");
-    entry.b_ih = b_ih ? b_ih->data() : nullptr;
-    entry.b_hh = b_hh ? b_hh->data() : nullptr;
-    if (config.proj_size > 0) {
-      if (w_hr.is_none()) throw std::invalid_argument("w_hr: required when proj_size > 0");
-      if (s && !std::get<2>(*s))
-        throw std::invalid_argument("scales: s_hr required when proj_size > 0");
-      entry.w_hr = matrix(w_hr, type, {config.proj_size, config.hidden_size},
-                          s ? &*std::get<2>(*s) : nullptr, "w_hr", raw);
-    }
-    raw.layers.push_back(entry);
-  }
-  return raw;
-}
 
 // A network packed one matrix at a time, so that a module's PyTorch-layout weights (read from a
 // file tensor by tensor, or drawn at random) never all exist beside the packed copy: each is
@@ -230,21 +129,6 @@ py::array unpack(const Network& network, int entry, const std::string& role) {
                  static_cast<py::ssize_t>(panels->k())});
   panels->unpack(out.mutable_data());
   return out;
-}
-
-NetworkConfig make_config(const std::string& kind, int input_size, int hidden_size, int num_layers,
-                          bool bidirectional, int proj_size) {
-  NetworkConfig config{parse_kind(kind), input_size, hidden_size, num_layers,
-                       bidirectional,    proj_size,  {}};
-  config.validate();
-  return config;
-}
-
-const float* optional_state(const std::optional<FloatArray>& array,
-                            const std::vector<py::ssize_t>& shape, const char* name) {
-  if (!array) return nullptr;
-  require_shape(*array, shape, name);
-  return array->data();
 }
 
 // No output may share memory with an input or another output, not even exactly: a
@@ -377,32 +261,6 @@ void network_forward_packed(const Network& network, const py::array& data,
   forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
 }
 
-py::tuple reference_forward(const std::string& kind, int input_size, int hidden_size,
-                            int num_layers, bool bidirectional, int proj_size,
-                            const std::vector<WeightTuple>& weights, const FloatArray& x,
-                            const std::optional<FloatArray>& h0,
-                            const std::optional<FloatArray>& c0, const std::string& weight_type,
-                            const OptionalScales& scales) {
-  const NetworkConfig config =
-      make_config(kind, input_size, hidden_size, num_layers, bidirectional, proj_size);
-  const RawWeights raw = raw_weights(config, weights, weight_type, scales);
-  if (x.ndim() != 3 || x.shape(2) != input_size)
-    throw std::invalid_argument("x: expected (T, N, " + std::to_string(input_size) + "), got " +
-                                shape_string(x));
-  const py::ssize_t T = x.shape(0), N = x.shape(1), LD = num_layers * config.directions();
-  const float* h0_data = optional_state(h0, {LD, N, config.output_size()}, "h0");
-  const float* c0_data = optional_state(c0, {LD, N, hidden_size}, "c0");
-  FloatArray out({T, N, static_cast<py::ssize_t>(config.output_size() * config.directions())});
-  FloatArray hn({LD, N, static_cast<py::ssize_t>(config.output_size())});
-  FloatArray cn({LD, N, static_cast<py::ssize_t>(hidden_size)});
-  {
-    py::gil_scoped_release release;
-    reference::forward(config, raw.layers, static_cast<int>(T), static_cast<int>(N), x.data(),
-                       h0_data, c0_data, out.mutable_data(), hn.mutable_data(), cn.mutable_data());
-  }
-  return py::make_tuple(out, hn, cn);
-}
-
 }  // namespace
 
 void bind_network(py::module_& m) {
@@ -481,11 +339,6 @@ void bind_network(py::module_& m) {
           },
           py::arg("biases"),
           "The Network, given (b_ih, b_hh) per entry (None without bias); once.");
-  m.def("reference_forward", &reference_forward, py::arg("kind"), py::arg("input_size"),
-        py::arg("hidden_size"), py::arg("num_layers"), py::arg("bidirectional"),
-        py::arg("proj_size"), py::arg("weights"), py::arg("x"), py::arg("h0") = py::none(),
-        py::arg("c0") = py::none(), py::arg("weight_type") = "fp32", py::arg("scales") = py::none(),
-        "The readable scalar oracle: returns (out, hn, cn) for contiguous x (T, N, I).");
 }
 
 }  // namespace pyrnn::bindings

@@ -160,10 +160,9 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
   return result;
 }
 
-// Benchmark hook: seconds per step of `count` steps run back to back in C++ on validated arrays
-// (the stream's state advances). Subtracted from the Python-side step time, it gives the Python
-// overhead of step(); kept here so the benchmark needs no second build.
-double stream_time_steps(StreamHandle& self, const py::handle x, const py::handle out, int count) {
+// Seconds per step of `count` steps run back to back in C++ on validated arrays (the stream's
+// state advances): the test hook that times the core without Python.
+double time_steps(StreamHandle& self, const py::handle x, const py::handle out, int count) {
   const py::ssize_t I = self.input_size(), P = self.output_size(), N = self.rows();
   if (!is_float32_array(x, kContiguous) ||
       py::reinterpret_borrow<py::array>(x).size() != self.rows() * I)
@@ -366,6 +365,13 @@ void add_fast_method(py::handle cls, PyMethodDef* def) {
 
 }  // namespace
 
+double stream_time_steps(py::handle stream, py::handle x, py::handle out, int count) {
+  if (!py::isinstance<StreamHandle>(stream))
+    throw py::type_error("stream: expected a pyrnn Stream, got " +
+                         std::string(py::str(py::type::handle_of(stream))));
+  return time_steps(stream_of(stream), x, out, count);
+}
+
 pyrnn_stream* capi_module_stream(py::handle object) {
   if (!py::isinstance<StreamHandle>(object)) return nullptr;
   StreamHandle& self = stream_of(object);
@@ -410,12 +416,6 @@ void bind_stream(py::module_& m) {
             stream_set_state(stream_of(self), h, c);
           },
           py::arg("h"), py::arg("c"))
-      .def(
-          "_time_steps",
-          [](py::handle self, py::handle x, py::handle out, py::handle count) {
-            return stream_time_steps(stream_of(self), x, out, int_argument(count, "count", 0));
-          },
-          py::arg("x"), py::arg("out"), py::arg("count"))
       .def_property_readonly("rows", [](py::handle self) { return stream_of(self).rows(); })
       .def_property_readonly("batched", [](py::handle self) { return stream_of(self).batched; })
       .def_property_readonly("batch_first",

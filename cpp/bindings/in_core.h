@@ -1,8 +1,8 @@
 // How many calls are computing in the core at once, with the GIL released: a test hook
-// (_core._count_core_calls) that lets the concurrency tests prove their threads' calls really
-// overlapped. A test whose threads only took turns would show nothing about sharing a module.
-// Off (always, outside those tests) it costs one relaxed load of a flag nobody writes, which
-// stays in every core's cache: nothing measurable against a step's 1 microsecond budget.
+// (pyrnn._testing.count_core_calls) that lets the concurrency tests prove their threads' calls
+// really overlapped. A test whose threads only took turns would show nothing about sharing a
+// module. Off (always, outside those tests) it costs one relaxed load of a flag nobody writes,
+// which stays in every core's cache: nothing measurable against a step's 1 microsecond budget.
 #pragma once
 
 #include <atomic>

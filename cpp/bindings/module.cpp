@@ -6,7 +6,7 @@ PYBIND11_MODULE(_core, m) {
   pyrnn::bindings::bind_dispatch(m);
   pyrnn::bindings::bind_threads(m);
   pyrnn::bindings::bind_network(m);
-  pyrnn::bindings::bind_testing(m);
+  pyrnn::bindings::bind_testing_hooks(m);
   pyrnn::bindings::bind_probe(m);
   pyrnn::bindings::bind_stream(m);
   pyrnn::bindings::bind_graph(m);

@@ -103,7 +103,7 @@ PYRNN_SIMD_INLINE V tanh(V x) noexcept {
 // NaN propagates (a NaN compares false), unlike max(0, x) on x86.
 PYRNN_SIMD_INLINE V relu(V x) noexcept { return select(less(x, zero()), zero(), x); }
 
-// Applies an activation to n floats (any n): the test hook behind _core._activation.
+// Applies an activation to n floats (any n): the test hook behind pyrnn._testing.activation.
 template <V (*kFunction)(V)>
 void apply_array(const float* x, float* y, std::size_t n) noexcept {
   std::size_t i = 0;
