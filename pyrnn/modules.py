@@ -45,12 +45,8 @@ class _SequenceModule(Module):
             raise ValueError("input: expected a sequence of at least 1 time step, got 0")
         spec.check_run(rows, steps, "input")
 
-        layers = spec.num_layers * spec.directions
-        is_lstm = spec.base_kind == "lstm"
-        h_shape = (layers, rows, spec.output_size)
-        c_shape = (layers, rows, spec.hidden_size)
-        h0_array = self._state(h0, names[0], h_shape, batched)
-        c0_array = self._state(c0, names[1], c_shape, batched) if is_lstm else None
+        h_shape, c_shape = self._state_shapes(rows)
+        h0_array, c0_array = self._initial_state(h0, c0, names, rows, batched)
 
         features_out = spec.output_size * spec.directions
         if spec.batch_first and batched:  # unbatched (T, I) input ignores batch_first, as torch
@@ -59,7 +55,7 @@ class _SequenceModule(Module):
         else:
             out = out_view = np.empty((steps, rows, features_out), np.float32)
         hn = np.empty(h_shape, np.float32)
-        cn = np.empty(c_shape, np.float32) if is_lstm else None
+        cn = np.empty(c_shape, np.float32) if c_shape is not None else None
         if rows > 0:
             self._network.forward(x, out_view, h0_array, c0_array, hn, cn)
         if not batched:
@@ -81,23 +77,34 @@ class _SequenceModule(Module):
             )
         rows, steps = int(batch_sizes[0]), batch_sizes.shape[0]
         spec.check_run(rows, steps, "input")
-        layers = spec.num_layers * spec.directions
-        is_lstm = spec.base_kind == "lstm"
-        h_shape = (layers, rows, spec.output_size)
-        c_shape = (layers, rows, spec.hidden_size)
-        h0_array = self._state(h0, names[0], h_shape, True)
-        c0_array = self._state(c0, names[1], c_shape, True) if is_lstm else None
+        h_shape, c_shape = self._state_shapes(rows)
+        h0_array, c0_array = self._initial_state(h0, c0, names, rows, True)
         if sorted_indices is not None:  # hx comes in the caller's order
             h0_array = h0_array[:, sorted_indices] if h0_array is not None else None
             c0_array = c0_array[:, sorted_indices] if c0_array is not None else None
         out = np.empty((data.shape[0], spec.output_size * spec.directions), np.float32)
         hn = np.empty(h_shape, np.float32)
-        cn = np.empty(c_shape, np.float32) if is_lstm else None
+        cn = np.empty(c_shape, np.float32) if c_shape is not None else None
         self._network.forward_packed(data, batch_sizes, out, h0_array, c0_array, hn, cn)
         if unsorted_indices is not None:
             hn = hn[:, unsorted_indices]
             cn = cn[:, unsorted_indices] if cn is not None else None
         return repacked(input, out), hn, cn
+
+    def _state_shapes(self, rows: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        """h's (L*D, rows, P) and, for an LSTM, c's (L*D, rows, H)."""
+        spec = self._spec
+        layers = spec.num_layers * spec.directions
+        c_shape = (layers, rows, spec.hidden_size) if spec.base_kind == "lstm" else None
+        return (layers, rows, spec.output_size), c_shape
+
+    def _initial_state(
+        self, h0: Any, c0: Any, names: tuple[str, str], rows: int, batched: bool
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        h_shape, c_shape = self._state_shapes(rows)
+        h0_array = self._state(h0, names[0], h_shape, batched)
+        c0_array = self._state(c0, names[1], c_shape, batched) if c_shape is not None else None
+        return h0_array, c0_array
 
     @staticmethod
     def _state(value: Any, name: str, shape: tuple[int, ...], batched: bool) -> np.ndarray | None:
@@ -109,7 +116,25 @@ class _SequenceModule(Module):
         return as_state(value, name, (shape[0], shape[2]))[:, None, :]
 
 
-class RNN(_SequenceModule):
+class _HiddenStateModule(_SequenceModule):
+    """RNN and GRU: one state tensor, ``out, h_n = module(x, hx=None)``."""
+
+    @overload
+    def forward(
+        self, input: PackedSequence, hx: Any = None
+    ) -> tuple[PackedSequence, np.ndarray]: ...
+    @overload
+    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, np.ndarray]:
+        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
+        out, hn, _ = self._run(input, hx, None)
+        return out, hn
+
+    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
+        __call__ = forward
+
+
+class RNN(_HiddenStateModule):
     """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu.
 
     ``out, h_n = rnn(x, hx=None)``; shapes and options as torch.nn.RNN. ``dropout`` is accepted
@@ -144,22 +169,8 @@ class RNN(_SequenceModule):
         )
         self._setup(spec, seed)
 
-    @overload
-    def forward(
-        self, input: PackedSequence, hx: Any = None
-    ) -> tuple[PackedSequence, np.ndarray]: ...
-    @overload
-    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
-    def forward(self, input: Any, hx: Any = None) -> tuple[Any, np.ndarray]:
-        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
-        out, hn, _ = self._run(input, hx, None)
-        return out, hn
 
-    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
-        __call__ = forward
-
-
-class GRU(_SequenceModule):
+class GRU(_HiddenStateModule):
     """Gated recurrent unit with torch.nn.GRU's gates (r, z, n) and semantics:
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
 
@@ -192,20 +203,6 @@ class GRU(_SequenceModule):
             bidirectional,
         )
         self._setup(spec, seed)
-
-    @overload
-    def forward(
-        self, input: PackedSequence, hx: Any = None
-    ) -> tuple[PackedSequence, np.ndarray]: ...
-    @overload
-    def forward(self, input: Any, hx: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
-    def forward(self, input: Any, hx: Any = None) -> tuple[Any, np.ndarray]:
-        """A PackedSequence (pyrnn's or torch's) in gives one of the same type out."""
-        out, hn, _ = self._run(input, hx, None)
-        return out, hn
-
-    if TYPE_CHECKING:  # module(x, hx) is forward(x, hx), typed as such
-        __call__ = forward
 
 
 class LSTM(_SequenceModule):
