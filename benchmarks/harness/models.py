@@ -27,22 +27,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyrnn import Model, Module, isa
-from pyrnn.bench import Engine, Runner, Unavailable, cpp_step_seconds
+from pyrnn.bench import (
+    Engine,
+    Runner,
+    Unavailable,
+    call_summary,
+    cpp_step_seconds,
+    ort_session,
+    time_prepared,
+    time_prepared_steps,
+)
 from pyrnn.bench import import_torch as _import_torch
 
 from .runner import ATOL as SEQUENCE_ATOL
 from .runner import RTOL as SEQUENCE_RTOL
-from .runner import prepare_engine, scalar_reference, time_interleaved
+from .runner import prepare_engine, scalar_reference
 from .streaming import (
     ATOL,
     CHECK_STEPS,
     RTOL,
     StepRunner,
-    _summary,
     _verify,
     scalar_stream_reference,
     stream_seconds,
-    time_round_robin,
 )
 from .workloads import ModelWorkload
 
@@ -326,20 +333,6 @@ def onnx_model_graph(case: ModelCase, lstm_graph: Any, lstm_input: str, lstm_out
     return lstm_graph
 
 
-def _ort_session(model: Any) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as error:
-        raise Unavailable(f"onnxruntime is not installed ({error})") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-
-
 def _prepare_ort_step(case: ModelCase) -> StepRunner:
     from .streaming import onnx_step_model
 
@@ -347,7 +340,7 @@ def _prepare_ort_step(case: ModelCase) -> StepRunner:
     if workload.num_layers != 1:
         raise Unavailable("the one-frame ONNX graph is written for a 1-layer LSTM")
     graph = onnx_model_graph(case, onnx_step_model(case.lstm), "x", "y")
-    session = _ort_session(graph)
+    session = ort_session(graph)
     first = "frame" if workload.input_linear else "x"
     hidden = workload.hidden_size
 
@@ -414,7 +407,7 @@ def _prepare_ort_sequence(case: ModelCase) -> Runner:
         lstm_graph = to_onnx(case.lstm, initial_state=False)
     except ImportError as error:
         raise Unavailable(f"onnx is not installed ({error})") from None
-    session = _ort_session(onnx_model_graph(case, lstm_graph, "input", "output"))
+    session = ort_session(onnx_model_graph(case, lstm_graph, "input", "output"))
     feeds = {"frame" if case.workload.input_linear else "input": case.x}
     return Runner(run=lambda: session.run(["logits"], feeds)[0])
 
@@ -492,15 +485,9 @@ def _run_stream(
     for engine in step_engines():
         progress(f"{workload.name}: preparing and verifying {engine.name}")
         prepared.append(_prepared_step(engine, case, references))
-    timed = [(result, runner) for result, runner in prepared if runner is not None]
     budget, repeats = stream_seconds(options), options.effective_repeats
-    progress(f"{workload.name}: timing {len(timed)} engines, interleaved")
-    outcomes = time_round_robin([runner for _, runner in timed], budget, repeats)
-    for (result, _), outcome in zip(timed, outcomes, strict=True):
-        if isinstance(outcome, str):
-            result.update(status="error", reason=outcome)
-        else:
-            result.update(_summary(outcome))
+    progress(f"{workload.name}: timing the verified engines, interleaved")
+    time_prepared_steps(prepared, budget, repeats)
     results = [result for result, _ in prepared]
     _ratios(results, "pyrnn-out", "ratio_vs_model")
     return {
@@ -538,22 +525,9 @@ def _run_sequence(
         adapter = Engine(engine.name, engine.library, _bound(engine.prepare, case))
         result, runner = prepare_engine(adapter, case.lstm, case.x, references[engine.reference])
         prepared.append(({**result, "call": engine.call}, runner))
-    timed = [(result, runner) for result, runner in prepared if runner is not None]
-    repeats = options.effective_repeats
-    progress(f"{workload.name}: timing {len(timed)} engines, interleaved")
-    outcomes = time_interleaved([runner for _, runner in timed], repeats, options.warmup)
-    steps = case.x.shape[0]
-    for (result, _), outcome in zip(timed, outcomes, strict=True):
-        if isinstance(outcome, str):
-            result.update(status="error", reason=outcome)
-        else:
-            median = float(np.median(outcome))
-            result.update(
-                us_per_step=median / steps * 1e6,
-                median_s=median,
-                min_s=float(min(outcome)),
-                times_s=outcome,
-            )
+    repeats, steps = options.effective_repeats, case.x.shape[0]
+    progress(f"{workload.name}: timing the verified engines, interleaved")
+    time_prepared(prepared, repeats, options.warmup, lambda times: call_summary(times, steps))
     results = [result for result, _ in prepared]
     _ratios(results, "pyrnn", "ratio_vs_model")
     return {

@@ -35,20 +35,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyrnn import Module, quantize
-from pyrnn.bench import Runner, Unavailable, lower_bound_us, torch_module, weights_bandwidth
+from pyrnn.bench import (
+    Runner,
+    Unavailable,
+    call_summary,
+    lower_bound_us,
+    time_prepared,
+    time_prepared_steps,
+    torch_module,
+    verify_output,
+    weights_bandwidth,
+)
 from pyrnn.bench import import_torch as _import_torch
 
 from .runner import ATOL as SEQUENCE_ATOL
 from .runner import RTOL as SEQUENCE_RTOL
-from .runner import scalar_reference, time_interleaved
+from .runner import scalar_reference
 from .streaming import ATOL as STEP_ATOL
 from .streaming import (
     CHECK_STEPS,
     StepRunner,
-    _summary,
     scalar_stream_reference,
     stream_seconds,
-    time_round_robin,
 )
 from .streaming import RTOL as STEP_RTOL
 from .workloads import WEIGHT_TYPES, QuantWorkload, flops_per_step
@@ -279,18 +287,6 @@ def step_engines() -> list[QuantEngine]:
 
 
 # -- running a workload -------------------------------------------------------------------------
-def _check(output: Any, reference: np.ndarray, atol: float, rtol: float) -> tuple[str, float, str]:
-    """(status, max |err|, reason) of an output against a reference within atol + rtol*|ref|."""
-    output = np.asarray(output, dtype=np.float32)
-    if output.shape != reference.shape:
-        return "mismatch", float("nan"), f"output shape {output.shape}, expected {reference.shape}"
-    error = np.abs(output - reference)
-    worst = float(error.max())
-    if bool(np.any(~(error <= atol + rtol * np.abs(reference)))):  # NaN counts as a mismatch
-        return "mismatch", worst, f"max |err| {worst:.3g} > {atol:g} + {rtol:g}*|ref|"
-    return "ok", worst, ""
-
-
 def _prepared(
     engine: QuantEngine,
     case: QuantCase,
@@ -322,7 +318,7 @@ def _prepared(
         checked_against="the fp32 model" if peer else f"pyrnn's scalar kernels, {engine.weights}",
         tolerance={"atol": atol, "rtol": rtol},
     )
-    status, result["max_abs_err"], reason = _check(output, reference, atol, rtol)
+    status, result["max_abs_err"], reason = verify_output(output, reference, atol, rtol)
     if status != "ok":
         return {**result, "status": status, "reason": reason}, None
     if output.shape == references["fp32"].shape:
@@ -384,22 +380,9 @@ def _run_sequence(
 
         within = _tolerance(engine, (SEQUENCE_ATOL, SEQUENCE_RTOL))
         prepared.append(_prepared(engine, case, run_check, references, within))
-    timed = [(result, runner) for result, runner in prepared if runner is not None]
-    repeats = options.effective_repeats
-    progress(f"{workload.name}: timing {len(timed)} engines, interleaved")
-    outcomes = time_interleaved([runner for _, runner in timed], repeats, options.warmup)
-    steps = case.x.shape[0]
-    for (result, _), outcome in zip(timed, outcomes, strict=True):
-        if isinstance(outcome, str):
-            result.update(status="error", reason=outcome)
-        else:
-            median = float(np.median(outcome))
-            result.update(
-                us_per_step=median / steps * 1e6,
-                median_s=median,
-                min_s=float(min(outcome)),
-                times_s=outcome,
-            )
+    repeats, steps = options.effective_repeats, case.x.shape[0]
+    progress(f"{workload.name}: timing the verified engines, interleaved")
+    time_prepared(prepared, repeats, options.warmup, lambda times: call_summary(times, steps))
     timing = {"repeats": repeats, "warmup": options.warmup, "statistic": "median call"}
     tolerance = {"atol": SEQUENCE_ATOL, "rtol": SEQUENCE_RTOL}
     return [result for result, _ in prepared], timing, tolerance
@@ -416,15 +399,9 @@ def _run_stream(
         progress(f"{workload.name}: preparing and verifying {engine.name}")
         within = (STEP_ATOL, STEP_RTOL)
         prepared.append(_prepared(engine, case, lambda r: r.check(), references, within))
-    timed = [(result, runner) for result, runner in prepared if runner is not None]
     budget, repeats = stream_seconds(options), options.effective_repeats
-    progress(f"{workload.name}: timing {len(timed)} engines, interleaved")
-    outcomes = time_round_robin([runner for _, runner in timed], budget, repeats)
-    for (result, _), outcome in zip(timed, outcomes, strict=True):
-        if isinstance(outcome, str):
-            result.update(status="error", reason=outcome)
-        else:
-            result.update(_summary(outcome))
+    progress(f"{workload.name}: timing the verified engines, interleaved")
+    time_prepared_steps(prepared, budget, repeats)
     timing = {"seconds_per_engine": budget, "loops": repeats, "statistic": "best loop"}
     tolerance = {"atol": STEP_ATOL, "rtol": STEP_RTOL, "steps_checked": CHECK_STEPS}
     return [result for result, _ in prepared], timing, tolerance

@@ -12,11 +12,11 @@ The names below are the public surface for scripts that time their own workloads
 - machine: measure_machine, measure_peak, weights_bandwidth, lower_bound_us, flops_per_step,
   recurrent_weight_bytes
 - whole sequences: Engine, Runner, Unavailable, sequence_engines, torch_module, import_torch,
-  pyrnn_threads, scalar_reference, prepare_engine, time_interleaved, time_calls, run_engine,
-  run_engines, ATOL, RTOL
-- steps: StepEngine, StepRunner, step_engines, torch_cell, onnx_step_model,
-  scalar_stream_reference, prepare_step_engine, verify_output, time_round_robin, step_summary,
-  STEP_ATOL, STEP_RTOL, CHECK_STEPS
+  pyrnn_threads, scalar_reference, prepare_engine, time_interleaved, time_prepared,
+  call_summary, time_calls, run_engine, run_engines, ATOL, RTOL
+- steps: StepEngine, StepRunner, step_engines, torch_cell, onnx_step_model, ort_session,
+  scalar_stream_reference, prepare_step_engine, verify_output, time_round_robin,
+  time_prepared_steps, step_summary, STEP_ATOL, STEP_RTOL, CHECK_STEPS
 - the run and its report: BenchOptions, load_model, run_model, run_bench, format_report,
   format_machine, format_model, format_table, format_bytes, write_json
 - pyrnn.bench.arguments: output_path and positive_int, the argparse types of the options
@@ -62,6 +62,7 @@ from .runner import (
     RTOL,
     BenchOptions,
     Progress,
+    call_summary,
     load_model,
     prepare_engine,
     run_bench,
@@ -71,6 +72,7 @@ from .runner import (
     scalar_reference,
     time_calls,
     time_interleaved,
+    time_prepared,
 )
 from .steps import ATOL as STEP_ATOL
 from .steps import (
@@ -79,6 +81,7 @@ from .steps import (
     StepRunner,
     import_onnxruntime,
     onnx_step_model,
+    ort_session,
     step_engines,
     torch_cell,
 )
@@ -87,6 +90,7 @@ from .timing import (
     prepare_step_engine,
     scalar_stream_reference,
     step_summary,
+    time_prepared_steps,
     time_round_robin,
     verify_output,
 )
@@ -113,6 +117,7 @@ __all__ = [
     "StepEngine",
     "StepRunner",
     "Unavailable",
+    "call_summary",
     "cpp_step_seconds",
     "flops_per_step",
     "format_bytes",
@@ -127,6 +132,7 @@ __all__ = [
     "measure_machine",
     "measure_peak",
     "onnx_step_model",
+    "ort_session",
     "prepare_engine",
     "prepare_step_engine",
     "pyrnn_threads",
@@ -142,6 +148,8 @@ __all__ = [
     "step_summary",
     "time_calls",
     "time_interleaved",
+    "time_prepared",
+    "time_prepared_steps",
     "time_round_robin",
     "torch_cell",
     "torch_module",

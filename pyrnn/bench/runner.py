@@ -30,8 +30,7 @@ from .steps import RTOL as STEP_RTOL
 from .timing import (
     prepare_step_engine,
     scalar_stream_reference,
-    step_summary,
-    time_round_robin,
+    time_prepared_steps,
 )
 
 # Every engine must match pyrnn's scalar path within |y - ref| <= ATOL + RTOL*|ref|. Engines sum
@@ -235,18 +234,45 @@ def run_engines(
         if progress:
             progress(f"preparing and verifying {engine.name}")
         prepared.append(prepare_engine(engine, module, x, reference))
-    timed = [(result, runner) for result, runner in prepared if runner is not None]
     if progress:
-        progress(f"timing {len(timed)} engines, interleaved")
-    outcomes = time_interleaved(
-        [runner for _, runner in timed], options.effective_repeats, options.warmup
+        progress(f"timing {sum(runner is not None for _, runner in prepared)} engines, interleaved")
+    per_call = steps or x.shape[0]
+    return time_prepared(
+        prepared,
+        options.effective_repeats,
+        options.warmup,
+        lambda times: _timing_summary(times, per_call, flops, peak),
     )
+
+
+def time_prepared(
+    prepared: list[tuple[dict[str, Any], Runner | None]],
+    repeats: int,
+    warmup: int,
+    summarize: Callable[[list[float]], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Times the runners of `prepared` ((result, runner) pairs from prepare_engine; None for an
+    engine that was not verified) interleaved, adds summarize(times) to each timed result (or
+    status "error" with the reason), and returns every result in order."""
+    timed = [(result, runner) for result, runner in prepared if runner is not None]
+    outcomes = time_interleaved([runner for _, runner in timed], repeats, warmup)
     for (result, _), outcome in zip(timed, outcomes, strict=True):
         if isinstance(outcome, str):
             result.update(status="error", reason=outcome)
         else:
-            result.update(_timing_summary(outcome, steps or x.shape[0], flops, peak))
+            result.update(summarize(outcome))
     return [result for result, _ in prepared]
+
+
+def call_summary(times: list[float], steps: int) -> dict[str, Any]:
+    """The median, fastest and all call times, and the median per step of `steps`."""
+    median = float(np.median(times))
+    return {
+        "us_per_step": median / steps * 1e6,
+        "median_s": median,
+        "min_s": float(min(times)),
+        "times_s": times,
+    }
 
 
 def run_engine(
@@ -366,15 +392,9 @@ def compare_steps(module: Module, options: BenchOptions, progress: Progress) -> 
     for engine in step_engines():
         progress(f"stream step: preparing and verifying {engine.name}")
         prepared.append(prepare_step_engine(engine, module, x, reference))
-    timed = [(result, runner) for result, runner in prepared if runner is not None]
     budget, repeats = options.stream_seconds, options.effective_repeats
-    progress(f"stream step: timing {len(timed)} engines, interleaved")
-    outcomes = time_round_robin([runner for _, runner in timed], budget, repeats)
-    for (result, _), outcome in zip(timed, outcomes, strict=True):
-        if isinstance(outcome, str):
-            result.update(status="error", reason=outcome)
-        else:
-            result.update(step_summary(outcome))
+    progress("stream step: timing the verified engines, interleaved")
+    time_prepared_steps(prepared, budget, repeats)
     ok = [result for result, _ in prepared if result["status"] == "ok"]
     base = next((r for r in ok if r["engine"] == "pyrnn-out"), None)
     if base is not None:

@@ -281,7 +281,7 @@ def onnx_step_model(module: Module) -> Any:
     return model
 
 
-def _ort_session(model: Any) -> Any:
+def ort_session(model: Any) -> Any:
     """An ONNX Runtime session of `model` on 1 intra-op thread, sequential execution."""
     try:
         import onnxruntime as ort
@@ -300,7 +300,7 @@ def _prepare_ort(module: Module, x: np.ndarray) -> StepRunner:
     if not _single_layer(module):
         return _prepare_ort_stacked(module, x)
     import_onnxruntime()
-    session = _ort_session(onnx_step_model(module))
+    session = ort_session(onnx_step_model(module))
     shape = _shape(module)
     size = shape.hidden_size
     lstm = shape.kind == "lstm"
@@ -337,7 +337,7 @@ def _prepare_ort_stacked(module: Module, x: np.ndarray) -> StepRunner:
         raise Unavailable(f"onnx is not installed ({error})") from None
     except ValueError as error:  # e.g. a projection, which ONNX's LSTM lacks
         raise Unavailable(str(error)) from None
-    session = _ort_session(model)
+    session = ort_session(model)
     shape = _shape(module)
     lstm = shape.kind == "lstm"
     states, outputs = (["h0", "c0"], ["h_n", "c_n"]) if lstm else (["h0"], ["h_n"])

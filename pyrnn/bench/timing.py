@@ -19,6 +19,7 @@ __all__ = [
     "prepare_step_engine",
     "scalar_stream_reference",
     "step_summary",
+    "time_prepared_steps",
     "time_round_robin",
     "verify_output",
 ]
@@ -69,6 +70,22 @@ def step_summary(times: list[float]) -> dict[str, Any]:
     }
 
 
+def time_prepared_steps(
+    prepared: list[tuple[dict[str, Any], StepRunner | None]], budget: float, repeats: int
+) -> list[dict[str, Any]]:
+    """Times the runners of `prepared` ((result, runner) pairs from prepare_step_engine; None
+    for an engine that was not verified) in alternating loops, adds step_summary to each timed
+    result (or status "error" with the reason), and returns every result in order."""
+    timed = [(result, runner) for result, runner in prepared if runner is not None]
+    outcomes = time_round_robin([runner for _, runner in timed], budget, repeats)
+    for (result, _), outcome in zip(timed, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.update(status="error", reason=outcome)
+        else:
+            result.update(step_summary(outcome))
+    return [result for result, _ in prepared]
+
+
 def scalar_stream_reference(module: Module, x: np.ndarray, steps: int = CHECK_STEPS) -> np.ndarray:
     """The output of a fresh stream after `steps` steps of x, on pyrnn's scalar kernels."""
     previous = isa.active_isa()
@@ -82,15 +99,18 @@ def scalar_stream_reference(module: Module, x: np.ndarray, steps: int = CHECK_ST
         isa.set_isa(previous)
 
 
-def verify_output(output: Any, reference: np.ndarray) -> tuple[str, float, str]:
-    """(status, max |err|, reason) of an engine's output against the reference."""
+def verify_output(
+    output: Any, reference: np.ndarray, atol: float = ATOL, rtol: float = RTOL
+) -> tuple[str, float, str]:
+    """(status, max |err|, reason) of an engine's output against the reference, within
+    atol + rtol*|reference|."""
     output = np.asarray(output, dtype=np.float32)
     if output.shape != reference.shape:
         return "mismatch", float("nan"), f"output shape {output.shape}, expected {reference.shape}"
     error = np.abs(output - reference)
     worst = float(error.max())
-    if bool(np.any(~(error <= ATOL + RTOL * np.abs(reference)))):  # NaN counts as a mismatch
-        return "mismatch", worst, f"max |err| {worst:.3g} vs pyrnn's scalar path"
+    if bool(np.any(~(error <= atol + rtol * np.abs(reference)))):  # NaN counts as a mismatch
+        return "mismatch", worst, f"max |err| {worst:.3g} > {atol:g} + {rtol:g}*|ref|"
     return "ok", worst, ""
 
 
