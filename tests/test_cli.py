@@ -336,7 +336,7 @@ def test_test_hooks_from_another_build_are_refused_naming_both_versions():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "test hooks are version 999, this extension expects 1" in result.stdout
+    assert re.search(r"test hooks are version 999, this extension expects \d+", result.stdout)
 
 
 @pytest.mark.parametrize(

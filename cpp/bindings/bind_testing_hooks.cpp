@@ -6,6 +6,7 @@
 #include "bindings/in_core.h"
 #include "bindings/python_error.h"
 #include "bindings/testing_hooks.h"
+#include "core/dispatch.h"
 #include "core/sequence.h"
 #include "graph/memory_limit.h"
 
@@ -39,9 +40,25 @@ double time_steps(PyObject* stream, PyObject* x, PyObject* out, int count) {
   }
 }
 
+ActivationKernel activation(const std::string& isa, const std::string& name) {
+  const KernelTable& table = kernels_for(isa);
+  if (name == "sigmoid") return table.sigmoid;
+  if (name == "tanh") return table.tanh;
+  throw std::invalid_argument("name: expected 'sigmoid' or 'tanh', got '" + name + "'");
+}
+
+// In the struct's order (the comments name each member).
 const TestingHooks kHooks = {
-    kTestingHooksVersion, &set_split_every_step, &pretend_cpu_features_for_testing,
-    &count_core_calls,    &set_physical_memory,  &time_steps};
+    /*version=*/kTestingHooksVersion,
+    /*set_split_every_step=*/&set_split_every_step,
+    /*pretend_cpu_features=*/&pretend_cpu_features_for_testing,
+    /*count_core_calls=*/&count_core_calls,
+    /*set_physical_memory=*/&set_physical_memory,
+    /*time_steps=*/&time_steps,
+    /*activation=*/&activation,
+    /*choose_isa=*/&choose_isa,
+    /*isa_unusable_reason=*/&isa_unusable_reason,
+};
 
 }  // namespace
 

@@ -1,7 +1,7 @@
 // The pyrnn._testing extension: test-only entry points kept out of _core. The double-precision
-// oracle, the kernels' activations and the ISA choice are pure functions of their arguments and
-// run on this extension's own copy of the core; the hooks that change the engine's state reach
-// _core's copy through its private capsule (testing_hooks.h).
+// oracle runs here (readable C++ of its own, not the engine); everything that touches the engine
+// (its state, its kernels, its ISA choice) goes through _core's private capsule
+// (testing_hooks.h).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -81,12 +81,7 @@ py::tuple reference_forward(const std::string& kind, int input_size, int hidden_
 }
 
 FloatArray activation(const std::string& isa, const std::string& name, const FloatArray& x) {
-  const KernelTable& table = kernels_for(isa);
-  ActivationKernel kernel = nullptr;
-  if (name == "sigmoid") kernel = table.sigmoid;
-  if (name == "tanh") kernel = table.tanh;
-  if (kernel == nullptr)
-    throw std::invalid_argument("name: expected 'sigmoid' or 'tanh', got '" + name + "'");
+  const ActivationKernel kernel = hooks().activation(isa, name);
   const py::buffer_info in = x.request();
   FloatArray y(in.shape);
   const float* src = x.data();
@@ -118,10 +113,12 @@ PYBIND11_MODULE(_testing, m) {
       "isa_choice",
       [](const std::optional<std::string>& requested, const std::map<std::string, bool>& flags) {
         const CpuFeatures features = features_from(flags);
-        const IsaChoice choice = choose_isa(requested ? requested->c_str() : nullptr, features);
-        return py::make_tuple(
-            choice.isa, choice.warning,
-            requested && !requested->empty() ? isa_unusable_reason(*requested, features) : "");
+        const IsaChoice choice =
+            hooks().choose_isa(requested ? requested->c_str() : nullptr, features);
+        return py::make_tuple(choice.isa, choice.warning,
+                              requested && !requested->empty()
+                                  ? hooks().isa_unusable_reason(*requested, features)
+                                  : "");
       },
       py::arg("requested"), py::arg("features"),
       "(ISA chosen, warning, why `requested` cannot run) for PYRNN_ISA=`requested` on a CPU "
