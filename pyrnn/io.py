@@ -1077,11 +1077,28 @@ def _load_graph(
                 f"{path}: tensor {name!r} has rank {rank}; graph constants have at most {_MAX_RANK}"
             )
     _check_build_memory(path, graph, header)
-    tensors = _read_tensors(file, path, header, raw, [*graph.constants, *scales])
+    # The scales are small; every other tensor is read when the core packs or copies it, and
+    # let go before the next is read: a file's weights are never all held twice.
+    read_scales = _read_tensors(file, path, header, raw, list(scales))
+    shapes = {
+        name: (
+            "int64" if header[name]["dtype"] == "I64" else "float32",
+            tuple(header[name]["shape"]),
+        )
+        for name in graph.constants
+    }
     try:
-        model = Model(graph, tensors)
+        model = Model._streamed(
+            graph,
+            shapes,
+            lambda name: _read_tensor(file, path, header, len(raw), name),
+            read_scales,
+        )
+    except FormatError:
+        raise
     except (TypeError, ValueError) as error:  # GraphError is a ValueError
         raise FormatError(f"{path}: the graph does not build: {error}") from None
+    _check_header_unchanged(file, path, raw)
     _probe_shapes(path, model)
     return model
 
