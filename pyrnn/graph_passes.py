@@ -106,16 +106,14 @@ def _fold(
         prefix = f"_folded{serial}.{direction}"
         made[f"{prefix}.w_ih"] = (
             ("float32", (w_ih[1][0], w[1][1])),
-            lambda fetch, a=w_ih_name, m=str(weight): _float32(_wide(fetch, a) @ _wide(fetch, m)),
+            lambda fetch, a=w_ih_name, m=str(weight): _folded_weight(fetch, a, m),
         )
         inputs[at] = f"{prefix}.w_ih"
         if bias is not None:
             b_ih_name = str(inputs[at + 2])
             made[f"{prefix}.b_ih"] = (
                 ("float32", (w_ih[1][0],)),
-                lambda fetch, a=w_ih_name, c=b_ih_name, v=str(bias): _float32(
-                    _wide(fetch, c) + _wide(fetch, a) @ _wide(fetch, v)
-                ),
+                lambda fetch, a=w_ih_name, c=b_ih_name, v=str(bias): _folded_bias(fetch, a, c, v),
             )
             inputs[at + 2] = f"{prefix}.b_ih"
     derived.update(made)
@@ -123,9 +121,19 @@ def _fold(
     return Node(rnn.op, inputs, list(rnn.outputs), dict(rnn.attrs), source)
 
 
-def _wide(fetch: Fetch, name: str) -> np.ndarray:
-    return np.asarray(fetch(name), dtype=np.float64)
+def _folded_weight(fetch: Fetch, w_ih: str, weight: str) -> np.ndarray:
+    """W_ih W, formed in float64 and rounded once."""
+    # Weights beyond float32's range (or NaN) give inf or NaN, as the two products unfolded
+    # would; numpy's warnings about them say nothing the caller can act on.
+    with np.errstate(all="ignore"):
+        product = np.asarray(fetch(w_ih), np.float64) @ np.asarray(fetch(weight), np.float64)
+        return np.ascontiguousarray(product, dtype=np.float32)
 
 
-def _float32(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array, dtype=np.float32)
+def _folded_bias(fetch: Fetch, w_ih: str, b_ih: str, bias: str) -> np.ndarray:
+    """b_ih + W_ih b, formed in float64 and rounded once."""
+    with np.errstate(all="ignore"):
+        wide = np.asarray(fetch(b_ih), np.float64) + np.asarray(
+            fetch(w_ih), np.float64
+        ) @ np.asarray(fetch(bias), np.float64)
+        return np.ascontiguousarray(wide, dtype=np.float32)
