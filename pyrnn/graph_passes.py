@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 
@@ -106,14 +107,14 @@ def _fold(
         prefix = f"_folded{serial}.{direction}"
         made[f"{prefix}.w_ih"] = (
             ("float32", (w_ih[1][0], w[1][1])),
-            lambda fetch, a=w_ih_name, m=str(weight): _folded_weight(fetch, a, m),
+            partial(_folded_weight, w_ih_name, str(weight)),
         )
         inputs[at] = f"{prefix}.w_ih"
         if bias is not None:
             b_ih_name = str(inputs[at + 2])
             made[f"{prefix}.b_ih"] = (
                 ("float32", (w_ih[1][0],)),
-                lambda fetch, a=w_ih_name, c=b_ih_name, v=str(bias): _folded_bias(fetch, a, c, v),
+                partial(_folded_bias, w_ih_name, b_ih_name, str(bias)),
             )
             inputs[at + 2] = f"{prefix}.b_ih"
     derived.update(made)
@@ -121,7 +122,7 @@ def _fold(
     return Node(rnn.op, inputs, list(rnn.outputs), dict(rnn.attrs), source)
 
 
-def _folded_weight(fetch: Fetch, w_ih: str, weight: str) -> np.ndarray:
+def _folded_weight(w_ih: str, weight: str, fetch: Fetch) -> np.ndarray:
     """W_ih W, formed in float64 and rounded once."""
     # Weights beyond float32's range (or NaN) give inf or NaN, as the two products unfolded
     # would; numpy's warnings about them say nothing the caller can act on.
@@ -130,7 +131,7 @@ def _folded_weight(fetch: Fetch, w_ih: str, weight: str) -> np.ndarray:
         return np.ascontiguousarray(product, dtype=np.float32)
 
 
-def _folded_bias(fetch: Fetch, w_ih: str, b_ih: str, bias: str) -> np.ndarray:
+def _folded_bias(w_ih: str, b_ih: str, bias: str, fetch: Fetch) -> np.ndarray:
     """b_ih + W_ih b, formed in float64 and rounded once."""
     with np.errstate(all="ignore"):
         wide = np.asarray(fetch(b_ih), np.float64) + np.asarray(

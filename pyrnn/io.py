@@ -1158,7 +1158,8 @@ def _check_build_memory(path: str, graph: Graph, header: dict[str, Any]) -> None
     """Refuses, from the header alone, a graph whose building would need more than physical
     memory. A small file can ask for much: the core packs a weight once per node that uses it,
     so one tensor named by 10**6 operands is packed 10**6 times. The bound counts each constant
-    as read, copied by pyrnn.Model and copied again by the core, and per use its packed copy:
+    as read, converted and copied by the core (more than it takes: a matrix only packed is
+    read one at a time and never copied), and per use its packed copy:
     at most twice its bytes plus a 16-row block of padding per gate (4 gates at most) and per
     convolution group, and ~1 KiB of bookkeeping per use (packed arrays, layer states)."""
     memory = physical_memory_bytes()

@@ -211,9 +211,9 @@ class Model:
             return given[name] if name in given else old.constant(name)
 
         meta = {**self._meta, **_meta(graph, given)}
-        scales = {**self._scales, **_scales(given)}
-        core = _build_core(graph, meta, fetch, scales)
-        self._meta, self._scales, self._core = meta, scales, core
+        kept = {**self._scales, **_scales(given)}
+        core = _build_core(graph, meta, fetch, kept)
+        self._meta, self._scales, self._core = meta, kept, core
         return IncompatibleKeys(missing, unexpected)
 
     # -- pickling: graph + weights; the core graph is rebuilt --------------------------------
