@@ -83,8 +83,10 @@ g::DType constant_dtype(const std::string& name, const std::string& where) {
   if (name == "fp16") return g::DType::F16;
   if (name == "bf16") return g::DType::BF16;
   if (name == "int8") return g::DType::I8;
-  throw std::invalid_argument(where + ": dtype: expected 'float32', 'int64', 'fp16', 'bf16' or "
-                                      "'int8', got '" + name + "'");
+  throw std::invalid_argument(where +
+                              ": dtype: expected 'float32', 'int64', 'fp16', 'bf16' or "
+                              "'int8', got '" +
+                              name + "'");
 }
 
 py::dtype numpy_dtype(g::DType dtype) {

@@ -184,8 +184,9 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
       return c;
     };
     PackedLayer p;
-    p.w_ih = PackedPanels(tensor(0, "weight_ih", {GH, config.layer_input_size(layer)}, true).matrix(),
-                          G, H, config.layer_input_size(layer));
+    p.w_ih =
+        PackedPanels(tensor(0, "weight_ih", {GH, config.layer_input_size(layer)}, true).matrix(), G,
+                     H, config.layer_input_size(layer));
     p.w_hh = PackedPanels(tensor(1, "weight_hh", {GH, config.output_size()}, true).matrix(), G, H,
                           config.output_size());
     const float* b_ih = nullptr;
