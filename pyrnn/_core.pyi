@@ -4,7 +4,7 @@
 # H hidden, P output (proj_size or H), L layers, D directions. Arrays taken as float32 are
 # converted by pybind11 when they are not already.
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, overload
 
 import numpy as np
@@ -125,12 +125,17 @@ class Graph:
     def __init__(
         self,
         inputs: list[Any],  # (name, dtype 'float32'|'int64', dims with -1 where free)
-        # (name, C-contiguous float32 or int64 array), or for a weight matrix stored narrow
-        # (name, array of the storage dtype, weight_type, float32 scales per row or None)
+        # (name, dtype 'float32'|'int64'|'fp16'|'bf16'|'int8', shape, int8: float32 scales
+        # per row, else None)
         constants: list[Any],
         nodes: list[Any],  # _Node each
         outputs: Sequence[str],
+        # name -> the constant as a C-contiguous array of its storage dtype, called when a
+        # node first needs it (a matrix only packed is let go once packed)
+        fetch: Callable[[str], np.ndarray],
     ) -> None: ...
+    def constant(self, name: str) -> np.ndarray:
+        """A fresh array of constant `name`: its copy, or read back from the packed panels."""
     def forward(self, inputs: list[Any]) -> list[np.ndarray]:
         """Every output, for C-contiguous arrays of the declared dtypes."""
     def infer(self, inputs: Sequence[tuple[str, Sequence[int]]]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Rewrites of a model's graph before the core builds it: the same function, fewer weights read
 per step. The model keeps its original graph and constants (for state_dict, files and repr);
-only what the core runs changes.
+only what the core runs changes. Rewrites see the constants' dtypes and shapes only; a derived
+constant is computed from the originals when the core fetches it, so that the weights are
+read (from a file, say) one at a time.
 
 ``fold_linear_into_recurrent``: a linear layer whose only reader is a recurrent layer's input
 is a product of two linear maps, W_ih (W x + b) = (W_ih W) x + W_ih b, so it folds into the
@@ -13,7 +15,8 @@ products they replace.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 
@@ -23,15 +26,20 @@ __all__ = ["fold_linear_into_recurrent"]
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
+Meta = Mapping[str, tuple[str, tuple[int, ...]]]  # constant -> (storage dtype, shape)
+Fetch = Callable[[str], np.ndarray]
+# A derived constant: its (dtype, shape), and how to compute it from the originals.
+Derived = dict[str, tuple[tuple[str, tuple[int, ...]], Callable[[Fetch], np.ndarray]]]
 
-def fold_linear_into_recurrent(
-    graph: Graph, constants: Mapping[str, np.ndarray]
-) -> tuple[Graph, dict[str, np.ndarray]]:
-    """The graph with every foldable linear -> rnn pair folded, and the constants it uses."""
+
+def fold_linear_into_recurrent(graph: Graph, meta: Meta) -> tuple[Graph, Derived]:
+    """The graph with every foldable linear -> rnn pair folded, and its derived constants.
+    The folded graph keeps every original constant, read by no node when folded away (the
+    model's state_dict still has it)."""
     readers = Counter(x for node in graph.nodes for x in node.inputs if isinstance(x, str))
     outputs = set(structure_leaves(graph.outputs))
     producer = {name: node for node in graph.nodes for name in node.outputs}
-    new_constants = dict(constants)
+    derived: Derived = {}
     folded: set[int] = set()
     nodes: list[Node] = []
     for node in graph.nodes:
@@ -39,19 +47,20 @@ def fold_linear_into_recurrent(
         linear = producer.get(source) if isinstance(source, str) else None
         rewritten = None
         if linear is not None and linear.op == "linear":
-            rewritten = _fold(linear, node, readers, outputs, new_constants, len(folded))
+            rewritten = _fold(linear, node, readers, outputs, meta, derived, len(folded))
         if rewritten is None:
             nodes.append(node)
             continue
         folded.add(id(linear))
         nodes.append(rewritten)
     if not folded:
-        return graph, dict(constants)
+        return graph, {}
     nodes = [node for node in nodes if id(node) not in folded]
-    used = {x for node in nodes for x in node.inputs if isinstance(x, str)} | outputs
-    names = [name for name in new_constants if name in used]
-    result = Graph(graph.inputs, graph.outputs, names, nodes)
-    return result, {name: new_constants[name] for name in names}
+    names = [*graph.constants, *derived]
+    result = Graph(
+        graph.inputs, graph.outputs, names, nodes, graph.weight_dtype, list(graph.quantized)
+    )
+    return result, derived
 
 
 def _fold(
@@ -59,21 +68,22 @@ def _fold(
     rnn: Node,
     readers: Counter[str],
     outputs: set[str],
-    constants: dict[str, np.ndarray],
+    meta: Meta,
+    derived: Derived,
     serial: int,
 ) -> Node | None:
-    """`rnn` reading `x` instead of linear(x), with folded first-layer input weights; None when
-    the pair does not fold (the linear output read elsewhere, weights not fp32 constants, a
-    bias to fold into a layer without biases)."""
+    """`rnn` reading `x` instead of linear(x), with folded first-layer input weights (added to
+    `derived`); None when the pair does not fold (the linear output read elsewhere, weights
+    not fp32 constants, a bias to fold into a layer without biases)."""
     (x, weight, *rest), hidden = linear.inputs, linear.outputs[0]
     bias = rest[0] if rest else None
     if readers[hidden] != 1 or hidden in outputs or not isinstance(x, str):
         return None
-    if not all(isinstance(name, str) and name in constants for name in (weight, bias) if name):
+    if not all(isinstance(name, str) and name in meta for name in (weight, bias) if name):
         return None
-    w = constants[str(weight)]
-    b = constants[str(bias)] if bias else None
-    if w.dtype != np.float32 or w.ndim != 2 or (b is not None and b.dtype != np.float32):
+    w = meta[str(weight)]
+    b = meta[str(bias)] if bias else None
+    if w[0] != "float32" or len(w[1]) != 2 or (b is not None and b[0] != "float32"):
         return None
     attrs = rnn.attrs
     directions = 2 if attrs["bidirectional"] else 1
@@ -83,27 +93,48 @@ def _fold(
         return None
     inputs = list(rnn.inputs)
     inputs[0] = x
+    made: Derived = {}
     for direction in range(directions):
         at = 3 + direction * per
         w_ih_name = inputs[at]
-        if not isinstance(w_ih_name, str) or constants.get(w_ih_name) is None:
+        if not isinstance(w_ih_name, str) or w_ih_name not in meta:
             return None
-        w_ih = constants[w_ih_name].astype(np.float64)
-        if w_ih.shape[1] != w.shape[0] or w_ih.shape[0] % _GATES[attrs["mode"]]:
+        w_ih = meta[w_ih_name]
+        if w_ih[0] != "float32" or len(w_ih[1]) != 2:
+            return None
+        if w_ih[1][1] != w[1][0] or w_ih[1][0] % _GATES[attrs["mode"]]:
             return None
         prefix = f"_folded{serial}.{direction}"
-        constants[f"{prefix}.w_ih"] = _float32(w_ih @ w.astype(np.float64))
+        made[f"{prefix}.w_ih"] = (
+            ("float32", (w_ih[1][0], w[1][1])),
+            partial(_folded_weight, w_ih_name, str(weight)),
+        )
         inputs[at] = f"{prefix}.w_ih"
-        if b is not None:
-            b_ih_name = inputs[at + 2]
-            b_ih = constants[str(b_ih_name)].astype(np.float64)
-            constants[f"{prefix}.b_ih"] = _float32(b_ih + w_ih @ b.astype(np.float64))
+        if bias is not None:
+            b_ih_name = str(inputs[at + 2])
+            made[f"{prefix}.b_ih"] = (
+                ("float32", (w_ih[1][0],)),
+                partial(_folded_bias, w_ih_name, b_ih_name, str(bias)),
+            )
             inputs[at + 2] = f"{prefix}.b_ih"
+    derived.update(made)
     source = f"{linear.source} folded into {rnn.source}" if linear.source else rnn.source
     return Node(rnn.op, inputs, list(rnn.outputs), dict(rnn.attrs), source)
 
 
-def _float32(array: np.ndarray) -> np.ndarray:
-    result = np.ascontiguousarray(array, dtype=np.float32)
-    result.flags.writeable = False
-    return result
+def _folded_weight(w_ih: str, weight: str, fetch: Fetch) -> np.ndarray:
+    """W_ih W, formed in float64 and rounded once."""
+    # Weights beyond float32's range (or NaN) give inf or NaN, as the two products unfolded
+    # would; numpy's warnings about them say nothing the caller can act on.
+    with np.errstate(all="ignore"):
+        product = np.asarray(fetch(w_ih), np.float64) @ np.asarray(fetch(weight), np.float64)
+        return np.ascontiguousarray(product, dtype=np.float32)
+
+
+def _folded_bias(w_ih: str, b_ih: str, bias: str, fetch: Fetch) -> np.ndarray:
+    """b_ih + W_ih b, formed in float64 and rounded once."""
+    with np.errstate(all="ignore"):
+        wide = np.asarray(fetch(b_ih), np.float64) + np.asarray(
+            fetch(w_ih), np.float64
+        ) @ np.asarray(fetch(bias), np.float64)
+        return np.ascontiguousarray(wide, dtype=np.float32)

@@ -153,11 +153,12 @@ def save(module: Module | Model, path: PathArgument) -> None:
     permission bits (a new file gets 0666 minus the umask, as with open()); owner, group, ACLs
     and other hard links are not carried over. A path that exists but is not a regular file
     (directory, FIFO, device, socket) is refused with OSError and left untouched."""
+    tensors: Mapping[str, np.ndarray]
     if isinstance(module, Model):
         tensors, metadata = _graph_contents(module)
         bf16 = set(module.graph.quantized) if module.weight_dtype == "bf16" else set()
     elif isinstance(module, Module):
-        tensors = module.state_dict()
+        tensors = module._parameters  # each matrix read back when written
         metadata = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -169,7 +170,7 @@ def save(module: Module | Model, path: PathArgument) -> None:
             f"module: expected a pyrnn module or pyrnn.Model, got {type(module).__name__}"
         )
     shown = _path_argument(path)
-    payload = _serialize(tensors, metadata, bf16)
+    header, order = _layout(tensors, metadata, bf16)
     try:
         existing = os.stat(shown)  # follows symlinks, as the kernel resolves them
     except FileNotFoundError:
@@ -190,7 +191,14 @@ def save(module: Module | Model, path: PathArgument) -> None:
         raise _renamed(error, shown, f" (saving creates a new file in {directory} first)") from None
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(payload)
+            file.write(header)
+            # One tensor at a time, read back from the packed copy, written and let go: saving
+            # holds at most one tensor beside the model.
+            for key, dtype in order:
+                array = np.ascontiguousarray(tensors[key], dtype=_ALL_DTYPES[dtype])
+                if array.nbytes:
+                    file.write(array.reshape(-1).view(np.uint8).data)
+                del array
             file.flush()
             if existing is not None and hasattr(os, "fchmod"):
                 os.fchmod(file.fileno(), stat.S_IMODE(existing.st_mode) & 0o777)
@@ -204,33 +212,36 @@ def save(module: Module | Model, path: PathArgument) -> None:
         raise
 
 
-def _serialize(tensors: dict[str, np.ndarray], metadata: dict[str, str], bf16: set[str]) -> bytes:
-    """The bytes of a safetensors file holding `tensors` (those named in `bf16` are uint16
+def _layout(
+    tensors: Mapping[str, np.ndarray], metadata: dict[str, str], bf16: set[str]
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """The start of a safetensors file holding `tensors` (those named in `bf16` are uint16
     arrays of bfloat16 bits, stored as BF16, which numpy has no dtype for): an 8-byte
-    little-endian header length, the JSON header padded with spaces to a multiple of 8, then
-    each tensor's little-endian bytes, widest elements first so that each is aligned to its
-    own size."""
+    little-endian header length and the JSON header padded with spaces to a multiple of 8; and
+    the order in which the tensors' little-endian bytes follow it (key, file dtype), widest
+    elements first so that each is aligned to its own size. Each tensor is read once here, for
+    its dtype and shape, and let go."""
     names = {np.dtype(t): name for name, t in _ALL_DTYPES.items() if name != "BF16"}
-    order = sorted(tensors, key=lambda key: (-tensors[key].dtype.itemsize, key))
-    header: dict[str, Any] = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for key in order:
+    described = {}
+    for key in tensors:
         array = tensors[key]
         dtype = "BF16" if key in bf16 else names[array.dtype.newbyteorder("<")]
-        blob = np.ascontiguousarray(array, dtype=_ALL_DTYPES[dtype]).tobytes()
-        header[key] = {
-            "dtype": dtype,
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(blob)],
-        }
-        blobs.append(blob)
-        offset += len(blob)
+        described[key] = (dtype, list(array.shape))
+        del array
+    order = sorted(described, key=lambda key: (-_ALL_DTYPES[described[key][0]].itemsize, key))
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for key in order:
+        dtype, shape = described[key]
+        size = int(np.prod(shape, dtype=np.int64)) * _ALL_DTYPES[dtype].itemsize
+        header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    return b"".join([struct.pack("<Q", len(text)), text, *blobs])
+    return struct.pack("<Q", len(text)) + text, [(key, described[key][0]) for key in order]
 
 
-def _graph_contents(model: Model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _graph_contents(model: Model) -> tuple[Mapping[str, np.ndarray], dict[str, str]]:
     """The tensors and metadata of a version 2 file. The graph is checked as load will read it,
     so a model whose file could not load is refused here, before anything is written."""
     try:
@@ -238,7 +249,7 @@ def _graph_contents(model: Model) -> tuple[dict[str, np.ndarray], dict[str, str]
         Graph.from_json(json.loads(text))
     except (TypeError, ValueError) as error:  # GraphError is a ValueError
         raise ValueError(f"module: the model's graph cannot be saved: {error}") from None
-    tensors = model.state_dict()
+    tensors = model._constants  # each read back from the packed copy when written
     if "__metadata__" in tensors:
         raise ValueError(
             "module: a constant named '__metadata__' cannot be stored (safetensors reserves the "
@@ -1077,11 +1088,28 @@ def _load_graph(
                 f"{path}: tensor {name!r} has rank {rank}; graph constants have at most {_MAX_RANK}"
             )
     _check_build_memory(path, graph, header)
-    tensors = _read_tensors(file, path, header, raw, [*graph.constants, *scales])
+    # The scales are small; every other tensor is read when the core packs or copies it, and
+    # let go before the next is read: a file's weights are never all held twice.
+    read_scales = _read_tensors(file, path, header, raw, list(scales))
+    shapes = {
+        name: (
+            "int64" if header[name]["dtype"] == "I64" else "float32",
+            tuple(header[name]["shape"]),
+        )
+        for name in graph.constants
+    }
     try:
-        model = Model(graph, tensors)
+        model = Model._streamed(
+            graph,
+            shapes,
+            lambda name: _read_tensor(file, path, header, len(raw), name),
+            read_scales,
+        )
+    except FormatError:
+        raise
     except (TypeError, ValueError) as error:  # GraphError is a ValueError
         raise FormatError(f"{path}: the graph does not build: {error}") from None
+    _check_header_unchanged(file, path, raw)
     _probe_shapes(path, model)
     return model
 
@@ -1130,7 +1158,8 @@ def _check_build_memory(path: str, graph: Graph, header: dict[str, Any]) -> None
     """Refuses, from the header alone, a graph whose building would need more than physical
     memory. A small file can ask for much: the core packs a weight once per node that uses it,
     so one tensor named by 10**6 operands is packed 10**6 times. The bound counts each constant
-    as read, copied by pyrnn.Model and copied again by the core, and per use its packed copy:
+    as read, converted and copied by the core (more than it takes: a matrix only packed is
+    read one at a time and never copied), and per use its packed copy:
     at most twice its bytes plus a 16-row block of padding per gate (4 gates at most) and per
     convolution group, and ~1 KiB of bookkeeping per use (packed arrays, layer states)."""
     memory = physical_memory_bytes()

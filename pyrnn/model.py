@@ -7,7 +7,7 @@ the six recurrent types, and loaded by ``pyrnn.load`` from files it saved.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from . import _core
 from ._arrays import as_float32
 from ._base import IncompatibleKeys
-from ._weights import SCALE_SUFFIX, checked_matrix
+from ._weights import SCALE_SUFFIX, check_scales, checked_matrix
 from .graph import Graph, GraphError, Node, Structure, structure_leaves
 from .graph_passes import fold_linear_into_recurrent
 
@@ -46,9 +46,56 @@ class Model:
             raise GraphError(
                 f"constants: missing {missing[:8]}, unexpected {unexpected[:8]} for the graph"
             )
+        prepared = _constants(graph, constants, None)
+        self._build(graph, _meta(graph, prepared), prepared.__getitem__, _scales(prepared))
+
+    @classmethod
+    def _streamed(
+        cls,
+        graph: Graph,
+        shapes: Mapping[str, tuple[str, tuple[int, ...]]],
+        read: Callable[[str], np.ndarray],
+        scales: Mapping[str, np.ndarray],
+    ) -> Model:
+        """A model whose constants `read` gives one at a time, when the core needs each (a
+        file's tensors): each matrix is packed and let go before the next is read. `shapes`:
+        name -> ('float32' or 'int64' for a constant not quantised, shape); `scales`: the
+        int8 scales, by scale name."""
+        graph.validate()
+        quantized = set(graph.quantized)
+        checked = {
+            scale: check_scales(scales[scale], f"state_dict[{scale!r}]", shapes[name][1][0])
+            for scale, name in _scale_names(graph).items()
+        }
+        meta = {
+            name: (graph.weight_dtype if name in quantized else dtype, tuple(shape))
+            for name, (dtype, shape) in shapes.items()
+        }
+
+        def fetch(name: str) -> np.ndarray:
+            dtype, shape = meta[name]
+            if name in quantized:
+                given = {name: read(name), **checked}
+                return checked_matrix(given, name, shape, dtype, copy=False)[name]
+            return _constant(name, read(name), np.dtype(dtype))
+
+        model = cls.__new__(cls)
+        model._build(graph, meta, fetch, checked)
+        return model
+
+    def _build(
+        self,
+        graph: Graph,
+        meta: dict[str, tuple[str, tuple[int, ...]]],
+        fetch: Callable[[str], np.ndarray],
+        scales: dict[str, np.ndarray],
+    ) -> None:
+        """Builds the core graph, which packs each weight matrix as `fetch` gives it and holds
+        it only in that packed form; everything the model shows is read back from the core."""
         self._graph = graph
-        self._constants = _constants(graph, constants, None)
-        self._core = _build_core(graph, self._constants)
+        self._meta = meta  # constant -> (storage dtype, shape)
+        self._scales = scales  # int8 only: '<name>_scale' -> its read-only scales
+        self._core = _build_core(graph, meta, fetch, scales)
 
     # -- running ---------------------------------------------------------------------------
     def __call__(self, *inputs: Any) -> Any:
@@ -111,7 +158,7 @@ class Model:
             # the top module itself.
             module = node.source.split(" (", 1)[0] if " (" in node.source else ""
             where = f"({module}): " if module else ""
-            lines.append(f"  {where}{_describe(node, self._constants)}")
+            lines.append(f"  {where}{_describe(node, self._meta)}")
         return "\n".join(lines) + "\n)"
 
     # -- weights ---------------------------------------------------------------------------
@@ -124,8 +171,17 @@ class Model:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Weight and buffer name (as in the torch module's state_dict) -> a writable copy; a
         quantised model's matrices as stored (float16; uint16 holding bfloat16 bits; int8,
-        each followed by '<name>_scale', its float32 scale per row)."""
-        return {name: array.copy() for name, array in self._constants.items()}
+        each followed by '<name>_scale', its float32 scale per row). Matrices are read back
+        from the packed copy the model runs on, bit-exactly."""
+        return {
+            key: self._scales[key].copy() if key in self._scales else self._core.constant(key)
+            for key in self._constants
+        }
+
+    @property
+    def _constants(self) -> _Constants:
+        """Every constant by name (int8 scales after their matrix), each read when asked for."""
+        return _Constants(self)
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True
@@ -147,14 +203,22 @@ class Model:
             raise ValueError(
                 f"state_dict: missing keys {missing[:8]}, unexpected keys {unexpected[:8]}"
             )
-        updated = {**self._constants, **_constants(graph, state_dict, self._constants)}
-        core = _build_core(graph, updated)
-        self._constants, self._core = updated, core
+        given = _constants(graph, state_dict, self._meta)
+        old = self._core
+
+        def fetch(name: str) -> np.ndarray:
+            # Weights not given are read back from the packed copy one at a time.
+            return given[name] if name in given else old.constant(name)
+
+        meta = {**self._meta, **_meta(graph, given)}
+        kept = {**self._scales, **_scales(given)}
+        core = _build_core(graph, meta, fetch, kept)
+        self._meta, self._scales, self._core = meta, kept, core
         return IncompatibleKeys(missing, unexpected)
 
     # -- pickling: graph + weights; the core graph is rebuilt --------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"graph": self._graph.to_json(), "constants": self._constants}
+        return {"graph": self._graph.to_json(), "constants": self.state_dict()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(Graph.from_json(state["graph"]), state["constants"])  # type: ignore[misc]
@@ -164,12 +228,10 @@ class Model:
 _BOOKKEEPING = frozenset({"size", "int_add", "int_sub", "int_mul", "int_floordiv", "identity"})
 
 
-def _describe(node: Node, constants: Mapping[str, np.ndarray]) -> str:
+def _describe(node: Node, meta: Mapping[str, tuple[str, tuple[int, ...]]]) -> str:
     """One op as a torch-like line: layer sizes from its weights, then its settings."""
     attrs = dict(node.attrs)
-    shape = [
-        constants[x].shape if isinstance(x, str) and x in constants else None for x in node.inputs
-    ]
+    shape = [meta[x][1] if isinstance(x, str) and x in meta else None for x in node.inputs]
     if node.op == "rnn" and shape[3] is not None:
         mode = attrs.pop("mode")
         gates = {"lstm": 4, "gru": 3}.get(mode, 1)
@@ -201,12 +263,49 @@ def _scale_names(graph: Graph) -> dict[str, str]:
     return {name + SCALE_SUFFIX: name for name in graph.quantized}
 
 
+class _Constants(Mapping[str, np.ndarray]):
+    """A model's constants (and int8 scales) by name, each read from the core when asked for:
+    a fresh read-only array."""
+
+    def __init__(self, model: Model) -> None:
+        self._model = model
+        scales = _scale_names(model._graph)
+        self._names = [
+            key
+            for name in model._graph.constants
+            for key in (name, name + SCALE_SUFFIX)
+            if key == name or key in scales
+        ]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key in self._model._scales:
+            return self._model._scales[key]
+        if key not in self._model._meta:
+            raise KeyError(key)
+        array: np.ndarray = self._model._core.constant(key)
+        array.flags.writeable = False
+        return array
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._model._meta or key in self._model._scales
+
+
 def _constants(
-    graph: Graph, given: Mapping[str, Any], current: Mapping[str, np.ndarray] | None
+    graph: Graph,
+    given: Mapping[str, Any],
+    current: Mapping[str, tuple[str, tuple[int, ...]]] | None,
 ) -> dict[str, np.ndarray]:
-    """The constants of `given` that `graph` has, checked and copied: against the dtypes and
-    shapes of `current` when replacing, else as given. Quantised matrices are taken in their
-    storage dtype (int8 with scales) or quantised from floats."""
+    """The constants of `given` that `graph` has, checked: against the dtypes and shapes of
+    `current` (name -> (storage dtype, shape)) when replacing, else as given. Quantised
+    matrices are taken in their storage dtype (int8 with scales) or quantised from floats.
+    Arrays already C-contiguous in the right dtype are taken as they are, not copied: the core
+    packs or copies what it keeps while the model is built."""
     quantized = set(graph.quantized)
     scales = _scale_names(graph)
     result: dict[str, np.ndarray] = {}
@@ -214,13 +313,14 @@ def _constants(
         if name not in given:
             continue
         if name in quantized:
-            shape = None if current is None else current[name].shape
-            result.update(checked_matrix(given, name, shape, graph.weight_dtype))
+            shape = None if current is None else current[name][1]
+            result.update(checked_matrix(given, name, shape, graph.weight_dtype, copy=False))
             continue
         old = None if current is None else current[name]
-        array = _constant(name, given[name], None if old is None else old.dtype)
-        if old is not None and array.shape != old.shape:
-            raise ValueError(f"state_dict[{name!r}]: expected shape {old.shape}, got {array.shape}")
+        dtype = None if old is None else np.dtype(np.int64 if old[0] == "int64" else np.float32)
+        array = _constant(name, given[name], dtype)
+        if old is not None and array.shape != old[1]:
+            raise ValueError(f"state_dict[{name!r}]: expected shape {old[1]}, got {array.shape}")
         result[name] = array
     for scale, name in scales.items():
         if scale in given and name not in given:
@@ -230,36 +330,77 @@ def _constants(
     return result
 
 
+def _meta(
+    graph: Graph, prepared: Mapping[str, np.ndarray]
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (storage dtype as the core names it, shape) of the constants in `prepared`."""
+    quantized = set(graph.quantized)
+    return {
+        name: (
+            graph.weight_dtype
+            if name in quantized
+            else "int64"
+            if array.dtype == _INT64
+            else "float32",
+            tuple(array.shape),
+        )
+        for name, array in prepared.items()
+        if name in graph.constants
+    }
+
+
+def _scales(prepared: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: array for name, array in prepared.items() if name.endswith(SCALE_SUFFIX)}
+
+
 def _constant(name: str, value: Any, dtype: np.dtype[Any] | None = None) -> np.ndarray:
-    """A private, read-only, C-contiguous copy of one weight (float32 or int64)."""
+    """One weight as a C-contiguous, aligned float32 or int64 array: `value` itself when it is
+    one already, else a converted copy."""
     array = np.asarray(value)
     if dtype is None:
         dtype = _INT64 if array.dtype.kind in "iu" else np.dtype(np.float32)
     if dtype == _INT64:
         if array.dtype.kind not in "iu":
             raise TypeError(f"state_dict[{name!r}]: expected integers, got dtype {array.dtype}")
-        result = np.array(array, dtype=_INT64, order="C", copy=True)
+        result = array.astype(_INT64, copy=False)
     else:
-        result = np.array(as_float32(value, f"state_dict[{name!r}]"), order="C", copy=True)
-    result.flags.writeable = False
+        result = as_float32(value, f"state_dict[{name!r}]")
+    if not (result.flags.c_contiguous and result.flags.aligned):
+        result = result.copy(order="C")
     return result
 
 
-def _build_core(graph: Graph, constants: Mapping[str, np.ndarray]) -> Any:
-    graph, constants = fold_linear_into_recurrent(graph, constants)
+def _build_core(
+    graph: Graph,
+    meta: Mapping[str, tuple[str, tuple[int, ...]]],
+    fetch: Callable[[str], np.ndarray],
+    scales: Mapping[str, np.ndarray],
+) -> Any:
+    """The core graph of `graph`: constants described by `meta`, their bytes from `fetch` as
+    each node needs them (a matrix only packed is fetched, packed and let go)."""
+    graph, derived = fold_linear_into_recurrent(graph, meta)
+
+    failures: list[BaseException] = []
+
+    def source(name: str) -> np.ndarray:
+        try:
+            made = derived.get(name)
+            return fetch(name) if made is None else made[1](fetch)
+        except BaseException as error:
+            failures.append(error)  # the core raises it again, unchanged
+            raise
+
+    described = {**meta, **{name: made[0] for name, made in derived.items()}}
     try:
-        quantized = set(graph.quantized)
         return _core.Graph(
             [(s.name, s.dtype, [-1 if d is None else d for d in s.shape]) for s in graph.inputs],
             [
                 (
                     name,
-                    constants[name],
-                    graph.weight_dtype,
-                    constants.get(name + SCALE_SUFFIX) if graph.weight_dtype == "int8" else None,
+                    described[name][0],
+                    list(described[name][1]),
+                    scales.get(name + SCALE_SUFFIX) if described[name][0] == "int8" else None,
                 )
-                if name in quantized
-                else (name, constants[name])
                 for name in graph.constants
             ],
             [
@@ -267,8 +408,11 @@ def _build_core(graph: Graph, constants: Mapping[str, np.ndarray]) -> Any:
                 for node in graph.nodes
             ],
             structure_leaves(graph.outputs),
+            source,
         )
     except ValueError as error:
+        if failures and error is failures[-1]:
+            raise
         raise GraphError(str(error)) from None
 
 

@@ -313,20 +313,18 @@ def _state_plan(model: Model) -> _StatePlan | None:
 
 def _sharing(model: Model, graph: Graph) -> Model:
     """A model of `graph` on `model`'s weights (not copied)."""
-    from .model import Model, _build_core
+    from .model import Model
 
     result = Model.__new__(Model)
     graph.validate()
-    result._graph = graph
-    result._constants = model._constants
-    result._core = _build_core(graph, model._constants)
+    result._build(graph, model._meta, model._core.constant, model._scales)
     return result
 
 
 def _moves_from(model: Model, inputs: list[InputSpec], wanted: list[str] | None) -> Model:
     """The part of `model`'s graph computed from `inputs` through element moves alone, as a
     model of those inputs returning `wanted` (None: the graph outputs it computes)."""
-    from .model import Model, _build_core
+    from .model import Model
 
     graph = model.graph
     known = {spec.name for spec in inputs}
@@ -347,9 +345,7 @@ def _moves_from(model: Model, inputs: list[InputSpec], wanted: list[str] | None)
     sub = Graph(inputs, {"tuple": [{"tensor": name} for name in wanted]}, used, nodes)
     sub.validate()
     result = Model.__new__(Model)
-    result._graph = sub
-    result._constants = {name: model._constants[name] for name in used}
-    result._core = _build_core(sub, result._constants)
+    result._build(sub, {name: model._meta[name] for name in used}, model._core.constant, {})
     return result
 
 

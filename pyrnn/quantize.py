@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-import numpy as np
-
 from ._base import Module
 from ._weights import NARROW_DTYPES, SCALE_SUFFIX
 from .graph import Graph, structure_leaves
@@ -115,8 +113,8 @@ def _quantize_model(model: Model, weights: str) -> Model:
         for index, operand in enumerate(node.inputs):
             if not isinstance(operand, str) or operand not in constants:
                 continue
-            array = constants[operand]
-            if index in positions and array.dtype == np.float32 and array.ndim == rank:
+            dtype, shape = model._meta[operand]  # nothing unpacked to decide
+            if index in positions and dtype == "float32" and len(shape) == rank:
                 names.append(operand)
             else:
                 elsewhere.add(operand)

@@ -271,3 +271,201 @@ def test_loading_holds_the_weights_once(tmp_path: Path) -> None:
 def test_constructing_holds_the_weights_once() -> None:
     figures = _measure("construct", Path(OUTSIDE))
     assert figures["grown"] <= 1.1 * figures["weights"] + _SLACK, figures
+
+
+# -- whole models ---------------------------------------------------------------------------
+def _models() -> list[tuple[str, Callable[[], tuple[pyrnn.Model, list[np.ndarray]]]]]:
+    """Converted models with every op that packs weights: a linear folded into an LSTM, grouped
+    convolutions, bidirectional GRUs, embeddings; each with inputs to run it on."""
+    from test_model_files import convert
+    from test_model_graph import head_model
+
+    def family(name: str) -> Callable[[], tuple[pyrnn.Model, list[np.ndarray]]]:
+        def make() -> tuple[pyrnn.Model, list[np.ndarray]]:
+            model, _, inputs = convert(name)
+            return model, [x.numpy() for x in inputs(3, 11)]
+
+        return make
+
+    def head() -> tuple[pyrnn.Model, list[np.ndarray]]:
+        x = np.random.default_rng(1).standard_normal((2, 7, 5)).astype(np.float32)
+        return head_model()[0], [x]
+
+    names = ["speaker_encoder", "bidirectional_gru", "language_model", "conv_front_end"]
+    return [("linear_folded_into_lstm", head), *[(name, family(name)) for name in names]]
+
+
+MODELS = _models()
+
+
+def _flat_outputs(result: object) -> list[np.ndarray]:
+    if isinstance(result, tuple | list):
+        return [array for part in result for array in _flat_outputs(part)]
+    if isinstance(result, dict):
+        return [array for part in result.values() for array in _flat_outputs(part)]
+    assert isinstance(result, np.ndarray)
+    return [result]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("name", "make"), MODELS, ids=[name for name, _ in MODELS])
+def test_a_model_reads_its_weights_back_bit_exactly(
+    name: str, make: Callable[[], tuple[pyrnn.Model, list[np.ndarray]]], dtype: str, tmp_path: Path
+) -> None:
+    model, inputs = make()
+    if dtype != "fp32":
+        model = pyrnn.quantize(model, dtype)
+    original = model.state_dict()
+    # Any float32 bit pattern (NaN payloads, -0.0, subnormals) in a float32 matrix survives
+    # packing, and reading back changes nothing.
+    rng = np.random.default_rng(5)
+    patterns = {
+        key: rng.integers(0, 2**32, size=value.shape, dtype=np.uint32).view(np.float32)
+        for key, value in original.items()
+        if value.dtype == np.float32 and value.ndim >= 2
+    }
+    odd = pyrnn.quantize(make()[0], dtype) if dtype != "fp32" else make()[0]
+    if dtype == "fp32":
+        odd.load_state_dict(patterns, strict=False)
+        _assert_same(odd.state_dict(), {**original, **patterns})
+    _assert_same(model.state_dict(), original)
+    for key, value in model._constants.items():
+        assert not value.flags.writeable
+        assert np.array_equal(_bits(value), _bits(original[key])), key
+    path = tmp_path / "model.safetensors"
+    pyrnn.save(model, path)
+    loaded = pyrnn.load(path)
+    assert isinstance(loaded, pyrnn.Model)
+    _assert_same(loaded.state_dict(), original)
+    unpickled = pickle.loads(pickle.dumps(model))
+    _assert_same(unpickled.state_dict(), original)
+    expected = _flat_outputs(model(*inputs))
+    for other in (loaded, unpickled):
+        for a, b in zip(_flat_outputs(other(*inputs)), expected, strict=True):
+            assert np.array_equal(_bits(a), _bits(b))
+    # A partial load repacks the given weight and reads every other back from the old core.
+    # (A quantised model quantises the floats given.)
+    key = next(k for k, v in original.items() if v.ndim >= 2 and v.dtype != np.int64)
+    model.load_state_dict({key: np.full(original[key].shape, 0.5, np.float32)}, strict=False)
+    after = model.state_dict()
+    if dtype == "fp32":
+        assert np.all(after[key] == 0.5)
+    replaced = (key, key + "_scale")
+    _assert_same(
+        {k: v for k, v in after.items() if k not in replaced},
+        {k: v for k, v in original.items() if k not in replaced},
+    )
+
+
+# A 2-layer LSTM-1024 (64 MiB) with a Linear(1024, 1024) head (4 MiB), converted from torch.
+_MODEL_SCRIPT = """
+import gc, json, sys
+import numpy as np
+import pyrnn
+
+def status():
+    fields = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+mode, path = sys.argv[1], sys.argv[2]
+warm = pyrnn.LSTM(8, 8, seed=0)
+warm(np.zeros((2, 8), np.float32))
+del warm
+if mode == "convert":
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(1024, 1024, num_layers=2, batch_first=True)
+            self.head = torch.nn.Linear(1024, 1024)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    example = torch.zeros(2, 3, 1024)
+    small = pyrnn.from_torch(torch.nn.Sequential(torch.nn.Linear(4, 4)).eval(), torch.zeros(2, 4))
+    del small
+elif mode.startswith("save"):
+    model = pyrnn.load(path) if mode == "save" else pyrnn.LSTM(1024, 1024, 2, seed=0)
+    pyrnn.save(pyrnn.LSTM(8, 8, seed=0), path + ".warm")
+gc.collect()
+try:
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+except OSError:
+    pass
+before = status()
+if mode == "load":
+    model = pyrnn.load(path)
+elif mode == "convert":
+    model = pyrnn.from_torch(net, example)
+else:
+    pyrnn.save(model, path + ".copy")
+gc.collect()
+after = status()
+weights = sum(array.nbytes for array in model.state_dict().values())
+if mode == "convert":
+    pyrnn.save(model, path)
+print(json.dumps({
+    "grown": after["VmRSS"] - before["VmRSS"],
+    "peak": after["VmHWM"] - before["VmRSS"],
+    "weights": weights,
+}))
+"""
+
+
+def _measure_model(mode: str, path: Path) -> dict[str, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", _MODEL_SCRIPT, mode, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=OUTSIDE,
+        env={**os.environ, "PYRNN_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    figures: dict[str, int] = json.loads(result.stdout.splitlines()[-1])
+    return figures
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
+@_NOT_UNDER_ASAN
+def test_a_whole_model_holds_its_weights_once(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    converted = _measure_model("convert", path)
+    weights = converted["weights"]
+    assert weights > 64 * _MIB
+    # Converting: the packed weights; torch's own copy was there before.
+    assert converted["grown"] <= 1.1 * weights + _SLACK, converted
+    # Loading, in a fresh process: each tensor is read when the core packs it and let go before
+    # the next, so the peak is the packed weights plus a tensor in flight.
+    loaded = _measure_model("load", path)
+    assert loaded["weights"] == weights
+    assert loaded["grown"] <= 1.1 * weights + _SLACK, loaded
+    assert loaded["peak"] <= 1.3 * weights + _SLACK, loaded
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
+@_NOT_UNDER_ASAN
+@pytest.mark.parametrize("mode", ["save", "save_module"])
+def test_saving_writes_one_tensor_at_a_time(tmp_path: Path, mode: str) -> None:
+    """pyrnn.save reads each matrix back from the packed copy, writes it and lets it go: the
+    file's bytes never all exist in memory, for a whole model or a module."""
+    path = tmp_path / "model.safetensors"
+    if mode == "save":
+        _measure_model("convert", path)
+    figures = _measure_model(mode, path)
+    assert figures["weights"] > 64 * _MIB
+    # The largest tensor in flight: 16 MiB here, 0.25x.
+    assert figures["peak"] <= 0.3 * figures["weights"] + _SLACK, figures
+    copy = pyrnn.load(str(path) + ".copy")
+    original = pyrnn.load(path) if mode == "save" else pyrnn.LSTM(1024, 1024, 2, seed=0)
+    _assert_same(copy.state_dict(), original.state_dict())

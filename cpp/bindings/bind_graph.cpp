@@ -5,6 +5,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <optional>
 #include <string>
 #include <variant>
@@ -73,47 +77,116 @@ g::AttrValue attr_value(const std::string& key, py::handle value) {
                               std::string(py::str(py::type::of(value))));
 }
 
+g::DType constant_dtype(const std::string& name, const std::string& where) {
+  if (name == "float32") return g::DType::F32;
+  if (name == "int64") return g::DType::I64;
+  if (name == "fp16") return g::DType::F16;
+  if (name == "bf16") return g::DType::BF16;
+  if (name == "int8") return g::DType::I8;
+  throw std::invalid_argument(where +
+                              ": dtype: expected 'float32', 'int64', 'fp16', 'bf16' or "
+                              "'int8', got '" +
+                              name + "'");
+}
+
+py::dtype numpy_dtype(g::DType dtype) {
+  switch (dtype) {
+    case g::DType::I64:
+      return py::dtype::of<std::int64_t>();
+    case g::DType::F16:
+      return weight_storage_dtype(WeightType::F16);
+    case g::DType::BF16:
+      return weight_storage_dtype(WeightType::BF16);
+    case g::DType::I8:
+      return weight_storage_dtype(WeightType::I8);
+    case g::DType::F32:
+      break;
+  }
+  return py::dtype::of<float>();
+}
+
+void add_nodes(g::Graph& graph, const py::list& nodes);
+
+// The constants' bytes come from `fetch(name)` when a node first needs them: a weight that is
+// only packed is fetched, packed and let go, so that (with a fetch reading a file tensor by
+// tensor) the plain weights never all exist beside the packed ones. A Python exception raised
+// by `fetch` is the one the caller sees.
 GraphHandle build(const py::list& inputs, const py::list& constants, const py::list& nodes,
-                  const std::vector<std::string>& outputs) {
+                  const std::vector<std::string>& outputs, const py::function& fetch) {
   // Constants copied and weights packed (once per use: a weight shared by many nodes is packed
   // for each) are held to physical memory, refused before the buffer that would exceed it.
   const AllocationBudget budget(g::plan_memory_limit(), "the graph's constants and packed weights");
   auto graph = std::make_shared<g::Graph>();
-  for (py::handle item : inputs) {
-    const auto [name, dtype, dims] =
-        item.cast<std::tuple<std::string, std::string, std::vector<std::int64_t>>>();
-    graph->add_input(name, parse_dtype(dtype), dims);
-  }
-  for (py::handle item : constants) {
-    const auto entry = item.cast<py::tuple>();
-    if (entry.size() != 2 && entry.size() != 4)
-      throw std::invalid_argument(
-          "constant: expected (name, array) or (name, array, weight_type, scales)");
-    const auto name = entry[0].cast<std::string>();
+  std::optional<py::error_already_set> failed;
+  graph->set_source([&](const std::string& name) -> g::ConstantBytes {
+    const g::Constant* c = graph->constant(name);
     const std::string where = "constant '" + name + "'";
-    const auto array = entry[1].cast<py::array>();
+    py::array array;
+    try {
+      array = fetch(name).cast<py::array>();
+    } catch (py::error_already_set& error) {
+      failed.emplace(std::move(error));
+      throw std::invalid_argument(where + ": could not be read");
+    }
+    if (!array.dtype().equal(numpy_dtype(c->dtype)))
+      throw std::invalid_argument(where + ": expected dtype " +
+                                  std::string(py::str(numpy_dtype(c->dtype))) + ", got " +
+                                  std::string(py::str(array.dtype())));
+    if (shape_of(array, where) != c->shape)
+      throw std::invalid_argument(where + ": expected shape " + c->shape.str() + ", got " +
+                                  shape_of(array, where).str());
     if (!(array.flags() & py::array::c_style) ||
         !(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
       throw std::invalid_argument(where + ": expected a C-contiguous, aligned array");
-    if (entry.size() == 2) {
-      graph->add_constant(name, dtype_of(array, where), shape_of(array, where), array.data());
-      continue;
+    // Released with the GIL held: the graph is built with it.
+    auto held = std::make_shared<py::array>(std::move(array));
+    return {held->data(), std::shared_ptr<const void>(held, held->data())};
+  });
+  try {
+    for (py::handle item : inputs) {
+      const auto [name, dtype, dims] =
+          item.cast<std::tuple<std::string, std::string, std::vector<std::int64_t>>>();
+      graph->add_input(name, parse_dtype(dtype), dims);
     }
-    // A weight matrix stored narrow: its storage dtype must be the one its weight type names.
-    const WeightType type = parse_weight_type(entry[2].cast<std::string>(), where);
-    require_weight_dtype(array, type, where);
-    const g::DType dtype = type == WeightType::F32    ? g::DType::F32
-                           : type == WeightType::F16  ? g::DType::F16
-                           : type == WeightType::BF16 ? g::DType::BF16
-                                                      : g::DType::I8;
-    std::optional<FloatArray> scales;
-    if (!entry[3].is_none()) {
-      scales = entry[3].cast<FloatArray>();
-      require_shape(*scales, {array.ndim() ? array.shape(0) : 0}, (where + " scales").c_str());
+    for (py::handle item : constants) {
+      const auto entry = item.cast<py::tuple>();
+      if (entry.size() != 4)
+        throw std::invalid_argument("constant: expected (name, dtype, shape, scales)");
+      const auto name = entry[0].cast<std::string>();
+      const std::string where = "constant '" + name + "'";
+      const g::DType dtype = constant_dtype(entry[1].cast<std::string>(), where);
+      const auto dims = entry[2].cast<std::vector<std::int64_t>>();
+      if (static_cast<int>(dims.size()) > g::kMaxRank)
+        throw std::invalid_argument(where + ": rank " + std::to_string(dims.size()) +
+                                    " exceeds the limit of " + std::to_string(g::kMaxRank));
+      g::Shape shape;
+      for (std::int64_t d : dims) {
+        if (d < 0) throw std::invalid_argument(where + ": negative dim " + std::to_string(d));
+        shape.push_back(d);
+      }
+      std::optional<FloatArray> scales;
+      if (!entry[3].is_none()) {
+        scales = entry[3].cast<FloatArray>();
+        require_shape(*scales, {shape.rank ? static_cast<py::ssize_t>(shape[0]) : 0},
+                      (where + " scales").c_str());
+      }
+      graph->add_deferred_constant(name, dtype, shape, scales ? scales->data() : nullptr);
     }
-    graph->add_constant(name, dtype, shape_of(array, where), array.data(),
-                        scales ? scales->data() : nullptr);
+    add_nodes(*graph, nodes);
+    graph->set_outputs(outputs);
+  } catch (...) {
+    if (failed) throw std::move(*failed);
+    throw;
   }
+#ifdef __GLIBC__
+  // The fetched weights are freed by now, but glibc keeps freed heap memory below an adaptive
+  // threshold (twice the largest block freed, up to 64 MiB); return it.
+  malloc_trim(0);
+#endif
+  return {std::make_shared<g::PlanCache>(std::move(graph))};
+}
+
+void add_nodes(g::Graph& graph, const py::list& nodes) {
   for (py::handle item : nodes) {
     const auto node = item.cast<py::tuple>();
     if (node.size() != 5)
@@ -139,11 +212,9 @@ GraphHandle build(const py::list& inputs, const py::list& constants, const py::l
       const auto name = key.cast<std::string>();
       attrs.set(name, attr_value(name, value));
     }
-    graph->add_node(node[0].cast<std::string>(), operands, node[2].cast<std::vector<std::string>>(),
-                    std::move(attrs), node[4].cast<std::string>());
+    graph.add_node(node[0].cast<std::string>(), operands, node[2].cast<std::vector<std::string>>(),
+                   std::move(attrs), node[4].cast<std::string>());
   }
-  graph->set_outputs(outputs);
-  return {std::make_shared<g::PlanCache>(std::move(graph))};
 }
 
 py::list forward(GraphHandle& self, const py::list& arrays) {
@@ -222,12 +293,30 @@ py::dict infer(GraphHandle& self,
   return result;
 }
 
+// Constant `name` as a fresh array of its storage dtype: its copy, or read back from the
+// packed panels of the node that packed it.
+py::array read_constant(GraphHandle& self, const std::string& name) {
+  const g::Graph& graph = *self.plans->graph();
+  const g::Constant* c = graph.constant(name);
+  if (c == nullptr) throw std::invalid_argument("name: no constant '" + name + "' in the graph");
+  std::vector<py::ssize_t> shape(c->shape.dims, c->shape.dims + c->shape.rank);
+  py::array out(numpy_dtype(c->dtype), shape);
+  graph.read(*c, out.mutable_data());
+  return out;
+}
+
 }  // namespace
 
 void bind_graph(py::module_& m) {
   py::class_<GraphHandle>(m, "Graph")
       .def(py::init(&build), py::arg("inputs"), py::arg("constants"), py::arg("nodes"),
-           py::arg("outputs"))
+           py::arg("outputs"), py::arg("fetch"))
+      .def(
+          "constant",
+          [](py::handle self, const std::string& name) {
+            return read_constant(initialized<GraphHandle>(self, "Graph"), name);
+          },
+          py::arg("name"))
       .def(
           "forward",
           [](py::handle self, const py::list& arrays) {

@@ -48,6 +48,15 @@ void Graph::add_input(const std::string& name, DType dtype, const std::vector<st
 
 void Graph::add_constant(const std::string& name, DType dtype, const Shape& shape, const void* data,
                          const float* scales) {
+  add_deferred_constant(name, dtype, shape, scales);
+  Constant& constant = constants_.back();
+  constant.data.resize((constant.bytes() + sizeof(float) - 1) / sizeof(float));
+  if (constant.bytes()) std::memcpy(constant.data.data(), data, constant.bytes());
+  constant.held = true;
+}
+
+void Graph::add_deferred_constant(const std::string& name, DType dtype, const Shape& shape,
+                                  const float* scales) {
   if (!nodes_.empty()) throw std::logic_error("graph constants must come before nodes");
   const std::string where = "constant '" + name + "': ";
   if (is_narrow(dtype) && shape.rank < 2)
@@ -62,17 +71,58 @@ void Graph::add_constant(const std::string& name, DType dtype, const Shape& shap
     if (!(std::isfinite(scales[row]) && scales[row] > 0.0f))
       throw std::invalid_argument(where + "scale of row " + std::to_string(row) + " is " +
                                   std::to_string(scales[row]) + "; expected finite and > 0");
-  const int value = new_value(name, false, -1);
-  Constant constant{value, dtype, shape, AlignedBuffer(), AlignedBuffer()};
-  const std::size_t bytes = checked_mul(static_cast<std::size_t>(shape.numel()), dtype_size(dtype));
-  constant.data.resize((bytes + sizeof(float) - 1) / sizeof(float));
-  if (bytes) std::memcpy(constant.data.data(), data, bytes);
+  Constant constant{-1, dtype, shape, AlignedBuffer(), AlignedBuffer()};
+  (void)constant.bytes();  // throws on absurd sizes, before the name is taken
+  constant.value = new_value(name, false, -1);
   if (scales != nullptr) {
     constant.scales.resize(static_cast<std::size_t>(rows));
     if (rows) std::memcpy(constant.scales.data(), scales, static_cast<std::size_t>(rows) * 4);
   }
-  constant_of_value_[value] = static_cast<int>(constants_.size());
+  constant_of_value_[constant.value] = static_cast<int>(constants_.size());
   constants_.push_back(std::move(constant));
+}
+
+std::size_t Constant::bytes() const {
+  return checked_mul(static_cast<std::size_t>(shape.numel()), dtype_size(dtype));
+}
+
+ConstantBytes Graph::bytes(const Constant& c) const {
+  if (c.held) return {c.data.data(), nullptr};
+  const std::string& name = values_[c.value].name;
+  if (!source_) throw std::logic_error("constant '" + name + "' has no bytes and no source");
+  ConstantBytes found = source_(name);
+  if (found.data == nullptr && c.bytes() != 0)
+    throw std::invalid_argument("constant '" + name + "': the source gave no bytes");
+  return found;
+}
+
+const Constant& Graph::hold(int value) {
+  Constant& c = constants_[constant_of_value_[value]];
+  c.as_value = true;
+  if (!c.held) {
+    AlignedBuffer copy((c.bytes() + sizeof(float) - 1) / sizeof(float));
+    if (c.bytes()) {
+      const ConstantBytes found = bytes(c);
+      std::memcpy(copy.data(), found.data, c.bytes());
+    }
+    c.data = std::move(copy);
+    c.held = true;
+  }
+  return c;
+}
+
+void Graph::read(const Constant& c, void* out) const {
+  if (c.held) {
+    if (c.bytes()) std::memcpy(out, c.data.data(), c.bytes());
+    return;
+  }
+  if (c.packer < 0 || !ops_[c.packer]->read_weight(nodes_[c.packer], c.operand, out))
+    throw std::logic_error("constant '" + values_[c.value].name + "' cannot be read back");
+}
+
+const Constant* Graph::constant(const std::string& name) const noexcept {
+  const auto found = by_name_.find(name);
+  return found == by_name_.end() ? nullptr : constant(found->second);
 }
 
 const Constant* Graph::constant(int value) const noexcept {
@@ -115,6 +165,7 @@ void Graph::add_node(const std::string& op, const std::vector<Operand>& inputs,
       std::vector<char> packed(inputs.size(), 0);  // operands the op took as packed weights
       made = make_op(BuildContext(*this, nodes_.back(), &packed));
       refuse_narrow_operands(nodes_.back(), packed);
+      settle_operands(index, packed);
     } catch (...) {
       nodes_.pop_back();
       throw;
@@ -142,6 +193,21 @@ void Graph::refuse_narrow_operands(const NodeDef& node, const std::vector<char>&
   }
 }
 
+void Graph::settle_operands(int index, const std::vector<char>& packed) {
+  const NodeDef& node = nodes_[index];
+  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+    const int value = node.inputs[i];
+    if (value < 0 || constant_of_value_[value] < 0) continue;
+    Constant& c = constants_[constant_of_value_[value]];
+    if (!packed[i]) {
+      hold(value);
+    } else if (c.packer < 0) {
+      c.packer = index;
+      c.operand = static_cast<int>(i);
+    }
+  }
+}
+
 void Graph::set_outputs(const std::vector<std::string>& names) {
   outputs_.clear();
   for (std::size_t i = 0; i < names.size(); ++i) {
@@ -156,6 +222,17 @@ void Graph::set_outputs(const std::vector<std::string>& names) {
                                   " weight; outputs are float32 or int64 (keep it float32)");
     outputs_.push_back(value);
   }
+  for (int value : outputs_)
+    if (constant(value) != nullptr) hold(value);
+  for (Constant& c : constants_) {
+    if (c.packer < 0 || c.as_value) {
+      hold(c.value);
+    } else if (c.held) {
+      c.data = AlignedBuffer();  // the packed panels are its copy now
+      c.held = false;
+    }
+  }
+  source_ = nullptr;
 }
 
 // -- BuildContext / InferContext ------------------------------------------------------------
@@ -200,24 +277,35 @@ bool BuildContext::is_constant(int i) const {
   return has(i) && graph_.constant(node_.inputs[i]) != nullptr;
 }
 
-BuildContext::ConstantView BuildContext::view(int i, const char* role) const {
+const Constant& BuildContext::find(int i, const char* role) const {
   require_tensor(i, role);
   const Constant* found = graph_.constant(node_.inputs[i]);
   if (found == nullptr)
     throw std::invalid_argument(std::string(role) + " '" + graph_.value(node_.inputs[i]).name +
                                 "' must be a constant (a parameter or buffer), not computed");
-  return {found->dtype, found->shape, found->data.data(),
-          found->scales.size() ? found->scales.data() : nullptr};
+  return *found;
+}
+
+BuildContext::ConstantView BuildContext::view(const Constant& c, ConstantBytes bytes) const {
+  return {c.dtype, c.shape, bytes.data, c.scales.size() ? c.scales.data() : nullptr,
+          std::move(bytes.keep)};
+}
+
+BuildContext::ConstantView BuildContext::weight_info(int i, const char* role) const {
+  const Constant& c = find(i, role);
+  return view(c, {});
 }
 
 BuildContext::ConstantView BuildContext::weight(int i, const char* role) const {
-  const ConstantView found = view(i, role);
+  const Constant& c = find(i, role);
+  ConstantView found = view(c, graph_.bytes(c));
   if (packed_ != nullptr && i < static_cast<int>(packed_->size())) (*packed_)[i] = 1;
   return found;
 }
 
 BuildContext::ConstantView BuildContext::constant(int i, const char* role) const {
-  const ConstantView found = view(i, role);
+  const Constant& c = find(i, role);
+  const ConstantView found = view(c, {graph_.hold(node_.inputs[i]).data.data(), nullptr});
   if (is_narrow(found.dtype))
     throw std::invalid_argument(std::string(role) + " '" + graph_.value(node_.inputs[i]).name +
                                 "' is a " + dtype_name(found.dtype) +

@@ -3,9 +3,15 @@
 // Building checks everything that does not depend on shapes: every operand is defined before
 // its use (so there are no cycles or dangling edges), names are unique, ops and attributes are
 // valid, weights are constants (packed once here). Shapes are checked when a plan is made.
+//
+// A weight matrix that ops only pack is held once, in their packed panels: its plain bytes are
+// fetched from the caller's source when a node packs it and let go after, and read back from
+// the panels (bit-exactly) on demand. Constants read as values (biases, tables, operands of
+// element-wise ops) and constants no node packs are held as a copy.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,9 +41,23 @@ struct Constant {
   int value;
   DType dtype;
   Shape shape;
-  AlignedBuffer data;    // 64-byte aligned copy
+  AlignedBuffer data;    // 64-byte aligned copy while `held`; empty when only packed
   AlignedBuffer scales;  // I8 only: one scale per row (dim 0), weight = q * scale
+  bool held = false;
+  bool as_value = false;  // read as a value by some node or the caller: the copy stays
+  int packer = -1;        // a node that packed it (to read it back), or -1
+  int operand = -1;       // and the operand it took it as
+
+  std::size_t bytes() const;
 };
+
+// The bytes of a constant added without them, from the caller: `keep` holds `data` alive for
+// as long as the graph reads it (a node packing it), then lets it go.
+struct ConstantBytes {
+  const void* data = nullptr;
+  std::shared_ptr<const void> keep;
+};
+using ConstantSource = std::function<ConstantBytes(const std::string& name)>;
 
 class Graph {
  public:
@@ -53,6 +73,10 @@ class Graph {
   // row (dim 0), copied; other dtypes take none.
   void add_constant(const std::string& name, DType dtype, const Shape& shape, const void* data,
                     const float* scales = nullptr);
+  // A constant whose bytes come from `source` when a node first needs them (set_source first).
+  void add_deferred_constant(const std::string& name, DType dtype, const Shape& shape,
+                             const float* scales = nullptr);
+  void set_source(ConstantSource source) { source_ = std::move(source); }
   // An operand is a value name, an int literal, or absent.
   struct Operand {
     enum Kind { Name, Literal, Absent } kind = Absent;
@@ -61,6 +85,8 @@ class Graph {
   };
   void add_node(const std::string& op, const std::vector<Operand>& inputs,
                 const std::vector<std::string>& outputs, Attrs attrs, const std::string& source);
+  // Completes the graph: every constant no node packed is held as a copy, the copies of those
+  // only packed are released, and the source is let go.
   void set_outputs(const std::vector<std::string>& names);
 
   int value_count() const noexcept { return static_cast<int>(values_.size()); }
@@ -73,6 +99,15 @@ class Graph {
   const std::vector<Constant>& constants() const noexcept { return constants_; }
   // The constant behind a value, or null.
   const Constant* constant(int value) const noexcept;
+  // The constant named `name`, or null.
+  const Constant* constant(const std::string& name) const noexcept;
+  // Writes the bytes of `c` (shape.numel() elements of its dtype) to `out`: its copy, or read
+  // back from the panels of the node that packed it.
+  void read(const Constant& c, void* out) const;
+  // Building only: the bytes of constant `c` as they are now (its copy, or fetched); and
+  // making sure it has a copy (for ops that keep pointers into it).
+  ConstantBytes bytes(const Constant& c) const;
+  const Constant& hold(int value);
   // "node 3 (linear; fc (model.py:12))" for messages.
   std::string describe(int node) const;
 
@@ -80,6 +115,9 @@ class Graph {
   int new_value(const std::string& name, bool is_int, int producer);
   // Narrow constants among `node`'s operands that the op did not take as packed weights.
   void refuse_narrow_operands(const NodeDef& node, const std::vector<char>& packed) const;
+  // After node `index` is built: records which node packed each weight, and holds a copy of
+  // every constant it reads as a value.
+  void settle_operands(int index, const std::vector<char>& packed);
   int lookup(const std::string& name, const std::string& where) const;
 
   std::vector<ValueInfo> values_;
@@ -90,6 +128,7 @@ class Graph {
   std::vector<NodeDef> nodes_;
   std::vector<std::unique_ptr<Op>> ops_;
   std::vector<int> outputs_;
+  ConstantSource source_;
 };
 
 }  // namespace pyrnn::graph

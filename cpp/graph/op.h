@@ -23,6 +23,8 @@
 namespace pyrnn::graph {
 
 class Graph;
+struct Constant;
+struct ConstantBytes;
 
 struct NodeDef {
   std::string op;
@@ -36,7 +38,7 @@ struct NodeDef {
 class BuildContext {
  public:
   // `packed` (one flag per operand, may be null) records the operands taken by weight().
-  BuildContext(const Graph& graph, const NodeDef& node, std::vector<char>* packed = nullptr)
+  BuildContext(Graph& graph, const NodeDef& node, std::vector<char>* packed = nullptr)
       : graph_(graph), node_(node), packed_(packed) {}
   // The same node seen through `view` (a copy of it with fewer operands), sharing the record.
   BuildContext within(const NodeDef& view) const { return BuildContext(graph_, view, packed_); }
@@ -59,20 +61,26 @@ class BuildContext {
     Shape shape;
     const void* data;
     const float* scales;  // I8: one per row (dim 0); null otherwise
+    // A weight fetched for packing lives as long as its view: let the view go once packed.
+    std::shared_ptr<const void> keep;
     const float* floats() const noexcept { return static_cast<const float*>(data); }
     // Rows [first_row, ...) as a weight matrix of its storage type (F32, F16, BF16 or I8).
     WeightMatrix matrix(std::int64_t first_row = 0) const;
   };
   ConstantView constant(int i, const char* role) const;
   // Operand i as a weight matrix to pack: like constant(), but it may also be F16, BF16 or I8
-  // (the caller checks the dtype it accepts). Only ops that pack weights call it.
+  // (the caller checks the dtype it accepts). Only ops that pack weights call it; the data
+  // is valid while the view lives.
   ConstantView weight(int i, const char* role) const;
+  // weight() without the data (null): its dtype and shape.
+  ConstantView weight_info(int i, const char* role) const;
   bool is_constant(int i) const;
 
  private:
-  ConstantView view(int i, const char* role) const;
+  const Constant& find(int i, const char* role) const;
+  ConstantView view(const Constant& c, ConstantBytes bytes) const;
 
-  const Graph& graph_;
+  Graph& graph_;
   const NodeDef& node_;
   std::vector<char>* packed_;
 };
@@ -255,6 +263,12 @@ class Op {
                                               const std::vector<ValueMeta>& values) const {
     (void)node, (void)values;
     return nullptr;
+  }
+  // Ops that pack weights: writes the weight they took as `operand` back from their packed
+  // copy, bit-exactly, in its storage type and layout; false for any other operand.
+  virtual bool read_weight(const NodeDef& node, int operand, void* out) const {
+    (void)node, (void)operand, (void)out;
+    return false;
   }
 };
 

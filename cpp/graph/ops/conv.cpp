@@ -233,6 +233,17 @@ class Conv1d final : public Op {
     return std::make_unique<History>(in.rows, in.channels, window_.along_time());
   }
 
+  bool read_weight(const NodeDef&, int operand, void* out) const override {
+    if (operand != 1) return false;
+    // Group g's rows follow group g-1's, as in torch's layout.
+    const std::size_t group_bytes = static_cast<std::size_t>(group_out_ * group_in_) *
+                                    static_cast<std::size_t>(window_.kernel) *
+                                    weight_size(panels_.front().type());
+    for (std::int64_t g = 0; g < groups_; ++g)
+      panels_[g].unpack(static_cast<unsigned char*>(out) + g * group_bytes);
+    return true;
+  }
+
   const Window& window() const noexcept { return window_; }
   std::int64_t groups() const noexcept { return groups_; }
   std::int64_t group_in() const noexcept { return group_in_; }

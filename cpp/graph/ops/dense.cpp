@@ -54,6 +54,12 @@ class Linear final : public Op {
     return same_axes(axes, node);
   }
 
+  bool read_weight(const NodeDef&, int operand, void* out) const override {
+    if (operand != 1) return false;
+    panels_.unpack(out);
+    return true;
+  }
+
   const PackedPanels& panels() const noexcept { return panels_; }
   const float* bias() const noexcept { return bias_.data(); }
   int in_features() const noexcept { return in_features_; }

@@ -102,12 +102,37 @@ CellOptions cell_options(const Attrs& attrs, CellKind kind) {
   return o;
 }
 
+// Where a recurrent op's matrices are among its operands: from `first`, `per` operands per
+// (layer, direction) in torch's order (w_ih, w_hh[, b_ih, b_hh][, w_hr or peephole]).
+struct WeightOperands {
+  int first = 0, per = 0;
+
+  // Writes the matrix taken as `operand` back from `network`'s panels; false for a vector.
+  bool read(const Network& network, int operand, void* out) const {
+    const int at = operand - first;
+    if (at < 0 || per <= 0) return false;
+    const NetworkConfig& c = network.config();
+    const int entry = at / per, offset = at % per;
+    if (entry >= c.num_layers * c.directions()) return false;
+    const PackedLayer& layer = network.layer(entry / c.directions(), entry % c.directions());
+    const PackedPanels* panels = offset == 0                            ? &layer.w_ih
+                                 : offset == 1                          ? &layer.w_hh
+                                 : offset == per - 1 && c.proj_size > 0 ? &layer.w_hr
+                                                                        : nullptr;
+    if (panels == nullptr) return false;
+    panels->unpack(out);
+    return true;
+  }
+};
+
 // Reads the weights of every (layer, direction) from constant operands starting at `first`,
 // in torch's order (then, with peepholes, the (3H) peephole weights i, f, o), checks their
-// shapes and packs the network.
+// shapes and packs the network one matrix at a time: a weight fetched for packing is let go
+// before the next is fetched, so a model's plain matrices never all exist beside the panels.
 std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind kind, int layers,
                                              bool bidirectional, bool biases, int first,
-                                             const CellOptions& options = {}) {
+                                             const CellOptions& options = {},
+                                             WeightOperands* where = nullptr) {
   const int dirs = bidirectional ? 2 : 1;
   const int count = ctx.inputs() - first;
   const bool peepholes = options.general && options.peepholes;
@@ -121,7 +146,7 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
   if (projected && kind != CellKind::Lstm) shape_error("only LSTMs have projection weights");
   const int per = count / groups;
   const int G = gate_count(kind);
-  const auto w_ih0 = ctx.weight(first, "weight_ih_l0");
+  const auto w_ih0 = ctx.weight_info(first, "weight_ih_l0");
   if (w_ih0.shape.rank != 2 || w_ih0.shape[0] % G != 0 || w_ih0.shape[0] == 0)
     shape_error("weight_ih_l0 has shape " + w_ih0.shape.str() + "; expected (" + str(G) +
                 "*hidden_size, input_size)");
@@ -133,20 +158,22 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
   config.bidirectional = bidirectional;
   config.options = options;
   if (projected) {
-    const auto w_hr = ctx.weight(first + per - 1, "weight_hr_l0");
+    const auto w_hr = ctx.weight_info(first + per - 1, "weight_hr_l0");
     if (w_hr.shape.rank != 2) shape_error("weight_hr_l0 must be 2-D");
     config.proj_size = int_extent(w_hr.shape[0], "proj_size");
   }
   config.validate();
+  if (w_ih0.dtype == DType::I64) shape_error("weight_ih_l0: expected float32, got int64");
   const std::int64_t GH = static_cast<std::int64_t>(G) * config.hidden_size;
-  std::vector<RawLayerWeights> raw;
+  const int H = config.hidden_size;
+  std::vector<PackedLayer> packed;
   for (int index = 0; index < groups; ++index) {
     const int layer = index / dirs, at = first + index * per;
     const std::string suffix = "_l" + str(layer) + (index % dirs ? "_reverse" : "");
     // Matrices in the network's weight type (that of weight_ih_l0), biases float32.
     const auto tensor = [&](int offset, const std::string& name,
                             std::initializer_list<std::int64_t> dims, bool matrix) {
-      const auto c =
+      auto c =
           matrix ? ctx.weight(at + offset, name.c_str()) : ctx.constant(at + offset, name.c_str());
       Shape expected;
       for (std::int64_t d : dims) expected.push_back(d);
@@ -156,23 +183,32 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
                     expected.str() + ", got " + dtype_name(c.dtype) + " " + c.shape.str());
       return c;
     };
-    if (w_ih0.dtype == DType::I64) shape_error("weight_ih_l0: expected float32, got int64");
-    RawLayerWeights w;
-    w.w_ih = tensor(0, "weight_ih", {GH, config.layer_input_size(layer)}, true).matrix();
-    w.w_hh = tensor(1, "weight_hh", {GH, config.output_size()}, true).matrix();
+    PackedLayer p;
+    p.w_ih =
+        PackedPanels(tensor(0, "weight_ih", {GH, config.layer_input_size(layer)}, true).matrix(), G,
+                     H, config.layer_input_size(layer));
+    p.w_hh = PackedPanels(tensor(1, "weight_hh", {GH, config.output_size()}, true).matrix(), G, H,
+                          config.output_size());
+    const float* b_ih = nullptr;
+    const float* b_hh = nullptr;
     if (biases) {
-      w.b_ih = tensor(2, "bias_ih", {GH}, false).floats();
-      w.b_hh = tensor(3, "bias_hh", {GH}, false).floats();
+      b_ih = tensor(2, "bias_ih", {GH}, false).floats();
+      b_hh = tensor(3, "bias_hh", {GH}, false).floats();
     }
+    pack_biases(config, b_ih, b_hh, p);
     if (projected)
-      w.w_hr = tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size}, true).matrix();
+      p.w_hr = PackedPanels(
+          tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size}, true).matrix(), 1,
+          config.proj_size, H);
     if (peepholes)
-      w.peephole =
+      p.peephole = pack_bias(
           tensor(per - 1, "peephole", {3 * static_cast<std::int64_t>(config.hidden_size)}, false)
-              .floats();
-    raw.push_back(w);
+              .floats(),
+          nullptr, 3, H);
+    packed.push_back(std::move(p));
   }
-  return std::make_shared<const Network>(config, raw);
+  if (where != nullptr) *where = {first, per};
+  return std::make_shared<const Network>(config, std::move(packed));
 }
 
 // A stream's state of one recurrent op: each layer's h and c, plus which rows still have to
@@ -283,13 +319,16 @@ class Recurrent final : public Op {
     network_ =
         build_network(ctx, kind_, static_cast<int>(ctx.attrs().integer("num_layers", 1, 1 << 20)),
                       ctx.attrs().boolean("bidirectional"), ctx.attrs().boolean("has_biases"), 3,
-                      cell_options(ctx.attrs(), kind_));
+                      cell_options(ctx.attrs(), kind_), &weights_);
     if (ctx.attrs().has("lengths")) lengths_ = ctx.attrs().integers("lengths");
     if (ctx.attrs().has("reverse")) reverse_ = ctx.attrs().boolean("reverse");
     if (reverse_ && config().bidirectional)
       shape_error("attribute 'reverse': a bidirectional layer reads both directions already");
   }
   const NetworkConfig& config() const noexcept { return network_->config(); }
+  bool read_weight(const NodeDef&, int operand, void* out) const override {
+    return weights_.read(*network_, operand, out);
+  }
   void infer(InferContext& ctx) const override {
     const NetworkConfig& c = config();
     const ValueMeta& x = ctx.in(0);
@@ -375,6 +414,7 @@ class Recurrent final : public Op {
   CellKind kind_;
   bool batch_first_;
   std::shared_ptr<const Network> network_;
+  WeightOperands weights_;
   std::vector<std::int64_t> lengths_;  // empty: every row runs all T steps
   bool reverse_ = false;
 };
@@ -552,7 +592,10 @@ class Cell final : public Op {
     // Reuse the layer reader on a view of the operands without the absent biases.
     NodeDef weights_only = ctx.node();
     weights_only.inputs.resize(biases ? 7 : 5);
-    network_ = build_network(ctx.within(weights_only), kind_, 1, false, biases, 3);
+    network_ = build_network(ctx.within(weights_only), kind_, 1, false, biases, 3, {}, &weights_);
+  }
+  bool read_weight(const NodeDef&, int operand, void* out) const override {
+    return weights_.read(*network_, operand, out);
   }
   void infer(InferContext& ctx) const override {
     const NetworkConfig& c = network_->config();
@@ -608,6 +651,7 @@ class Cell final : public Op {
  private:
   CellKind kind_;
   std::shared_ptr<const Network> network_;
+  WeightOperands weights_;
 };
 
 }  // namespace
