@@ -1,5 +1,6 @@
-// The capsule of state-changing test hooks that pyrnn._testing calls (see testing_hooks.h).
-// Nothing here is an attribute a user would reach for: _core exposes only the capsule.
+// The capsule of test hooks that pyrnn._testing calls (see testing_hooks.h): the switches that
+// change the engine's state, its step-timing loop, its activations and ISA choice. Nothing here
+// is an attribute a user would reach for: _core exposes only the capsule.
 #include <pybind11/pybind11.h>
 
 #include "bindings/bindings.h"
