@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +293,10 @@ def test_the_installed_package_holds_no_benchmark_suite():
         assert_measurements_only(path.read_text(encoding="utf-8"))
 
 
+# Subprocesses start outside the source tree, whose pyrnn/ has no compiled extension.
+OUTSIDE = tempfile.gettempdir()
+
+
 def test_the_engine_extension_holds_no_test_hooks():
     # The oracle, the activation hook, the step-timing loop and the switches that make the engine
     # take rare paths live in pyrnn._testing; _core's surface is the engine (plus the probe that
@@ -303,7 +308,7 @@ def test_the_engine_extension_holds_no_test_hooks():
         "print('pyrnn._testing' in sys.modules)"
     )
     lines = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=OUTSIDE
     ).stdout.splitlines()
     assert lines == [
         "['_C_API', '_probe_fma_peak', '_probe_isas', '_probe_read_bandwidth', '_testing_hooks']",
@@ -334,7 +339,9 @@ def test_test_hooks_from_another_build_are_refused_naming_both_versions():
         "except ImportError as error:\n"
         "    print(error)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=OUTSIDE
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(r"test hooks are version 999, this extension expects \d+", result.stdout)
 
