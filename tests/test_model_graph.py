@@ -228,24 +228,59 @@ def test_kernel_scratch_beyond_memory_is_refused(
     np.testing.assert_array_equal(model(np.ones((10, 4), np.float32)), 4)
 
 
-def test_packing_a_shared_weight_beyond_memory_is_refused(
+def test_a_weight_two_nodes_pack_alike_is_packed_once(
     small_machine: Callable[[int | None], None],
 ) -> None:
-    # Each linear node packs its own copy of the 1 MiB weight.
+    # Both linear nodes take the one packed copy of the 1 MiB weight.
     nodes = [node("linear", ["x", "w"], ["a"]), node("linear", ["a", "w"], ["y"])]
     graph = Graph.from_json({**graph_json(nodes), "constants": ["w"]})
     graph.inputs[0].shape = [None, 512]
     weight = np.eye(512, dtype=np.float32)
-    small_machine(3 * 2**19)  # one packed copy fits (the core keeps no other), the second not
+    x = np.ones((2, 512), np.float32)
+    small_machine(3 * 2**19)  # one packed copy fits, a second would not
+    np.testing.assert_array_equal(pyrnn.Model(graph, {"w": weight})(x), x)
+    small_machine(2**19)  # not even one
     with pytest.raises(
         GraphError,
-        match=r"node 1 \(linear\): a buffer of \d+ bytes would take the graph's constants and "
+        match=r"node 0 \(linear\): a buffer of \d+ bytes would take the graph's constants and "
         r"packed weights past this machine's physical memory",
     ):
         pyrnn.Model(graph, {"w": weight})
-    small_machine(None)
-    x = np.ones((2, 512), np.float32)
-    np.testing.assert_array_equal(pyrnn.Model(graph, {"w": weight})(x), x)
+
+
+def test_a_weight_packed_in_two_layouts_is_packed_for_each(isa: str) -> None:
+    """One constant as an LSTM's recurrent weights (4 gates of 9 units) and as a linear
+    layer's weight (one block of 36 rows): two packings, each node reading its own."""
+    torch.manual_seed(1)
+    lstm, fc = torch.nn.LSTM(9, 9, batch_first=True), torch.nn.Linear(9, 36)
+    given = weights(lstm=lstm)
+    given["fc.weight"] = given["lstm.weight_hh_l0"]
+    given["fc.bias"] = fc.bias.detach().numpy().copy()
+
+    def model(shared: bool) -> pyrnn.Model:
+        graph = Graph(
+            [InputSpec("x", "float32", [None, None, 9])],
+            {"tensor": "y"},
+            [*given] if not shared else [k for k in given if k != "fc.weight"],
+            [
+                lstm_node("x", "lstm", ["seq", "h", "c"]),
+                Node(
+                    "linear",
+                    ["seq", "lstm.weight_hh_l0" if shared else "fc.weight", "fc.bias"],
+                    ["y"],
+                ),
+            ],
+        )
+        return pyrnn.Model(graph, {k: v for k, v in given.items() if k in graph.constants})
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 9)).astype(np.float32)
+    shared = model(True)
+    assert shared(x).tobytes() == model(False)(x).tobytes()
+    with torch.no_grad():
+        fc.weight.copy_(lstm.weight_hh_l0)
+        expected = fc(lstm(torch.from_numpy(x))[0]).numpy()
+    np.testing.assert_allclose(shared(x), expected, rtol=1e-5, atol=1e-5)
+    assert shared.state_dict()["lstm.weight_hh_l0"].tobytes() == given["fc.weight"].tobytes()
 
 
 INFER_PEAK = """
