@@ -7,7 +7,7 @@ the six recurrent types, and loaded by ``pyrnn.load`` from files it saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -216,7 +216,8 @@ class Model:
 
         meta = {**self._meta, **_meta(graph, given)}
         kept = {**self._scales, **_scales(given)}
-        core = _build_core(graph, meta, fetch, kept)
+        # The weights not given are shared with the old core (and the streams still on it).
+        core = _build_core(graph, meta, fetch, kept, base=self, changed=set(given))
         self._meta, self._scales, self._core = meta, kept, core
         return IncompatibleKeys(missing, unexpected)
 
@@ -380,11 +381,12 @@ def _build_core(
     fetch: Callable[[str], np.ndarray],
     scales: Mapping[str, np.ndarray],
     base: Model | None = None,
+    changed: Collection[str] = (),
 ) -> Any:
     """The core graph of `graph`: constants described by `meta`, their bytes from `fetch` as
     each node needs them (a matrix only packed is fetched, packed and let go). With `base`,
-    the constants that are base's too (same name and description, a derived one made alike)
-    are shared with base's core, not held twice."""
+    the constants that are base's too (same name and description, not in `changed`; a derived
+    one made alike from such) are shared with base's core, not held twice."""
     graph, derived = fold_linear_into_recurrent(graph, meta)
     shared: list[str] = []
     if base is not None:
@@ -392,8 +394,16 @@ def _build_core(
         shared = [
             name
             for name in graph.constants
-            if (name not in derived and base._meta.get(name) == meta.get(name))
-            or (name in derived and name in theirs and _same_derivation(derived[name], theirs[name]))
+            if (
+                name not in derived
+                and name not in changed
+                and base._meta.get(name) == meta.get(name)
+            )
+            or (
+                name in theirs
+                and name in derived
+                and _same_derivation(derived[name], theirs[name], changed)
+            )
         ]
 
     failures: list[BaseException] = []
@@ -434,9 +444,9 @@ def _build_core(
         raise GraphError(str(error)) from None
 
 
-def _same_derivation(ours: Any, theirs: Any) -> bool:
-    """Whether two derived constants are made alike: the same description, function and
-    arguments (so the same bytes, from the same originals)."""
+def _same_derivation(ours: Any, theirs: Any, changed: Collection[str]) -> bool:
+    """Whether two derived constants are made alike, from originals none of which `changed`:
+    the same description, function and arguments (so the same bytes)."""
     (described, made), (their_described, their_made) = ours, theirs
     return (
         described == their_described
@@ -444,6 +454,8 @@ def _same_derivation(ours: Any, theirs: Any) -> bool:
         and isinstance(their_made, partial)
         and (made.func, made.args, made.keywords)
         == (their_made.func, their_made.args, their_made.keywords)
+        and not any(isinstance(arg, str) and arg in changed for arg in made.args)
+        and not made.keywords
     )
 
 

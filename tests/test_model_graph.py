@@ -505,6 +505,33 @@ def test_pickle_state_dict_and_stream_state_round_trip() -> None:
     np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize(
+    "given",
+    [["fc.weight"], ["fc.bias"], ["lstm.weight_ih_l0"], ["head.weight"], ["lstm.bias_hh_l0"]],
+)
+def test_loading_some_weights_changes_those_and_what_is_made_from_them(given: list[str]) -> None:
+    """The new core shares the weights not given with the old one; a folded product made from a
+    given weight (fc into the LSTM's input weights) is made anew."""
+    model, _ = head_model()
+    x = np.random.default_rng(6).standard_normal((2, 5, 5)).astype(np.float32)
+    before = model(x)
+    stream = model.stream(batch=2)
+    old = [stream.step(x[:, t]) for t in range(5)]
+    weights_now = model.state_dict()
+    changed = {key: weights_now[key] * 0.75 + 0.125 for key in given}
+    model.load_state_dict(changed, strict=False)
+    graph = head_model()[0].graph
+    expected = pyrnn.Model(graph, {**weights_now, **changed})
+    assert model(x).tobytes() == expected(x).tobytes()
+    assert not np.array_equal(model(x), before)
+    for key, value in model.state_dict().items():
+        assert value.tobytes() == expected.state_dict()[key].tobytes(), key
+    # A stream made before keeps the weights it was made with.
+    stream.reset()
+    for t in range(5):
+        np.testing.assert_array_equal(stream.step(x[:, t]), old[t])
+
+
 # -- windows along time --------------------------------------------------------------------------
 def window_model(
     kernel: int, stride: int, padding: int, dilation: int, pool: tuple[Any, ...] | None
