@@ -133,6 +133,10 @@ class Graph:
         # name -> the constant as a C-contiguous array of its storage dtype, called when a
         # node first needs it (a matrix only packed is let go once packed)
         fetch: Callable[[str], np.ndarray],
+        # a Graph whose constants named in `shared` hold the same bytes: this one shares its
+        # copies and packed panels of them
+        base: Graph | None = None,
+        shared: Sequence[str] = (),
     ) -> None: ...
     def constant(self, name: str) -> np.ndarray:
         """A fresh array of constant `name`: its copy, or read back from the packed panels."""

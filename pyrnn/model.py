@@ -7,7 +7,8 @@ the six recurrent types, and loaded by ``pyrnn.load`` from files it saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -89,13 +90,16 @@ class Model:
         meta: dict[str, tuple[str, tuple[int, ...]]],
         fetch: Callable[[str], np.ndarray],
         scales: dict[str, np.ndarray],
+        base: Model | None = None,
     ) -> None:
         """Builds the core graph, which packs each weight matrix as `fetch` gives it and holds
-        it only in that packed form; everything the model shows is read back from the core."""
+        it only in that packed form; everything the model shows is read back from the core.
+        With `base` (a model whose constants of the same names are these), the core shares
+        base's copies and packed weights of them instead of holding its own."""
         self._graph = graph
         self._meta = meta  # constant -> (storage dtype, shape)
         self._scales = scales  # int8 only: '<name>_scale' -> its read-only scales
-        self._core = _build_core(graph, meta, fetch, scales)
+        self._core = _build_core(graph, meta, fetch, scales, base)
 
     # -- running ---------------------------------------------------------------------------
     def __call__(self, *inputs: Any) -> Any:
@@ -212,7 +216,8 @@ class Model:
 
         meta = {**self._meta, **_meta(graph, given)}
         kept = {**self._scales, **_scales(given)}
-        core = _build_core(graph, meta, fetch, kept)
+        # The weights not given are shared with the old core (and the streams still on it).
+        core = _build_core(graph, meta, fetch, kept, base=self, changed=set(given))
         self._meta, self._scales, self._core = meta, kept, core
         return IncompatibleKeys(missing, unexpected)
 
@@ -375,10 +380,31 @@ def _build_core(
     meta: Mapping[str, tuple[str, tuple[int, ...]]],
     fetch: Callable[[str], np.ndarray],
     scales: Mapping[str, np.ndarray],
+    base: Model | None = None,
+    changed: Collection[str] = (),
 ) -> Any:
     """The core graph of `graph`: constants described by `meta`, their bytes from `fetch` as
-    each node needs them (a matrix only packed is fetched, packed and let go)."""
+    each node needs them (a matrix only packed is fetched, packed and let go). With `base`,
+    the constants that are base's too (same name and description, not in `changed`; a derived
+    one made alike from such) are shared with base's core, not held twice."""
     graph, derived = fold_linear_into_recurrent(graph, meta)
+    shared: list[str] = []
+    if base is not None:
+        _, theirs = fold_linear_into_recurrent(base._graph, base._meta)
+        shared = [
+            name
+            for name in graph.constants
+            if (
+                name not in derived
+                and name not in changed
+                and base._meta.get(name) == meta.get(name)
+            )
+            or (
+                name in theirs
+                and name in derived
+                and _same_derivation(derived[name], theirs[name], changed)
+            )
+        ]
 
     failures: list[BaseException] = []
 
@@ -409,11 +435,28 @@ def _build_core(
             ],
             structure_leaves(graph.outputs),
             source,
+            None if base is None else base._core,
+            shared,
         )
     except ValueError as error:
         if failures and error is failures[-1]:
             raise
         raise GraphError(str(error)) from None
+
+
+def _same_derivation(ours: Any, theirs: Any, changed: Collection[str]) -> bool:
+    """Whether two derived constants are made alike, from originals none of which `changed`:
+    the same description, function and arguments (so the same bytes)."""
+    (described, made), (their_described, their_made) = ours, theirs
+    return (
+        described == their_described
+        and isinstance(made, partial)
+        and isinstance(their_made, partial)
+        and (made.func, made.args, made.keywords)
+        == (their_made.func, their_made.args, their_made.keywords)
+        and not any(isinstance(arg, str) and arg in changed for arg in made.args)
+        and not made.keywords
+    )
 
 
 def _as_input(value: Any, name: str, dtype: str) -> np.ndarray:

@@ -312,12 +312,13 @@ def _state_plan(model: Model) -> _StatePlan | None:
 
 
 def _sharing(model: Model, graph: Graph) -> Model:
-    """A model of `graph` on `model`'s weights (not copied)."""
+    """A model of `graph` on `model`'s weights: its core shares the copies and packed weights of
+    `model`'s core."""
     from .model import Model
 
     result = Model.__new__(Model)
     graph.validate()
-    result._build(graph, model._meta, model._core.constant, model._scales)
+    result._build(graph, model._meta, model._core.constant, model._scales, base=model)
     return result
 
 

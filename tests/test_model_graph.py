@@ -228,24 +228,59 @@ def test_kernel_scratch_beyond_memory_is_refused(
     np.testing.assert_array_equal(model(np.ones((10, 4), np.float32)), 4)
 
 
-def test_packing_a_shared_weight_beyond_memory_is_refused(
+def test_a_weight_two_nodes_pack_alike_is_packed_once(
     small_machine: Callable[[int | None], None],
 ) -> None:
-    # Each linear node packs its own copy of the 1 MiB weight.
+    # Both linear nodes take the one packed copy of the 1 MiB weight.
     nodes = [node("linear", ["x", "w"], ["a"]), node("linear", ["a", "w"], ["y"])]
     graph = Graph.from_json({**graph_json(nodes), "constants": ["w"]})
     graph.inputs[0].shape = [None, 512]
     weight = np.eye(512, dtype=np.float32)
-    small_machine(3 * 2**19)  # one packed copy fits (the core keeps no other), the second not
+    x = np.ones((2, 512), np.float32)
+    small_machine(3 * 2**19)  # one packed copy fits, a second would not
+    np.testing.assert_array_equal(pyrnn.Model(graph, {"w": weight})(x), x)
+    small_machine(2**19)  # not even one
     with pytest.raises(
         GraphError,
-        match=r"node 1 \(linear\): a buffer of \d+ bytes would take the graph's constants and "
+        match=r"node 0 \(linear\): a buffer of \d+ bytes would take the graph's constants and "
         r"packed weights past this machine's physical memory",
     ):
         pyrnn.Model(graph, {"w": weight})
-    small_machine(None)
-    x = np.ones((2, 512), np.float32)
-    np.testing.assert_array_equal(pyrnn.Model(graph, {"w": weight})(x), x)
+
+
+def test_a_weight_packed_in_two_layouts_is_packed_for_each(isa: str) -> None:
+    """One constant as an LSTM's recurrent weights (4 gates of 9 units) and as a linear
+    layer's weight (one block of 36 rows): two packings, each node reading its own."""
+    torch.manual_seed(1)
+    lstm, fc = torch.nn.LSTM(9, 9, batch_first=True), torch.nn.Linear(9, 36)
+    given = weights(lstm=lstm)
+    given["fc.weight"] = given["lstm.weight_hh_l0"]
+    given["fc.bias"] = fc.bias.detach().numpy().copy()
+
+    def model(shared: bool) -> pyrnn.Model:
+        graph = Graph(
+            [InputSpec("x", "float32", [None, None, 9])],
+            {"tensor": "y"},
+            [*given] if not shared else [k for k in given if k != "fc.weight"],
+            [
+                lstm_node("x", "lstm", ["seq", "h", "c"]),
+                Node(
+                    "linear",
+                    ["seq", "lstm.weight_hh_l0" if shared else "fc.weight", "fc.bias"],
+                    ["y"],
+                ),
+            ],
+        )
+        return pyrnn.Model(graph, {k: v for k, v in given.items() if k in graph.constants})
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 9)).astype(np.float32)
+    shared = model(True)
+    assert shared(x).tobytes() == model(False)(x).tobytes()
+    with torch.no_grad():
+        fc.weight.copy_(lstm.weight_hh_l0)
+        expected = fc(lstm(torch.from_numpy(x))[0]).numpy()
+    np.testing.assert_allclose(shared(x), expected, rtol=1e-5, atol=1e-5)
+    assert shared.state_dict()["lstm.weight_hh_l0"].tobytes() == given["fc.weight"].tobytes()
 
 
 INFER_PEAK = """
@@ -468,6 +503,33 @@ def test_pickle_state_dict_and_stream_state_round_trip() -> None:
     a, b, c = stream.step(x[0, 3]), fork.step(x[0, 3]), restored.step(x[0, 3])
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [["fc.weight"], ["fc.bias"], ["lstm.weight_ih_l0"], ["head.weight"], ["lstm.bias_hh_l0"]],
+)
+def test_loading_some_weights_changes_those_and_what_is_made_from_them(given: list[str]) -> None:
+    """The new core shares the weights not given with the old one; a folded product made from a
+    given weight (fc into the LSTM's input weights) is made anew."""
+    model, _ = head_model()
+    x = np.random.default_rng(6).standard_normal((2, 5, 5)).astype(np.float32)
+    before = model(x)
+    stream = model.stream(batch=2)
+    old = [stream.step(x[:, t]) for t in range(5)]
+    weights_now = model.state_dict()
+    changed = {key: weights_now[key] * 0.75 + 0.125 for key in given}
+    model.load_state_dict(changed, strict=False)
+    graph = head_model()[0].graph
+    expected = pyrnn.Model(graph, {**weights_now, **changed})
+    assert model(x).tobytes() == expected(x).tobytes()
+    assert not np.array_equal(model(x), before)
+    for key, value in model.state_dict().items():
+        assert value.tobytes() == expected.state_dict()[key].tobytes(), key
+    # A stream made before keeps the weights it was made with.
+    stream.reset()
+    for t in range(5):
+        np.testing.assert_array_equal(stream.step(x[:, t]), old[t])
 
 
 # -- windows along time --------------------------------------------------------------------------

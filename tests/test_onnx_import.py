@@ -9,6 +9,7 @@ sizes); a wrong gate order, a misplaced bias or a missing reverse is off by 1e-2
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -919,6 +920,97 @@ def test_ambiguous_state_inputs_refuse_to_stream_naming_the_input() -> None:
     # A stream of one row: the state input's batch dim is 1.
     model = pyrnn.from_onnx(recurrent_model("GRU", initial="input", outputs=("Y", "Y_h")))
     assert model.stream(batch=1).state["initial_h"].shape == (1, 1, 5)
+
+
+def _folded_streaming_graph(features: int, hidden: int) -> onnx.ModelProto:
+    """x -> MatMul (folded into the LSTM's input weights) -> LSTM taking initial_h/initial_c
+    from the inputs h, c -> MatMul head; outputs y and the final state (Y_h, Y_c)."""
+    rng = np.random.default_rng(4)
+
+    def uniform(*shape: int) -> np.ndarray:
+        return rng.uniform(-0.4, 0.4, shape).astype(np.float32)
+
+    inits = [
+        numpy_helper.from_array(uniform(features, hidden), "W_in"),
+        numpy_helper.from_array(uniform(1, 4 * hidden, hidden), "W"),
+        numpy_helper.from_array(uniform(1, 4 * hidden, hidden), "R"),
+        numpy_helper.from_array(uniform(1, 8 * hidden), "B"),
+        numpy_helper.from_array(uniform(hidden, hidden), "W_out"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W_in"], ["x_in"]),
+        helper.make_node(
+            "LSTM", ["x_in", "W", "R", "B", "", "h", "c"], ["Y", "Y_h", "Y_c"], hidden_size=hidden
+        ),
+        helper.make_node("Squeeze", ["Y", "axis"], ["Y3"]),
+        helper.make_node("MatMul", ["Y3", "W_out"], ["y"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", features]),
+        helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, "N", hidden]),
+        helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, "N", hidden]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y", "Y_h", "Y_c")
+    ]
+    graph = helper.make_graph(nodes, "streaming", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 14)])
+
+
+@pytest.mark.parametrize("weights", ["fp32", "fp16", "int8"])
+def test_state_input_stream_runs_on_the_models_weights_and_outlives_them(
+    weights: str, isa: str
+) -> None:
+    """The stream runs the graph without its state inputs on the model's own copies and
+    packed weights: they read back bit-exactly there, and stay alive while the stream does."""
+    from pyrnn.graph_passes import fold_linear_into_recurrent
+    from pyrnn.model_stream import _cached_plan
+
+    proto = _folded_streaming_graph(5, 20)
+
+    def make() -> pyrnn.Model:
+        model = pyrnn.from_onnx(proto)
+        return model if weights == "fp32" else pyrnn.quantize(model, weights)
+
+    model, reference = make(), make()
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((6, 2, 5)).astype(np.float32)
+    h, c = (rng.standard_normal((1, 2, 20)).astype(np.float32) for _ in range(2))
+    stream = model.stream(batch=2)
+    stateless = _cached_plan(model)
+    assert stateless is not None
+    folded, derived = fold_linear_into_recurrent(model.graph, model._meta)
+    assert bool(derived) == (weights == "fp32")  # the first MatMul folds into a float LSTM
+    for name in folded.constants:
+        ours, theirs = stateless.model._core.constant(name), model._core.constant(name)
+        assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), name
+
+    expected = reference.stream(batch=2)
+    expected.state = stream.state = {"h": h, "c": c}
+    for t in range(3):
+        for ours, theirs in zip(stream.step(x[t]), expected.step(x[t]), strict=True):
+            assert ours.tobytes() == theirs.tobytes()
+    whole = reference(x, h, c)
+    # New weights make a new core; a stream made before runs on the old ones, which only it
+    # holds once the model's next stream has replaced the cached graph.
+    changed = {
+        k: v + 1 if v.dtype == np.float32 and v.ndim == 1 else v
+        for k, v in model.state_dict().items()
+    }
+    model.load_state_dict(changed)
+    assert not np.array_equal(model.stream(batch=2).step(x[0])[0], expected.step(x[0])[0])
+    expected = reference.stream(batch=2)
+    expected.state = stream.state
+    del model, stateless
+    gc.collect()
+    for t in range(3, 6):
+        outs = stream.step(x[t])
+        for ours, theirs in zip(outs, expected.step(x[t]), strict=True):
+            assert ours.tobytes() == theirs.tobytes()
+        close(outs[0], whole[0][t])
+    close(outs[1], whole[1])
+    close(outs[2], whole[2])
 
 
 def test_state_input_stream_saves_and_runs_without_onnx(tmp_path: Path) -> None:

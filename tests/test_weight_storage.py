@@ -396,6 +396,11 @@ if mode == "convert":
 elif mode.startswith("save"):
     model = pyrnn.load(path) if mode == "save" else pyrnn.LSTM(1024, 1024, 2, seed=0)
     pyrnn.save(pyrnn.LSTM(8, 8, seed=0), path + ".warm")
+elif mode == "reload":
+    model = pyrnn.load(path)
+    stream = model.stream()  # keeps running on the weights it was made with
+    stream.step(np.zeros(1024, np.float32))
+    bias = np.zeros(1024, np.float32)
 gc.collect()
 try:
     with open("/proc/self/clear_refs", "w") as handle:
@@ -407,6 +412,8 @@ if mode == "load":
     model = pyrnn.load(path)
 elif mode == "convert":
     model = pyrnn.from_torch(net, example)
+elif mode == "reload":
+    model.load_state_dict({"head.bias": bias}, strict=False)
 else:
     pyrnn.save(model, path + ".copy")
 gc.collect()
@@ -455,6 +462,19 @@ def test_a_whole_model_holds_its_weights_once(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
 @_NOT_UNDER_ASAN
+def test_loading_some_weights_shares_the_others_with_the_old_core(tmp_path: Path) -> None:
+    """load_state_dict of the head's bias alone: the new core shares every other weight with the
+    old one, which a stream made before still runs on, instead of a second packed copy."""
+    path = tmp_path / "model.safetensors"
+    _measure_model("convert", path)
+    figures = _measure_model("reload", path)
+    assert figures["weights"] > 64 * _MIB
+    assert figures["grown"] <= 0.1 * figures["weights"] + _SLACK, figures
+    assert figures["peak"] <= 0.1 * figures["weights"] + _SLACK, figures
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
+@_NOT_UNDER_ASAN
 @pytest.mark.parametrize("mode", ["save", "save_module"])
 def test_saving_writes_one_tensor_at_a_time(tmp_path: Path, mode: str) -> None:
     """pyrnn.save reads each matrix back from the packed copy, writes it and lets it go: the
@@ -469,3 +489,99 @@ def test_saving_writes_one_tensor_at_a_time(tmp_path: Path, mode: str) -> None:
     copy = pyrnn.load(str(path) + ".copy")
     original = pyrnn.load(path) if mode == "save" else pyrnn.LSTM(1024, 1024, 2, seed=0)
     _assert_same(copy.state_dict(), original.state_dict())
+
+
+# An ONNX graph exported for streaming: x (T, N, 256) -> a linear (folded into the LSTM's input
+# weights) -> LSTM-1024 taking initial_h / initial_c from the inputs h, c -> a linear head;
+# outputs y and the final state. 37 MiB of weights.
+_STATE_INPUT_SCRIPT = """
+import gc, json, sys
+import numpy as np
+import pyrnn
+from onnx import TensorProto, helper, numpy_helper
+
+def status():
+    fields = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+def streaming_graph(features, hidden):
+    rng = np.random.default_rng(0)
+    def uniform(*shape):
+        return rng.uniform(-0.05, 0.05, shape).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(uniform(features, hidden), "W_in"),
+        numpy_helper.from_array(uniform(1, 4 * hidden, hidden), "W"),
+        numpy_helper.from_array(uniform(1, 4 * hidden, hidden), "R"),
+        numpy_helper.from_array(uniform(1, 8 * hidden), "B"),
+        numpy_helper.from_array(uniform(hidden, hidden), "W_out"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W_in"], ["x_in"]),
+        helper.make_node(
+            "LSTM", ["x_in", "W", "R", "B", "", "h", "c"], ["Y", "Y_h", "Y_c"], hidden_size=hidden
+        ),
+        helper.make_node("Squeeze", ["Y", "axis"], ["Y3"]),
+        helper.make_node("MatMul", ["Y3", "W_out"], ["y"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", features]),
+        helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, "N", hidden]),
+        helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, "N", hidden]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y", "Y_h", "Y_c")
+    ]
+    graph = helper.make_graph(nodes, "streaming", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 14)])
+
+# Everything a first stream of such a model brings in once comes first.
+warm = pyrnn.from_onnx(streaming_graph(4, 8))
+warm.stream().step(np.zeros(4, np.float32))
+del warm
+model = pyrnn.from_onnx(streaming_graph(256, 1024))
+x = np.random.default_rng(1).standard_normal((3, 256)).astype(np.float32)
+model(x[:, None], *[np.zeros((1, 1, 1024), np.float32)] * 2)
+gc.collect()
+try:
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+except OSError:
+    pass
+before = status()
+stream = model.stream()
+outputs = [stream.step(frame) for frame in x]
+gc.collect()
+after = status()
+weights = sum(array.nbytes for array in model.state_dict().values())
+print(json.dumps({
+    "grown": after["VmRSS"] - before["VmRSS"],
+    "peak": after["VmHWM"] - before["VmRSS"],
+    "weights": weights,
+}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
+@_NOT_UNDER_ASAN
+def test_a_stream_of_a_graph_with_state_inputs_shares_the_models_weights() -> None:
+    """Such a stream runs the graph without its state inputs, a second core graph: it takes
+    the model's packed weights and constants rather than a copy of them."""
+    pytest.importorskip("onnx")
+    result = subprocess.run(
+        [sys.executable, "-c", _STATE_INPUT_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=OUTSIDE,
+        env={**os.environ, "PYRNN_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    figures: dict[str, int] = json.loads(result.stdout.splitlines()[-1])
+    assert figures["weights"] > 32 * _MIB
+    assert figures["grown"] <= 0.1 * figures["weights"] + _SLACK, figures

@@ -110,13 +110,17 @@ void add_nodes(g::Graph& graph, const py::list& nodes);
 // The constants' bytes come from `fetch(name)` when a node first needs them: a weight that is
 // only packed is fetched, packed and let go, so that (with a fetch reading a file tensor by
 // tensor) the plain weights never all exist beside the packed ones. A Python exception raised
-// by `fetch` is the one the caller sees.
+// by `fetch` is the one the caller sees. With `base` (a Graph), the constants named in `shared`
+// hold the same bytes as base's of those names: this graph shares base's copies and packed
+// panels of them instead of making its own.
 GraphHandle build(const py::list& inputs, const py::list& constants, const py::list& nodes,
-                  const std::vector<std::string>& outputs, const py::function& fetch) {
-  // Constants copied and weights packed (once per use: a weight shared by many nodes is packed
-  // for each) are held to physical memory, refused before the buffer that would exceed it.
+                  const std::vector<std::string>& outputs, const py::function& fetch,
+                  const py::object& base, const std::vector<std::string>& shared) {
+  // Constants copied and weights packed (once per layout: nodes packing one weight alike share
+  // the panels) are held to physical memory, refused before the buffer that would exceed it.
   const AllocationBudget budget(g::plan_memory_limit(), "the graph's constants and packed weights");
   auto graph = std::make_shared<g::Graph>();
+  if (!base.is_none()) graph->share_from(graph_of(base).plans->graph(), shared);
   std::optional<py::error_already_set> failed;
   graph->set_source([&](const std::string& name) -> g::ConstantBytes {
     const g::Constant* c = graph->constant(name);
@@ -310,7 +314,8 @@ py::array read_constant(GraphHandle& self, const std::string& name) {
 void bind_graph(py::module_& m) {
   py::class_<GraphHandle>(m, "Graph")
       .def(py::init(&build), py::arg("inputs"), py::arg("constants"), py::arg("nodes"),
-           py::arg("outputs"), py::arg("fetch"))
+           py::arg("outputs"), py::arg("fetch"), py::arg("base") = py::none(),
+           py::arg("shared") = std::vector<std::string>())
       .def(
           "constant",
           [](py::handle self, const std::string& name) {

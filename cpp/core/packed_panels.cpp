@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace pyrnn {
 
@@ -39,18 +40,21 @@ PackedPanels::PackedPanels(const WeightMatrix& weights, int gates, int units, in
   const std::size_t panel_elements = checked_mul(static_cast<std::size_t>(k), row_width());
   const std::size_t total = checked_mul(panel_elements, blocks());
   // Storage is counted in floats; narrow elements are packed into them.
-  data_.resize((checked_mul(total, element) + sizeof(float) - 1) / sizeof(float));
-  auto* out = reinterpret_cast<unsigned char*>(data_.data());
+  auto storage = std::make_shared<AlignedBuffer>((checked_mul(total, element) + sizeof(float) - 1) /
+                                                 sizeof(float));
+  auto* out = reinterpret_cast<unsigned char*>(storage->data());
   const auto* in = static_cast<const unsigned char*>(weights.data);
   for_each_element(gates, units, k, row_width(), [&](std::size_t from, std::size_t to) {
     std::memcpy(out + to * element, in + from * element, element);
   });
+  data_ = storage->data();
+  storage_ = std::move(storage);
   if (type_ == WeightType::I8) scales_ = pack_bias(weights.scales, nullptr, gates, units);
 }
 
 void PackedPanels::unpack(void* out) const noexcept {
   const std::size_t element = weight_size(type_);
-  const auto* in = reinterpret_cast<const unsigned char*>(data_.data());
+  const auto* in = reinterpret_cast<const unsigned char*>(data_);
   auto* dst = static_cast<unsigned char*>(out);
   for_each_element(gates_, units_, k_, row_width(), [&](std::size_t to, std::size_t from) {
     std::memcpy(dst + to * element, in + from * element, element);

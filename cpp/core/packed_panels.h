@@ -6,9 +6,13 @@
 // Elements are stored in the matrix's weight type (fp32, fp16, bf16 or int8), the layout the
 // same for every type; int8 panels also hold one scale per output column (a gate unit), packed
 // like a bias (blocks x G x kUnitBlock, padding 0).
+//
+// The packed elements are immutable once packed, and copies share them: a copy costs no memory,
+// and any number of ops, graphs and threads may read one set of panels.
 #pragma once
 
 #include <cstddef>
+#include <memory>
 
 #include "core/aligned_buffer.h"
 #include "core/dims.h"
@@ -39,14 +43,13 @@ class PackedPanels {
   // Block j's panel as elements of its storage type `W` (float, Half, BFloat16, std::int8_t).
   template <class W>
   const W* panel_as(int block) const noexcept {
-    return reinterpret_cast<const W*>(data_.data()) +
-           static_cast<std::size_t>(block) * k_ * row_width();
+    return reinterpret_cast<const W*>(data_) + static_cast<std::size_t>(block) * k_ * row_width();
   }
   // fp32 panels only.
   const float* panel(int block) const noexcept { return panel_as<float>(block); }
   // int8 panels: the scale of each output column (output_width() floats); null otherwise.
   const float* scales() const noexcept { return scales_.size() ? scales_.data() : nullptr; }
-  bool empty() const noexcept { return data_.size() == 0; }
+  bool empty() const noexcept { return data_ == nullptr; }
   // Bytes of the packed elements (what a step streams through the caches).
   std::size_t bytes() const noexcept {
     return static_cast<std::size_t>(blocks()) * k_ * row_width() * weight_size(type_);
@@ -57,7 +60,8 @@ class PackedPanels {
   int gates_ = 0;
   int units_ = 0;
   int k_ = 0;
-  AlignedBuffer data_;  // elements of type_, in floats' worth of storage
+  std::shared_ptr<const AlignedBuffer> storage_;  // elements of type_, in floats' worth
+  const float* data_ = nullptr;                   // storage_'s, read by the kernels
   AlignedBuffer scales_;
 };
 

@@ -50,8 +50,10 @@ void Graph::add_constant(const std::string& name, DType dtype, const Shape& shap
                          const float* scales) {
   add_deferred_constant(name, dtype, shape, scales);
   Constant& constant = constants_.back();
-  constant.data.resize((constant.bytes() + sizeof(float) - 1) / sizeof(float));
-  if (constant.bytes()) std::memcpy(constant.data.data(), data, constant.bytes());
+  auto copy =
+      std::make_shared<AlignedBuffer>((constant.bytes() + sizeof(float) - 1) / sizeof(float));
+  if (constant.bytes()) std::memcpy(copy->data(), data, constant.bytes());
+  constant.data = std::move(copy);
   constant.held = true;
 }
 
@@ -71,7 +73,7 @@ void Graph::add_deferred_constant(const std::string& name, DType dtype, const Sh
     if (!(std::isfinite(scales[row]) && scales[row] > 0.0f))
       throw std::invalid_argument(where + "scale of row " + std::to_string(row) + " is " +
                                   std::to_string(scales[row]) + "; expected finite and > 0");
-  Constant constant{-1, dtype, shape, AlignedBuffer(), AlignedBuffer()};
+  Constant constant{-1, dtype, shape, nullptr, AlignedBuffer()};
   (void)constant.bytes();  // throws on absurd sizes, before the name is taken
   constant.value = new_value(name, false, -1);
   if (scales != nullptr) {
@@ -87,7 +89,7 @@ std::size_t Constant::bytes() const {
 }
 
 ConstantBytes Graph::bytes(const Constant& c) const {
-  if (c.held) return {c.data.data(), nullptr};
+  if (c.held) return {c.values(), nullptr};
   const std::string& name = values_[c.value].name;
   if (!source_) throw std::logic_error("constant '" + name + "' has no bytes and no source");
   ConstantBytes found = source_(name);
@@ -100,20 +102,81 @@ const Constant& Graph::hold(int value) {
   Constant& c = constants_[constant_of_value_[value]];
   c.as_value = true;
   if (!c.held) {
-    AlignedBuffer copy((c.bytes() + sizeof(float) - 1) / sizeof(float));
-    if (c.bytes()) {
-      const ConstantBytes found = bytes(c);
-      std::memcpy(copy.data(), found.data, c.bytes());
+    const Constant* theirs = shared(c);
+    if (theirs != nullptr && theirs->held) {
+      c.data = theirs->data;
+    } else {
+      auto copy = std::make_shared<AlignedBuffer>((c.bytes() + sizeof(float) - 1) / sizeof(float));
+      if (c.bytes()) {
+        const ConstantBytes found = bytes(c);
+        std::memcpy(copy->data(), found.data, c.bytes());
+      }
+      c.data = std::move(copy);
     }
-    c.data = std::move(copy);
     c.held = true;
   }
   return c;
 }
 
+void Graph::share_from(std::shared_ptr<const Graph> base, const std::vector<std::string>& names) {
+  if (!nodes_.empty()) throw std::logic_error("a graph shares constants before its nodes");
+  base_ = std::move(base);
+  shared_names_ = std::unordered_set<std::string>(names.begin(), names.end());
+}
+
+const Constant* Graph::shared(const Constant& c) const {
+  if (base_ == nullptr) return nullptr;
+  const std::string& name = values_[c.value].name;
+  if (shared_names_.count(name) == 0) return nullptr;
+  const Constant* theirs = base_->constant(name);
+  if (theirs == nullptr || theirs->dtype != c.dtype || theirs->shape != c.shape ||
+      theirs->scales.size() != c.scales.size())
+    return nullptr;
+  if (c.scales.size() &&
+      std::memcmp(theirs->scales.data(), c.scales.data(), c.scales.size() * sizeof(float)) != 0)
+    return nullptr;
+  return theirs;
+}
+
+const std::vector<PackedPanels>* Graph::packed(const std::string& name,
+                                               const PackLayout& layout) const {
+  const auto found = packed_.find(name);
+  if (found == packed_.end()) return nullptr;
+  for (const Packed& entry : found->second)
+    if (entry.layout == layout) return &entry.panels;
+  return nullptr;
+}
+
+std::vector<PackedPanels> Graph::pack(const Constant& c, const PackLayout& layout) {
+  const std::string& name = values_[c.value].name;
+  // The layout must cover the matrix exactly: then it alone says where each element goes.
+  const std::int64_t block = static_cast<std::int64_t>(layout.gates) * layout.units;
+  const std::int64_t rows = c.shape.rank >= 2 ? c.shape[0] : -1;
+  if (rows < 0 || layout.groups < 1 || block < 0 || layout.k < 0 ||
+      (block == 0 ? rows != 0 : rows % block != 0 || rows / block != layout.groups) ||
+      (rows > 0 && c.shape.numel() / rows != layout.k))
+    throw std::logic_error("constant '" + name + "' " + c.shape.str() +
+                           " does not fit the packing asked of it");
+  if (const std::vector<PackedPanels>* found = packed(name, layout)) return *found;
+  const std::vector<PackedPanels>* reused = nullptr;
+  if (shared(c) != nullptr) reused = base_->packed(name, layout);
+  std::vector<PackedPanels> panels;
+  if (reused != nullptr) {
+    panels = *reused;
+  } else {
+    const ConstantBytes found = bytes(c);
+    const BuildContext::ConstantView view{c.dtype, c.shape, found.data,
+                                          c.scales.size() ? c.scales.data() : nullptr, nullptr};
+    for (int g = 0; g < layout.groups; ++g)
+      panels.emplace_back(view.matrix(g * block), layout.gates, layout.units, layout.k);
+  }
+  packed_[name].push_back({layout, panels});
+  return panels;
+}
+
 void Graph::read(const Constant& c, void* out) const {
   if (c.held) {
-    if (c.bytes()) std::memcpy(out, c.data.data(), c.bytes());
+    if (c.bytes()) std::memcpy(out, c.values(), c.bytes());
     return;
   }
   if (c.packer < 0 || !ops_[c.packer]->read_weight(nodes_[c.packer], c.operand, out))
@@ -228,11 +291,13 @@ void Graph::set_outputs(const std::vector<std::string>& names) {
     if (c.packer < 0 || c.as_value) {
       hold(c.value);
     } else if (c.held) {
-      c.data = AlignedBuffer();  // the packed panels are its copy now
+      c.data = nullptr;  // the packed panels are its copy now
       c.held = false;
     }
   }
   source_ = nullptr;
+  base_ = nullptr;
+  shared_names_.clear();
 }
 
 // -- BuildContext / InferContext ------------------------------------------------------------
@@ -296,16 +361,17 @@ BuildContext::ConstantView BuildContext::weight_info(int i, const char* role) co
   return view(c, {});
 }
 
-BuildContext::ConstantView BuildContext::weight(int i, const char* role) const {
+std::vector<PackedPanels> BuildContext::pack(int i, const char* role,
+                                             const PackLayout& layout) const {
   const Constant& c = find(i, role);
-  ConstantView found = view(c, graph_.bytes(c));
+  std::vector<PackedPanels> panels = graph_.pack(c, layout);
   if (packed_ != nullptr && i < static_cast<int>(packed_->size())) (*packed_)[i] = 1;
-  return found;
+  return panels;
 }
 
 BuildContext::ConstantView BuildContext::constant(int i, const char* role) const {
   const Constant& c = find(i, role);
-  const ConstantView found = view(c, {graph_.hold(node_.inputs[i]).data.data(), nullptr});
+  const ConstantView found = view(c, {graph_.hold(node_.inputs[i]).values(), nullptr});
   if (is_narrow(found.dtype))
     throw std::invalid_argument(std::string(role) + " '" + graph_.value(node_.inputs[i]).name +
                                 "' is a " + dtype_name(found.dtype) +

@@ -8,6 +8,10 @@
 // fetched from the caller's source when a node packs it and let go after, and read back from
 // the panels (bit-exactly) on demand. Constants read as values (biases, tables, operands of
 // element-wise ops) and constants no node packs are held as a copy.
+//
+// A graph built on another one's constants (a model's graph without some of its inputs) takes
+// the other's copies and packed panels of the constants both hold, rather than its own: both
+// are immutable, shared by the graphs that read them.
 #pragma once
 
 #include <cstdint>
@@ -16,9 +20,11 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/aligned_buffer.h"
+#include "core/packed_panels.h"
 #include "graph/op.h"
 #include "graph/tensor.h"
 
@@ -41,7 +47,8 @@ struct Constant {
   int value;
   DType dtype;
   Shape shape;
-  AlignedBuffer data;    // 64-byte aligned copy while `held`; empty when only packed
+  // 64-byte aligned copy while `held` (read-only, maybe another graph's); null when only packed.
+  std::shared_ptr<const AlignedBuffer> data;
   AlignedBuffer scales;  // I8 only: one scale per row (dim 0), weight = q * scale
   bool held = false;
   bool as_value = false;  // read as a value by some node or the caller: the copy stays
@@ -49,6 +56,8 @@ struct Constant {
   int operand = -1;       // and the operand it took it as
 
   std::size_t bytes() const;
+  // The copy's elements (null when not held or empty).
+  const float* values() const noexcept { return data ? data->data() : nullptr; }
 };
 
 // The bytes of a constant added without them, from the caller: `keep` holds `data` alive for
@@ -77,6 +86,10 @@ class Graph {
   void add_deferred_constant(const std::string& name, DType dtype, const Shape& shape,
                              const float* scales = nullptr);
   void set_source(ConstantSource source) { source_ = std::move(source); }
+  // Before any node: the constants named in `names` hold the same bytes here as in `base`
+  // (a complete graph), so this graph shares base's copy and packed panels of each rather
+  // than making its own, where dtype, shape, scales and packing layout agree.
+  void share_from(std::shared_ptr<const Graph> base, const std::vector<std::string>& names);
   // An operand is a value name, an int literal, or absent.
   struct Operand {
     enum Kind { Name, Literal, Absent } kind = Absent;
@@ -86,7 +99,7 @@ class Graph {
   void add_node(const std::string& op, const std::vector<Operand>& inputs,
                 const std::vector<std::string>& outputs, Attrs attrs, const std::string& source);
   // Completes the graph: every constant no node packed is held as a copy, the copies of those
-  // only packed are released, and the source is let go.
+  // only packed are released, and the source (and the graph shared from) is let go.
   void set_outputs(const std::vector<std::string>& names);
 
   int value_count() const noexcept { return static_cast<int>(values_.size()); }
@@ -108,6 +121,10 @@ class Graph {
   // making sure it has a copy (for ops that keep pointers into it).
   ConstantBytes bytes(const Constant& c) const;
   const Constant& hold(int value);
+  // Building only: the matrix of constant `c` packed in `layout` (one PackedPanels per group),
+  // packed once: a second node packing it alike, or a graph sharing this one's constants,
+  // gets the same panels.
+  std::vector<PackedPanels> pack(const Constant& c, const PackLayout& layout);
   // "node 3 (linear; fc (model.py:12))" for messages.
   std::string describe(int node) const;
 
@@ -119,6 +136,15 @@ class Graph {
   // every constant it reads as a value.
   void settle_operands(int index, const std::vector<char>& packed);
   int lookup(const std::string& name, const std::string& where) const;
+  // The constant of base_ that `c` may share (same name, dtype, shape and scales), or null.
+  const Constant* shared(const Constant& c) const;
+  // Panels this graph packed `name` into in `layout`, or null.
+  const std::vector<PackedPanels>* packed(const std::string& name, const PackLayout& layout) const;
+
+  struct Packed {
+    PackLayout layout;
+    std::vector<PackedPanels> panels;  // sharing the ops' elements
+  };
 
   std::vector<ValueInfo> values_;
   std::unordered_map<std::string, int> by_name_;
@@ -129,6 +155,9 @@ class Graph {
   std::vector<std::unique_ptr<Op>> ops_;
   std::vector<int> outputs_;
   ConstantSource source_;
+  std::unordered_map<std::string, std::vector<Packed>> packed_;  // by constant name
+  std::shared_ptr<const Graph> base_;                            // while building
+  std::unordered_set<std::string> shared_names_;
 };
 
 }  // namespace pyrnn::graph

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/kernel_table.h"
+#include "core/packed_panels.h"
 #include "core/weight_type.h"
 #include "graph/attrs.h"
 #include "graph/tensor.h"
@@ -25,6 +26,15 @@ namespace pyrnn::graph {
 class Graph;
 struct Constant;
 struct ConstantBytes;
+
+// How an op packs a weight matrix: its rows in `groups` consecutive blocks of gates*units rows
+// (a convolution's groups; 1 otherwise), each packed as PackedPanels(block, gates, units, k).
+struct PackLayout {
+  int gates = 1, units = 0, k = 0, groups = 1;
+  bool operator==(const PackLayout& o) const noexcept {
+    return gates == o.gates && units == o.units && k == o.k && groups == o.groups;
+  }
+};
 
 struct NodeDef {
   std::string op;
@@ -37,7 +47,7 @@ struct NodeDef {
 // Build time: what an op may know before any shape is: its operands' kinds and the constants.
 class BuildContext {
  public:
-  // `packed` (one flag per operand, may be null) records the operands taken by weight().
+  // `packed` (one flag per operand, may be null) records the operands taken by pack().
   BuildContext(Graph& graph, const NodeDef& node, std::vector<char>* packed = nullptr)
       : graph_(graph), node_(node), packed_(packed) {}
   // The same node seen through `view` (a copy of it with fewer operands), sharing the record.
@@ -68,12 +78,13 @@ class BuildContext {
     WeightMatrix matrix(std::int64_t first_row = 0) const;
   };
   ConstantView constant(int i, const char* role) const;
-  // Operand i as a weight matrix to pack: like constant(), but it may also be F16, BF16 or I8
-  // (the caller checks the dtype it accepts). Only ops that pack weights call it; the data
-  // is valid while the view lives.
-  ConstantView weight(int i, const char* role) const;
-  // weight() without the data (null): its dtype and shape.
+  // Operand i as a weight matrix, without its data (null): its dtype and shape, which may
+  // also be F16, BF16 or I8 (the caller checks the dtype it accepts).
   ConstantView weight_info(int i, const char* role) const;
+  // Operand i's matrix packed in `layout` (its dtype and shape checked by the caller against
+  // weight_info): one PackedPanels per group. Only ops that pack weights call it; the plain
+  // bytes are fetched for it and let go once packed, unless already packed alike.
+  std::vector<PackedPanels> pack(int i, const char* role, const PackLayout& layout) const;
   bool is_constant(int i) const;
 
  private:

@@ -224,7 +224,7 @@ std::size_t Plan::lay_out() {
   auto* base = reinterpret_cast<std::byte*>(arena_.data());
   for (int v : order) pointers_[v] = base + offset[v];
   for (const Constant& constant : g.constants())
-    pointers_[constant.value] = const_cast<float*>(constant.data.data());
+    pointers_[constant.value] = const_cast<float*>(constant.values());
   return arena_bytes_ + outputs_bytes;
 }
 

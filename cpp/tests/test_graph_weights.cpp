@@ -1,8 +1,10 @@
 // Narrow weight constants in model graphs: what add_constant accepts (int8 needs finite, positive
 // scales, one per row; narrow types are matrices), which ops pack them (linear, conv1d, rnn,
 // rnn_cell) and that every other use is refused when the node is built, naming the constant.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -92,10 +94,57 @@ void check_uses() {
   graph->add_node("linear", {name("x"), name("w"), Op{}}, {"y"}, {}, "");
 }
 
+// A graph packs a weight once however many nodes pack it alike; a graph built on another's
+// constants takes its packed panels and copies of those it may share, fetching only the rest.
+void check_sharing() {
+  std::vector<float> w(32), b(8), u(32);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = 0.5f * static_cast<float>(i) - 3.0f;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(i);
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = -static_cast<float>(i);
+  std::vector<std::string> fetched;
+  const auto source = [&](const std::string& n) -> g::ConstantBytes {
+    fetched.push_back(n);
+    return {n == "w" ? w.data() : n == "b" ? b.data() : u.data(), nullptr};
+  };
+  const auto deferred = [&](g::Graph& graph, const char* wide) {
+    graph.add_input("x", g::DType::F32, {-1, 4});
+    graph.add_deferred_constant("w", g::DType::F32, shape_of({8, 4}));
+    graph.add_deferred_constant("b", g::DType::F32, shape_of({8}));
+    graph.add_deferred_constant("u", g::DType::F32, shape_of({8, 4}));
+    graph.add_deferred_constant("v", g::DType::F32, shape_of({8, std::atoi(wide)}));
+    graph.set_source(source);
+  };
+  auto base = std::make_shared<g::Graph>();
+  deferred(*base, "4");
+  base->add_node("linear", {name("x"), name("w"), name("b")}, {"y"}, {}, "");
+  base->add_node("linear", {name("x"), name("w")}, {"z"}, {}, "");
+  base->add_node("linear", {name("x"), name("v")}, {"t"}, {}, "");
+  base->set_outputs({"y", "z", "t"});
+  std::sort(fetched.begin(), fetched.end());
+  PYRNN_CHECK(fetched == std::vector<std::string>({"b", "u", "v", "w"}));  // w once; u unread
+
+  fetched.clear();
+  g::Graph graph;
+  deferred(graph, "2");                     // v: another shape here
+  graph.share_from(base, {"w", "b", "v"});  // u: not the same bytes here
+  graph.add_node("linear", {name("x"), name("w"), name("b")}, {"y"}, {}, "");
+  graph.add_node("linear", {name("x"), name("u")}, {"z"}, {}, "");
+  graph.set_outputs({"y", "z"});  // holds v, unread, as a copy: its own
+  std::sort(fetched.begin(), fetched.end());
+  PYRNN_CHECK(fetched == std::vector<std::string>({"u", "v"}));
+  PYRNN_CHECK(graph.constant("b")->values() == base->constant("b")->values());
+  std::vector<float> back(32);
+  graph.read(*graph.constant("w"), back.data());
+  PYRNN_CHECK(back == w);
+  graph.read(*graph.constant("u"), back.data());
+  PYRNN_CHECK(back == u);
+}
+
 }  // namespace
 
 int main() {
   check_constants();
   check_uses();
+  check_sharing();
   return pyrnn::testing::failures() == 0 ? 0 : 1;
 }

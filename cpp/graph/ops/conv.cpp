@@ -176,7 +176,7 @@ class Conv1d final : public Op {
     ctx.require_inputs(2, 3);
     ctx.require_outputs(1);
     ctx.require_tensor(0, "x");
-    const auto w = ctx.weight(1, "weight");
+    const auto w = ctx.weight_info(1, "weight");
     if (w.dtype == DType::I64 || w.shape.rank != 3)
       shape_error("conv1d: weight must be a 3-D float32 (or float16, bfloat16, int8) tensor, got " +
                   std::string(dtype_name(w.dtype)) + " " + w.shape.str());
@@ -190,9 +190,9 @@ class Conv1d final : public Op {
     if (k > INT32_MAX || group_out_ > INT32_MAX || window_.span() > INT32_MAX)
       shape_error("conv1d: weight " + w.shape.str() + " exceeds the core's limits");
     // Each group's (Cout/g, Cin/g * K) rows are contiguous in torch's layout.
-    for (std::int64_t g = 0; g < groups_; ++g)
-      panels_.emplace_back(w.matrix(g * group_out_), 1, static_cast<int>(group_out_),
-                           static_cast<int>(k));
+    panels_ =
+        ctx.pack(1, "weight",
+                 {1, static_cast<int>(group_out_), static_cast<int>(k), static_cast<int>(groups_)});
     const float* b = nullptr;
     if (ctx.has(2)) {
       const auto bias = ctx.constant(2, "bias");

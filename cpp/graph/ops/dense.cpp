@@ -18,7 +18,7 @@ class Linear final : public Op {
     ctx.require_inputs(2, 3);
     ctx.require_outputs(1);
     ctx.require_tensor(0, "x");
-    const auto w = ctx.weight(1, "weight");
+    const auto w = ctx.weight_info(1, "weight");
     if (w.dtype == DType::I64 || w.shape.rank != 2)
       shape_error("linear: weight must be a 2-D float32 (or float16, bfloat16, int8) tensor, got " +
                   std::string(dtype_name(w.dtype)) + " " + w.shape.str());
@@ -34,7 +34,7 @@ class Linear final : public Op {
                     bias.shape.str());
       b = bias.floats();
     }
-    panels_ = PackedPanels(w.matrix(), 1, out_features_, in_features_);
+    panels_ = std::move(ctx.pack(1, "weight", {1, out_features_, in_features_, 1}).front());
     bias_ = pack_bias(b, nullptr, 1, out_features_);
   }
   void infer(InferContext& ctx) const override {

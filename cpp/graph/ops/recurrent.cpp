@@ -173,8 +173,8 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
     // Matrices in the network's weight type (that of weight_ih_l0), biases float32.
     const auto tensor = [&](int offset, const std::string& name,
                             std::initializer_list<std::int64_t> dims, bool matrix) {
-      auto c =
-          matrix ? ctx.weight(at + offset, name.c_str()) : ctx.constant(at + offset, name.c_str());
+      auto c = matrix ? ctx.weight_info(at + offset, name.c_str())
+                      : ctx.constant(at + offset, name.c_str());
       Shape expected;
       for (std::int64_t d : dims) expected.push_back(d);
       const DType dtype = matrix ? w_ih0.dtype : DType::F32;
@@ -183,12 +183,14 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
                     expected.str() + ", got " + dtype_name(c.dtype) + " " + c.shape.str());
       return c;
     };
+    // A matrix checked, then packed (or taken as packed already).
+    const auto matrix = [&](int offset, const std::string& name, int gates, int units, int k) {
+      tensor(offset, name, {static_cast<std::int64_t>(gates) * units, k}, true);
+      return std::move(ctx.pack(at + offset, name.c_str(), {gates, units, k, 1}).front());
+    };
     PackedLayer p;
-    p.w_ih =
-        PackedPanels(tensor(0, "weight_ih", {GH, config.layer_input_size(layer)}, true).matrix(), G,
-                     H, config.layer_input_size(layer));
-    p.w_hh = PackedPanels(tensor(1, "weight_hh", {GH, config.output_size()}, true).matrix(), G, H,
-                          config.output_size());
+    p.w_ih = matrix(0, "weight_ih", G, H, config.layer_input_size(layer));
+    p.w_hh = matrix(1, "weight_hh", G, H, config.output_size());
     const float* b_ih = nullptr;
     const float* b_hh = nullptr;
     if (biases) {
@@ -196,10 +198,7 @@ std::shared_ptr<const Network> build_network(const BuildContext& ctx, CellKind k
       b_hh = tensor(3, "bias_hh", {GH}, false).floats();
     }
     pack_biases(config, b_ih, b_hh, p);
-    if (projected)
-      p.w_hr = PackedPanels(
-          tensor(per - 1, "weight_hr", {config.proj_size, config.hidden_size}, true).matrix(), 1,
-          config.proj_size, H);
+    if (projected) p.w_hr = matrix(per - 1, "weight_hr", 1, config.proj_size, H);
     if (peepholes)
       p.peephole = pack_bias(
           tensor(per - 1, "peephole", {3 * static_cast<std::int64_t>(config.hidden_size)}, false)
