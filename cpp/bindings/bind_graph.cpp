@@ -92,8 +92,7 @@ GraphHandle build(const py::list& inputs, const py::list& constants, const py::l
     const auto name = entry[0].cast<std::string>();
     const std::string where = "constant '" + name + "'";
     const auto array = entry[1].cast<py::array>();
-    if (!(array.flags() & py::array::c_style) ||
-        !(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    if (!(array.flags() & py::array::c_style) || !(array.flags() & kNpyAligned))
       throw std::invalid_argument(where + ": expected a C-contiguous, aligned array");
     if (entry.size() == 2) {
       graph->add_constant(name, dtype_of(array, where), shape_of(array, where), array.data());
@@ -157,8 +156,7 @@ py::list forward(GraphHandle& self, const py::list& arrays) {
   for (std::size_t i = 0; i < arrays.size(); ++i) {
     const std::string name = "input '" + graph.value(graph.inputs()[i].value).name + "'";
     auto array = arrays[i].cast<py::array>();
-    if (!(array.flags() & py::array::c_style) ||
-        !(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    if (!(array.flags() & py::array::c_style) || !(array.flags() & kNpyAligned))
       throw std::invalid_argument(name + ": expected a C-contiguous, aligned array");
     g::ValueMeta meta;
     meta.dtype = dtype_of(array, name);
@@ -225,9 +223,9 @@ py::dict infer(GraphHandle& self,
 }  // namespace
 
 void bind_graph(py::module_& m) {
-  py::class_<GraphHandle>(m, "Graph")
-      .def(py::init(&build), py::arg("inputs"), py::arg("constants"), py::arg("nodes"),
-           py::arg("outputs"))
+  py::class_<GraphHandle> cls(m, "Graph", with_instance_slot<GraphHandle>());
+  cls.def(py::init(&build), py::arg("inputs"), py::arg("constants"), py::arg("nodes"),
+          py::arg("outputs"))
       .def(
           "forward",
           [](py::handle self, const py::list& arrays) {
@@ -244,6 +242,7 @@ void bind_graph(py::module_& m) {
       .def_property_readonly("cached_plans", [](py::handle self) {
         return initialized<GraphHandle>(self, "Graph").plans->size();
       });
+  record_instances<GraphHandle>(cls);
 }
 
 }  // namespace pyrnn::bindings
