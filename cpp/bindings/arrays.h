@@ -88,6 +88,30 @@ inline bool is_float32_dtype(const py::dtype& dtype) {
          dtype.equal(py::reinterpret_borrow<py::dtype>(float32_descr()));
 }
 
+// A py::array over an object already known to be a numpy array, holding no reference of its own
+// (the caller's keeps the array alive): the step path's checks read a few fields, and a reference
+// round trip through pybind11 is an out-of-line call per array.
+class ArrayView {
+ public:
+  explicit ArrayView(py::handle array) : array_(py::reinterpret_steal<py::array>(array)) {}
+  ~ArrayView() { array_.release(); }
+  ArrayView(const ArrayView&) = delete;
+  ArrayView& operator=(const ArrayView&) = delete;
+  const py::array& operator*() const { return array_; }
+  const py::array* operator->() const { return &array_; }
+
+ private:
+  py::array array_;
+};
+
+// is_float32_dtype(array.dtype()) with the common case (numpy's own descriptor) settled inline.
+[[gnu::always_inline]] inline bool has_float32_dtype(const py::array& array) {
+  PyObject* descr = array.dtype().release().ptr();  // the array keeps a reference of its own
+  const bool singleton = descr == float32_descr();
+  Py_DECREF(descr);
+  return singleton || is_float32_dtype(array.dtype());
+}
+
 // numpy.ma.MaskedArray is an ndarray subclass whose data the core could read, but its mask
 // would be ignored without a word: refused wherever an array is taken. Only slow paths ask.
 inline bool is_masked_array(py::handle array) {
