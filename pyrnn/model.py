@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._arrays import as_float32
+from ._arrays import as_float32, refuse_masked
 from ._base import IncompatibleKeys
 from ._weights import SCALE_SUFFIX, checked_matrix
 from .graph import Graph, GraphError, Node, Structure, structure_leaves
@@ -275,6 +275,7 @@ def _build_core(graph: Graph, constants: Mapping[str, np.ndarray]) -> Any:
 def _as_input(value: Any, name: str, dtype: str) -> np.ndarray:
     if dtype == "float32":
         return np.ascontiguousarray(as_float32(value, name))
+    refuse_masked(value, name)
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without torch
         value = value.detach().cpu().numpy()
     array = np.asarray(value)

@@ -302,3 +302,28 @@ def test_uninitialised_model_streams_graphs_and_builders_raise_instead_of_crashi
     builder = _core.NetworkBuilder.__new__(_core.NetworkBuilder)
     with pytest.raises(TypeError, match="NetworkBuilder was never initialised"):
         builder.build([])
+
+
+def test_masked_arrays_are_refused_by_model_streams_and_calls() -> None:
+    """A numpy masked array's mask would be ignored: refused as a float frame, an index frame
+    and an output, as pyrnn.Stream refuses it, instead of read in place."""
+    model = convert(ResidualGRUs(), torch.randn(4, 160, 16))
+    stream = model.stream()
+    frame = np.ones(16, np.float32)
+    masked = np.ma.masked_array(frame, mask=np.arange(16) % 2 == 0)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        stream.step(masked)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        stream.feed(masked[None])
+    out = np.ma.masked_array(np.empty_like(stream.step(frame)), mask=False)
+    with pytest.raises(TypeError, match=r"^out: .*masked array, whose mask would be ignored"):
+        stream.step(frame, out=out)
+    words = convert(LanguageModel(), torch.randint(0, 50, (4, 160)))
+    tokens = np.ma.masked_array(np.zeros((1, 3), np.int64), mask=[[False, True, False]])
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        words(tokens)
+    index = np.ma.masked_array(np.array(3, np.int64), mask=True)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        words.stream().step(index)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        words.stream(batch=1).feed(tokens)

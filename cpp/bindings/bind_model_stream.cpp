@@ -110,9 +110,12 @@ PyObject* descriptor(g::DType type) {
 }
 
 // True when `value` is a numpy array of exactly this dtype (by equivalence: a pickled array's
-// descriptor is equal but not the same object), shape and flags, usable in place.
+// descriptor is equal but not the same object), shape and flags, usable in place. An input must
+// be exactly a numpy.ndarray: subclasses (a masked array is one, and its mask must not be
+// ignored) go through the converter, which refuses what it cannot take. An output (`writable`)
+// may be a subclass; the caller has refused masked ones.
 bool exact(py::handle value, g::DType type, const Dims& shape, bool writable) {
-  if (!py::array::check_(value)) return false;
+  if (writable ? !py::array::check_(value) : Py_TYPE(value.ptr()) != ndarray_type()) return false;
   const py::array array = borrow_array(value);
   const int needed = kNpyCContiguous | kNpyAligned | (writable ? kNpyWriteable : 0);
   if ((array.flags() & needed) != needed) return false;
@@ -211,6 +214,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
                                     " in the model's output order");
       }
       const std::string name = n_out == 1 ? "out" : "out[" + std::to_string(j) + "]";
+      if (Py_TYPE(value.ptr()) != ndarray_type()) refuse_masked(value, name.c_str());
       if (!exact(value, type, shape, true))
         throw std::invalid_argument(name + ": expected a writable, C-contiguous " +
                                     std::string(g::dtype_name(type)) + " array of shape " +
