@@ -49,8 +49,9 @@ bool is_float32_array(py::handle x, int flags) {
 }
 
 // The data of `x` when is_float32_array(x, flags) holds and x has exactly `shape` (`rank`
-// extents), else null: the caller takes its slow path. The step's own test, inlined there: as a
-// call it cost ~40 instructions more per step (callgrind) of the ~95 ns tiny step.
+// extents), else null: the caller takes its slow path. The step's own test: inlined, and reading
+// the array through an ArrayView, it runs ~55 fewer instructions per step (callgrind) than a
+// called function taking references, about 3 ns of a ~95 ns tiny step.
 [[gnu::always_inline]] inline float* in_place(py::handle x, int flags, const py::ssize_t* shape,
                                               py::ssize_t rank) {
   if (Py_TYPE(x.ptr()) != ndarray_type()) return nullptr;
