@@ -105,7 +105,7 @@ class ArrayView {
 };
 
 // is_float32_dtype(array.dtype()) with the common case (numpy's own descriptor) settled inline.
-[[gnu::always_inline]] inline bool has_float32_dtype(const py::array& array) {
+inline bool has_float32_dtype(const py::array& array) {
   PyObject* descr = array.dtype().release().ptr();  // the array keeps a reference of its own
   const bool singleton = descr == float32_descr();
   Py_DECREF(descr);
