@@ -50,14 +50,19 @@ def _refuse_without_data(tensor: Any, name: str) -> None:
         )
 
 
-def as_float32(value: Any, name: str) -> np.ndarray:
-    """A float32 view of `value` when possible, else a float32 copy. Keeps strides (the core
-    reads strided sequences) but guarantees alignment and a unit-stride last axis."""
+def refuse_masked(value: Any, name: str) -> None:
+    """numpy reads a masked array's data and drops its mask: refused wherever an array is taken."""
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(
             f"{name}: expected a plain array, got a numpy masked array, whose mask would be "
             f"ignored; fill the masked values first ({name}.filled(0.0))"
         )
+
+
+def as_float32(value: Any, name: str) -> np.ndarray:
+    """A float32 view of `value` when possible, else a float32 copy. Keeps strides (the core
+    reads strided sequences) but guarantees alignment and a unit-stride last axis."""
+    refuse_masked(value, name)
     if not isinstance(value, np.ndarray):
         _refuse_containers(value, name)
         if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without torch

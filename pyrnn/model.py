@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._arrays import as_float32
+from ._arrays import as_float32, refuse_masked
 from ._base import IncompatibleKeys
 from ._weights import SCALE_SUFFIX, check_scales, checked_matrix
 from .graph import Graph, GraphError, Node, Structure, structure_leaves
@@ -462,6 +462,7 @@ def _same_derivation(ours: Any, theirs: Any, changed: Collection[str]) -> bool:
 def _as_input(value: Any, name: str, dtype: str) -> np.ndarray:
     if dtype == "float32":
         return np.ascontiguousarray(as_float32(value, name))
+    refuse_masked(value, name)
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without torch
         value = value.detach().cpu().numpy()
     array = np.asarray(value)

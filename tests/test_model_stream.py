@@ -262,3 +262,68 @@ def test_state_inputs_of_a_converted_module_are_the_stream_state() -> None:
     assert_close(h, want[1], "h_n")
     assert_close(c, want[2], "c_n")
     assert_close(stream.state["c0"], want[2], "state c0")
+
+
+def test_uninitialised_model_streams_graphs_and_builders_raise_instead_of_crashing() -> None:
+    """__new__ without __init__ must give TypeError from every method, never a segfault."""
+    from pyrnn import _core
+
+    class Projected(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp, self.gru = nn.Linear(3, 4), nn.GRU(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.gru(self.inp(x))[0]
+
+    model = convert(Projected(), torch.zeros(5, 1, 3))
+    x = np.zeros(3, np.float32)
+    for stream in (
+        pyrnn.ModelStream.__new__(pyrnn.ModelStream),
+        _core.ModelStream.__new__(_core.ModelStream),
+    ):
+        calls = [
+            lambda s=stream: s.step(x),
+            lambda s=stream: s.feed(x[None]),
+            lambda s=stream: s._reset(),
+            lambda s=stream: s.rows,
+            lambda s=stream: _core.ModelStream(s),
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match="ModelStream was never initialised"):
+                call()
+    working = model.stream()
+    assert working.step(np.zeros((1, 3), np.float32)) is not None
+    graph = _core.Graph.__new__(_core.Graph)
+    with pytest.raises(TypeError, match="Graph was never initialised"):
+        _ = graph.cached_plans
+    with pytest.raises(TypeError, match="Graph was never initialised"):
+        _core.ModelStream(graph, {"tensor": 0}, 1, False, None, 64)
+    builder = _core.NetworkBuilder.__new__(_core.NetworkBuilder)
+    with pytest.raises(TypeError, match="NetworkBuilder was never initialised"):
+        builder.build([])
+
+
+def test_masked_arrays_are_refused_by_model_streams_and_calls() -> None:
+    """A numpy masked array's mask would be ignored: refused as a float frame, an index frame
+    and an output, as pyrnn.Stream refuses it, instead of read in place."""
+    model = convert(ResidualGRUs(), torch.randn(4, 160, 16))
+    stream = model.stream()
+    frame = np.ones(16, np.float32)
+    masked = np.ma.masked_array(frame, mask=np.arange(16) % 2 == 0)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        stream.step(masked)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        stream.feed(masked[None])
+    out = np.ma.masked_array(np.empty_like(stream.step(frame)), mask=False)
+    with pytest.raises(TypeError, match=r"^out: .*masked array, whose mask would be ignored"):
+        stream.step(frame, out=out)
+    words = convert(LanguageModel(), torch.randint(0, 50, (4, 160)))
+    tokens = np.ma.masked_array(np.zeros((1, 3), np.int64), mask=[[False, True, False]])
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        words(tokens)
+    index = np.ma.masked_array(np.array(3, np.int64), mask=True)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        words.stream().step(index)
+    with pytest.raises(TypeError, match="masked array, whose mask would be ignored"):
+        words.stream(batch=1).feed(tokens)

@@ -688,3 +688,43 @@ def test_uninitialised_instances_raise_instead_of_crashing() -> None:
         network.forward(np.zeros((1, 1, 3), np.float32), empty, None, None, empty, None)
     with pytest.raises(RuntimeError, match="non-held"):  # pybind11's own holder check
         _core.Stream(network, 1, False, False)
+
+
+def test_core_streams_keep_their_object_through_subclasses_reinit_and_collection() -> None:
+    """The C++ object behind a stream is found the same way for Python subclasses (with a
+    __dict__ or __slots__), survives a second __init__ (which changes nothing), and an __init__
+    that fails leaves the instance refusing every call."""
+    import gc
+    import weakref
+
+    source = pyrnn.LSTM(3, 4, seed=0).stream()
+    x = np.ones(3, np.float32)
+    want = _core.Stream(source).step(x)
+
+    class WithDict(_core.Stream):
+        pass
+
+    class WithSlots(_core.Stream):
+        __slots__ = ("tag",)
+
+    for cls in (_core.Stream, WithDict, WithSlots):
+        fork = cls(source)
+        if cls is not _core.Stream:
+            fork.tag = "kept"
+        np.testing.assert_array_equal(fork.step(x), want)
+        fork._reset()
+        fork.__init__(pyrnn.GRU(3, 4, seed=1).stream())  # pybind11 ignores a second __init__
+        np.testing.assert_array_equal(fork.step(x), want)
+        assert getattr(fork, "tag", "kept") == "kept" and fork.rows == 1
+        gone = weakref.ref(fork)
+        del fork
+        gc.collect()
+        assert gone() is None
+
+    failed = _core.Stream.__new__(_core.Stream)
+    with pytest.raises(TypeError, match="expected a pyrnn Stream"):
+        failed.__init__("not a stream")
+    with pytest.raises(TypeError, match="never initialised"):
+        failed.step(x)
+    with pytest.raises(TypeError, match="doesn't apply to a 'object' object"):
+        _core.Stream.__init__(object(), source)

@@ -21,6 +21,25 @@ namespace py = pybind11;
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
+// NumPy's array flags (numpy/ndarraytypes.h, part of its documented C API), for testing
+// py::array::flags() without a call per flag.
+constexpr int kNpyCContiguous = 0x0001;  // NPY_ARRAY_C_CONTIGUOUS
+constexpr int kNpyAligned = 0x0100;      // NPY_ARRAY_ALIGNED
+constexpr int kNpyWriteable = 0x0400;    // NPY_ARRAY_WRITEABLE
+
+// numpy.ndarray itself, fetched once, for exact-type tests (subclasses such as masked arrays
+// take the slow paths). Leaked on purpose: it must outlive every call, including ones during
+// interpreter shutdown.
+inline PyTypeObject* ndarray_type() {
+  static PyObject* type = py::object(py::module_::import("numpy").attr("ndarray")).release().ptr();
+  return reinterpret_cast<PyTypeObject*>(type);
+}
+
+// `object` as a py::array, for an object already known to be one: a reference, no allocation.
+inline py::array borrow_array(py::handle object) {
+  return py::reinterpret_borrow<py::array>(object);
+}
+
 inline std::string shape_string(const py::array& array) {
   std::string text = "(";
   for (py::ssize_t i = 0; i < array.ndim(); ++i)
@@ -37,7 +56,7 @@ inline std::string shape_string(const std::vector<py::ssize_t>& shape) {
 // The kernels load floats directly: a misaligned array (numpy allows them) would be undefined
 // behaviour, so it is refused here (pyrnn._arrays.as_float32 copies such arrays first).
 inline void require_aligned(const py::array& array, const char* name) {
-  if (!(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+  if (!(array.flags() & kNpyAligned)) {
     throw std::invalid_argument(std::string(name) +
                                 ": the array's data is not aligned for float32; pass a copy "
                                 "(np.array(x)) instead of a view at an odd address");
@@ -73,9 +92,33 @@ inline PyObject* float32_descr() {
 // True for native-byte-order float32. Almost every array shares numpy's singleton descriptor, so
 // identity answers first; an equal descriptor that is another object (an unpickled array, one
 // made from ctypes, a dtype carrying metadata) goes through numpy's own equivalence test.
-inline bool is_float32_descr(PyObject* descr) {
-  return descr == float32_descr() ||
-         py::detail::npy_api::get().PyArray_EquivTypes_(descr, float32_descr());
+inline bool is_float32_dtype(const py::dtype& dtype) {
+  return dtype.ptr() == float32_descr() ||
+         dtype.equal(py::reinterpret_borrow<py::dtype>(float32_descr()));
+}
+
+// A py::array over an object already known to be a numpy array, holding no reference of its own
+// (the caller's keeps the array alive): the step path's checks read a few fields, and a reference
+// round trip through pybind11 is an out-of-line call per array.
+class ArrayView {
+ public:
+  explicit ArrayView(py::handle array) : array_(py::reinterpret_steal<py::array>(array)) {}
+  ~ArrayView() { array_.release(); }
+  ArrayView(const ArrayView&) = delete;
+  ArrayView& operator=(const ArrayView&) = delete;
+  const py::array& operator*() const { return array_; }
+  const py::array* operator->() const { return &array_; }
+
+ private:
+  py::array array_;
+};
+
+// is_float32_dtype(array.dtype()) with the common case (numpy's own descriptor) settled inline.
+inline bool has_float32_dtype(const py::array& array) {
+  PyObject* descr = array.dtype().release().ptr();  // the array keeps a reference of its own
+  const bool singleton = descr == float32_descr();
+  Py_DECREF(descr);
+  return singleton || is_float32_dtype(array.dtype());
 }
 
 // numpy.ma.MaskedArray is an ndarray subclass whose data the core could read, but its mask
@@ -98,7 +141,7 @@ inline void refuse_masked(py::handle array, const char* name) {
 
 inline void require_float32(const py::array& array, const char* name) {
   refuse_masked(array, name);
-  if (!is_float32_descr(py::detail::array_proxy(array.ptr())->descr)) {
+  if (!is_float32_dtype(array.dtype())) {
     throw std::invalid_argument(std::string(name) + ": expected dtype float32, got " +
                                 std::string(py::str(array.dtype())));
   }
@@ -161,12 +204,12 @@ inline ByteSpan contiguous_span(const void* data, py::ssize_t floats) noexcept {
   return {begin, begin + static_cast<std::uintptr_t>(floats) * sizeof(float)};
 }
 
-inline ByteSpan float32_span(py::handle array) noexcept {
-  const auto* proxy = py::detail::array_proxy(array.ptr());
-  auto begin = reinterpret_cast<std::uintptr_t>(proxy->data), end = begin;
-  for (int axis = 0; axis < proxy->nd; ++axis) {
-    if (proxy->dimensions[axis] == 0) return {begin, begin};
-    const py::ssize_t reach = (proxy->dimensions[axis] - 1) * proxy->strides[axis];
+inline ByteSpan float32_span(const py::array& array) {
+  const py::ssize_t *shape = array.shape(), *strides = array.strides();
+  auto begin = reinterpret_cast<std::uintptr_t>(array.data()), end = begin;
+  for (py::ssize_t axis = 0; axis < array.ndim(); ++axis) {
+    if (shape[axis] == 0) return {begin, begin};
+    const py::ssize_t reach = (shape[axis] - 1) * strides[axis];
     if (reach < 0)
       begin -= static_cast<std::uintptr_t>(-reach);
     else
@@ -176,12 +219,10 @@ inline ByteSpan float32_span(py::handle array) noexcept {
 }
 
 // Same data pointer, shape and strides: every element of one is the same element of the other.
-inline bool same_view(py::handle a, py::handle b) noexcept {
-  const auto *x = py::detail::array_proxy(a.ptr()), *y = py::detail::array_proxy(b.ptr());
-  if (x->data != y->data || x->nd != y->nd) return false;
-  for (int axis = 0; axis < x->nd; ++axis)
-    if (x->dimensions[axis] != y->dimensions[axis] || x->strides[axis] != y->strides[axis])
-      return false;
+inline bool same_view(const py::array& a, const py::array& b) {
+  if (a.data() != b.data() || a.ndim() != b.ndim()) return false;
+  for (py::ssize_t axis = 0; axis < a.ndim(); ++axis)
+    if (a.shape()[axis] != b.shape()[axis] || a.strides()[axis] != b.strides()[axis]) return false;
   return true;
 }
 

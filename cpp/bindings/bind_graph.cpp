@@ -139,8 +139,7 @@ GraphHandle build(const py::list& inputs, const py::list& constants, const py::l
     if (shape_of(array, where) != c->shape)
       throw std::invalid_argument(where + ": expected shape " + c->shape.str() + ", got " +
                                   shape_of(array, where).str());
-    if (!(array.flags() & py::array::c_style) ||
-        !(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    if (!(array.flags() & py::array::c_style) || !(array.flags() & kNpyAligned))
       throw std::invalid_argument(where + ": expected a C-contiguous, aligned array");
     // Released with the GIL held: the graph is built with it.
     auto held = std::make_shared<py::array>(std::move(array));
@@ -232,8 +231,7 @@ py::list forward(GraphHandle& self, const py::list& arrays) {
   for (std::size_t i = 0; i < arrays.size(); ++i) {
     const std::string name = "input '" + graph.value(graph.inputs()[i].value).name + "'";
     auto array = arrays[i].cast<py::array>();
-    if (!(array.flags() & py::array::c_style) ||
-        !(py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    if (!(array.flags() & py::array::c_style) || !(array.flags() & kNpyAligned))
       throw std::invalid_argument(name + ": expected a C-contiguous, aligned array");
     g::ValueMeta meta;
     meta.dtype = dtype_of(array, name);
@@ -312,10 +310,10 @@ py::array read_constant(GraphHandle& self, const std::string& name) {
 }  // namespace
 
 void bind_graph(py::module_& m) {
-  py::class_<GraphHandle>(m, "Graph")
-      .def(py::init(&build), py::arg("inputs"), py::arg("constants"), py::arg("nodes"),
-           py::arg("outputs"), py::arg("fetch"), py::arg("base") = py::none(),
-           py::arg("shared") = std::vector<std::string>())
+  py::class_<GraphHandle> cls(m, "Graph", with_instance_slot<GraphHandle>());
+  cls.def(py::init(&build), py::arg("inputs"), py::arg("constants"), py::arg("nodes"),
+          py::arg("outputs"), py::arg("fetch"), py::arg("base") = py::none(),
+          py::arg("shared") = std::vector<std::string>())
       .def(
           "constant",
           [](py::handle self, const std::string& name) {
@@ -338,6 +336,7 @@ void bind_graph(py::module_& m) {
       .def_property_readonly("cached_plans", [](py::handle self) {
         return initialized<GraphHandle>(self, "Graph").plans->size();
       });
+  record_instances<GraphHandle>(cls);
 }
 
 }  // namespace pyrnn::bindings

@@ -110,20 +110,21 @@ PyObject* descriptor(g::DType type) {
 }
 
 // True when `value` is a numpy array of exactly this dtype (by equivalence: a pickled array's
-// descriptor is equal but not the same object), shape and flags, usable in place.
+// descriptor is equal but not the same object), shape and flags, usable in place. An input must
+// be exactly a numpy.ndarray: subclasses (a masked array is one, and its mask must not be
+// ignored) go through the converter, which refuses what it cannot take. An output (`writable`)
+// may be a subclass; the caller has refused masked ones.
 bool exact(py::handle value, g::DType type, const Dims& shape, bool writable) {
-  if (!py::detail::npy_api::get().PyArray_Check_(value.ptr())) return false;
-  const auto* proxy = py::detail::array_proxy(value.ptr());
-  const int needed = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
-                     py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
-                     (writable ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0);
-  if ((proxy->flags & needed) != needed) return false;
-  if (proxy->nd != static_cast<int>(shape.size())) return false;
+  if (writable ? !py::array::check_(value) : Py_TYPE(value.ptr()) != ndarray_type()) return false;
+  const py::array array = borrow_array(value);
+  const int needed = kNpyCContiguous | kNpyAligned | (writable ? kNpyWriteable : 0);
+  if ((array.flags() & needed) != needed) return false;
+  if (array.ndim() != static_cast<py::ssize_t>(shape.size())) return false;
   for (std::size_t a = 0; a < shape.size(); ++a)
-    if (proxy->dimensions[a] != shape[a]) return false;
+    if (array.shape()[a] != shape[a]) return false;
+  const py::dtype dtype = array.dtype();
   PyObject* want = descriptor(type);
-  return proxy->descr == want || py::reinterpret_borrow<py::dtype>(proxy->descr)
-                                     .equal(py::reinterpret_borrow<py::dtype>(want));
+  return dtype.ptr() == want || dtype.equal(py::reinterpret_borrow<py::dtype>(want));
 }
 
 std::string shape_text(const Dims& shape) {
@@ -132,13 +133,13 @@ std::string shape_text(const Dims& shape) {
   return text + (shape.size() == 1 ? ",)" : ")");
 }
 
-// Bytes [begin, end) an array spans.
+// Whether two C-contiguous arrays (exact() held for both) share bytes.
 bool overlap(py::handle a, py::handle b) {
-  const auto* pa = py::detail::array_proxy(a.ptr());
-  const auto* pb = py::detail::array_proxy(b.ptr());
-  const py::ssize_t na = py::reinterpret_borrow<py::array>(a).nbytes();
-  const py::ssize_t nb = py::reinterpret_borrow<py::array>(b).nbytes();
-  return na && nb && pa->data < pb->data + nb && pb->data < pa->data + na;
+  const py::array x = borrow_array(a), y = borrow_array(b);
+  const auto* pa = static_cast<const char*>(x.data());
+  const auto* pb = static_cast<const char*>(y.data());
+  const py::ssize_t na = x.nbytes(), nb = y.nbytes();
+  return na && nb && pa < pb + nb && pb < pa + na;
 }
 
 // Up to this many inputs/outputs, pointers live on the stack (no allocation per call).
@@ -185,7 +186,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
                                     shape_string(py::reinterpret_borrow<py::array>(value)));
     }
     in_arrays[i] = value;
-    input_data[i] = py::detail::array_proxy(value.ptr())->data;
+    input_data[i] = borrow_array(value).data();
   }
   // out: one array (a one-output model) or a sequence of arrays in output order.
   py::object results;
@@ -201,7 +202,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
     py::object array;
     if (given) {
       py::object value;
-      if (n_out == 1 && py::detail::npy_api::get().PyArray_Check_(out.ptr())) {
+      if (n_out == 1 && py::array::check_(out)) {
         value = py::reinterpret_borrow<py::object>(out);
       } else if (py::isinstance<py::sequence>(out) && py::len(out) == n_out) {
         value = py::reinterpret_borrow<py::sequence>(out)[j];
@@ -213,6 +214,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
                                     " in the model's output order");
       }
       const std::string name = n_out == 1 ? "out" : "out[" + std::to_string(j) + "]";
+      if (Py_TYPE(value.ptr()) != ndarray_type()) refuse_masked(value, name.c_str());
       if (!exact(value, type, shape, true))
         throw std::invalid_argument(name + ": expected a writable, C-contiguous " +
                                     std::string(g::dtype_name(type)) + " array of shape " +
@@ -229,7 +231,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
     } else {
       array = py::array(py::reinterpret_borrow<py::dtype>(descriptor(type)), shape.vector());
     }
-    output_data[j] = py::detail::array_proxy(array.ptr())->data;
+    output_data[j] = const_cast<void*>(borrow_array(array).data());
     if (listed) {
       if (PyList_Append(made.ptr(), array.ptr()) != 0) throw py::error_already_set();
     } else {
@@ -277,8 +279,7 @@ py::object run(ModelStreamHandle& self, PyObject* const* inputs, std::size_t cou
 // The frame count of a feed: the extent of input 0 along its time axis as the caller sees it.
 std::int64_t frames_of(const ModelStreamHandle& self, PyObject* first) {
   const int axis = self.user_time_axis;
-  py::object array = py::reinterpret_borrow<py::object>(first);
-  if (!py::detail::npy_api::get().PyArray_Check_(first)) {
+  if (!py::array::check_(first)) {
     static PyObject* shape_of =
         py::object(py::module_::import("numpy").attr("shape")).release().ptr();
     PyObject* shape = PyObject_CallFunctionObjArgs(shape_of, first, nullptr);
@@ -288,11 +289,11 @@ std::int64_t frames_of(const ModelStreamHandle& self, PyObject* first) {
       throw std::invalid_argument("expected frames along axis " + std::to_string(axis));
     return dims[axis].cast<std::int64_t>();
   }
-  const auto* proxy = py::detail::array_proxy(first);
-  if (proxy->nd <= axis)
+  const py::array input = borrow_array(first);
+  if (input.ndim() <= axis)
     throw std::invalid_argument("input 0: expected frames along axis " + std::to_string(axis) +
-                                ", got an array of rank " + std::to_string(proxy->nd));
-  return proxy->dimensions[axis];
+                                ", got an array of rank " + std::to_string(input.ndim()));
+  return input.shape()[axis];
 }
 
 ModelStreamHandle& handle_of(py::handle self) {
@@ -393,7 +394,7 @@ pyrnn_stream* capi_model_stream(py::handle object) {
 }
 
 void bind_model_stream(py::module_& m) {
-  py::class_<ModelStreamHandle> cls(m, "ModelStream");
+  py::class_<ModelStreamHandle> cls(m, "ModelStream", with_instance_slot<ModelStreamHandle>());
   cls.def(py::init([](py::handle graph, py::handle structure, std::int64_t rows, bool batched,
                       const std::optional<std::vector<int>>& time_axes, int chunk) {
             const GraphHandle& source = graph_of(graph);
@@ -452,6 +453,7 @@ void bind_model_stream(py::module_& m) {
       .def_property_readonly("output_time_axes", [](py::handle self) {
         return handle_of(self).stream.layout().output_time;
       });
+  record_instances<ModelStreamHandle>(cls);
   add_fast_method(cls, &model_step_def);
   add_fast_method(cls, &model_feed_def);
 }

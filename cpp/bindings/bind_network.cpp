@@ -157,19 +157,14 @@ void check_no_overlap(const py::array& x, const py::array& out, const std::optio
   }
 }
 
-void network_forward(const Network& network, const py::array& x, const py::array& out,
-                     const std::optional<FloatArray>& h0, const std::optional<FloatArray>& c0,
-                     const py::array& hn, const std::optional<py::array>& cn) {
+// The part of forward and forward_packed after their input and output views: the states
+// checked, then the run with the GIL released. `x` is the input array the views read.
+void run_forward(const Network& network, const SequenceIn& in, const SequenceOut& dst,
+                 const py::array& x, const py::array& out, const std::optional<FloatArray>& h0,
+                 const std::optional<FloatArray>& c0, const py::array& hn,
+                 const std::optional<py::array>& cn) {
   const NetworkConfig& config = network.config();
-  const SequenceIn in = sequence_view<const float>(x, "x");
-  const SequenceOut dst = sequence_view<float>(out, "out");
   const py::ssize_t LD = config.num_layers * config.directions(), N = in.rows;
-  if (in.features != config.input_size)
-    throw std::invalid_argument("x: expected " + std::to_string(config.input_size) +
-                                " features, got " + std::to_string(in.features));
-  if (dst.steps != in.steps || dst.rows != in.rows ||
-      dst.features != config.output_size() * config.directions())
-    throw std::invalid_argument("out: shape does not match x and the network");
   const float* h0_data = optional_state(h0, {LD, N, config.output_size()}, "h0");
   const float* c0_data = optional_state(c0, {LD, N, config.hidden_size}, "c0");
   float* hn_data = output_data(hn, {LD, N, config.output_size()}, "hn");
@@ -183,6 +178,21 @@ void network_forward(const Network& network, const py::array& x, const py::array
   py::gil_scoped_release release;
   const InCore in_core;
   forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
+}
+
+void network_forward(const Network& network, const py::array& x, const py::array& out,
+                     const std::optional<FloatArray>& h0, const std::optional<FloatArray>& c0,
+                     const py::array& hn, const std::optional<py::array>& cn) {
+  const NetworkConfig& config = network.config();
+  const SequenceIn in = sequence_view<const float>(x, "x");
+  const SequenceOut dst = sequence_view<float>(out, "out");
+  if (in.features != config.input_size)
+    throw std::invalid_argument("x: expected " + std::to_string(config.input_size) +
+                                " features, got " + std::to_string(in.features));
+  if (dst.steps != in.steps || dst.rows != in.rows ||
+      dst.features != config.output_size() * config.directions())
+    throw std::invalid_argument("out: shape does not match x and the network");
+  run_forward(network, in, dst, x, out, h0, c0, hn, cn);
 }
 
 using IndexArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
@@ -245,27 +255,15 @@ void network_forward_packed(const Network& network, const py::array& data,
     throw std::invalid_argument("out: expected shape (" + std::to_string(data.shape(0)) + ", " +
                                 std::to_string(features) + "), got " + shape_string(out));
   const SequenceOut dst = packed_view<float>(out, "out", offsets);
-  const py::ssize_t LD = config.num_layers * config.directions(), N = in.rows;
-  const float* h0_data = optional_state(h0, {LD, N, config.output_size()}, "h0");
-  const float* c0_data = optional_state(c0, {LD, N, config.hidden_size}, "c0");
-  float* hn_data = output_data(hn, {LD, N, config.output_size()}, "hn");
-  float* cn_data = nullptr;
-  if (config.kind == CellKind::Lstm) {
-    if (!cn) throw std::invalid_argument("cn: required for an LSTM");
-    cn_data = output_data(*cn, {LD, N, config.hidden_size}, "cn");
-  }
-  check_no_overlap(data, out, h0, c0, hn, cn, config.kind == CellKind::Lstm);
-  const KernelTable& kernels = active_kernels();
-  py::gil_scoped_release release;
-  const InCore in_core;
-  forward(kernels, network, in, dst, h0_data, c0_data, hn_data, cn_data);
+  run_forward(network, in, dst, data, out, h0, c0, hn, cn);
 }
 
 }  // namespace
 
 void bind_network(py::module_& m) {
-  py::class_<Network, std::shared_ptr<Network>>(m, "Network",
-                                                "A packed, immutable recurrent network.")
+  py::class_<Network, std::shared_ptr<Network>> network(
+      m, "Network", "A packed, immutable recurrent network.", with_instance_slot<Network>());
+  network
       .def(py::init([](const std::string& kind, int input_size, int hidden_size, int num_layers,
                        bool bidirectional, int proj_size, const std::vector<WeightTuple>& weights,
                        const std::string& weight_type, const OptionalScales& scales) {
@@ -314,7 +312,11 @@ void bind_network(py::module_& m) {
           "Runs packed rows data (S, I), step t holding batch_sizes[t] rows of sequences sorted "
           "longest first, into out (S, D*P); hn and cn hold each sequence's last state, in that "
           "sorted order.");
-  py::class_<NetworkBuilder>(m, "NetworkBuilder", "Packs a Network one weight matrix at a time.")
+  record_instances<Network>(network);
+  py::class_<NetworkBuilder> builder(m, "NetworkBuilder",
+                                     "Packs a Network one weight matrix at a time.",
+                                     with_instance_slot<NetworkBuilder>());
+  builder
       .def(py::init([](const std::string& kind, int input_size, int hidden_size, int num_layers,
                        bool bidirectional, int proj_size, const std::string& weight_type) {
              return NetworkBuilder(
@@ -335,10 +337,13 @@ void bind_network(py::module_& m) {
       .def(
           "build",
           [](py::handle self, const std::vector<std::pair<OptionalArray, OptionalArray>>& biases) {
-            return initialized<NetworkBuilder>(self, "NetworkBuilder").build(biases);
+            // Made by pybind11 from C++, not by __init__: its slot is filled here.
+            return remember_instance<Network>(
+                py::cast(initialized<NetworkBuilder>(self, "NetworkBuilder").build(biases)));
           },
           py::arg("biases"),
           "The Network, given (b_ih, b_hh) per entry (None without bias); once.");
+  record_instances<NetworkBuilder>(builder);
 }
 
 }  // namespace pyrnn::bindings

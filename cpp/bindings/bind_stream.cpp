@@ -14,6 +14,7 @@
 #include "bindings/arrays.h"
 #include "bindings/bindings.h"
 #include "bindings/capi.h"
+#include "bindings/fast_method.h"
 #include "bindings/in_core.h"
 #include "bindings/instance.h"
 #include "bindings/python_error.h"
@@ -42,18 +43,24 @@ struct StreamHandle {
 // True when `x` is exactly a numpy.ndarray (no subclass: a masked array is one, and its mask
 // must not be ignored) of native float32 with all of `flags` set. Subclasses take the slow path.
 bool is_float32_array(py::handle x, int flags) {
-  if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_) return false;
-  const auto* proxy = py::detail::array_proxy(x.ptr());
-  return (proxy->flags & flags) == flags && is_float32_descr(proxy->descr);
+  if (Py_TYPE(x.ptr()) != ndarray_type()) return false;
+  const ArrayView array(x);
+  return (array->flags() & flags) == flags && has_float32_dtype(*array);
 }
 
+// For an array (is_float32_array was true).
 bool has_shape(py::handle x, std::initializer_list<py::ssize_t> shape) {
-  const auto* proxy = py::detail::array_proxy(x.ptr());
-  if (proxy->nd != static_cast<int>(shape.size())) return false;
-  int axis = 0;
+  const ArrayView array(x);
+  if (array->ndim() != static_cast<py::ssize_t>(shape.size())) return false;
+  const py::ssize_t* extents = array->shape();
   for (py::ssize_t extent : shape)
-    if (proxy->dimensions[axis++] != extent) return false;
+    if (*extents++ != extent) return false;
   return true;
+}
+
+// The data of an array known to be float32 (is_float32_array was true).
+float* float32_data(py::handle x) {
+  return static_cast<float*>(const_cast<void*>(ArrayView(x)->data()));
 }
 
 // The slow path: pyrnn._arrays.as_float32 turns anything float-like into a float32 array with
@@ -66,9 +73,8 @@ py::array as_float32(py::handle x, const char* name) {
   return py::reinterpret_steal<py::array>(array);
 }
 
-constexpr int kContiguous =
-    py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
-constexpr int kWritable = kContiguous | py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+constexpr int kContiguous = kNpyCContiguous | kNpyAligned;
+constexpr int kWritable = kContiguous | kNpyWriteable;
 
 std::vector<py::ssize_t> step_shape(const StreamHandle& self, py::ssize_t features) {
   if (self.batched) return {self.rows(), features};
@@ -83,15 +89,13 @@ std::string step_layout(const StreamHandle& self, const char* features) {
 // Checks a caller-provided output array: exactly `shape`, float32, C-contiguous, writable.
 // Never converts: writing into a copy would silently lose the result.
 float* checked_out(py::handle out, const std::vector<py::ssize_t>& shape, const char* layout) {
-  if (!py::detail::npy_api::get().PyArray_Check_(out.ptr()))
+  if (!py::array::check_(out))
     throw py::type_error("out: expected a numpy float32 array of shape " + shape_string(shape) +
                          " " + layout + ", got " + std::string(py::str(py::type::of(out))));
   const auto array = py::reinterpret_borrow<py::array>(out);
   require_float32(array, "out");
   require_shape(array, shape, "out");
-  const int flags = py::detail::array_proxy(out.ptr())->flags;
-  if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) ||
-      !(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+  if ((array.flags() & kContiguous) != kContiguous)
     throw std::invalid_argument(
         "out: expected a C-contiguous, aligned array (np.empty(shape, np.float32) makes one), "
         "got strides " +
@@ -101,9 +105,8 @@ float* checked_out(py::handle out, const std::vector<py::ssize_t>& shape, const 
             text += (i ? ", " : "") + std::to_string(array.strides(i));
           return text + ")";
         }());
-  if (!(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
-    throw std::invalid_argument("out: the array is read-only");
-  return reinterpret_cast<float*>(py::detail::array_proxy(out.ptr())->data);
+  if (!array.writeable()) throw std::invalid_argument("out: the array is read-only");
+  return float32_data(out);
 }
 
 // out may be x itself (same shape and strides): the core reads all of a step's input, and each
@@ -124,7 +127,7 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
   const float* x_data;
   if (is_float32_array(x, kContiguous) &&
       (self.batched ? has_shape(x, {N, I}) : has_shape(x, {I}))) {
-    x_data = reinterpret_cast<const float*>(py::detail::array_proxy(x.ptr())->data);
+    x_data = float32_data(x);
   } else {
     py::array array = as_float32(x, "x");
     require_shape(array, step_shape(self, I), "x");
@@ -142,7 +145,7 @@ py::object stream_step(StreamHandle& self, py::handle x, py::handle out) {
     out_data =
         is_float32_array(out, kWritable) &&
                 (self.batched ? has_shape(out, {N, P}) : has_shape(out, {P}))
-            ? reinterpret_cast<float*>(py::detail::array_proxy(out.ptr())->data)
+            ? float32_data(out)
             : checked_out(out, step_shape(self, P), step_layout(self, "output_size").c_str());
     result = py::reinterpret_borrow<py::object>(out);
     check_step_overlap(x_data, N * I, out_data, N * P);
@@ -168,7 +171,7 @@ double time_steps(StreamHandle& self, const py::handle x, const py::handle out, 
       py::reinterpret_borrow<py::array>(x).size() != self.rows() * I)
     throw std::invalid_argument("x: expected a C-contiguous float32 array of one step's input");
   float* out_data = checked_out(out, step_shape(self, P), "");
-  const auto* x_data = reinterpret_cast<const float*>(py::detail::array_proxy(x.ptr())->data);
+  const float* x_data = float32_data(x);
   check_step_overlap(x_data, N * I, out_data, N * P);
   const KernelTable& kernels = active_kernels();
   py::gil_scoped_release release;
@@ -214,12 +217,12 @@ py::object stream_feed(StreamHandle& self, py::handle x_in, py::handle out) {
                                                : FeedLayout{0, 1};
   const py::ssize_t I = self.input_size(), P = self.output_size();
   // Fast path: an aligned native float32 array with a unit-stride last axis is read in place.
-  const auto* proxy = py::detail::array_proxy(x_in.ptr());
-  const py::array x =
-      is_float32_array(x_in, py::detail::npy_api::NPY_ARRAY_ALIGNED_) && proxy->nd >= 1 &&
-              (proxy->dimensions[proxy->nd - 1] <= 1 || proxy->strides[proxy->nd - 1] == 4)
-          ? py::reinterpret_borrow<py::array>(x_in)
-          : as_float32(x_in, "x");  // a view unless x needs converting
+  const bool direct = is_float32_array(x_in, kNpyAligned) && [&] {
+    const ArrayView array(x_in);
+    const py::ssize_t last = array->ndim() - 1;
+    return last >= 0 && (array->shape()[last] <= 1 || array->strides()[last] == 4);
+  }();
+  const py::array x = direct ? borrow_array(x_in) : as_float32(x_in, "x");  // a view if it can
   const py::ssize_t rank = layout.row_axis < 0 ? 2 : 3;
   if (x.ndim() != rank || x.shape(rank - 1) != I ||
       (layout.row_axis >= 0 && x.shape(layout.row_axis) != self.rows())) {
@@ -357,12 +360,6 @@ PyMethodDef feed_def = {
     "batch_first, (N, T, I) -> every step's output in the same layout, written into out when "
     "given (out shares no memory with x, or is x itself)."};
 
-void add_fast_method(py::handle cls, PyMethodDef* def) {
-  PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
-  if (descr == nullptr) throw py::error_already_set();
-  py::setattr(cls, def->ml_name, py::reinterpret_steal<py::object>(descr));
-}
-
 }  // namespace
 
 double stream_time_steps(py::handle stream, py::handle x, py::handle out, int count) {
@@ -388,7 +385,8 @@ pyrnn_stream* capi_module_stream(py::handle object) {
 
 void bind_stream(py::module_& m) {
   py::class_<StreamHandle> cls(m, "Stream",
-                               "The C++ half of pyrnn.Stream: state of every layer for N rows.");
+                               "The C++ half of pyrnn.Stream: state of every layer for N rows.",
+                               with_instance_slot<StreamHandle>());
   cls.def(py::init([](const std::shared_ptr<Network>& network, int rows, bool batched,
                       bool batch_first) {
             if (!batched && rows != 1)
@@ -425,6 +423,7 @@ void bind_stream(py::module_& m) {
       .def_property_readonly(
           "_tiny", [](py::handle self) { return stream_of(self).stream.tiny(); },
           "Whether step and feed run the tiny kernels (one row of a small network).");
+  record_instances<StreamHandle>(cls);
   add_fast_method(cls, &step_def);
   add_fast_method(cls, &feed_def);
 }
