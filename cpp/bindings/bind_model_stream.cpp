@@ -39,6 +39,9 @@ struct Dims {
 // A core stream plus the shapes its caller sees: frames without the time axis and, for an
 // unbatched stream, without the batch axis too.
 struct ModelStreamHandle {
+  ModelStreamHandle(g::ModelStream stream_, bool batched_)
+      : stream(std::move(stream_)), batched(batched_) {}
+
   g::ModelStream stream;
   bool batched;
   bool single_tensor = false;  // the model returns one tensor (not a tuple of one)
@@ -402,8 +405,8 @@ void bind_model_stream(py::module_& m) {
               throw std::invalid_argument("rows: an unbatched stream has 1 row");
             g::StreamLayout layout =
                 g::find_stream_layout(*source.plans->graph(), time_axes ? &*time_axes : nullptr);
-            auto handle = std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle{
-                g::ModelStream(source.plans->graph(), std::move(layout), rows, chunk), batched});
+            auto handle = std::unique_ptr<ModelStreamHandle>(new ModelStreamHandle(
+                g::ModelStream(source.plans->graph(), std::move(layout), rows, chunk), batched));
             handle->describe(structure);
             return handle;
           }),
