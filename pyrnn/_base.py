@@ -120,15 +120,7 @@ def _pack(spec: Spec, fetch: _Fetch) -> _Weights:
     """The network of `spec`, packed one weight at a time: fetch gives each weight in turn,
     and each matrix is packed and let go before the next is fetched, so that the
     PyTorch-layout matrices never all exist beside the packed ones."""
-    builder = _core.NetworkBuilder(
-        spec.core_kind,
-        spec.input_size,
-        spec.hidden_size,
-        spec.num_layers,
-        spec.bidirectional,
-        spec.proj_size,
-        spec.weight_dtype,
-    )
+    builder = _core.NetworkBuilder(*spec.core_network, spec.weight_dtype)
     matrices: dict[str, tuple[int, str]] = {}
     vectors: dict[str, np.ndarray] = {}
     biases: list[tuple[np.ndarray | None, np.ndarray | None]] = []

@@ -211,6 +211,19 @@ class Spec:
         return self.base_kind
 
     @property
+    def core_network(self) -> tuple[str, int, int, int, bool, int]:
+        """The C++ core's description of the network: (kind, input_size, hidden_size,
+        num_layers, bidirectional, proj_size), as its Network builder and oracle take them."""
+        return (
+            self.core_kind,
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional,
+            self.proj_size,
+        )
+
+    @property
     def gates(self) -> int:
         return _GATES[self.base_kind]
 

@@ -14,12 +14,7 @@ def oracle_forward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     spec = module._spec
     return _testing.reference_forward(
-        spec.core_kind,
-        spec.input_size,
-        spec.hidden_size,
-        spec.num_layers,
-        spec.bidirectional,
-        spec.proj_size,
+        *spec.core_network,
         _core_weights(spec, module._parameters),
         np.ascontiguousarray(x, dtype=np.float32),
         h0,
