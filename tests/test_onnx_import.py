@@ -922,7 +922,7 @@ def test_ambiguous_state_inputs_refuse_to_stream_naming_the_input() -> None:
     assert model.stream(batch=1).state["initial_h"].shape == (1, 1, 5)
 
 
-def _folded_streaming_graph(features: int, hidden: int) -> onnx.ModelProto:
+def folded_streaming_graph(features: int, hidden: int) -> onnx.ModelProto:
     """x -> MatMul (folded into the LSTM's input weights) -> LSTM taking initial_h/initial_c
     from the inputs h, c -> MatMul head; outputs y and the final state (Y_h, Y_c)."""
     rng = np.random.default_rng(4)
@@ -967,7 +967,7 @@ def test_state_input_stream_runs_on_the_models_weights_and_outlives_them(
     from pyrnn.graph_passes import fold_linear_into_recurrent
     from pyrnn.model_stream import _cached_plan
 
-    proto = _folded_streaming_graph(5, 20)
+    proto = folded_streaming_graph(5, 20)
 
     def make() -> pyrnn.Model:
         model = pyrnn.from_onnx(proto)

@@ -185,7 +185,9 @@ def test_builder_refuses_bad_use() -> None:
 
 # -- memory ---------------------------------------------------------------------------------
 # A 2-layer LSTM-1024: 4 matrices of 4096 x 1024 float32, 64 MiB, padded nowhere.
-_MEMORY_SCRIPT = """
+# What every memory script starts with: reading the resident size and its peak, and a
+# measurement from the state after `reset_peak()` to now.
+_PRELUDE = """
 import gc, json, sys
 import numpy as np
 import pyrnn
@@ -199,31 +201,39 @@ def status():
                 fields[key] = int(value.split()[0]) * 1024
     return fields
 
+def reset_peak():
+    gc.collect()
+    try:  # resets VmHWM to the current RSS where the kernel allows it
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+    return status()
+
+def growth(before):
+    gc.collect()
+    after = status()
+    # The peak is an upper bound even where VmHWM cannot be reset: its baseline is the RSS.
+    return {"grown": after["VmRSS"] - before["VmRSS"], "peak": after["VmHWM"] - before["VmRSS"]}
+
+def report(figures, model):
+    figures["weights"] = sum(array.nbytes for array in model.state_dict().values())
+    print(json.dumps(figures))
+"""
+
+# A 2-layer LSTM-1024: 4 matrices of 4096 x 1024 float32, 64 MiB, padded nowhere.
+_MEMORY_SCRIPT = """
 mode, path = sys.argv[1], sys.argv[2]
 # Everything a first module brings in once (imports, kernels, thread pool) comes first.
 warm = pyrnn.LSTM(8, 8, seed=0)
 warm(np.zeros((2, 8), np.float32))
 del warm
-gc.collect()
-try:  # resets VmHWM to the current RSS where the kernel allows it
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-except OSError:
-    pass
-before = status()
+before = reset_peak()
 if mode == "load":
     module = pyrnn.load(path)
 else:
     module = pyrnn.LSTM(1024, 1024, num_layers=2, seed=0)
-gc.collect()
-after = status()
-weights = sum(array.nbytes for array in module.state_dict().values())
-print(json.dumps({
-    "grown": after["VmRSS"] - before["VmRSS"],
-    # An upper bound of the peak even where VmHWM cannot be reset: the baseline is the RSS.
-    "peak": after["VmHWM"] - before["VmRSS"],
-    "weights": weights,
-}))
+report(growth(before), module)
 """
 _MIB = 1 << 20
 # Beyond the weights: the small vectors, allocator slack and interpreter noise.
@@ -238,18 +248,23 @@ _NOT_UNDER_ASAN = pytest.mark.skipif(
 )
 
 
-def _measure(mode: str, path: Path) -> dict[str, int]:
+def _run_memory_script(script: str, *args: str) -> dict[str, int]:
+    """The figures a script printed, run after _PRELUDE in a fresh process on one thread."""
     result = subprocess.run(
-        [sys.executable, "-c", _MEMORY_SCRIPT, mode, str(path)],
+        [sys.executable, "-c", _PRELUDE + script, *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=OUTSIDE,
         env={**os.environ, "PYRNN_NUM_THREADS": "1"},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr[-4000:]
     figures: dict[str, int] = json.loads(result.stdout.splitlines()[-1])
     return figures
+
+
+def _measure(mode: str, path: Path) -> dict[str, int]:
+    return _run_memory_script(_MEMORY_SCRIPT, mode, str(path))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
@@ -359,19 +374,6 @@ def test_a_model_reads_its_weights_back_bit_exactly(
 
 # A 2-layer LSTM-1024 (64 MiB) with a Linear(1024, 1024) head (4 MiB), converted from torch.
 _MODEL_SCRIPT = """
-import gc, json, sys
-import numpy as np
-import pyrnn
-
-def status():
-    fields = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                fields[key] = int(value.split()[0]) * 1024
-    return fields
-
 mode, path = sys.argv[1], sys.argv[2]
 warm = pyrnn.LSTM(8, 8, seed=0)
 warm(np.zeros((2, 8), np.float32))
@@ -401,13 +403,7 @@ elif mode == "reload":
     stream = model.stream()  # keeps running on the weights it was made with
     stream.step(np.zeros(1024, np.float32))
     bias = np.zeros(1024, np.float32)
-gc.collect()
-try:
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-except OSError:
-    pass
-before = status()
+before = reset_peak()
 if mode == "load":
     model = pyrnn.load(path)
 elif mode == "convert":
@@ -416,31 +412,15 @@ elif mode == "reload":
     model.load_state_dict({"head.bias": bias}, strict=False)
 else:
     pyrnn.save(model, path + ".copy")
-gc.collect()
-after = status()
-weights = sum(array.nbytes for array in model.state_dict().values())
+figures = growth(before)
 if mode == "convert":
     pyrnn.save(model, path)
-print(json.dumps({
-    "grown": after["VmRSS"] - before["VmRSS"],
-    "peak": after["VmHWM"] - before["VmRSS"],
-    "weights": weights,
-}))
+report(figures, model)
 """
 
 
 def _measure_model(mode: str, path: Path) -> dict[str, int]:
-    result = subprocess.run(
-        [sys.executable, "-c", _MODEL_SCRIPT, mode, str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=OUTSIDE,
-        env={**os.environ, "PYRNN_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    figures: dict[str, int] = json.loads(result.stdout.splitlines()[-1])
-    return figures
+    return _run_memory_script(_MODEL_SCRIPT, mode, str(path))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
@@ -491,97 +471,35 @@ def test_saving_writes_one_tensor_at_a_time(tmp_path: Path, mode: str) -> None:
     _assert_same(copy.state_dict(), original.state_dict())
 
 
-# An ONNX graph exported for streaming: x (T, N, 256) -> a linear (folded into the LSTM's input
-# weights) -> LSTM-1024 taking initial_h / initial_c from the inputs h, c -> a linear head;
-# outputs y and the final state. 37 MiB of weights.
+# A model of an ONNX graph exported for streaming (tests/test_onnx_import.py's
+# folded_streaming_graph: a linear folded into an LSTM-1024 whose initial state comes from the
+# inputs h, c, a linear head; outputs y and the final state): 37 MiB of weights. A small one of
+# the same graph warms up first.
 _STATE_INPUT_SCRIPT = """
-import gc, json, sys
-import numpy as np
-import pyrnn
-from onnx import TensorProto, helper, numpy_helper
-
-def status():
-    fields = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                fields[key] = int(value.split()[0]) * 1024
-    return fields
-
-def streaming_graph(features, hidden):
-    rng = np.random.default_rng(0)
-    def uniform(*shape):
-        return rng.uniform(-0.05, 0.05, shape).astype(np.float32)
-    inits = [
-        numpy_helper.from_array(uniform(features, hidden), "W_in"),
-        numpy_helper.from_array(uniform(1, 4 * hidden, hidden), "W"),
-        numpy_helper.from_array(uniform(1, 4 * hidden, hidden), "R"),
-        numpy_helper.from_array(uniform(1, 8 * hidden), "B"),
-        numpy_helper.from_array(uniform(hidden, hidden), "W_out"),
-        numpy_helper.from_array(np.array([1], np.int64), "axis"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", ["x", "W_in"], ["x_in"]),
-        helper.make_node(
-            "LSTM", ["x_in", "W", "R", "B", "", "h", "c"], ["Y", "Y_h", "Y_c"], hidden_size=hidden
-        ),
-        helper.make_node("Squeeze", ["Y", "axis"], ["Y3"]),
-        helper.make_node("MatMul", ["Y3", "W_out"], ["y"]),
-    ]
-    inputs = [
-        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", features]),
-        helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, "N", hidden]),
-        helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, "N", hidden]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y", "Y_h", "Y_c")
-    ]
-    graph = helper.make_graph(nodes, "streaming", inputs, outputs, initializer=inits)
-    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 14)])
-
-# Everything a first stream of such a model brings in once comes first.
-warm = pyrnn.from_onnx(streaming_graph(4, 8))
+warm = pyrnn.from_onnx(sys.argv[1])
 warm.stream().step(np.zeros(4, np.float32))
 del warm
-model = pyrnn.from_onnx(streaming_graph(256, 1024))
+model = pyrnn.from_onnx(sys.argv[2])
 x = np.random.default_rng(1).standard_normal((3, 256)).astype(np.float32)
 model(x[:, None], *[np.zeros((1, 1, 1024), np.float32)] * 2)
-gc.collect()
-try:
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-except OSError:
-    pass
-before = status()
+before = reset_peak()
 stream = model.stream()
 outputs = [stream.step(frame) for frame in x]
-gc.collect()
-after = status()
-weights = sum(array.nbytes for array in model.state_dict().values())
-print(json.dumps({
-    "grown": after["VmRSS"] - before["VmRSS"],
-    "peak": after["VmHWM"] - before["VmRSS"],
-    "weights": weights,
-}))
+report(growth(before), model)
 """
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/self/status")
 @_NOT_UNDER_ASAN
-def test_a_stream_of_a_graph_with_state_inputs_shares_the_models_weights() -> None:
+def test_a_stream_of_a_graph_with_state_inputs_shares_the_models_weights(tmp_path: Path) -> None:
     """Such a stream runs the graph without its state inputs, a second core graph: it takes
     the model's packed weights and constants rather than a copy of them."""
-    pytest.importorskip("onnx")
-    result = subprocess.run(
-        [sys.executable, "-c", _STATE_INPUT_SCRIPT],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=OUTSIDE,
-        env={**os.environ, "PYRNN_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    figures: dict[str, int] = json.loads(result.stdout.splitlines()[-1])
+    onnx = pytest.importorskip("onnx")
+    from test_onnx_import import folded_streaming_graph
+
+    paths = [tmp_path / "warm.onnx", tmp_path / "model.onnx"]
+    onnx.save(folded_streaming_graph(4, 8), paths[0])
+    onnx.save(folded_streaming_graph(256, 1024), paths[1])
+    figures = _run_memory_script(_STATE_INPUT_SCRIPT, *map(str, paths))
     assert figures["weights"] > 32 * _MIB
     assert figures["grown"] <= 0.1 * figures["weights"] + _SLACK, figures
