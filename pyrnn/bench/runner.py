@@ -29,6 +29,7 @@ from .steps import CHECK_STEPS, step_engines
 from .steps import RTOL as STEP_RTOL
 from .timing import (
     prepare_step_engine,
+    record_timings,
     scalar_stream_reference,
     time_prepared_steps,
 )
@@ -254,14 +255,9 @@ def time_prepared(
     """Times the runners of `prepared` ((result, runner) pairs from prepare_engine; None for an
     engine that was not verified) interleaved, adds summarize(times) to each timed result (or
     status "error" with the reason), and returns every result in order."""
-    timed = [(result, runner) for result, runner in prepared if runner is not None]
-    outcomes = time_interleaved([runner for _, runner in timed], repeats, warmup)
-    for (result, _), outcome in zip(timed, outcomes, strict=True):
-        if isinstance(outcome, str):
-            result.update(status="error", reason=outcome)
-        else:
-            result.update(summarize(outcome))
-    return [result for result, _ in prepared]
+    return record_timings(
+        prepared, lambda runners: time_interleaved(runners, repeats, warmup), summarize
+    )
 
 
 def call_summary(times: list[float], steps: int) -> dict[str, Any]:

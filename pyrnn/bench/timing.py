@@ -6,7 +6,8 @@ time)."""
 from __future__ import annotations
 
 import gc
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -14,6 +15,8 @@ from .. import isa
 from .._base import Module
 from .engines import Unavailable
 from .steps import ATOL, CHECK_STEPS, RTOL, StepEngine, StepRunner
+
+_R = TypeVar("_R")
 
 __all__ = [
     "prepare_step_engine",
@@ -76,13 +79,26 @@ def time_prepared_steps(
     """Times the runners of `prepared` ((result, runner) pairs from prepare_step_engine; None
     for an engine that was not verified) in alternating loops, adds step_summary to each timed
     result (or status "error" with the reason), and returns every result in order."""
+    return record_timings(
+        prepared, lambda runners: time_round_robin(runners, budget, repeats), step_summary
+    )
+
+
+def record_timings(
+    prepared: list[tuple[dict[str, Any], _R | None]],
+    time_runners: Callable[[list[_R]], list[list[float] | str]],
+    summarize: Callable[[list[float]], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Times the runners of the verified engines in `prepared` together with `time_runners`,
+    adds summarize(times) to each one's result (or status "error" with the reason), and
+    returns every result in order."""
     timed = [(result, runner) for result, runner in prepared if runner is not None]
-    outcomes = time_round_robin([runner for _, runner in timed], budget, repeats)
+    outcomes = time_runners([runner for _, runner in timed])
     for (result, _), outcome in zip(timed, outcomes, strict=True):
         if isinstance(outcome, str):
             result.update(status="error", reason=outcome)
         else:
-            result.update(step_summary(outcome))
+            result.update(summarize(outcome))
     return [result for result, _ in prepared]
 
 
